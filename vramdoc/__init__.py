@@ -1,0 +1,3 @@
+"""vramdoc: GPU-memory planner and training doctor for Hugging Face fine-tuning."""
+
+__version__ = "0.1.0"

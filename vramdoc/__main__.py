@@ -1,0 +1,5 @@
+import sys
+
+from vramdoc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""ModelSpec and ParamGroup: the architecture facts the estimator needs, with no torch.
+
+A ModelSpec is derived from a Hugging Face ``config.json`` mapping (shipped in the offline
+catalog, or read from a local file). ``param_groups`` lists every parameter tensor of the
+model as HF builds it, grouped by identical role across layers; the sum of
+``ParamGroup.numel`` over all groups equals ``sum(p.numel() for p in model.parameters())``
+of the model built with ``AutoModelForCausalLM.from_config`` (or the task's auto class),
+tied weights counted once. Tests check this on the ``meta`` device for every catalog entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# ParamGroup.kind values
+LINEAR = "linear"  # nn.Linear (or GPT-2 Conv1D) inside the blocks or in the head: weight + bias
+EMBEDDING = "embedding"  # token / position / token-type embeddings
+NORM = "norm"  # LayerNorm / RMSNorm weights (+ biases)
+EXPERTS = "experts"  # fused 3-D MoE expert parameter (transformers 5), shape (E, out, in)
+ROUTER = "router"  # MoE gate Linear (kept unquantized by bitsandbytes via skip lists? see notes)
+HEAD = "head"  # lm_head / classifier / pooler Linear outside the blocks
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    """One parameter role, repeated ``count`` times (once per layer for block modules).
+
+    Attributes:
+        path: HF module path with ``{i}`` for the layer index, e.g.
+            ``model.layers.{i}.self_attn.q_proj``. For a fused expert parameter the path
+            names the parameter itself, e.g. ``model.layers.{i}.mlp.experts.gate_up_proj``.
+        leaf: the last path component PEFT's ``target_modules`` matches, e.g. ``q_proj``.
+        kind: one of LINEAR, EMBEDDING, NORM, EXPERTS, ROUTER, HEAD, OTHER.
+        in_features / out_features: for LINEAR/ROUTER/HEAD, the Linear's in and out sizes
+            (for GPT-2 Conv1D, the equivalent Linear's). For EXPERTS: per-expert in/out.
+        weight_numel: elements of the weight tensor per copy.
+        bias_numel: elements of the bias per copy (0 when bias=False).
+        count: number of copies in the model (num_hidden_layers for per-layer modules).
+        n_experts: for EXPERTS, the number of experts fused in the tensor (else 1).
+        in_block: True for modules inside the repeated transformer blocks.
+        quantizable: True where bitsandbytes / GPTQ / AWQ replace the module with a quantized
+            one (nn.Linear inside the blocks; never embeddings, norms, lm_head, routers).
+        tied_to: path of the parameter this one shares storage with (lm_head tied to the
+            embedding), in which case it adds no memory and is not counted in numel.
+    """
+
+    path: str
+    leaf: str
+    kind: str
+    in_features: int = 0
+    out_features: int = 0
+    weight_numel: int = 0
+    bias_numel: int = 0
+    count: int = 1
+    n_experts: int = 1
+    in_block: bool = False
+    quantizable: bool = False
+    tied_to: str | None = None
+
+    @property
+    def numel(self) -> int:
+        """Parameters this group adds to the model (0 when tied)."""
+        if self.tied_to is not None:
+            return 0
+        return (self.weight_numel + self.bias_numel) * self.count
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture of one model, as the estimator needs it.
+
+    Numbers use Hugging Face config names; symbols in formulas follow Korthikanti et al.
+    (h = hidden_size, a = num_attention_heads, L = num_hidden_layers, V = vocab_size).
+    """
+
+    name: str  # catalog short name, e.g. "llama-2-7b" (or the path / repo id for others)
+    hf_id: str  # official Hugging Face repo id, e.g. "meta-llama/Llama-2-7b-hf"
+    model_type: str  # config.json model_type: llama, mistral, mixtral, qwen2, gpt2, bert ...
+    family: str  # activation family: "llama" (SwiGLU + RMSNorm, rotary), "gpt" (GELU MLP +
+    #              LayerNorm), "moe" (SwiGLU experts), "encoder" (BERT-like), "parallel"
+    #              (GPT-NeoX/Falcon parallel attention+MLP)
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int  # per expert for MoE
+    vocab_size: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    gated_mlp: bool  # SwiGLU/GeGLU (gate, up, down) vs plain two-matrix MLP
+    num_local_experts: int = 0  # 0 for dense models
+    num_experts_per_tok: int = 0
+    is_encoder: bool = False  # BERT / RoBERTa: bidirectional encoder, no causal LM head
+    checkpoint_dtype: str = "float32"  # config.json torch_dtype/dtype ("auto" resolves to it)
+    sliding_window: int | None = None
+    source: str = ""  # where the config numbers came from (URL@commit or file path)
+    config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # config: the HF config.json mapping needed to rebuild the model with transformers
+    # (model_type included). The probe builds from it; the estimator never reads it.
+    remote_code: bool = False  # True when transformers has no built-in class (Qwen v1)
+    aliases: tuple[str, ...] = ()
+    n_params: int = 0  # exact total, = sum(g.numel for g in param_groups(spec))

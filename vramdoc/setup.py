@@ -1,0 +1,495 @@
+"""TrainSetup: one fine-tuning run, described with the names users already pass to Hugging Face.
+
+A setup file (YAML or JSON) looks like::
+
+    model: mistralai/Mistral-7B-v0.1
+    task: causal-lm
+    gpu: A100-80GB
+    model_kwargs: {dtype: bfloat16, attn_implementation: flash_attention_2}
+    quantization: {load_in_4bit: true, bnb_4bit_quant_type: nf4, bnb_4bit_use_double_quant: true}
+    lora: {r: 16, lora_alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj]}
+    training: {per_device_train_batch_size: 4, gradient_checkpointing: true, bf16: true}
+    max_seq_length: 4096
+
+Every section uses the keyword names of ``from_pretrained``, ``BitsAndBytesConfig`` /
+``GPTQConfig`` / ``AwqConfig``, ``LoraConfig`` and ``TrainingArguments``. Keys those classes
+accept but that do not change memory (``output_dir``, ``logging_steps`` ...) are accepted and
+echoed; keys that do not exist are errors with a did-you-mean; keys transformers 5 removed
+are errors naming their replacement. All problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vramdoc.errors import ConfigError, UsageError
+
+DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_ALIASES = {
+    "fp32": "float32", "float": "float32", "float32": "float32", "torch.float32": "float32",
+    "bf16": "bfloat16", "bfloat16": "bfloat16", "torch.bfloat16": "bfloat16",
+    "fp16": "float16", "half": "float16", "float16": "float16", "torch.float16": "float16",
+    "auto": "auto",
+}
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+TASKS = ("causal-lm", "sequence-classification")
+METHODS = ("full", "lora", "qlora", "qlora-int8", "gptq-lora", "awq-lora")
+
+# Trainer's optimizers that vramdoc models (names as in transformers' OptimizerNames).
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_4bit", "adamw_torch_8bit",
+    "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
+    "adafactor", "sgd", "adagrad", "lion_32bit", "lion_8bit", "paged_lion_8bit",
+    "paged_lion_32bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit", "rmsprop_bnb_32bit",
+    "adamw_anyprecision", "ademamix", "ademamix_8bit", "paged_ademamix_8bit",
+    "paged_ademamix_32bit",
+)
+# transformers >= 5 with torch >= 2.8 defaults to the fused AdamW
+# (transformers/training_args.py, `default_optim`).
+DEFAULT_OPTIM = "adamw_torch_fused"
+
+# Keys transformers 5 removed, with what to write instead (shared/REFERENCE.md section 3).
+REMOVED_TRAINING_KEYS = {
+    "evaluation_strategy": "eval_strategy",
+    "no_cuda": "use_cpu",
+    "fp16_opt_level": "nothing (apex AMP is gone; use fp16=True or bf16=True)",
+    "fp16_backend": "nothing (native AMP is the only backend)",
+    "half_precision_backend": "nothing (native AMP is the only backend)",
+    "overwrite_output_dir": "nothing (Trainer no longer refuses a non-empty output_dir)",
+    "logging_dir": "nothing (set the logger's own directory, e.g. TENSORBOARD_LOGGING_DIR)",
+    "warmup_ratio": "warmup_steps with a float in [0, 1), e.g. warmup_steps: 0.03",
+    "fp16_optimization": "fp16: true (this key never existed)",
+    "fp16_scale_window": "nothing (this key never existed; GradScaler's growth_interval is fixed)",
+    "fp16_scale_tolerance": "nothing (this key never existed)",
+}
+REMOVED_MODEL_KEYS = {
+    "use_flash_attention_2": "attn_implementation: flash_attention_2",
+}
+
+
+@cache
+def hf_names() -> dict[str, Any]:
+    """Valid keyword names of the Hugging Face classes (read once from shipped data)."""
+    text = resources.files("vramdoc.data").joinpath("hf_names.json").read_text()
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+@dataclass(frozen=True)
+class QuantSetup:
+    """Quantization of the base model (BitsAndBytesConfig, GPTQConfig or AwqConfig names)."""
+
+    quant_method: str = "bitsandbytes"  # bitsandbytes | gptq | awq
+    bits: int = 4  # 4 or 8
+    bnb_4bit_quant_type: str = "nf4"  # nf4 | fp4
+    bnb_4bit_use_double_quant: bool = False
+    bnb_4bit_compute_dtype: str = "float32"  # BitsAndBytesConfig's default
+    bnb_4bit_quant_storage: str = "uint8"
+    llm_int8_skip_modules: tuple[str, ...] = ()
+    group_size: int = 128  # gptq / awq
+    desc_act: bool = False  # gptq: act-order keeps a g_idx per input row
+    sym: bool = True  # gptq
+
+
+@dataclass(frozen=True)
+class LoraSetup:
+    """LoraConfig names. ``target_modules`` is a tuple of module-name suffixes or ("all-linear",)."""
+
+    r: int = 8
+    lora_alpha: int = 8
+    target_modules: tuple[str, ...] = ()  # empty = PEFT's per-architecture default
+    modules_to_save: tuple[str, ...] = ()
+    lora_dropout: float = 0.0
+    bias: str = "none"
+    use_dora: bool = False
+    use_rslora: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """TrainingArguments names that change memory, numerics or speed."""
+
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    use_reentrant: bool | None = None  # gradient_checkpointing_kwargs["use_reentrant"]
+    bf16: bool = False
+    fp16: bool = False
+    optim: str = DEFAULT_OPTIM
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    warmup_steps: float = 0
+    lr_scheduler_type: str = "linear"
+    logging_nan_inf_filter: bool = True
+    torch_compile: bool = False
+    # Accepted TrainingArguments keys that do not change memory, echoed back as given.
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """One fine-tuning run. ``lora is None`` means a full fine-tune."""
+
+    model: str
+    task: str = "causal-lm"
+    num_labels: int = 2
+    torch_dtype: str = "auto"  # from_pretrained(dtype=...): auto = the checkpoint's dtype
+    attn_implementation: str = "sdpa"
+    quantization: QuantSetup | None = None
+    lora: LoraSetup | None = None
+    prepare_model_for_kbit_training: bool = True  # applies only to k-bit bases
+    training: TrainingSetup = field(default_factory=TrainingSetup)
+    max_seq_length: int = 512
+    gpu: str | None = None
+
+    # --- convenience views -------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        """full | lora | qlora | qlora-int8 | gptq-lora | awq-lora."""
+        if self.lora is None:
+            return "full"
+        q = self.quantization
+        if q is None:
+            return "lora"
+        if q.quant_method == "bitsandbytes":
+            return "qlora" if q.bits == 4 else "qlora-int8"
+        return f"{q.quant_method}-lora"
+
+    @property
+    def is_kbit(self) -> bool:
+        return self.quantization is not None
+
+    @property
+    def effective_batch_size(self) -> int:
+        t = self.training
+        return t.per_device_train_batch_size * t.gradient_accumulation_steps
+
+    def replace(self, **changes: Any) -> TrainSetup:
+        return dataclasses.replace(self, **changes)
+
+    def replace_training(self, **changes: Any) -> TrainSetup:
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
+
+
+# --------------------------------------------------------------------------------------
+# Reading setups
+# --------------------------------------------------------------------------------------
+
+_TOP_KEYS = (
+    "model", "task", "num_labels", "gpu", "model_kwargs", "quantization", "lora",
+    "training", "max_seq_length", "prepare_model_for_kbit_training",
+)
+_TOP_ALIASES = {"max_seq_len": "max_seq_length", "seq_len": "max_seq_length",
+                "quantization_config": "quantization", "peft": "lora", "lora_config": "lora",
+                "training_args": "training", "training_arguments": "training"}
+_MODEL_KWARGS = ("dtype", "torch_dtype", "attn_implementation", "device_map",
+                 "trust_remote_code", "revision", "low_cpu_mem_usage")
+
+
+def _did_you_mean(key: str, known: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def normalize_dtype(value: Any, where: str, problems: list[str], allow_auto: bool = True) -> str:
+    key = str(value).strip().lower()
+    dtype = DTYPE_ALIASES.get(key)
+    if dtype is None or (dtype == "auto" and not allow_auto):
+        opts = ", ".join(DTYPES + (("auto",) if allow_auto else ()))
+        problems.append(f"{where}: {value!r} is not a dtype; use one of {opts}")
+        return "float32"
+    return dtype
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+def _positive_int(value: Any, where: str, problems: list[str]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        problems.append(f"{where}: {value!r} is not a whole number")
+        return 1
+    if value <= 0:
+        problems.append(f"{where}: must be larger than zero, got {value}")
+        return 1
+    return int(value)
+
+
+def _bool(value: Any, where: str, problems: list[str]) -> bool:
+    if isinstance(value, bool):
+        return value
+    problems.append(f"{where}: {value!r} is not true or false")
+    return False
+
+
+def _parse_quant(q: Any, problems: list[str]) -> QuantSetup | None:
+    if q is None or q is False:
+        return None
+    if not isinstance(q, dict):
+        problems.append("quantization: expected a mapping of BitsAndBytesConfig/GPTQConfig keys")
+        return None
+    q = dict(q)
+    method = str(q.pop("quant_method", "")).lower()
+    names = hf_names()
+    if method in ("gptq", "awq"):
+        known = names["GPTQConfig"] if method == "gptq" else names["AwqConfig"]
+        bits = q.get("bits", 4)
+        out = QuantSetup(quant_method=method, bits=4)
+        for k, v in q.items():
+            if k not in known:
+                problems.append(f"quantization.{k}: not a {method.upper()} key"
+                                f"{_did_you_mean(k, known)}")
+        if bits != 4:
+            problems.append(f"quantization.bits: vramdoc models {method} 4-bit bases, got {bits}")
+        gs = q.get("group_size", 128)
+        if gs != -1:
+            gs = _positive_int(gs, "quantization.group_size", problems)
+        return dataclasses.replace(out, group_size=int(gs), desc_act=bool(q.get("desc_act", False)),
+                                   sym=bool(q.get("sym", True)))
+    if method not in ("", "bitsandbytes"):
+        problems.append(f"quantization.quant_method: {method!r} is not supported; "
+                        "use bitsandbytes (load_in_4bit / load_in_8bit), gptq or awq")
+        return None
+    known = names["BitsAndBytesConfig"]
+    for k in q:
+        if k not in known:
+            problems.append(f"quantization.{k}: not a BitsAndBytesConfig key{_did_you_mean(k, known)}")
+    four = bool(q.get("load_in_4bit", False))
+    eight = bool(q.get("load_in_8bit", False))
+    if four and eight:
+        problems.append("quantization: load_in_4bit and load_in_8bit are both true; choose one")
+    if not four and not eight:
+        problems.append("quantization: set load_in_4bit: true or load_in_8bit: true "
+                        "(or remove the section for a 16/32-bit base)")
+        return None
+    qt = str(q.get("bnb_4bit_quant_type", "nf4")).lower()
+    if qt not in ("nf4", "fp4"):
+        problems.append(f"quantization.bnb_4bit_quant_type: {qt!r} must be nf4 or fp4")
+    storage = str(q.get("bnb_4bit_quant_storage", "uint8")).replace("torch.", "").lower()
+    if storage not in ("uint8", "int8", "float16", "bfloat16", "float32"):
+        problems.append(f"quantization.bnb_4bit_quant_storage: {storage!r} is not a storage dtype")
+    compute = normalize_dtype(q.get("bnb_4bit_compute_dtype", "float32"),
+                              "quantization.bnb_4bit_compute_dtype", problems, allow_auto=False)
+    return QuantSetup(
+        quant_method="bitsandbytes", bits=4 if four else 8, bnb_4bit_quant_type=qt,
+        bnb_4bit_use_double_quant=bool(q.get("bnb_4bit_use_double_quant", False)),
+        bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=storage,
+        llm_int8_skip_modules=_as_tuple(q.get("llm_int8_skip_modules")),
+    )
+
+
+def _parse_lora(lo: Any, problems: list[str]) -> LoraSetup | None:
+    if lo is None or lo is False:
+        return None
+    if not isinstance(lo, dict):
+        problems.append("lora: expected a mapping of LoraConfig keys")
+        return None
+    known = hf_names()["LoraConfig"]
+    for k in lo:
+        if k not in known:
+            problems.append(f"lora.{k}: not a LoraConfig key{_did_you_mean(k, known)}")
+    r = _positive_int(lo.get("r", 8), "lora.r", problems)
+    tm = lo.get("target_modules")
+    targets = ("all-linear",) if tm == "all-linear" else _as_tuple(tm)
+    return LoraSetup(
+        r=r, lora_alpha=int(lo.get("lora_alpha", 8)), target_modules=targets,
+        modules_to_save=_as_tuple(lo.get("modules_to_save")),
+        lora_dropout=float(lo.get("lora_dropout", 0.0)), bias=str(lo.get("bias", "none")),
+        use_dora=bool(lo.get("use_dora", False)), use_rslora=bool(lo.get("use_rslora", False)),
+    )
+
+
+_TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingSetup)} - {"extra", "use_reentrant"}
+
+
+def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
+    if t is None:
+        return TrainingSetup()
+    if not isinstance(t, dict):
+        problems.append("training: expected a mapping of TrainingArguments keys")
+        return TrainingSetup()
+    known = hf_names()["TrainingArguments"]
+    values: dict[str, Any] = {}
+    extra: list[tuple[str, Any]] = []
+    for k, v in t.items():
+        if k in REMOVED_TRAINING_KEYS:
+            problems.append(f"training.{k}: removed in transformers 5; use "
+                            f"{REMOVED_TRAINING_KEYS[k]}")
+        elif k == "gradient_checkpointing_kwargs":
+            if isinstance(v, dict) and "use_reentrant" in v:
+                values["use_reentrant"] = bool(v["use_reentrant"])
+        elif k in _TRAINING_FIELDS:
+            values[k] = v
+        elif k in known:
+            extra.append((k, v))
+        else:
+            problems.append(f"training.{k}: not a TrainingArguments key{_did_you_mean(k, known)}")
+    for k in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if k in values:
+            values[k] = _positive_int(values[k], f"training.{k}", problems)
+    for k in ("gradient_checkpointing", "bf16", "fp16", "logging_nan_inf_filter", "torch_compile"):
+        if k in values:
+            values[k] = _bool(values[k], f"training.{k}", problems)
+    for k in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_steps"):
+        if k in values:
+            v = values[k]
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                problems.append(f"training.{k}: {v!r} must be a number >= 0")
+                values.pop(k)
+    if "optim" in values:
+        opt = str(values["optim"])
+        if opt not in OPTIMIZERS:
+            problems.append(f"training.optim: {opt!r} is not an optimizer vramdoc models"
+                            f"{_did_you_mean(opt, OPTIMIZERS)}; one of: {', '.join(OPTIMIZERS)}")
+        values["optim"] = opt
+    if values.get("bf16") and values.get("fp16"):
+        problems.append("training: bf16 and fp16 are both true; choose one")
+    return TrainingSetup(**values, extra=tuple(extra))
+
+
+def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
+    """Build and validate a TrainSetup from a parsed YAML/JSON mapping.
+
+    Raises:
+        ConfigError: listing every problem found, not only the first.
+    """
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must hold a mapping (key: value pairs) at the top"], source)
+    data = {_TOP_ALIASES.get(k, k): v for k, v in data.items()}
+    for k in data:
+        if k not in _TOP_KEYS:
+            problems.append(f"{k}: unknown key{_did_you_mean(k, _TOP_KEYS)}; "
+                            f"known keys: {', '.join(_TOP_KEYS)}")
+    model = data.get("model")
+    if not model or not isinstance(model, str):
+        problems.append("model: missing; give a catalog name (vramdoc models), a Hugging Face "
+                        "repo id or a path to config.json")
+        model = ""
+    task = str(data.get("task", "causal-lm"))
+    if task not in TASKS:
+        problems.append(f"task: {task!r} must be one of {', '.join(TASKS)}")
+    mk = data.get("model_kwargs") or {}
+    if not isinstance(mk, dict):
+        problems.append("model_kwargs: expected a mapping of from_pretrained keywords")
+        mk = {}
+    for k in mk:
+        if k in REMOVED_MODEL_KEYS:
+            problems.append(f"model_kwargs.{k}: removed in transformers 5; use "
+                            f"{REMOVED_MODEL_KEYS[k]}")
+        elif k not in _MODEL_KWARGS:
+            problems.append(f"model_kwargs.{k}: not a from_pretrained keyword vramdoc reads"
+                            f"{_did_you_mean(k, _MODEL_KWARGS)}")
+    dtype = normalize_dtype(mk.get("dtype", mk.get("torch_dtype", "auto")),
+                            "model_kwargs.dtype", problems)
+    attn = str(mk.get("attn_implementation", "sdpa"))
+    if attn not in ATTN_IMPLEMENTATIONS:
+        problems.append(f"model_kwargs.attn_implementation: {attn!r} must be one of "
+                        f"{', '.join(ATTN_IMPLEMENTATIONS)}")
+    quant = _parse_quant(data.get("quantization"), problems)
+    lora = _parse_lora(data.get("lora"), problems)
+    training = _parse_training(data.get("training"), problems)
+    seq = _positive_int(data.get("max_seq_length", 512), "max_seq_length", problems)
+    num_labels = _positive_int(data.get("num_labels", 2), "num_labels", problems)
+    gpu = data.get("gpu")
+    if quant is not None and lora is None:
+        problems.append("quantization without lora: a quantized base cannot be fine-tuned "
+                        "directly (Trainer refuses it); add a lora section, or drop quantization "
+                        "for a full fine-tune")
+    kbit_prep = data.get("prepare_model_for_kbit_training", True)
+    if problems:
+        raise ConfigError(problems, source, "fix the keys above; see README 'Setup files'")
+    return TrainSetup(
+        model=model, task=task, num_labels=num_labels, torch_dtype=dtype,
+        attn_implementation=attn, quantization=quant, lora=lora,
+        prepare_model_for_kbit_training=bool(kbit_prep), training=training,
+        max_seq_length=seq, gpu=str(gpu) if gpu is not None else None,
+    )
+
+
+def load_setup_file(path: str | Path) -> TrainSetup:
+    """Read a YAML or JSON setup file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"setup file {str(p)!r} does not exist",
+                         "give the path of a YAML or JSON setup (see README 'Setup files')")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError or json.JSONDecodeError
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {first}",
+                         "fix the syntax at the position named above") from None
+    return setup_from_mapping(data, source=str(p))
+
+
+def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
+    """The setup as a mapping in the file format (round-trips through setup_from_mapping)."""
+    out: dict[str, Any] = {"model": setup.model, "task": setup.task}
+    if setup.task == "sequence-classification":
+        out["num_labels"] = setup.num_labels
+    if setup.gpu:
+        out["gpu"] = setup.gpu
+    out["model_kwargs"] = {"dtype": setup.torch_dtype,
+                           "attn_implementation": setup.attn_implementation}
+    q = setup.quantization
+    if q is not None:
+        if q.quant_method == "bitsandbytes":
+            qd: dict[str, Any] = {f"load_in_{q.bits}bit": True}
+            if q.bits == 4:
+                qd.update(bnb_4bit_quant_type=q.bnb_4bit_quant_type,
+                          bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
+                          bnb_4bit_compute_dtype=q.bnb_4bit_compute_dtype,
+                          bnb_4bit_quant_storage=q.bnb_4bit_quant_storage)
+            if q.llm_int8_skip_modules:
+                qd["llm_int8_skip_modules"] = list(q.llm_int8_skip_modules)
+        else:
+            qd = {"quant_method": q.quant_method, "bits": q.bits, "group_size": q.group_size}
+            if q.quant_method == "gptq":
+                qd.update(desc_act=q.desc_act, sym=q.sym)
+        out["quantization"] = qd
+        out["prepare_model_for_kbit_training"] = setup.prepare_model_for_kbit_training
+    lo = setup.lora
+    if lo is not None:
+        ld: dict[str, Any] = {"r": lo.r, "lora_alpha": lo.lora_alpha}
+        if lo.target_modules == ("all-linear",):
+            ld["target_modules"] = "all-linear"
+        elif lo.target_modules:
+            ld["target_modules"] = list(lo.target_modules)
+        if lo.modules_to_save:
+            ld["modules_to_save"] = list(lo.modules_to_save)
+        ld.update(lora_dropout=lo.lora_dropout, bias=lo.bias)
+        if lo.use_dora:
+            ld["use_dora"] = True
+        if lo.use_rslora:
+            ld["use_rslora"] = True
+        out["lora"] = ld
+    t = setup.training
+    td: dict[str, Any] = {}
+    for f in dataclasses.fields(TrainingSetup):
+        if f.name in ("extra", "use_reentrant"):
+            continue
+        td[f.name] = getattr(t, f.name)
+    if t.use_reentrant is not None:
+        td["gradient_checkpointing_kwargs"] = {"use_reentrant": t.use_reentrant}
+    td.update(dict(t.extra))
+    out["training"] = td
+    out["max_seq_length"] = setup.max_seq_length
+    return out

@@ -1,0 +1,263 @@
+"""The recorder: writes a run's events to ``RUN_DIR/events.jsonl``, one line per event.
+
+Plain PyTorch loops use it directly::
+
+    rec = Recorder("runs/exp1", plan="plan.json")
+    for batch in loader:
+        loss = model(**batch).loss
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step(); opt.zero_grad()
+        rec.step(loss=loss, grad_norm=norm, lr=sched.get_last_lr()[0],
+                 tokens=batch["input_ids"].numel(), samples=len(batch["input_ids"]))
+    rec.close()
+
+Every line is flushed when written, so a crash of the training process leaves a readable file
+(at worst one truncated last line, which the follower waits on or skips). The recorder never
+raises into training: an error is reported once on stderr, recorded as a ``note`` event, and
+recording goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vramdoc import __version__
+from vramdoc.monitor.plan import load_plan, plan_from_setup
+from vramdoc.monitor.sampling import CudaMemorySampler, NvmlSampler
+from vramdoc.monitor.schema import EVENTS_FILE, SCHEMA_VERSION, encode_line
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Run a recorder method; on any error, report it once and return None."""
+
+    @functools.wraps(method)
+    def wrapper(self: Recorder, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - training must never stop for the recorder
+            self._report(method.__name__, exc)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def to_float(value: Any) -> float | None:
+    """A loss / norm / lr as a Python float: tensors are read with ``.item()``."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries already imported by the training process (imports nothing)."""
+    torch = sys.modules.get("torch")
+    tf = sys.modules.get("transformers")
+    peft = sys.modules.get("peft")
+    cuda = getattr(getattr(torch, "version", None), "cuda", None) if torch else None
+    return {
+        "python": platform.python_version(),
+        "vramdoc": __version__,
+        "torch": getattr(torch, "__version__", None),
+        "transformers": getattr(tf, "__version__", None),
+        "peft": getattr(peft, "__version__", None),
+        "cuda": cuda,
+    }
+
+
+class Recorder:
+    """Append-only event log of one training run.
+
+    Args:
+        run_dir: directory of the run; created if missing. Events go to ``events.jsonl``.
+        plan: the estimate to compare against: None, a path to ``vramdoc estimate --json`` /
+            ``vramdoc plan --json`` output, a mapping of it, or a MemoryEstimate.
+        setup: the run's setup (TrainSetup, mapping or setup-file path). With no ``plan``
+            the recorder estimates from it when ``vramdoc.estimate`` is installed.
+        args: training arguments worth recording (fp16, logging_nan_inf_filter ...).
+        source: "loop" or "trainer".
+        device_index: CUDA device to read; the current device when None.
+        nvml_interval_s: seconds between NVML samples.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        plan: Any = None,
+        setup: Any = None,
+        *,
+        args: dict[str, Any] | None = None,
+        source: str = "loop",
+        device_index: int | None = None,
+        nvml_interval_s: float = 2.0,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / EVENTS_FILE
+        self._errors: dict[str, int] = {}
+        self._file: Any = None
+        self._closed = False
+        self.step_count = 0
+        self._last_t = time.perf_counter()
+        self._interrupted = False
+        self._skipped_total = 0
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # Line-buffered text file in append mode; every event is one write() + flush().
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            self._report("open", exc)
+        self._cuda = CudaMemorySampler(device_index)
+        self._nvml = NvmlSampler(self._cuda.device_index, nvml_interval_s)
+        self._write_header(plan, setup, args or {}, source)
+
+    # --- writing --------------------------------------------------------------------------
+    def _report(self, where: str, exc: BaseException) -> None:
+        key = f"{where}:{type(exc).__name__}"
+        self._errors[key] = self._errors.get(key, 0) + 1
+        if self._errors[key] == 1:
+            print(f"vramdoc: recorder error in {where}: {type(exc).__name__}: {exc} "
+                  "(training goes on; further errors of this kind are counted silently)",
+                  file=sys.stderr)
+            if where != "write":
+                self._write({"kind": "note", "what": "recorder_error",
+                             "detail": f"{where}: {type(exc).__name__}: {exc}",
+                             "step": self.step_count})
+
+    def _write(self, event: dict[str, Any]) -> None:
+        if self._file is None or self._closed:
+            return
+        event = {"v": SCHEMA_VERSION, **event}
+        event.setdefault("time", time.time())
+        try:
+            self._file.write(encode_line(event))
+            self._file.flush()
+        except (OSError, ValueError) as exc:
+            self._report("write", exc)
+
+    @_guarded
+    def _write_header(self, plan: Any, setup: Any, args: dict[str, Any], source: str) -> None:
+        setup_map = None
+        plan_map = None
+        if plan is not None:
+            plan_map = load_plan(plan)
+        if setup is not None:
+            try:
+                setup_map, estimated = plan_from_setup(setup)
+                plan_map = plan_map or estimated
+            except Exception as exc:  # noqa: BLE001 - a bad setup must not stop the record
+                self._report("setup", exc)
+        device = self._cuda.device()
+        gpu = self._nvml.sample()
+        if gpu and device.get("total_bytes") is None:
+            device["total_bytes"] = gpu.get("total_bytes")
+        self._write({"kind": "header", "source": source, "versions": library_versions(),
+                     "device": device, "setup": setup_map, "plan": plan_map, "args": args})
+
+    # --- public API -----------------------------------------------------------------------
+    @_guarded
+    def mark_interrupted(self, what: str = "", detail: str = "") -> None:
+        """Say that non-training work (evaluation, checkpoint) ran since the last step."""
+        self._interrupted = True
+        if what:
+            self._write({"kind": "note", "what": what, "detail": detail,
+                         "step": self.step_count})
+
+    @_guarded
+    def restart_clock(self) -> None:
+        """Start timing the next step from now (call right before the first step)."""
+        self._last_t = time.perf_counter()
+
+    @_guarded
+    def step(
+        self,
+        loss: Any = None,
+        grad_norm: Any = None,
+        lr: Any = None,
+        *,
+        step: int | None = None,
+        epoch: float | None = None,
+        tokens: int | None = None,
+        samples: int | None = None,
+        loss_scale: Any = None,
+        skipped: bool | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one optimizer step. Tensors are read with ``.item()``; None means unknown."""
+        now = time.perf_counter()
+        dt = now - self._last_t
+        self._last_t = now
+        self.step_count = int(step) if step is not None else self.step_count + 1
+        if skipped:
+            self._skipped_total += 1
+        event: dict[str, Any] = {
+            "kind": "step",
+            "step": self.step_count,
+            "epoch": epoch,
+            "loss": to_float(loss),
+            "grad_norm": to_float(grad_norm),
+            "lr": to_float(lr),
+            "loss_scale": to_float(loss_scale),
+            "skipped": skipped,
+            "skipped_total": self._skipped_total,
+            "tokens": tokens,
+            "samples": samples,
+            "step_time_s": dt,
+            "tokens_per_s": tokens / dt if tokens and dt > 0 else None,
+            "samples_per_s": samples / dt if samples and dt > 0 else None,
+            "interrupted": self._interrupted,
+            "mem": self._cuda.sample(),
+            "gpu": self._nvml.sample(),
+        }
+        if extra:
+            event["extra"] = extra
+        self._interrupted = False
+        self._write(event)
+
+    @_guarded
+    def log(self, logs: dict[str, Any], step: int | None = None) -> None:
+        """Record what the training framework logged (e.g. Trainer's filtered loss)."""
+        clean = {k: v for k, v in logs.items() if isinstance(v, int | float | str | bool)}
+        self._write({"kind": "log", "step": self.step_count if step is None else step,
+                     "logs": clean})
+
+    @_guarded
+    def note(self, what: str, detail: str = "") -> None:
+        """Record a free-form note (shown in the watch's event list)."""
+        self._write({"kind": "note", "what": what, "detail": detail, "step": self.step_count})
+
+    def close(self, reason: str = "finished") -> None:
+        """Write the end event and close the file. Safe to call twice."""
+        if self._closed:
+            return
+        try:
+            self._write({"kind": "end", "step": self.step_count, "reason": reason,
+                         "recorder_errors": sum(self._errors.values())})
+            if self._file is not None:
+                self._file.close()
+        except Exception as exc:  # noqa: BLE001
+            self._report("close", exc)
+        self._closed = True
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close("finished" if exc_type is None else f"error: {exc_type.__name__}")
+
+
+def is_finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

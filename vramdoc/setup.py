@@ -100,7 +100,7 @@ class QuantSetup:
 
 @dataclass(frozen=True)
 class LoraSetup:
-    """LoraConfig names. ``target_modules`` is a tuple of module-name suffixes or ("all-linear",)."""
+    """LoraConfig names; ``target_modules`` holds module-name suffixes or ("all-linear",)."""
 
     r: int = 8
     lora_alpha: int = 8
@@ -247,7 +247,7 @@ def _parse_quant(q: Any, problems: list[str]) -> QuantSetup | None:
         known = names["GPTQConfig"] if method == "gptq" else names["AwqConfig"]
         bits = q.get("bits", 4)
         out = QuantSetup(quant_method=method, bits=4)
-        for k, v in q.items():
+        for k, _v in q.items():
             if k not in known:
                 problems.append(f"quantization.{k}: not a {method.upper()} key"
                                 f"{_did_you_mean(k, known)}")
@@ -265,7 +265,9 @@ def _parse_quant(q: Any, problems: list[str]) -> QuantSetup | None:
     known = names["BitsAndBytesConfig"]
     for k in q:
         if k not in known:
-            problems.append(f"quantization.{k}: not a BitsAndBytesConfig key{_did_you_mean(k, known)}")
+            problems.append(
+                f"quantization.{k}: not a BitsAndBytesConfig key{_did_you_mean(k, known)}"
+            )
     four = bool(q.get("load_in_4bit", False))
     eight = bool(q.get("load_in_8bit", False))
     if four and eight:

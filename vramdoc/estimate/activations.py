@@ -1,0 +1,398 @@
+"""Saved activations per transformer block, the logits / cross-entropy chain, checkpointing.
+
+The block is walked op by op with ``vramdoc.estimate.graph`` (see there for the per-op
+rules), using the block's real Linear shapes from the parameter inventory, so GQA / MQA,
+fused projections, gated MLPs and MoE routing come from the architecture. Symbols follow
+Korthikanti et al. 2022 (arXiv 2205.05198): b micro-batch, s sequence, h hidden, a heads,
+L layers, V vocabulary; f is the MLP width.
+
+What each layer of a Hugging Face decoder keeps, checked against traced steps (tests):
+- RMSNorm (LlamaRMSNorm, transformers 5): upcasts its input to fp32 and keeps it (4bsh) with
+  the fp32 rsqrt (4bs); keeps the normalised input in the input dtype when its weight trains.
+- Linear: keeps its input when its weight trains (full fine-tune); PEFT LoRA keeps the input
+  cast to the adapter dtype (fp32) per wrapped module, plus A's output (b*s*r).
+- attention: q and k after rotary, v, the output and an fp32 log-sum-exp (fused kernels) or the
+  fp32 softmax of b*a*s*s (eager).
+- SwiGLU MLP: the gate output (for SiLU), SiLU's output and the up output (for the product),
+  and the product when down_proj trains.
+
+Gradient checkpointing (transformers 5 default: non-reentrant) keeps each block's input
+(b*s*h in the residual dtype) and recomputes one block at a time in backward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vramdoc.estimate.graph import Graph, T
+from vramdoc.models.spec import EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamGroup
+
+# Activation functions whose HF implementation is a chain of python ops (NewGELUActivation:
+# 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715*x**3)))) keep 4 tensors; single-kernel ones keep 1.
+_ACT_SAVED_TENSORS = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
+_ATTN_OUT_LEAVES = {"o_proj", "out_proj", "c_proj", "dense", "wo", "out_lin"}
+_MLP_OUT_LEAVES = {"down_proj", "fc2", "c_proj", "dense_4h_to_h", "w2_out", "dense"}
+
+
+@dataclass(frozen=True)
+class ActSetup:
+    """Everything the block walk needs, resolved from the setup once."""
+
+    b: int
+    s: int
+    r: int  # residual-stream element bytes (4 when weights are fp32, incl. k-bit upcast)
+    weight_elem: int  # bytes per element of the unquantized weights
+    autocast: bool  # Trainer bf16/fp16 with some fp32 weights in play
+    full: bool  # dense weights train (full fine-tune)
+    lora: frozenset[str]  # LoRA-wrapped leaves
+    lora_r: int
+    lora_dropout: float
+    quantized: frozenset[str]  # leaves whose base is a k-bit layer (output cast to input dtype)
+    attn: str  # eager | sdpa | flash_attention_2 | ...
+    adapter_elem: int = 4
+
+
+@dataclass(frozen=True)
+class BlockLinears:
+    attn_in: tuple[ParamGroup, ...]
+    attn_out: ParamGroup | None
+    mlp_in: tuple[ParamGroup, ...]
+    mlp_out: ParamGroup | None
+    router: ParamGroup | None
+    experts: tuple[ParamGroup, ...]
+
+
+def block_linears(groups: tuple[ParamGroup, ...]) -> BlockLinears:
+    """Sort a block's Linear roles into attention in/out and MLP in/out by their paths."""
+    attn_in: list[ParamGroup] = []
+    mlp_in: list[ParamGroup] = []
+    attn_out = mlp_out = router = None
+    experts: list[ParamGroup] = []
+    for g in groups:
+        if not g.in_block:
+            continue
+        if g.kind == EXPERTS:
+            experts.append(g)
+            continue
+        if g.kind == ROUTER:
+            router = g
+            continue
+        if g.kind != LINEAR:
+            continue
+        path = g.path.lower()
+        is_attn = any(k in path for k in ("attn", "attention"))
+        if is_attn and not path.endswith("output.dense") or ".attention.dense" in path:
+            if g.leaf in _ATTN_OUT_LEAVES or path.endswith("attention.dense"):
+                attn_out = g
+            else:
+                attn_in.append(g)
+        elif path.endswith("attention.output.dense"):
+            attn_out = g
+        else:
+            if g.leaf in _MLP_OUT_LEAVES or path.endswith("output.dense"):
+                # BERT: intermediate.dense is the input, output.dense the output
+                if "intermediate" in path:
+                    mlp_in.append(g)
+                else:
+                    mlp_out = g
+            else:
+                mlp_in.append(g)
+    return BlockLinears(tuple(attn_in), attn_out, tuple(mlp_in), mlp_out, router, tuple(experts))
+
+
+class BlockWalker:
+    """Walks one block of ``spec`` and records what autograd keeps."""
+
+    def __init__(self, spec: ModelSpec, lin: BlockLinears, st: ActSetup) -> None:
+        self.spec = spec
+        self.lin = lin
+        self.st = st
+        self.g = Graph()
+        cfg: dict[str, Any] = spec.config or {}
+        self.rows = st.b * st.s
+        self.act_name = str(cfg.get("hidden_act", cfg.get("activation_function", "silu")))
+        self.attn_dropout = float(cfg.get("attention_dropout", cfg.get("attn_pdrop",
+                                  cfg.get("attention_probs_dropout_prob", 0.0))) or 0.0)
+        self.resid_dropout = float(cfg.get("resid_pdrop", cfg.get("hidden_dropout_prob",
+                                   cfg.get("hidden_dropout", cfg.get("dropout", 0.0)))) or 0.0)
+        if spec.model_type in ("opt",):
+            self.attn_dropout = float(cfg.get("attention_dropout", 0.0) or 0.0)
+        self.layer_norm = spec.family in ("gpt", "encoder", "parallel")
+
+    # --- building blocks ---------------------------------------------------------------
+    def norm(self, x: T, trainable: bool) -> T:
+        g, st = self.g, self.st
+        if self.layer_norm:
+            xs = g.cast(x, 4) if st.autocast else x
+            if x.grad or trainable:
+                g.save(xs)
+                g.save_bytes(2 * 4 * self.rows)  # mean and rstd, fp32
+            return g.new(x.numel, 4 if st.autocast else x.elem, x.grad or trainable)
+        xf = g.cast(x, 4)  # LlamaRMSNorm: hidden_states.to(torch.float32)
+        if x.grad or trainable:
+            g.save(xf)
+            g.save_bytes(4 * self.rows)  # rsqrt result
+        hn = g.new(x.numel, 4, x.grad or trainable)
+        hn_c = g.cast(hn, x.elem)
+        if trainable:
+            g.save(hn_c)
+        return g.new(x.numel, max(x.elem, st.weight_elem), x.grad or trainable)
+
+    def linear(self, x: T, grp: ParamGroup, out_features: int | None = None) -> T:
+        g, st = self.g, self.st
+        n_out = out_features or grp.out_features
+        quant = grp.leaf in st.quantized
+        w_trains = st.full and not quant
+        if st.autocast:
+            if w_trains:
+                g.save(g.cast(x, 2))
+            if not quant and st.weight_elem == 4 and (w_trains or x.grad):
+                g.save_bytes(2 * grp.weight_numel)  # autocast's bf16/fp16 copy of the weight
+            out_elem = x.elem if quant else 2
+        else:
+            if w_trains:
+                g.save(x)
+            out_elem = x.elem if quant else st.weight_elem
+        if quant:
+            # dequantized weight (bnb gemm_4bit / backward dequantize_4bit): transient
+            g.transient(2 * grp.weight_numel + 2 * self.rows * grp.in_features)
+        lora = grp.leaf in st.lora
+        if lora:
+            xa = g.cast(x, st.adapter_elem)
+            xd = g.dropout(xa, st.lora_dropout)
+            if st.autocast:
+                g.save(g.new(x.numel, 2, True))  # lora_A input cast back by autocast
+                # autocast's 16-bit copies of the fp32 A and B weights, kept for backward
+                g.save_bytes(2 * st.lora_r * (grp.in_features + n_out))
+                a_out = g.new(self.rows * st.lora_r, 2)
+            else:
+                g.save(xd)
+                a_out = g.new(self.rows * st.lora_r, st.adapter_elem)
+            g.save(a_out)
+            # result + lora_B(...) * scaling in fp32: a few output-sized transients
+            g.transient(3 * st.adapter_elem * self.rows * n_out)
+        return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
+
+    def activation(self, x: T) -> T:
+        n = _ACT_SAVED_TENSORS.get(self.act_name, 1)
+        if self.act_name == "relu":
+            return self.g.unary_saves_result(x)
+        out = self.g.unary_saves_input(x)
+        for _ in range(n - 1):
+            self.g.save_bytes(x.nbytes)
+        return out
+
+    def attention(self, q: T, k: T, v: T, v_storage: T | None = None) -> T:
+        g, st, spec = self.g, self.st, self.spec
+        a, kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
+        b, s = st.b, st.s
+        fused = st.attn.startswith("flash") or st.attn == "sdpa"
+        if fused:
+            e = 2 if (st.attn.startswith("flash") or st.autocast) else q.elem
+            qs, ks, vs = g.cast(q, e), g.cast(k, e), g.cast(v, e)
+            g.save(qs, ks)
+            g.save(vs if (vs is not v or v_storage is None) else v_storage)
+            out = g.new(b * s * a * d, e)
+            g.save(out)
+            g.save_bytes(4 * b * a * s)  # log-sum-exp, fp32
+            return out
+        # eager attention (transformers eager_attention_forward / BERT self-attention)
+        e = 2 if st.autocast else q.elem
+        rep = kv < a
+        k_rep = g.new(b * s * a * d, k.elem) if rep else k
+        v_rep = g.new(b * s * a * d, v.elem) if rep else v
+        g.save(g.cast(q, e), g.cast(k_rep, e))
+        scores = b * a * s * s
+        probs32 = g.new(scores, 4)
+        g.save(probs32)  # softmax (fp32 under autocast or by HF's dtype=float32)
+        g.transient(scores * (e + 4))
+        probs = g.cast(probs32, e if self.spec.family != "encoder" or st.autocast else q.elem)
+        probs_d = g.dropout(probs, self.attn_dropout)
+        g.save(g.cast(probs_d, e), g.cast(v_rep, e) if v_storage is None else v_storage)
+        return g.new(b * s * a * d, e)  # transpose(1, 2).contiguous()
+
+    # --- one block ------------------------------------------------------------------------
+    def walk(self, x: T) -> T:
+        spec, st, lin, g = self.spec, self.st, self.lin, self.g
+        a, kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
+        rows = self.rows
+        ln_trains = st.full
+        n1 = self.norm(x, ln_trains)
+        # attention projections
+        if len(lin.attn_in) == 1:  # fused qkv (c_attn, qkv_proj, query_key_value, W_pack)
+            qkv = self.linear(n1, lin.attn_in[0])
+            q = g.new(rows * a * d, qkv.elem, qkv.grad)
+            k = g.new(rows * kv * d, qkv.elem, qkv.grad)
+            v_storage = qkv  # v stays a view of the fused output
+            v = g.new(rows * kv * d, qkv.elem, qkv.grad)
+            rotary = spec.family != "gpt" and spec.model_type not in ("bloom",)
+            if not rotary:
+                q = k = qkv
+            attn_out = self.attention(q, k, v, v_storage=v_storage)
+        else:
+            outs = [self.linear(n1, grp) for grp in lin.attn_in]
+            q, k, v = (outs + outs[-1:] * 3)[:3]
+            # rotary (q * cos + rotate_half(q) * sin) makes new q and k and saves only cos/sin
+            if spec.family not in ("encoder", "gpt"):
+                q = g.new(q.numel, q.elem, q.grad)
+                k = g.new(k.numel, k.elem, k.grad)
+            if spec.config.get("use_qk_norm") or spec.model_type in ("qwen3", "qwen3_moe",
+                                                                      "gemma3_text", "olmo2"):
+                q = self.norm(q, ln_trains)
+                k = self.norm(k, ln_trains)
+            attn_out = self.attention(q, k, v)
+        o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
+        o = g.dropout(o, self.resid_dropout)
+        if spec.family == "parallel":
+            # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
+            shared = spec.model_type == "falcon" and not spec.config.get("new_decoder_architecture")
+            n2 = n1 if shared else self.norm(x, ln_trains)
+            m = self.mlp(n2)
+            return g.add(g.add(x, o), m)
+        x1 = g.add(x, o)
+        if spec.family == "encoder":  # post-LN: LayerNorm(x + attn)
+            x1 = self.norm(x1, ln_trains)
+            m = self.mlp(x1)
+            return self.norm(g.add(x1, m), ln_trains)
+        n2 = self.norm(x1, ln_trains)
+        m = self.mlp(n2)
+        return g.add(x1, m)
+
+    def mlp(self, n2: T) -> T:
+        spec, _st, lin, g = self.spec, self.st, self.lin, self.g
+        if lin.experts:
+            return self.moe(n2)
+        f = spec.intermediate_size
+        if spec.gated_mlp:
+            if len(lin.mlp_in) == 1:  # fused gate_up (phi3) -> chunk: views of one tensor
+                gu = self.linear(n2, lin.mlp_in[0])
+                gate = g.new(self.rows * f, gu.elem, gu.grad)
+                up = gu
+                g.save(gu)  # both halves keep the fused storage alive
+                act = g.new(self.rows * f, gu.elem, gu.grad)
+                prod = g.mul(act, g.new(0, gu.elem, False))
+                g.save(act)
+                prod = g.new(self.rows * f, gu.elem, gu.grad)
+            else:
+                gate = self.linear(n2, lin.mlp_in[0])
+                up = self.linear(n2, lin.mlp_in[1])
+                act = self.activation(gate)
+                prod = g.mul(act, up)
+        else:
+            hidden = self.linear(n2, lin.mlp_in[0])
+            prod = self.activation(hidden)
+        out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
+        return g.dropout(out, self.resid_dropout)
+
+    def moe(self, n2: T) -> T:
+        """Mixtral-style sparse MoE (transformers 5 fused experts): top-k tokens per expert."""
+        spec, st, lin, g = self.spec, self.st, self.lin, self.g
+        k = max(spec.num_experts_per_tok, 1)
+        n_e = max(spec.num_local_experts, 1)
+        f = spec.intermediate_size
+        h = spec.hidden_size
+        rows = self.rows
+        if lin.router is not None:
+            logits = self.linear(n2, lin.router)
+            g.save(g.new(rows * n_e, 4))  # softmax(router_logits, dtype=float) result
+            g.transient(logits.nbytes)
+        e = 2 if st.autocast else n2.elem
+        w_trains = st.full and not any(x.leaf in st.quantized for x in lin.experts)
+        tokens = rows * k
+        if w_trains:
+            g.save_bytes(tokens * h * e)  # gathered expert inputs
+            g.save_bytes(tokens * f * e)  # gate*up product, input of down
+        g.save_bytes(tokens * 2 * f * e)  # gate_up output (gate for act, up for the product)
+        g.save_bytes(tokens * f * e)  # act(gate)
+        g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
+        if st.autocast and st.weight_elem == 4:
+            g.save_bytes(2 * sum(x.weight_numel for x in lin.experts))
+        return g.new(rows * h, n2.elem, True)
+
+
+@dataclass(frozen=True)
+class ActivationAccount:
+    """Activation bytes for one micro-batch."""
+
+    per_layer_bytes: int  # what one block keeps for backward (no checkpointing)
+    layer_transient_bytes: int  # largest short-lived buffer inside a block
+    checkpoint_bytes: int  # block inputs kept by gradient checkpointing (all layers)
+    other_bytes: int  # outside the blocks: embedding indices, final norm, lm_head input
+    saved_total_bytes: int  # everything kept for backward at the end of forward (no logits)
+    logits_forward_bytes: int  # logits + fp32 copy + log_softmax at the end of forward
+    logits_backward_bytes: int  # loss gradient chain at the start of backward
+    logits_saved_bytes: int  # what the loss keeps for backward (log_softmax result)
+    recompute_bytes: int  # one block recomputed in backward (checkpointing), else 0
+
+
+def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
+    heads = [g for g in groups if g.kind == HEAD]
+    return heads[-1] if heads else None
+
+
+def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: ActSetup,
+                        checkpointing: bool, task: str = "causal-lm", num_labels: int = 2,
+                        lm_head_trains: bool = False, head_elem: int = 2) -> ActivationAccount:
+    """Activations of one micro-batch of ``st.b`` sequences of ``st.s`` tokens."""
+    lin = block_linears(groups)
+    b, s, h, V = st.b, st.s, spec.hidden_size, spec.vocab_size
+    L = spec.num_hidden_layers
+    rows = b * s
+
+    def walk_block(input_grad: bool) -> BlockWalker:
+        w = BlockWalker(spec, lin, st)
+        w.walk(w.g.new(rows * h, st.r, input_grad))
+        return w
+
+    inner = walk_block(True)
+    per_layer = inner.g.saved_bytes
+    transient = inner.g.transient_peak
+    # Without checkpointing, the first block's input needs no gradient unless the embedding
+    # trains: its first norm keeps nothing. Checkpointing with PEFT calls
+    # enable_input_require_grads(), so every block input needs a gradient there.
+    first_grad = st.full or checkpointing
+    first_layer = per_layer if first_grad else walk_block(False).g.saved_bytes
+    ckpt_bytes = L * rows * h * st.r if checkpointing else 0
+
+    # Outside the blocks: token ids and labels (int64), rotary cos/sin, the final norm and
+    # the head's input (when the head trains) or its autocast weight copy (fp32 head).
+    tail = BlockWalker(spec, lin, st)
+    x = tail.g.new(rows * h, st.r, True)
+    head = _head_group(groups)
+    encoder = task == "sequence-classification" or spec.is_encoder
+    if not spec.is_encoder:
+        x = tail.norm(x, st.full)
+    if head is not None and not encoder:
+        head_st = st if lm_head_trains == st.full else _with_full(st, lm_head_trains)
+        tail.st = head_st
+        tail.linear(x, head)
+    other = tail.g.saved_bytes + 2 * 8 * rows
+    if spec.family not in ("gpt", "encoder") and spec.model_type != "bloom":
+        other += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
+    n_out = num_labels if encoder else V
+    # Logits chain (transformers 5 ForCausalLMLoss: logits.float() then cross_entropy):
+    # forward end: logits (head dtype) + fp32 copy + log_softmax result (fp32);
+    # backward start: saved log_softmax + grad of nll + grad of log_softmax (fp32 each).
+    tokens = rows if not encoder else b
+    logit_elem = 2 if st.autocast else head_elem
+    f32 = 4 * tokens * n_out
+    fwd = tokens * n_out * logit_elem + (f32 if logit_elem != 4 else 0) + f32
+    bwd = 3 * f32
+    if checkpointing:
+        saved_total = ckpt_bytes + other
+        recompute = per_layer
+    else:
+        saved_total = (L - 1) * per_layer + first_layer + other
+        recompute = 0
+    return ActivationAccount(
+        per_layer_bytes=per_layer, layer_transient_bytes=transient, checkpoint_bytes=ckpt_bytes,
+        other_bytes=other, saved_total_bytes=saved_total, logits_forward_bytes=fwd,
+        logits_backward_bytes=bwd, logits_saved_bytes=f32, recompute_bytes=recompute,
+    )
+
+
+def _with_full(st: ActSetup, full: bool) -> ActSetup:
+    from dataclasses import replace
+
+    return replace(st, full=full)

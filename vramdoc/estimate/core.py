@@ -1,0 +1,176 @@
+"""Assemble the phases of one training step and find the peak.
+
+Peak memory is the maximum over the phases of a step, never the sum of everything
+(shared/REFERENCE.md section 1). In the steady state (step 2 onwards) optimizer states exist
+during forward and backward; gradients exist from backward until ``zero_grad(set_to_none=True)``
+after the step, and through the forward passes of the later micro-batches when
+``gradient_accumulation_steps > 1``.
+
+- load: weights + quantization constants + adapters.
+- forward: + optimizer states + saved activations + the logits / loss buffers at the end of
+  forward (+ gradients under accumulation).
+- backward: the larger of its start (all saved activations + the fp32 loss-gradient chain)
+  and its end (all gradients + the block being recomputed or the first block's activations).
+- optimizer_step: weights + gradients + states + the step's temporaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
+from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
+from vramdoc.estimate.overhead import cuda_context_bytes, reserved_bytes
+from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params
+from vramdoc.setup import TrainSetup
+
+PHASES = ("load", "forward", "backward", "optimizer_step")
+COMPONENTS = ("weights", "quant_state", "adapters", "gradients", "optimizer_states",
+              "optimizer_temporaries", "activations", "logits")
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted memory of one training step, in bytes. Compute here, render elsewhere."""
+
+    setup: TrainSetup
+    model_name: str
+    n_params: int
+    trainable_params: int
+    phase_components: dict[str, dict[str, int]]
+    peak_phase: str
+    peak_allocated_bytes: int
+    peak_reserved_bytes: int
+    device_bytes: int
+    cuda_context_bytes: int
+    paged_bytes: int
+    gpu: Any = None  # vramdoc.hardware.GpuSpec or None
+    notes: tuple[str, ...] = ()
+    details: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def components(self) -> dict[str, int]:
+        return dict(self.phase_components[self.peak_phase])
+
+    @property
+    def phases(self) -> dict[str, int]:
+        return {p: sum(c.values()) for p, c in self.phase_components.items()}
+
+    @property
+    def fits(self) -> bool | None:
+        if self.gpu is None:
+            return None
+        return self.device_bytes <= self.gpu.memory_bytes
+
+    @property
+    def headroom_bytes(self) -> int | None:
+        if self.gpu is None:
+            return None
+        return int(self.gpu.memory_bytes) - self.device_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``vramdoc estimate --json`` object (stable field names)."""
+        from vramdoc.setup import setup_to_mapping
+
+        out: dict[str, Any] = {
+            "model": self.model_name,
+            "n_params": self.n_params,
+            "trainable_params": self.trainable_params,
+            "peak_allocated_bytes": self.peak_allocated_bytes,
+            "peak_reserved_bytes": self.peak_reserved_bytes,
+            "device_bytes": self.device_bytes,
+            "peak_phase": self.peak_phase,
+            "components": self.components,
+            "phases": self.phases,
+            "phase_components": self.phase_components,
+            "cuda_context_bytes": self.cuda_context_bytes,
+            "paged_bytes": self.paged_bytes,
+            "setup": setup_to_mapping(self.setup),
+            "notes": list(self.notes),
+        }
+        if self.gpu is not None:
+            out["gpu"] = {"name": self.gpu.name, "memory_bytes": int(self.gpu.memory_bytes)}
+            out["fits"] = self.fits
+            out["headroom_bytes"] = self.headroom_bytes
+        return out
+
+
+def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) -> ActSetup:
+    t = setup.training
+    q = setup.quantization
+    dense = DTYPE_BYTES[params.weight_dtype_after_prep]
+    quantized = frozenset(g.leaf for g in groups if q is not None and g.quantizable
+                          and g.leaf not in set(q.llm_int8_skip_modules))
+    lora = setup.lora
+    return ActSetup(
+        b=t.per_device_train_batch_size, s=setup.max_seq_length, r=dense, weight_elem=dense,
+        autocast=t.bf16 or t.fp16, full=lora is None,
+        lora=frozenset(m.leaf for m in params.lora_modules),
+        lora_r=lora.r if lora else 0, lora_dropout=lora.lora_dropout if lora else 0.0,
+        quantized=quantized, attn=setup.attn_implementation,
+    )
+
+
+def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -> MemoryEstimate:
+    """The estimate for a resolved setup, model spec, inventory and optional GPU."""
+    params = account_params(setup, spec, groups)
+    t = setup.training
+    opt: OptimizerAccount = account_optimizer(t.optim, params, t.weight_decay)
+    # peft's prepare_model_for_kbit_training turns gradient checkpointing on by default
+    # (use_gradient_checkpointing=True); Trainer's flag does the same for any setup.
+    ckpt = t.gradient_checkpointing or (setup.is_kbit and setup.prepare_model_for_kbit_training)
+    st = _act_setup(setup, params, spec, groups)
+    acts: ActivationAccount = account_activations(
+        spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
+        lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
+    )
+    base = {"weights": params.weights_bytes, "quant_state": params.quant_state_bytes,
+            "adapters": params.adapters_bytes}
+    grads = params.trainable_bytes
+    ga = t.gradient_accumulation_steps
+    grads_fwd = grads if ga > 1 else 0
+    zero = dict.fromkeys(COMPONENTS, 0)
+
+    load = {**zero, **base}
+    forward = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads_fwd,
+               "activations": acts.saved_total_bytes + acts.layer_transient_bytes,
+               "logits": acts.logits_forward_bytes}
+    bwd_start = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads_fwd,
+                 "activations": acts.saved_total_bytes,
+                 "logits": acts.logits_backward_bytes}
+    end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
+    bwd_end = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads,
+               "activations": end_acts + (acts.checkpoint_bytes // max(spec.num_hidden_layers, 1))}
+    backward = bwd_start if sum(bwd_start.values()) >= sum(bwd_end.values()) else bwd_end
+    step = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads,
+            "optimizer_temporaries": opt.temporaries_bytes}
+    phase_components = {"load": load, "forward": forward, "backward": backward,
+                        "optimizer_step": step}
+    totals = {p: sum(c.values()) for p, c in phase_components.items()}
+    peak_phase = max(PHASES, key=lambda p: (totals[p], -PHASES.index(p)))
+    peak = totals[peak_phase]
+    static = sum(base.values()) + opt.states_bytes + grads
+    reserved = reserved_bytes(peak, min(static, peak))
+    ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None)
+    device = reserved + ctx + opt.paged_bytes
+    notes = []
+    if setup.is_kbit and setup.prepare_model_for_kbit_training and not t.gradient_checkpointing:
+        notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
+    if opt.paged_bytes:
+        notes.append("paged optimizer states live in CUDA unified memory: not in torch's "
+                     "allocated/reserved figures, counted in the device view")
+    if setup.max_seq_length > spec.max_position_embeddings > 0:
+        notes.append(f"max_seq_length {setup.max_seq_length} exceeds the model's "
+                     f"max_position_embeddings {spec.max_position_embeddings}")
+    return MemoryEstimate(
+        setup=setup, model_name=spec.name, n_params=params.n_params,
+        trainable_params=params.trainable_numel, phase_components=phase_components,
+        peak_phase=peak_phase, peak_allocated_bytes=peak, peak_reserved_bytes=reserved,
+        device_bytes=device, cuda_context_bytes=ctx, paged_bytes=opt.paged_bytes, gpu=gpu,
+        notes=tuple(notes),
+        details={"per_layer_activation_bytes": acts.per_layer_bytes,
+                 "checkpoint_bytes": acts.checkpoint_bytes,
+                 "layer_transient_bytes": acts.layer_transient_bytes,
+                 "gradient_checkpointing": int(ckpt)},
+    )

@@ -1,0 +1,47 @@
+"""What sits between torch's allocated bytes and what nvidia-smi shows.
+
+- CUDA context (driver state, kernels of torch/cuBLAS/cuDNN loaded on demand): 1,343 MiB on a
+  V100 with CUDA 11 and eager module loading (HF transformers docs, "Model training anatomy");
+  with lazy loading (``CUDA_MODULE_LOADING=LAZY``, default since CUDA 11.7 in PyTorch builds)
+  it is a few hundred MiB. We model a base by GPU generation, the larger images (more SMs and
+  newer kernels) costing more: see ``cuda_context_bytes``.
+- The caching allocator rounds every block up to 512 B and serves large requests from 2 MiB
+  or 20 MiB segments (``c10/cuda/CUDACachingAllocator.cpp``: kMinBlockSize, kSmallBuffer,
+  kLargeBuffer); freed activation blocks of varying size are kept and split, so
+  ``max_memory_reserved`` exceeds ``max_memory_allocated`` by a share of the memory that
+  churns (activations, logits, optimizer temporaries), while long-lived weights and states
+  allocated once fragment little. Published pairs: torchtune PR #527 (allocated 13.99 GB,
+  reserved 15.97 GB, full fine-tune); fsdp_qlora Llama-2-7B ctx 512 (8.28 vs 10.24 GiB).
+"""
+
+from __future__ import annotations
+
+from vramdoc.units import MiB
+
+# Fraction of the churning (dynamic) peak the allocator keeps reserved beyond what is
+# allocated, and of the static part. Chosen from the published allocated/reserved pairs
+# above (both ~14-24 % of the dynamic part); the same for every model and GPU.
+DYNAMIC_SLACK = 0.15
+STATIC_SLACK = 0.01
+BASE_SLACK_BYTES = 64 * MiB  # small-block pool (2 MiB segments for tensors < 1 MiB)
+
+
+def cuda_context_bytes(compute_capability: tuple[int, int] | None) -> int:
+    """CUDA context + lazily loaded kernels, by generation (nvidia-smi minus reserved)."""
+    if compute_capability is None:
+        return 500 * MiB
+    major = compute_capability[0]
+    if major >= 9:
+        return 560 * MiB
+    if major == 8:
+        return 480 * MiB
+    return 420 * MiB
+
+
+def reserved_bytes(allocated_peak: int, static: int) -> int:
+    """``max_memory_reserved`` predicted from the allocated peak and its static part."""
+    dynamic = max(allocated_peak - static, 0)
+    slack = BASE_SLACK_BYTES + int(STATIC_SLACK * static) + int(DYNAMIC_SLACK * dynamic)
+    # the allocator hands out whole 2 MiB pages for large blocks
+    total = allocated_peak + slack
+    return -(-total // (2 * MiB)) * (2 * MiB)

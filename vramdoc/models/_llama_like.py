@@ -1,0 +1,252 @@
+"""Parameter inventories of rotary, RMSNorm, gated-MLP decoders (Llama and its relatives).
+
+Shapes and names follow transformers 5.23 ``models/<type>/modeling_<type>.py``:
+
+- llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text: ``q/k/v/o_proj`` with GQA
+  (``num_key_value_heads * head_dim`` rows in k/v), ``gate/up/down_proj``, RMSNorm weights.
+- mixtral: attention as above, a ``MixtralTopKRouter`` (bare ``weight``, E x h) and
+  ``MixtralExperts`` holding fused 3-D parameters ``gate_up_proj`` (E, 2 ffn, h) and
+  ``down_proj`` (E, h, ffn) -- no per-expert nn.Linear in transformers 5.
+- phi3: fused ``qkv_proj`` ((a + 2 kv) hd rows) and ``gate_up_proj`` (2 ffn rows).
+- gemma3 (multimodal ``Gemma3ForConditionalGeneration``): the gemma3_text decoder under
+  ``model.language_model``, a SigLIP vision tower under ``model.vision_tower`` and the
+  ``multi_modal_projector``.
+- qwen (Qwen v1, remote code): from the published ``modeling_qwen.py`` of Qwen/Qwen-7B
+  (mirror: github.com/zhangningboo/Qwen-7B
+  @1ff20863b9e9c48b1550d42837331cb55ddfb4e0:modeling_qwen.py):
+  ``transformer.h.{i}.attn.c_attn`` = Linear(h, 3 * kv_channels * a) with bias,
+  ``attn.c_proj`` = Linear(h, kv_channels * a, bias=not no_bias), MLP ``w1``/``w2`` =
+  Linear(h, intermediate_size // 2) and ``c_proj`` = Linear(intermediate_size // 2, h): the
+  config's intermediate_size counts both SwiGLU branches.
+
+Which modules bitsandbytes replaces (``quantizable``): transformers 5.23
+``integrations/bitsandbytes.py::replace_with_bnb_linear`` converts a module only when
+``type(module) is nn.Linear`` or it is a GPT-2 ``Conv1D``, and skips the names from
+``quantizers/base.py::get_keys_to_not_convert`` (tied weights, the output embedding and the
+module of the model's last parameter) plus ``_keep_in_fp32_modules``. Mixtral's router
+(``MixtralTopKRouter``, a bare Parameter) and its fused 3-D experts (``MixtralExperts``) are not
+nn.Linear, so they stay in the load dtype; ``quantizers/base.py`` patches experts into Linear
+modules only for Llama4 (``MODULES_TO_PATCH_FOR_QUANTIZATION``). Checked on meta-device models
+by ``tests/models/test_inventory.py::test_quantizable_matches_bitsandbytes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from vramdoc.models._cfg import (
+    Cfg,
+    Summary,
+    embedding,
+    linear,
+    lm_head,
+    norm,
+    param,
+    score_head,
+)
+from vramdoc.models.spec import EXPERTS, ROUTER, ParamGroup
+
+SEQ_CLS = "sequence-classification"
+
+# Defaults of the transformers 5.23 config classes, used where config.json omits a field
+# (checked against AutoConfig.for_model(model_type) by tests/models/test_config_defaults.py).
+# kv None: num_key_value_heads falls back to num_attention_heads.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": dict(V=32000, h=4096, ffn=11008, L=32, a=32, kv=None, pos=2048, tie=False),
+    "mistral": dict(V=32000, h=4096, ffn=14336, L=32, a=32, kv=8, pos=131_072, tie=False),
+    "mixtral": dict(V=32000, h=4096, ffn=14336, L=32, a=32, kv=8, pos=131_072, tie=False),
+    "qwen2": dict(V=151_936, h=4096, ffn=22016, L=32, a=32, kv=32, pos=32768, tie=False),
+    "qwen3": dict(V=151_936, h=4096, ffn=22016, L=32, a=32, kv=32, pos=32768, tie=False, hd=128),
+    "gemma": dict(V=256_000, h=3072, ffn=24576, L=28, a=16, kv=16, pos=8192, tie=True, hd=256),
+    "gemma2": dict(V=256_000, h=2304, ffn=9216, L=26, a=8, kv=4, pos=8192, tie=True, hd=256),
+    "gemma3_text": dict(V=262_208, h=2304, ffn=9216, L=26, a=8, kv=4, pos=131_072, tie=True,
+                        hd=256),
+    "phi3": dict(V=32064, h=3072, ffn=8192, L=32, a=32, kv=None, pos=4096, tie=False),
+}
+_SLIDING_DEFAULT = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
+
+
+def _sliding(c: Cfg, mt: str) -> int | None:
+    # null means "no sliding window" here, unlike the numeric fields read through Cfg.get.
+    sw = c.raw["sliding_window"] if "sliding_window" in c.raw else _SLIDING_DEFAULT.get(mt)
+    if mt in ("qwen2", "qwen3") and not c.flag("use_sliding_window", default=False):
+        return None
+    return int(sw) if sw else None
+
+
+def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
+             head_path: str = "lm_head") -> tuple[Summary, list[ParamGroup]]:
+    """Embedding + L blocks + final norm + head of a llama-like decoder."""
+    d = _DEFAULTS[mt]
+    h = c.int("hidden_size", default=d["h"])
+    L = c.int("num_hidden_layers", default=d["L"])
+    a = c.int("num_attention_heads", default=d["a"])
+    # An explicit null means "same as num_attention_heads" (the config classes' __post_init__);
+    # an absent key takes the class default, which is not always num_attention_heads.
+    kv_default = a if d["kv"] is None or ("num_key_value_heads" in c.raw) else d["kv"]
+    kv = c.int("num_key_value_heads", default=kv_default)
+    hd = c.int("head_dim", default=d.get("hd", h // a))
+    V = c.int("vocab_size", default=d["V"])
+    experts = c.int("num_local_experts", "num_experts", default=8) if mt == "mixtral" else 0
+    top_k = c.int("num_experts_per_tok", default=2) if mt == "mixtral" else 0
+    ffn = c.int("intermediate_size", default=d["ffn"])
+    tie = c.flag("tie_word_embeddings", default=d["tie"])
+    attn_bias = c.flag("attention_bias", default=False) if mt in (
+        "llama", "qwen3", "gemma", "gemma2", "gemma3_text") else False
+    mlp_bias = c.flag("mlp_bias", default=False) if mt == "llama" else False
+    blk = f"{prefix}.layers.{{i}}"
+    g: list[ParamGroup] = [embedding(f"{prefix}.embed_tokens", V, h)]
+
+    if mt == "phi3":
+        g.append(linear(f"{blk}.self_attn.qkv_proj", h, (a + 2 * kv) * hd, bias=False, count=L))
+    else:
+        # Qwen2 hard-codes bias=True on q/k/v and bias=False on o_proj (modeling_qwen2.py).
+        qkv_bias = True if mt == "qwen2" else attn_bias
+        g += [linear(f"{blk}.self_attn.q_proj", h, a * hd, bias=qkv_bias, count=L),
+              linear(f"{blk}.self_attn.k_proj", h, kv * hd, bias=qkv_bias, count=L),
+              linear(f"{blk}.self_attn.v_proj", h, kv * hd, bias=qkv_bias, count=L)]
+    g.append(linear(f"{blk}.self_attn.o_proj", a * hd, h, bias=attn_bias, count=L))
+    if mt in ("qwen3", "gemma3_text"):
+        g += [norm(f"{blk}.self_attn.q_norm", hd, bias=False, count=L),
+              norm(f"{blk}.self_attn.k_norm", hd, bias=False, count=L)]
+
+    if mt == "mixtral":
+        g += [ParamGroup(path=f"{blk}.mlp.gate", leaf="gate", kind=ROUTER, in_features=h,
+                         out_features=experts, weight_numel=experts * h, count=L, in_block=True),
+              ParamGroup(path=f"{blk}.mlp.experts.gate_up_proj", leaf="gate_up_proj",
+                         kind=EXPERTS, in_features=h, out_features=2 * ffn,
+                         weight_numel=experts * 2 * ffn * h, count=L, n_experts=experts,
+                         in_block=True),
+              ParamGroup(path=f"{blk}.mlp.experts.down_proj", leaf="down_proj", kind=EXPERTS,
+                         in_features=ffn, out_features=h, weight_numel=experts * h * ffn, count=L,
+                         n_experts=experts, in_block=True)]
+    elif mt == "phi3":
+        g += [linear(f"{blk}.mlp.gate_up_proj", h, 2 * ffn, bias=False, count=L),
+              linear(f"{blk}.mlp.down_proj", ffn, h, bias=False, count=L)]
+    else:
+        g += [linear(f"{blk}.mlp.gate_proj", h, ffn, bias=mlp_bias, count=L),
+              linear(f"{blk}.mlp.up_proj", h, ffn, bias=mlp_bias, count=L),
+              linear(f"{blk}.mlp.down_proj", ffn, h, bias=mlp_bias, count=L)]
+
+    norms = ["input_layernorm", "post_attention_layernorm"]
+    if mt in ("gemma2", "gemma3_text"):
+        norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+    g += [norm(f"{blk}.{n}", h, bias=False, count=L) for n in norms]
+    g.append(norm(f"{prefix}.norm", h, bias=False, in_block=False))
+    g.append(_head(task, head_path, h, V, num_labels, tie, f"{prefix}.embed_tokens"))
+
+    summary = Summary(
+        family="moe" if mt == "mixtral" else "llama",
+        hidden_size=h, num_hidden_layers=L, num_attention_heads=a, num_key_value_heads=kv,
+        head_dim=hd, intermediate_size=ffn, vocab_size=V,
+        max_position_embeddings=c.int("max_position_embeddings", default=d["pos"]),
+        tie_word_embeddings=tie, gated_mlp=True, num_local_experts=experts,
+        num_experts_per_tok=top_k, sliding_window=_sliding(c, mt))
+    return summary, g
+
+
+def _head(task: str, path: str, h: int, V: int, num_labels: int, tie: bool,
+          embed: str) -> ParamGroup:
+    if task == SEQ_CLS:
+        return score_head("score", h, num_labels)
+    return lm_head(path, h, V, tied_to=embed if tie else None)
+
+
+def build_llama_like(mt: str):  # noqa: ANN201 - returns the builder for one model_type
+    """The builder of a plain llama-like decoder (``model.*`` + ``lm_head``)."""
+
+    def build(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[ParamGroup]]:
+        return _decoder(c, mt, "model", task, num_labels)
+
+    return build
+
+
+def build_gemma3(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[ParamGroup]]:
+    """Gemma3ForConditionalGeneration: text decoder + SigLIP vision tower + projector.
+
+    ``AutoModelForCausalLM`` maps model_type "gemma3" to this class
+    (transformers 5.23 models/auto/modeling_auto.py), so the vision tower is loaded and
+    counted even for text-only fine-tuning.
+    """
+    text = c.sub("text_config", "text_config")
+    summary, g = _decoder(text, "gemma3_text", "model.language_model", task, num_labels)
+    # The top-level Gemma3Config decides the tie (default True), not text_config.
+    tie = c.flag("tie_word_embeddings", default=True)
+    g[-1] = _head(task, "lm_head", summary.hidden_size, summary.vocab_size, num_labels, tie,
+                  "model.language_model.embed_tokens")
+    vis = c.sub("vision_config", "vision_config")
+    g += _siglip_vision(vis, "model.vision_tower")
+    vh = vis.int("hidden_size", default=768)
+    g += [param("model.multi_modal_projector.mm_input_projection_weight",
+                vh * summary.hidden_size, in_f=vh, out_f=summary.hidden_size),
+          norm("model.multi_modal_projector.mm_soft_emb_norm", vh, bias=False, in_block=False)]
+    summary = dataclasses.replace(summary, tie_word_embeddings=tie)
+    return summary, g
+
+
+def _siglip_vision(v: Cfg, prefix: str) -> list[ParamGroup]:
+    """SiglipVisionTransformer (transformers 5.23 models/siglip/modeling_siglip.py)."""
+    h = v.int("hidden_size", default=768)
+    ffn = v.int("intermediate_size", default=3072)
+    L = v.int("num_hidden_layers", default=12)
+    ch = v.int("num_channels", default=3)
+    img = v.int("image_size", default=224)
+    p = v.int("patch_size", default=16)
+    blk = f"{prefix}.encoder.layers.{{i}}"
+    g = [param(f"{prefix}.embeddings.patch_embedding.weight", h * ch * p * p),
+         param(f"{prefix}.embeddings.patch_embedding.bias", h),
+         embedding(f"{prefix}.embeddings.position_embedding", (img // p) ** 2, h),
+         norm(f"{blk}.layer_norm1", h, bias=True, count=L),
+         linear(f"{blk}.self_attn.q_proj", h, h, bias=True, count=L),
+         linear(f"{blk}.self_attn.k_proj", h, h, bias=True, count=L),
+         linear(f"{blk}.self_attn.v_proj", h, h, bias=True, count=L),
+         linear(f"{blk}.self_attn.out_proj", h, h, bias=True, count=L),
+         norm(f"{blk}.layer_norm2", h, bias=True, count=L),
+         linear(f"{blk}.mlp.fc1", h, ffn, bias=True, count=L),
+         linear(f"{blk}.mlp.fc2", ffn, h, bias=True, count=L),
+         norm(f"{prefix}.post_layernorm", h, bias=True, in_block=False)]
+    if v.flag("vision_use_head", default=True):
+        hp = f"{prefix}.head"
+        # nn.MultiheadAttention keeps in_proj as bare Parameters and its out_proj is a
+        # NonDynamicallyQuantizableLinear, a subclass bitsandbytes does not replace.
+        g += [param(f"{hp}.probe", h),
+              param(f"{hp}.attention.in_proj_weight", 3 * h * h),
+              param(f"{hp}.attention.in_proj_bias", 3 * h),
+              linear(f"{hp}.attention.out_proj", h, h, bias=True, in_block=False,
+                     quantizable=False),
+              norm(f"{hp}.layernorm", h, bias=True, in_block=False),
+              linear(f"{hp}.mlp.fc1", h, ffn, bias=True, in_block=False),
+              linear(f"{hp}.mlp.fc2", ffn, h, bias=True, in_block=False)]
+    return g
+
+
+def build_qwen_v1(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[ParamGroup]]:
+    """QWenLMHeadModel (remote code; see the module docstring for the source)."""
+    # Defaults of the published configuration_qwen.py (QWenConfig.__init__).
+    h = c.int("hidden_size", default=4096)
+    L = c.int("num_hidden_layers", default=32)
+    a = c.int("num_attention_heads", default=32)
+    kvc = c.int("kv_channels", default=128)
+    ffn2 = c.int("intermediate_size", default=22016) // 2  # QWenMLP: one SwiGLU branch
+    V = c.int("vocab_size", default=151_936)
+    bias = not c.flag("no_bias", default=True)
+    tie = c.flag("tie_word_embeddings", default=False)
+    proj = kvc * a
+    blk = "transformer.h.{i}"
+    g = [embedding("transformer.wte", V, h),
+         norm(f"{blk}.ln_1", h, bias=False, count=L),
+         linear(f"{blk}.attn.c_attn", h, 3 * proj, bias=True, count=L),
+         linear(f"{blk}.attn.c_proj", h, proj, bias=bias, count=L),
+         norm(f"{blk}.ln_2", h, bias=False, count=L),
+         linear(f"{blk}.mlp.w1", h, ffn2, bias=bias, count=L),
+         linear(f"{blk}.mlp.w2", h, ffn2, bias=bias, count=L),
+         linear(f"{blk}.mlp.c_proj", ffn2, h, bias=bias, count=L),
+         norm("transformer.ln_f", h, bias=False, in_block=False),
+         lm_head("lm_head", h, V, tied_to="transformer.wte" if tie else None)]
+    summary = Summary(
+        family="llama", hidden_size=h, num_hidden_layers=L, num_attention_heads=a,
+        num_key_value_heads=a, head_dim=kvc, intermediate_size=ffn2, vocab_size=V,
+        max_position_embeddings=c.int("max_position_embeddings", "seq_length", default=8192),
+        tie_word_embeddings=tie, gated_mlp=True, remote_code=True)
+    return summary, g

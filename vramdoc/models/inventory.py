@@ -1,0 +1,157 @@
+"""From a Hugging Face config.json mapping to a ModelSpec and its exact parameter inventory.
+
+``spec_from_config`` reads a config the way transformers 5 does (defaults of each config
+class, ``dtype`` vs ``torch_dtype``, ``head_dim`` fallbacks, GQA, MoE fields, sliding windows,
+per-type ``tie_word_embeddings`` defaults) and ``param_groups`` lists every parameter tensor of
+the model ``AutoModelForCausalLM.from_config`` (or ``AutoModelForSequenceClassification``)
+builds. Pure Python: nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from vramdoc.errors import UnknownModelError, UsageError
+from vramdoc.models import _classic, _llama_like
+from vramdoc.models._cfg import Cfg, Summary, checkpoint_dtype
+from vramdoc.models.spec import ModelSpec, ParamGroup
+
+CAUSAL_LM = "causal-lm"
+SEQUENCE_CLASSIFICATION = "sequence-classification"
+TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION)
+
+Builder = Callable[[Cfg, str, int], tuple[Summary, list[ParamGroup]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Arch:
+    build: Builder
+    tasks: tuple[str, ...] = TASKS
+
+
+_ARCHS: dict[str, _Arch] = {
+    **{mt: _Arch(_llama_like.build_llama_like(mt))
+       for mt in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+                  "gemma3_text", "phi3")},
+    "gemma3": _Arch(_llama_like.build_gemma3),
+    "qwen": _Arch(_llama_like.build_qwen_v1, (CAUSAL_LM,)),
+    "gpt2": _Arch(_classic.build_gpt2),
+    "gpt_bigcode": _Arch(_classic.build_gpt_bigcode),
+    "gpt_neox": _Arch(_classic.build_gpt_neox),
+    "falcon": _Arch(_classic.build_falcon),
+    "opt": _Arch(_classic.build_opt),
+    "bloom": _Arch(_classic.build_bloom),
+    "bert": _Arch(_classic.build_encoder("bert"), (SEQUENCE_CLASSIFICATION,)),
+    "roberta": _Arch(_classic.build_encoder("roberta"), (SEQUENCE_CLASSIFICATION,)),
+}
+
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_ARCHS))
+
+# "yi" is Yi's old remote-code name for the Llama architecture; Yi checkpoints on the Hub now
+# say "llama" (see the catalog's yi-34b entry).
+_MODEL_TYPE_ALIASES = {"yi": "llama"}
+
+
+def _arch(model_type: Any) -> tuple[str, _Arch]:
+    mt = str(model_type or "")
+    mt = _MODEL_TYPE_ALIASES.get(mt, mt)
+    arch = _ARCHS.get(mt)
+    if arch is None:
+        shown = repr(model_type) if model_type else "no model_type"
+        raise UnknownModelError(
+            f"config has {shown}; vramdoc knows the architectures "
+            + ", ".join(SUPPORTED_MODEL_TYPES),
+            "use a model of a supported architecture (see `vramdoc models`), "
+            "or a config.json whose model_type is one of them",
+        )
+    return mt, arch
+
+
+def default_task(spec: ModelSpec) -> str:
+    """The task a model is fine-tuned for when none is given: causal LM, or sequence
+    classification for encoders (BERT / RoBERTa have no causal LM head)."""
+    return SEQUENCE_CLASSIFICATION if spec.is_encoder else CAUSAL_LM
+
+
+def _check_task(name: str, mt: str, arch: _Arch, task: str) -> None:
+    if task not in TASKS:
+        raise UsageError(f"task {task!r} is not one of {', '.join(TASKS)}",
+                         "use causal-lm or sequence-classification")
+    if task not in arch.tasks:
+        raise UsageError(f"{name} ({mt}) does not support task {task!r}",
+                         f"use task {' or '.join(arch.tasks)} for this model")
+
+
+def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
+                     source: str = "", aliases: tuple[str, ...] = ()) -> ModelSpec:
+    """Build a ModelSpec from a Hugging Face ``config.json`` mapping.
+
+    Args:
+        config: the config mapping, with ``model_type``.
+        name: the short name to show (catalog name, repo id or path).
+        hf_id: the Hugging Face repo id, when known.
+        source: where the numbers come from (URL with revision, repo@commit:path, file).
+        aliases: other repo ids with the same architecture.
+
+    Raises:
+        UnknownModelError: the model_type is not one vramdoc can inventory.
+        ConfigError: required fields are missing or not positive integers (all listed).
+    """
+    mt, arch = _arch(config.get("model_type"))
+    c = Cfg(config, f"{name}: config")
+    task = arch.tasks[0] if mt not in ("bert", "roberta") else SEQUENCE_CLASSIFICATION
+    summary, groups = arch.build(c, task, 2)
+    dtype = checkpoint_dtype(config)
+    if mt == "gemma3" and not (config.get("dtype") or config.get("torch_dtype")):
+        dtype = checkpoint_dtype(config.get("text_config") or {})
+    c.check()
+    return ModelSpec(
+        name=name, hf_id=hf_id, model_type=mt, family=summary.family,
+        hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,
+        num_attention_heads=summary.num_attention_heads,
+        num_key_value_heads=summary.num_key_value_heads, head_dim=summary.head_dim,
+        intermediate_size=summary.intermediate_size, vocab_size=summary.vocab_size,
+        max_position_embeddings=summary.max_position_embeddings,
+        tie_word_embeddings=summary.tie_word_embeddings, gated_mlp=summary.gated_mlp,
+        num_local_experts=summary.num_local_experts,
+        num_experts_per_tok=summary.num_experts_per_tok, is_encoder=summary.is_encoder,
+        checkpoint_dtype=dtype, sliding_window=summary.sliding_window, source=source,
+        config=dict(config), remote_code=summary.remote_code, aliases=tuple(aliases),
+        n_params=sum(g.numel for g in groups),
+    )
+
+
+def param_groups(spec: ModelSpec, task: str | None = None,
+                 num_labels: int = 2) -> tuple[ParamGroup, ...]:
+    """The exact parameter inventory of ``spec`` for ``task`` (see vramdoc/models/spec.py).
+
+    Args:
+        spec: the model.
+        task: "causal-lm" or "sequence-classification"; None means :func:`default_task`.
+        num_labels: classifier outputs for sequence classification (transformers' default 2).
+
+    Raises:
+        UsageError: the model has no class for ``task`` (BERT as a causal LM, Qwen v1 for
+            classification), or ``num_labels`` is not positive.
+    """
+    task = default_task(spec) if task is None else task
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise UsageError(f"num_labels must be a positive integer, got {num_labels!r}",
+                         "give the number of classes, e.g. 2")
+    return _groups(spec, task, num_labels, id(spec.config))
+
+
+@lru_cache(maxsize=512)
+def _groups(spec: ModelSpec, task: str, num_labels: int,
+            config_id: int) -> tuple[ParamGroup, ...]:
+    # config_id keys the cache on the config object (ModelSpec equality ignores config);
+    # the cached spec keeps that object alive, so the id cannot be reused meanwhile.
+    mt, arch = _arch(spec.model_type)
+    _check_task(spec.name, mt, arch, task)
+    c = Cfg(spec.config, f"{spec.name}: config")
+    _, groups = arch.build(c, task, num_labels)
+    c.check()
+    return tuple(groups)

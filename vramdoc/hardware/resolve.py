@@ -54,7 +54,10 @@ _ARCH_CC: dict[str, tuple[int, int]] = {
 KNOWN_SM = frozenset({50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 88, 89, 90, 100, 101, 103,
                       110, 120, 121})
 
-_SIZE_RE = re.compile(r"^\s*\d+(\.\d+)?\s*[kmgt]i?b?\s*$", re.IGNORECASE)
+# A size needs its unit: "3060" is a card, "3060 Ti" is a card ("Ti" is not TiB), "24GB" a size.
+_SIZE_RE = re.compile(r"^\s*\d+(\.\d+)?\s*(?:[kmgt]i?b|g)\s*$", re.IGNORECASE)
+#: Bare sizes outside this range are typos (6MB for 6GB), not GPUs.
+_MIN_BYTES, _MAX_BYTES = 2**30, 2**40
 _SM_RE = re.compile(r"^(?:sm|cc|compute)?[_\s]*(\d+)(?:\.(\d+))?$", re.IGNORECASE)
 _AUTO_RE = re.compile(r"^\s*auto\s*(?::\s*(\d+))?\s*$", re.IGNORECASE)
 
@@ -146,6 +149,11 @@ def parse_compute_capability(text: str) -> tuple[int, int]:
 
 def _bare_size(size_text: str, cc_text: str | None, raw: str) -> GpuSpec:
     memory_bytes = parse_size(size_text, what="GPU memory")
+    if not _MIN_BYTES <= memory_bytes <= _MAX_BYTES:
+        raise UnknownGpuError(
+            f"{size_text!r} is not a plausible GPU memory size",
+            "give the card's memory between 1GB and 1TB, e.g. 6GB or 24GiB (GB = GiB)",
+        )
     if cc_text is None or cc_text == "":
         cc, assumed = DEFAULT_ASSUMED_CC, True
     else:

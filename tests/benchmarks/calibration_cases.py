@@ -1,0 +1,141 @@
+"""The measured runs of shared/calibration/measured.csv that vramdoc's setup can express.
+
+Each case translates one CSV row's stated configuration into a setup mapping, field by field
+from the row (model, method, dtype, quantization, LoRA rank/targets/dropout, optimizer, batch,
+sequence length, checkpointing, attention). Nothing here is tuned to the measured value; where
+the row leaves something unstated, the choice made is the documented default of the stack the
+source used, written in ``why``.
+
+Rows left out, and why:
+- torchtune rows (TT*): torchtune's own training loop (no k-bit fp32 upcast, chunked
+  cross-entropy, compile, activation offloading, optimizer-in-backward), not the Hugging Face
+  stack this estimator models.
+- Multi-GPU rows (FSDP / DeepSpeed ZeRO, *2x*, *8x*): sharding is not modelled yet.
+- PEFTMC-*: whole-process reserved peak includes periodic generation eval (batch 50, 800
+  tokens), which is not a training step.
+- PEFTR-*, GALORE-*, QWEN full-parameter rows: DeepSpeed ZeRO-3 / CPU offload / GaLore
+  optimizers, not modelled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# HF Trainer's AdamW at the time of the source (transformers <= 4.5x): torch AdamW, foreach.
+ADAMW_FOREACH = "adamw_torch"
+
+
+def _fms(model: str, method: str, batch: int, **kw: Any) -> dict[str, Any]:
+    """fms-acceleration reference runs: alpaca packed to 4096, FA2, gradient checkpointing,
+    LoRA r=16 alpha=16 dropout 0.1 on q,k,v,o, HF Trainer default AdamW (adamw_torch)."""
+    setup: dict[str, Any] = {
+        "model": model,
+        "model_kwargs": {"dtype": kw.get("dtype", "bfloat16"),
+                         "attn_implementation": "flash_attention_2"},
+        "training": {"per_device_train_batch_size": batch, "gradient_checkpointing": True,
+                     "optim": ADAMW_FOREACH, "bf16": kw.get("bf16", False),
+                     "fp16": kw.get("fp16", False)},
+        "max_seq_length": 4096,
+    }
+    if method != "full":
+        setup["lora"] = {"r": 16, "lora_alpha": 16, "lora_dropout": 0.1,
+                         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+    if method == "qlora":
+        # BitsAndBytesConfig(load_in_4bit, nf4, compute bf16); double quant not recorded -> off
+        setup["quantization"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+                                 "bnb_4bit_compute_dtype": "bfloat16"}
+    if method == "gptq":
+        setup["quantization"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+    return setup
+
+
+def _hfd(batch: int, *, ckpt: bool = False, fp16: bool = False,
+         optim: str = ADAMW_FOREACH) -> dict[str, Any]:
+    """HF docs 'Efficient training on a single GPU': bert-large-uncased classifier, random
+    512-token inputs, V100, fp32 weights, eager attention (2022)."""
+    return {
+        "model": "bert-large-uncased", "task": "sequence-classification", "num_labels": 2,
+        "model_kwargs": {"dtype": "float32", "attn_implementation": "eager"},
+        "training": {"per_device_train_batch_size": batch, "gradient_checkpointing": ckpt,
+                     "fp16": fp16, "optim": optim},
+        "max_seq_length": 512, "gpu": "V100-16GB",
+    }
+
+
+_QWEN_TARGETS = ["c_attn", "c_proj", "w1", "w2"]
+
+
+def _qwen(model: str, seq: int, *, emb: bool = False, gptq: bool = False) -> dict[str, Any]:
+    """Qwen (v1) README profiling: A100-80G, batch 1, FlashAttention-2, gradient checkpointing,
+    LoRA r=64 alpha 16 dropout 0.05 on c_attn,c_proj,w1,w2; bf16 (LoRA) or fp16 + GPTQ Int4
+    (Q-LoRA, DeepSpeed ZeRO-2 on one GPU: fused Adam, no temporaries)."""
+    lora: dict[str, Any] = {"r": 64, "lora_alpha": 16, "lora_dropout": 0.05,
+                            "target_modules": _QWEN_TARGETS}
+    if emb:
+        lora["modules_to_save"] = ["wte", "lm_head"]
+    setup: dict[str, Any] = {
+        "model": model,
+        "model_kwargs": {"dtype": "float16" if gptq else "bfloat16",
+                         "attn_implementation": "flash_attention_2"},
+        "lora": lora,
+        "training": {"per_device_train_batch_size": 1, "gradient_checkpointing": True,
+                     "bf16": not gptq, "fp16": gptq,
+                     "optim": "adamw_torch_fused" if gptq else ADAMW_FOREACH},
+        "max_seq_length": seq, "gpu": "A100-80GB",
+    }
+    if gptq:
+        setup["quantization"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+    return setup
+
+
+CASES: dict[str, dict[str, Any]] = {
+    # --- fms-acceleration, single A100 80GB, peak allocated -----------------------------------
+    "FMS-01": _fms("santacoder", "full", 4),
+    "FMS-03": _fms("santacoder", "full", 8),
+    "FMS-11": _fms("mistral-7b", "lora", 8),
+    "FMS-15": _fms("mistral-7b", "qlora", 4, bf16=True),
+    "FMS-17": _fms("mistral-7b", "qlora", 8, bf16=True),
+    "FMS-19": _fms("mixtral-8x7b", "qlora", 4, bf16=True),
+    "FMS-21": _fms("mixtral-8x7b", "qlora", 8, bf16=True),
+    "FMS-24": _fms("TheBloke/Mistral-7B-v0.1-GPTQ", "gptq", 4, dtype="float16", fp16=True),
+    # --- HF docs, V100 16GB, nvidia-smi --------------------------------------------------------
+    "HFD-01": _hfd(4),
+    "HFD-02": _hfd(1),
+    "HFD-03": _hfd(1, ckpt=True),
+    "HFD-04": _hfd(4, fp16=True),
+    "HFD-07": _hfd(1, ckpt=True, fp16=True, optim="adafactor"),
+    "HFD-08": _hfd(4, optim="adamw_bnb_8bit"),
+    "HFD-09": _hfd(1, ckpt=True, fp16=True, optim="adamw_bnb_8bit"),
+}
+for _id, _m, _s in [
+    ("QWEN-01", "qwen-1.8b", 256), ("QWEN-02", "qwen-1.8b", 512), ("QWEN-04", "qwen-1.8b", 2048),
+    ("QWEN-06", "qwen-1.8b", 8192), ("QWEN-25", "qwen-7b", 256), ("QWEN-26", "qwen-7b", 512),
+    ("QWEN-28", "qwen-7b", 2048), ("QWEN-29", "qwen-7b", 4096), ("QWEN-44", "qwen-14b", 512),
+    ("QWEN-45", "qwen-14b", 1024), ("QWEN-46", "qwen-14b", 2048),
+]:
+    CASES[_id] = _qwen(_m, _s)
+for _id, _m, _s in [
+    ("QWEN-07", "qwen-1.8b", 256), ("QWEN-08", "qwen-1.8b", 512), ("QWEN-10", "qwen-1.8b", 2048),
+    ("QWEN-11", "qwen-1.8b", 4096), ("QWEN-12", "qwen-1.8b", 8192), ("QWEN-31", "qwen-7b", 256),
+    ("QWEN-32", "qwen-7b", 512), ("QWEN-33", "qwen-7b", 1024), ("QWEN-35", "qwen-7b", 4096),
+    ("QWEN-49", "qwen-14b", 256), ("QWEN-50", "qwen-14b", 512), ("QWEN-52", "qwen-14b", 2048),
+    ("QWEN-54", "qwen-14b", 8192),
+]:
+    CASES[_id] = _qwen(_m, _s, emb=True)
+for _id, _m, _s in [
+    ("QWEN-14", "qwen-1.8b", 512), ("QWEN-15", "qwen-1.8b", 1024), ("QWEN-17", "qwen-1.8b", 4096),
+    ("QWEN-18", "qwen-1.8b", 8192), ("QWEN-37", "qwen-7b", 256), ("QWEN-39", "qwen-7b", 1024),
+    ("QWEN-56", "qwen-14b", 512), ("QWEN-57", "qwen-14b", 1024), ("QWEN-59", "qwen-14b", 4096),
+    ("QWEN-60", "qwen-14b", 8192), ("QWEN-64", "qwen-72b", 2048), ("QWEN-65", "qwen-72b", 4096),
+    ("QWEN-66", "qwen-72b", 8192),
+]:
+    CASES[_id] = _qwen(_m, _s, gptq=True)
+
+# Which estimator view a row's metric is compared with. 'unknown' rows are compared with the
+# reserved view, the middle of the three (allocated <= reserved <= device).
+VIEW_OF_METRIC = {
+    "peak_allocated": "peak_allocated_bytes",
+    "peak_reserved": "peak_reserved_bytes",
+    "nvidia_smi": "device_bytes",
+    "unknown": "peak_reserved_bytes",
+}

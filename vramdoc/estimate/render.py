@@ -1,0 +1,79 @@
+"""Human rendering of a MemoryEstimate (formatting happens only here, at the edge)."""
+
+from __future__ import annotations
+
+from vramdoc.estimate.core import COMPONENTS, PHASES, MemoryEstimate
+from vramdoc.units import format_bytes, format_count
+
+_LABELS = {
+    "weights": "weights",
+    "quant_state": "quantization constants",
+    "adapters": "adapters (LoRA)",
+    "gradients": "gradients",
+    "optimizer_states": "optimizer states",
+    "optimizer_temporaries": "optimizer step temporaries",
+    "activations": "activations",
+    "logits": "logits + loss",
+}
+
+
+def describe_setup(est: MemoryEstimate) -> str:
+    s = est.setup
+    t = s.training
+    parts = [s.method]
+    q = s.quantization
+    if q is not None and q.quant_method == "bitsandbytes" and q.bits == 4:
+        parts.append(q.bnb_4bit_quant_type + ("+dq" if q.bnb_4bit_use_double_quant else ""))
+    if s.lora is not None:
+        targets = ",".join(s.lora.target_modules) or "peft default"
+        parts.append(f"r={s.lora.r} [{targets}]")
+    prec = "bf16" if t.bf16 else "fp16" if t.fp16 else "no AMP"
+    parts += [f"dtype={s.torch_dtype}", prec, s.attn_implementation,
+              f"batch {t.per_device_train_batch_size}x{t.gradient_accumulation_steps}",
+              f"seq {s.max_seq_length}", t.optim]
+    if est.details.get("gradient_checkpointing"):
+        parts.append("grad-ckpt")
+    return " · ".join(parts)
+
+
+def render_estimate(est: MemoryEstimate) -> str:
+    """The table users read: components x phases, the peak and the three views."""
+    pct = 100 * est.trainable_params / est.n_params if est.n_params else 0.0
+    lines = [
+        f"{est.model_name}: {format_count(est.n_params)} parameters, "
+        f"{format_count(est.trainable_params)} trainable ({pct:.2f} %)",
+        describe_setup(est),
+        "",
+    ]
+    w = 28
+    head = f"{'component':<{w}}" + "".join(f"{p:>16}" for p in PHASES)
+    lines += [head, "-" * len(head)]
+    for c in COMPONENTS:
+        vals = [est.phase_components[p][c] for p in PHASES]
+        if not any(vals):
+            continue
+        cells = "".join(f"{format_bytes(v) if v else '-':>16}" for v in vals)
+        lines.append(f"{_LABELS[c]:<{w}}{cells}")
+    lines.append("-" * len(head))
+    totals = est.phases
+    cells = "".join(
+        f"{format_bytes(totals[p]) + (' *' if p == est.peak_phase else '  '):>16}" for p in PHASES
+    )
+    lines.append(f"{'allocated':<{w}}{cells}")
+    lines += [
+        "",
+        f"peak ({est.peak_phase}):  allocated {format_bytes(est.peak_allocated_bytes)}"
+        f"  ·  reserved {format_bytes(est.peak_reserved_bytes)}"
+        f"  ·  device {format_bytes(est.device_bytes)}",
+        f"device = reserved + CUDA context {format_bytes(est.cuda_context_bytes)}"
+        + (f" + paged optimizer states {format_bytes(est.paged_bytes)}" if est.paged_bytes else ""),
+    ]
+    if est.gpu is not None:
+        head_b = est.headroom_bytes or 0
+        verdict = "fits" if est.fits else "does NOT fit"
+        room = "headroom" if head_b >= 0 else "missing"
+        lines.append(f"GPU {est.gpu.name} ({format_bytes(est.gpu.memory_bytes)}): {verdict}, "
+                     f"{format_bytes(abs(head_b))} {room}")
+    for n in est.notes:
+        lines.append(f"note: {n}")
+    return "\n".join(lines) + "\n"

@@ -50,8 +50,8 @@ class DeviceInfo:
         temperature_c: GPU core temperature, Celsius.
         power_w / power_limit_w: board power draw and the enforced limit, watts.
         compute_capability: ``(major, minor)``.
-        processes: compute and graphics processes with their memory, or None when NVML
-            cannot list them.
+        processes: compute and graphics processes with their memory; None when NVML cannot
+            list them (MIG, some WSL drivers) or when ``device_info(processes=False)``.
     """
 
     index: int

@@ -94,12 +94,13 @@ def account_optimizer(
 ) -> OptimizerAccount:
     """States and temporaries of ``optim`` for the trainable tensors in ``params``."""
     kind = OPTIMIZER_KINDS[optim]
-    p_b = DTYPE_BYTES[params.trainable_dtype]
     states = temps = 0
     largest = 0
-    for rows, cols, count in params.trainable_tensors:
+    by_dtype: dict[int, int] = {}  # torch groups tensors by (device, dtype) for foreach
+    for rows, cols, count, p_b in params.trainable_tensors:
         numel = rows * cols
         largest = max(largest, numel)
+        by_dtype[p_b] = by_dtype.get(p_b, 0) + round_block(numel * p_b) * count
         if kind.family == "adafactor":
             # factored second moment for matrices (rows + cols), full for vectors, fp32
             if cols > 1:
@@ -124,14 +125,15 @@ def account_optimizer(
             else:
                 per = kind.n_states * round_block(numel * p_b)
         states += per * count
-    t_bytes = params.trainable_bytes
+    # the multi-tensor step runs one (device, dtype) group at a time
+    t_bytes = max(by_dtype.values(), default=0)
     if kind.family == "torch":
         temps = kind.foreach_temp_copies * t_bytes
         if optim == "sgd" and weight_decay > 0:
             temps = t_bytes  # _foreach_add(grads, params, alpha=weight_decay)
     elif kind.family == "adafactor":
         # grad.float(), update = grad**2 + eps, and p.float() for 16-bit params: per tensor
-        copies = 2 if p_b == 4 else 3
+        copies = 2 if DTYPE_BYTES[params.trainable_dtype] == 4 else 3
         temps = copies * round_block(4 * largest)
     elif kind.family == "torchao":
         temps = kind.n_states * round_block(4 * largest)

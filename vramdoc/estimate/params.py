@@ -110,7 +110,7 @@ class ParamAccount:
     trainable_numel: int
     trainable_bytes: int  # = gradient bytes
     trainable_dtype: str
-    trainable_tensors: tuple[tuple[int, int, int], ...]  # (rows, cols, count) per trainable role
+    trainable_tensors: tuple[tuple[int, int, int, int], ...]  # (rows, cols, count, elem bytes)
     lora_modules: tuple[LoraModule, ...]
     quantized_linear_max_numel: int  # largest quantized weight (dequantization transient)
     n_params: int
@@ -165,7 +165,7 @@ def account_params(
     adapter_b = 4
 
     weights = quant = adapters = 0
-    trainable: list[tuple[int, int, int]] = []  # (rows, cols, count)
+    trainable: list[tuple[int, int, int, int]] = []  # (rows, cols, count, elem bytes)
     h = spec.hidden_size
 
     def shape(g: ParamGroup) -> tuple[int, int]:
@@ -198,9 +198,9 @@ def account_params(
                 weights += round_block(g.bias_numel * dense_b) * g.count
         if lora is None:
             if not quantized:
-                trainable.append((*shape(g), g.count))
+                trainable.append((*shape(g), g.count, dense_b))
                 if g.bias_numel:
-                    trainable.append((g.bias_numel, 1, g.count))
+                    trainable.append((g.bias_numel, 1, g.count, dense_b))
                 if g.kind == HEAD:
                     lm_head_trainable = True
                 if g.kind == EMBEDDING:
@@ -211,27 +211,25 @@ def account_params(
             a = round_block(lora.r * g.in_features * adapter_b)
             b = round_block(lora.r * g.out_features * adapter_b)
             adapters += (a + b) * g.count
-            trainable += [(lora.r, g.in_features, g.count), (g.out_features, lora.r, g.count)]
+            trainable += [(lora.r, g.in_features, g.count, adapter_b),
+                          (g.out_features, lora.r, g.count, adapter_b)]
             if lora.use_dora:
                 adapters += round_block(g.out_features * adapter_b) * g.count
-                trainable.append((g.out_features, 1, g.count))
+                trainable.append((g.out_features, 1, g.count, adapter_b))
         if _saved_module(g, lora.modules_to_save):
             # ModulesToSaveWrapper keeps the original and a trainable deep copy.
             copy = round_block(g.weight_numel * dense_b) + round_block(g.bias_numel * dense_b)
             weights += copy * g.count
-            trainable.append((*shape(g), g.count))
+            trainable.append((*shape(g), g.count, dense_b))
             if g.bias_numel:
-                trainable.append((g.bias_numel, 1, g.count))
+                trainable.append((g.bias_numel, 1, g.count, dense_b))
             lm_head_trainable |= g.kind == HEAD
             embedding_trainable |= g.kind == EMBEDDING
         elif lora.bias == "all" and g.bias_numel and g.kind in (LINEAR, NORM):
-            trainable.append((g.bias_numel, 1, g.count))
+            trainable.append((g.bias_numel, 1, g.count, dense_b))
     t_dtype = load_dtype if lora is None else adapter_dtype
-    t_b = DTYPE_BYTES[t_dtype]
-    if lora is not None and lora.modules_to_save:
-        t_b = max(t_b, dense_b)
-    t_numel = sum(r * k * c for r, k, c in trainable)
-    t_bytes = sum(round_block(r * k * t_b) * c for r, k, c in trainable)
+    t_numel = sum(r * k * c for r, k, c, _ in trainable)
+    t_bytes = sum(round_block(r * k * e) * c for r, k, c, e in trainable)
     return ParamAccount(
         load_dtype=load_dtype, weight_dtype_after_prep=dense_dtype, weights_bytes=weights,
         quant_state_bytes=quant, adapters_bytes=adapters, trainable_numel=t_numel,

@@ -8,7 +8,7 @@ legacy aliases of the matching ``transformers`` config class (checked against
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +110,10 @@ class Summary:
     is_encoder: bool = False
     sliding_window: int | None = None
     remote_code: bool = False
+
+
+# (config, task, num_labels) -> (ModelSpec numbers, parameter groups) of one model_type.
+Builder = Callable[["Cfg", str, int], "tuple[Summary, list[ParamGroup]]"]
 
 
 # --- ParamGroup builders -------------------------------------------------------------------

@@ -20,6 +20,7 @@ Shapes and names follow transformers 5.23 ``models/<type>/modeling_<type>.py``:
 from __future__ import annotations
 
 from vramdoc.models._cfg import (
+    Builder,
     Cfg,
     Summary,
     embedding,
@@ -176,11 +177,18 @@ def build_opt(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[ParamGr
         g.append(norm(f"{d}.final_layer_norm", h, bias=True, in_block=False))
     g += [linear(f"{blk}.self_attn.{p}", h, h, bias=bias, count=L)
           for p in ("k_proj", "v_proj", "q_proj", "out_proj")]
-    g += [linear(f"{blk}.fc1", h, ffn, bias=bias, count=L),
-          linear(f"{blk}.fc2", ffn, h, bias=bias, count=L)]
+    g.append(linear(f"{blk}.fc1", h, ffn, bias=bias, count=L))
     if affine:  # LayerNorm(elementwise_affine=False) has no parameters
-        g += [norm(f"{blk}.self_attn_layer_norm", h, bias=True, count=L),
+        g += [linear(f"{blk}.fc2", ffn, h, bias=bias, count=L),
+              norm(f"{blk}.self_attn_layer_norm", h, bias=True, count=L),
               norm(f"{blk}.final_layer_norm", h, bias=True, count=L)]
+    elif task == SEQ_CLS or not tie or bias:
+        g.append(linear(f"{blk}.fc2", ffn, h, bias=bias, count=L))
+    else:
+        # No norm parameters, no biases and a tied head: the model's last parameter is the
+        # last layer's fc2.weight, whose module get_keys_to_not_convert keeps unquantized.
+        g += [linear(f"{blk}.fc2", ffn, h, bias=False, count=L - 1),
+              linear(f"{d}.layers.{L - 1}.fc2", ffn, h, bias=False, quantizable=False)]
     g.append(_head(task, proj, V, num_labels, tie, f"{d}.embed_tokens"))
     return _gpt_summary("gpt", h, L, a, a, ffn, V, P, tie), g
 
@@ -210,7 +218,7 @@ def build_bloom(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[Param
     return _gpt_summary("gpt", h, L, a, a, ffn, V, pos, tie), g
 
 
-def build_encoder(prefix: str):  # noqa: ANN201 - returns the builder for bert or roberta
+def build_encoder(prefix: str) -> Builder:
     """BertForSequenceClassification (prefix "bert") or RobertaForSequenceClassification."""
 
     def build(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[ParamGroup]]:

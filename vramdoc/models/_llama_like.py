@@ -36,6 +36,7 @@ import dataclasses
 from typing import Any
 
 from vramdoc.models._cfg import (
+    Builder,
     Cfg,
     Summary,
     embedding,
@@ -86,7 +87,7 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     # an absent key takes the class default, which is not always num_attention_heads.
     kv_default = a if d["kv"] is None or ("num_key_value_heads" in c.raw) else d["kv"]
     kv = c.int("num_key_value_heads", default=kv_default)
-    hd = c.int("head_dim", default=d.get("hd", h // a))
+    hd = c.int("head_dim", default=d.get("hd", max(1, h // a)))
     V = c.int("vocab_size", default=d["V"])
     experts = c.int("num_local_experts", "num_experts", default=8) if mt == "mixtral" else 0
     top_k = c.int("num_experts_per_tok", default=2) if mt == "mixtral" else 0
@@ -153,7 +154,7 @@ def _head(task: str, path: str, h: int, V: int, num_labels: int, tie: bool,
     return lm_head(path, h, V, tied_to=embed if tie else None)
 
 
-def build_llama_like(mt: str):  # noqa: ANN201 - returns the builder for one model_type
+def build_llama_like(mt: str) -> Builder:
     """The builder of a plain llama-like decoder (``model.*`` + ``lm_head``)."""
 
     def build(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[ParamGroup]]:

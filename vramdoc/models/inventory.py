@@ -10,21 +10,18 @@ builds. Pure Python: nothing here imports torch or transformers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from vramdoc.errors import UnknownModelError, UsageError
 from vramdoc.models import _classic, _llama_like
-from vramdoc.models._cfg import Cfg, Summary, checkpoint_dtype
+from vramdoc.models._cfg import Builder, Cfg, checkpoint_dtype
 from vramdoc.models.spec import ModelSpec, ParamGroup
 
 CAUSAL_LM = "causal-lm"
 SEQUENCE_CLASSIFICATION = "sequence-classification"
 TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION)
-
-Builder = Callable[[Cfg, str, int], tuple[Summary, list[ParamGroup]]]
-
 
 @dataclasses.dataclass(frozen=True)
 class _Arch:

@@ -18,9 +18,11 @@ LINEAR = "linear"  # nn.Linear (or GPT-2 Conv1D) inside the blocks or in the hea
 EMBEDDING = "embedding"  # token / position / token-type embeddings
 NORM = "norm"  # LayerNorm / RMSNorm weights (+ biases)
 EXPERTS = "experts"  # fused 3-D MoE expert parameter (transformers 5), shape (E, out, in)
-ROUTER = "router"  # MoE gate Linear (kept unquantized by bitsandbytes via skip lists? see notes)
+ROUTER = "router"  # MoE gate (Mixtral: MixtralTopKRouter, a bare weight, not an nn.Linear,
+#                    so bitsandbytes never converts it)
 HEAD = "head"  # lm_head / classifier / pooler Linear outside the blocks
-OTHER = "other"
+OTHER = "other"  # a bare nn.Parameter (vision probe, conv patch weight, projector matrix);
+#                  like EXPERTS, its path names the parameter itself, not a module
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,13 @@ class ParamGroup:
         count: number of copies in the model (num_hidden_layers for per-layer modules).
         n_experts: for EXPERTS, the number of experts fused in the tensor (else 1).
         in_block: True for modules inside the repeated transformer blocks.
-        quantizable: True where bitsandbytes / GPTQ / AWQ replace the module with a quantized
-            one (nn.Linear inside the blocks; never embeddings, norms, lm_head, routers).
+        quantizable: True exactly for the modules transformers 5 (5.23) hands to bitsandbytes
+            (``replace_with_bnb_linear``: ``type(module) is nn.Linear`` or GPT-2 Conv1D, minus
+            tied weights, the output embedding and the module of the model's last parameter).
+            That is the blocks' nn.Linear layers, but also BERT's pooler/classifier and OPT's
+            project_in/out; never embeddings, norms, lm_head, ``score``, Mixtral's router and
+            fused experts (not nn.Linear), Falcon's ``FalconLinear`` (an nn.Linear subclass).
+            GPTQ/AWQ quantize the blocks' linear layers: use ``kind == LINEAR and in_block``.
         tied_to: path of the parameter this one shares storage with (lm_head tied to the
             embedding), in which case it adds no memory and is not counted in numel.
     """
@@ -100,6 +107,8 @@ class ModelSpec:
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # config: the HF config.json mapping needed to rebuild the model with transformers
     # (model_type included). The probe builds from it; the estimator never reads it.
+    # AutoConfig.for_model(model_type, **config) raises TypeError when config holds
+    # model_type too: pass {k: v for k, v in config.items() if k != "model_type"}.
     remote_code: bool = False  # True when transformers has no built-in class (Qwen v1)
     aliases: tuple[str, ...] = ()
     n_params: int = 0  # exact total, = sum(g.numel for g in param_groups(spec))

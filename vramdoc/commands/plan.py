@@ -1,0 +1,132 @@
+"""`vramdoc plan`: the setups that fit a GPU, ranked, with a ready Hugging Face snippet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from vramdoc.errors import EXIT_DOES_NOT_FIT, EXIT_OK, UsageError
+
+NAME = "plan"
+ORDER = 20
+HELP = "find the best fine-tuning setups that fit a GPU and print a ready snippet"
+DESCRIPTION = """\
+Search the setups reachable by the memory levers (full / LoRA / QLoRA, precision, attention,
+gradient checkpointing, optimizer, micro-batch x accumulation, LoRA shape), drop those the
+hardware rules forbid or that do not fit the GPU with a safety margin, and rank the rest by
+fidelity, then warnings, then predicted step time. The effective batch and the sequence length
+stay as asked (unless --allow-shorter-seq).
+
+stdout: the Python snippet of the best plan (or --emit yaml: a setup file; --json: everything).
+stderr: the ranked table, a memory bar per plan, the rules that shaped the best plan.
+
+examples:
+  vramdoc plan --model llama-2-7b --gpu 6GB
+  vramdoc plan --model meta-llama/Llama-3.1-8B --gpu RTX-4090 --seq-len 4096 --effective-batch 32
+  vramdoc plan --config my_run.yaml --gpu auto
+  vramdoc plan --model mistral-7b --gpu T4 --emit yaml > my_run.yaml
+
+exit codes: 0 a plan fits, 1 nothing fits (the report says what would), 2 bad input,
+3 --gpu auto without a usable GPU."""
+
+DEFAULT_SEQ_LEN = 512
+DEFAULT_EFFECTIVE_BATCH = 16
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", help="catalog name, Hugging Face repo id or config.json path")
+    p.add_argument("--gpu", "-g", metavar="GPU",
+                   help="catalog name (RTX-3060-12GB, T4, a100-80gb), a size (6GB, 24GB,sm89) "
+                        "or auto (NVML)")
+    p.add_argument("--config", "-c", metavar="FILE",
+                   help="setup file: model, task, sequence length, effective batch and "
+                        "hyperparameters are taken from it; the levers are searched")
+    p.add_argument("--seq-len", "-s", type=int, metavar="N",
+                   help=f"max_seq_length in tokens (default {DEFAULT_SEQ_LEN} or the config's)")
+    p.add_argument("--effective-batch", "-e", type=int, metavar="N",
+                   help="micro-batch x accumulation to keep (default "
+                        f"{DEFAULT_EFFECTIVE_BATCH} or the config's)")
+    p.add_argument("--method", action="append", metavar="M",
+                   help="restrict the search to methods (repeat or comma-separate): full, lora, "
+                        "qlora, qlora-int8, gptq-lora, awq-lora (default: full, lora, qlora)")
+    p.add_argument("--top", "-k", type=int, default=3, metavar="K",
+                   help="plans to show (default 3)")
+    p.add_argument("--allow-shorter-seq", action="store_true",
+                   help="let the planner halve the sequence length (down to 128) to fit")
+    p.add_argument("--margin", metavar="SIZE",
+                   help="memory to keep free on the GPU (default max(256MiB, 4%% of it))")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    out.add_argument("--emit", choices=("python", "yaml"), default="python",
+                     help="stdout artifact: the Python snippet (default) or a setup file")
+
+
+def _methods(values: list[str] | None) -> tuple[str, ...]:
+    from vramdoc.engine.schema import did_you_mean
+    from vramdoc.planner.space import ALL_METHODS, DEFAULT_METHODS
+
+    if not values:
+        return DEFAULT_METHODS
+    out: list[str] = []
+    for v in values:
+        for m in v.split(","):
+            m = m.strip().lower()
+            if m not in ALL_METHODS:
+                raise UsageError(f"--method {m!r} is not a method{did_you_mean(m, ALL_METHODS)}",
+                                 f"use one of {', '.join(ALL_METHODS)}")
+            if m not in out:
+                out.append(m)
+    return tuple(out)
+
+
+def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The PlanRequest the flags describe (also used by tests and the benchmark)."""
+    from vramdoc.hardware import resolve_gpu
+    from vramdoc.planner import PlanRequest
+    from vramdoc.setup import TrainSetup, load_setup_file
+    from vramdoc.units import parse_size
+
+    base = load_setup_file(args.config) if args.config else None
+    model = args.model or (base.model if base else None)
+    if not model:
+        raise UsageError("no model given", "add --model NAME (see `vramdoc models`) or --config")
+    gpu_text = args.gpu or (base.gpu if base else None)
+    if not gpu_text:
+        raise UsageError("no GPU given", "add --gpu NAME, a size such as --gpu 6GB, or --gpu auto")
+    gpu = resolve_gpu(gpu_text)
+    seq = args.seq_len or (base.max_seq_length if base else DEFAULT_SEQ_LEN)
+    eb = args.effective_batch or (base.effective_batch_size if base else DEFAULT_EFFECTIVE_BATCH)
+    for flag, value in (("--seq-len", seq), ("--effective-batch", eb), ("--top", args.top)):
+        if value <= 0:
+            raise UsageError(f"{flag} must be larger than zero, got {value}",
+                             f"e.g. {flag} {16 if flag != '--top' else 3}")
+    # the setup file names the GPU the way the user did, so `vramdoc estimate` resolves the same
+    gpu_name = gpu.name if gpu_text.strip().lower() == "auto" else gpu_text
+    if base is None:
+        base = TrainSetup(model=model, max_seq_length=seq, gpu=gpu_name)
+    else:
+        base = base.replace(model=model, max_seq_length=seq, gpu=gpu_name)
+    margin = parse_size(args.margin, what="--margin") if args.margin else None
+    return PlanRequest(model=model, gpu=gpu, seq_len=seq, effective_batch=eb,
+                       methods=_methods(args.method), base=base,
+                       allow_shorter_seq=args.allow_shorter_seq, top_k=args.top,
+                       margin_bytes=margin, judge_base=args.config is not None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vramdoc.emit import render_python, render_report, render_yaml, result_to_json
+    from vramdoc.planner import plan
+
+    req = build_request(args)
+    result = plan(req)
+    sys.stderr.write(render_report(result))
+    if args.json:
+        json.dump(result_to_json(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif result.best is not None:
+        if args.emit == "yaml":
+            sys.stdout.write(render_yaml(result.best, header=f"vramdoc plan: {result.best.label}"))
+        else:
+            sys.stdout.write(render_python(result.best, result.spec, result.gpu))
+    return EXIT_OK if result.fits else EXIT_DOES_NOT_FIT

@@ -1,0 +1,493 @@
+"""Search the setups that fit a GPU, rank them, explain them.
+
+1. Enumerate every combo of levers (space.py) x micro-batch x sequence length.
+2. Drop candidates an error-severity hardware constraint (H rules) forbids; count, per rule,
+   how many it removed.
+3. Rank the rest without estimating anything: sequence length kept first, then fidelity (full >
+   LoRA > QLoRA; fp32 master weights over pure bf16; 32- over 16- over 8- over 4-bit optimizer
+   states), then fewer warning rules (a setup a rule warns about is worse than a smaller LoRA),
+   then the LoRA shape (all-linear over the default targets, rank 16 over 8), then predicted
+   step time (steptime.py).
+4. Walk each method's candidates best-first and estimate only what can change the answer: a
+   combo is first estimated at micro-batch 1 (if that does not fit, no micro-batch does:
+   activation memory grows with it), then the largest fitting micro-batch is found by bisection.
+   Whole groups (method, precision, LoRA shape, sequence) are skipped when their lower bound
+   (micro-batch 1, checkpointing, sdpa/FA2, cheapest optimizer) does not fit.
+5. The best fitting candidate of each method and the next distinct combos become plans; their
+   hyperparameters come from the guidance rules (T) whose proposals are memory-neutral, and
+   every plan rule is evaluated on the final setup with its estimate to say what shaped it.
+
+A candidate fits when ``GPU memory - device view - margin >= 0`` (the device view is what
+nvidia-smi would show: allocated peak + allocator reserve + CUDA context). The margin is
+``max(256 MiB, 4 % of GPU memory)``: the estimator's median error is a few percent and
+fragmentation varies from run to run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from vramdoc.engine import Finding, Rule, evaluate, holds, load_rules
+from vramdoc.errors import UsageError
+from vramdoc.planner.context import (
+    MEMORY_NAMES,
+    gpu_context,
+    memory_context,
+    model_context,
+    setup_context,
+)
+from vramdoc.planner.space import (
+    ALL_METHODS,
+    DEFAULT_METHODS,
+    Candidate,
+    Combo,
+    combos,
+    divisors,
+    optim_state_bits,
+    seq_lengths,
+    to_setup,
+)
+from vramdoc.planner.steptime import ModelDims, StepTime, model_dims, step_time
+from vramdoc.setup import TrainSetup, setup_from_mapping, setup_to_mapping
+from vramdoc.units import MiB
+
+MIN_MARGIN_BYTES = 256 * MiB
+MARGIN_FRACTION = 0.04
+# Setup keys a guidance rule may change in a plan without changing its memory.
+MEMORY_NEUTRAL_KEYS = frozenset({
+    "training.learning_rate", "training.warmup_steps", "training.lr_scheduler_type",
+    "training.max_grad_norm", "training.weight_decay", "lora.lora_alpha",
+})
+PER_CANDIDATE_NAMES = frozenset({"micro_batch", "grad_accum", "seq_len", "effective_batch",
+                                 "user_seq_len"})
+METHOD_RANK = {"full": 0, "lora": 1, "qlora-int8": 2, "qlora": 3, "gptq-lora": 3, "awq-lora": 3}
+STATE_RANK = {32: 0, 16: 1, 8: 2, 4: 3, None: 3}
+
+
+def default_margin(gpu_memory_bytes: int) -> int:
+    """Bytes the planner keeps free on a GPU: max(256 MiB, 4 % of its memory)."""
+    return max(MIN_MARGIN_BYTES, int(gpu_memory_bytes * MARGIN_FRACTION))
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the user asked for. ``base`` carries model, task and hyperparameters of a config."""
+
+    model: str
+    gpu: Any  # GpuSpec
+    seq_len: int = 512
+    effective_batch: int = 16
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    base: TrainSetup | None = None
+    allow_shorter_seq: bool = False
+    top_k: int = 3
+    margin_bytes: int | None = None
+    judge_base: bool = False  # also estimate and judge ``base`` as given (it came from --config)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One ranked setup with its estimate, step time and the rules that shaped it."""
+
+    setup: TrainSetup
+    estimate: Any  # MemoryEstimate
+    step: StepTime
+    margin_bytes: int
+    gpu_memory_bytes: int
+    findings: tuple[Finding, ...]  # every plan rule that holds on the final setup
+    applied: tuple[tuple[str, str, Any, Any], ...]  # (code, key, old, new) guidance changes
+    candidate: Candidate
+
+    @property
+    def headroom_bytes(self) -> int:
+        return int(self.gpu_memory_bytes - self.estimate.device_bytes - self.margin_bytes)
+
+    @property
+    def fits(self) -> bool:
+        return self.headroom_bytes >= 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.step.tokens_per_s(self.setup.effective_batch_size * self.setup.max_seq_length)
+
+    @property
+    def label(self) -> str:
+        return describe(self.setup)
+
+
+@dataclass
+class SearchStats:
+    """How the search went: counts a user (and the benchmark) can check."""
+
+    candidates: int = 0
+    rejected_by_rule: Counter[str] = field(default_factory=Counter)
+    estimated: int = 0
+    skipped_by_bound: int = 0
+    fitting_found: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_rule.values())
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """Plans best first (empty when nothing fits), else the closest plan and what would fit."""
+
+    request: PlanRequest
+    spec: Any
+    gpu: Any
+    margin_bytes: int
+    plans: tuple[Plan, ...]
+    closest: Plan | None
+    missing_bytes: int
+    suggestions: tuple[str, ...]
+    stats: SearchStats
+    user_plan: Plan | None  # the --config setup as given, judged by the same rules
+
+    @property
+    def fits(self) -> bool:
+        return bool(self.plans)
+
+    @property
+    def best(self) -> Plan | None:
+        return self.plans[0] if self.plans else None
+
+
+def describe(setup: TrainSetup) -> str:
+    """One-line label: ``QLoRA r16 all-linear · fp16 · sdpa · ckpt · paged_adamw_8bit · 1x16``."""
+    t = setup.training
+    m = {"full": "full", "lora": "LoRA", "qlora": "QLoRA NF4", "qlora-int8": "LoRA int8",
+         "gptq-lora": "GPTQ+LoRA", "awq-lora": "AWQ+LoRA"}[setup.method]
+    if setup.lora is not None:
+        tgt = "all-linear" if setup.lora.target_modules == ("all-linear",) else (
+            ",".join(setup.lora.target_modules) or "default targets")
+        m += f" r{setup.lora.r} {tgt}"
+    prec = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "auto": "auto"}[
+        setup.torch_dtype]
+    amp = "+bf16 AMP" if t.bf16 else "+fp16 AMP" if t.fp16 else ""
+    parts = [m, f"{prec}{amp}", setup.attn_implementation]
+    if t.gradient_checkpointing:
+        parts.append("ckpt")
+    parts.append(t.optim)
+    parts.append(f"{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}")
+    parts.append(f"seq {setup.max_seq_length}")
+    return " · ".join(parts)
+
+
+class _Search:
+    """State of one search (kept in one object so the steps read top to bottom)."""
+
+    def __init__(self, req: PlanRequest, spec: Any, base: TrainSetup, margin: int) -> None:
+        from vramdoc.models import param_groups
+
+        self.req, self.spec, self.base, self.margin = req, spec, base, margin
+        self.gpu = req.gpu
+        self.budget = self.gpu.memory_bytes - margin
+        self.rules = load_rules("plan")
+        self.errors = [r for r in self.rules if r.kind == "constraint" and r.severity == "error"]
+        self.warnings = [r for r in self.rules if r.severity == "warning"
+                         and not set(r.names) & set(MEMORY_NAMES)
+                         and not (r.propose and set(r.propose) <= MEMORY_NEUTRAL_KEYS)]
+        self.guidance = [r for r in self.rules if r.kind == "guidance" and r.propose
+                         and set(r.propose) <= MEMORY_NEUTRAL_KEYS]
+        self.base_ctx = {**model_context(spec), **gpu_context(self.gpu)}
+        self.groups = param_groups(spec, task=base.task, num_labels=base.num_labels)
+        self.dims: ModelDims = model_dims(spec)
+        self.stats = SearchStats()
+        self.cache: dict[Candidate, Any] = {}
+        self.user_seq = req.seq_len
+
+    # -- estimates -------------------------------------------------------------------------
+    def estimate(self, cand: Candidate) -> Any:
+        est = self.cache.get(cand)
+        if est is None:
+            from vramdoc.estimate.core import build_estimate
+
+            est = build_estimate(to_setup(cand, self.base), self.spec, self.groups, self.gpu)
+            self.cache[cand] = est
+            self.stats.estimated += 1
+        return est
+
+    def fits(self, cand: Candidate) -> bool:
+        return bool(self.estimate(cand).device_bytes <= self.budget)
+
+    # -- rules on the lever space ----------------------------------------------------------
+    def _split(self, rules: list[Rule]) -> tuple[list[Rule], list[Rule]]:
+        per_cand = [r for r in rules if set(r.names) & PER_CANDIDATE_NAMES]
+        return [r for r in rules if r not in per_cand], per_cand
+
+    def judge(self) -> list[tuple[tuple[Any, ...], Candidate]]:
+        """Every candidate, rule-filtered, with its ranking key."""
+        seqs = seq_lengths(self.req.seq_len, self.req.allow_shorter_seq)
+        mbs = divisors(self.req.effective_batch)
+        eb = self.req.effective_batch
+        err_combo, err_cand = self._split(self.errors)
+        warn_combo, warn_cand = self._split(self.warnings)
+        ranked: list[tuple[tuple[Any, ...], Candidate]] = []
+        for combo in combos(self.req.methods):
+            n = len(seqs) * len(mbs)
+            self.stats.candidates += n
+            probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
+            ctx = setup_context(to_setup(probe, self.base), self.spec, self.base_ctx,
+                                self.user_seq)
+            bad = next((r for r in err_combo if holds(r, ctx)), None)
+            if bad is not None:
+                self.stats.rejected_by_rule[bad.code] += n
+                continue
+            n_warn = sum(1 for r in warn_combo if holds(r, ctx))
+            fid = fidelity(combo)
+            for si, seq in enumerate(seqs):
+                for mb in mbs:
+                    cand = Candidate(combo, mb, eb // mb, seq)
+                    w = n_warn
+                    if err_cand or warn_cand:
+                        c2 = dict(ctx, micro_batch=mb, grad_accum=eb // mb, seq_len=seq)
+                        bad = next((r for r in err_cand if holds(r, c2)), None)
+                        if bad is not None:
+                            self.stats.rejected_by_rule[bad.code] += 1
+                            continue
+                        w += sum(1 for r in warn_cand if holds(r, c2))
+                    st = step_time(cand, self.dims, self.gpu, eb, _trainable_guess(combo, self))
+                    ranked.append(((si, *fid[:3], w, *fid[3:], st.total_s), cand))
+        ranked.sort(key=lambda kc: kc[0])
+        return ranked
+
+    # -- the walk ----------------------------------------------------------------------------
+    def group_feasible(self, cand: Candidate, memo: dict[tuple[Any, ...], bool]) -> bool:
+        c = cand.combo
+        key = (c.method, c.dtype, c.amp, c.targets, c.r, cand.seq_len)
+        if key not in memo:
+            from vramdoc.planner.space import OPTIMIZERS_ADAPTER, OPTIMIZERS_FULL
+
+            optims = OPTIMIZERS_FULL if c.method == "full" else OPTIMIZERS_ADAPTER
+            eb = self.req.effective_batch
+            memo[key] = any(
+                self.fits(Candidate(Combo(c.method, c.dtype, c.amp, attn, True, o, c.targets,
+                                          c.r), 1, eb, cand.seq_len))
+                for o in optims for attn in ("sdpa", "flash_attention_2"))
+        return memo[key]
+
+    def largest_fitting_mb(self, cand: Candidate, memo: dict[tuple[Combo, int], int]) -> int:
+        """Largest micro-batch of the candidate's combo that fits (0: none), by bisection."""
+        key = (cand.combo, cand.seq_len)
+        if key not in memo:
+            mbs = divisors(self.req.effective_batch)
+            eb = self.req.effective_batch
+
+            def ok(mb: int) -> bool:
+                return self.fits(Candidate(cand.combo, mb, eb // mb, cand.seq_len))
+
+            if not ok(mbs[0]):
+                memo[key] = 0
+            else:
+                lo, hi = 0, len(mbs) - 1  # mbs[lo] fits; find the last that fits
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if ok(mbs[mid]):
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                memo[key] = mbs[lo]
+        return memo[key]
+
+    def walk(self, ranked: list[tuple[tuple[Any, ...], Candidate]]) -> list[Candidate]:
+        """Best fitting candidates: up to top_k distinct combos per method, best first."""
+        group_memo: dict[tuple[Any, ...], bool] = {}
+        mb_memo: dict[tuple[Combo, int], int] = {}
+        found: dict[str, list[Candidate]] = {m: [] for m in self.req.methods}
+        taken: set[tuple[Any, ...]] = set()
+        k = max(self.req.top_k, 1)
+        for _key, cand in ranked:
+            lst = found[cand.combo.method]
+            if len(lst) >= k or shape(cand) in taken:
+                continue
+            if not self.group_feasible(cand, group_memo):
+                self.stats.skipped_by_bound += 1
+                continue
+            if cand.micro_batch > self.largest_fitting_mb(cand, mb_memo):
+                continue
+            lst.append(cand)
+            taken.add(shape(cand))
+            if all(len(v) >= k for v in found.values()):
+                break
+        order = [cand for _key, cand in ranked]
+        pos = {c: i for i, c in enumerate(order)}
+        best = sorted((c for v in found.values() for c in v), key=lambda c: pos[c])
+        self.stats.fitting_found = len(best)
+        return best
+
+    def closest(self, allowed: list[Candidate]) -> Candidate | None:
+        """The rule-allowed candidate with the smallest device view (nothing fits)."""
+        if not allowed:
+            return None
+        small_mb = min(c.micro_batch for c in allowed)
+        short = min(c.seq_len for c in allowed)
+        lean = [c for c in allowed if c.micro_batch == small_mb and c.seq_len == short
+                and c.combo.ckpt and c.combo.attn != "eager"] or allowed
+        return min(lean, key=lambda c: self.estimate(c).device_bytes)
+
+    # -- plans -------------------------------------------------------------------------------
+    def make_plan(self, cand: Candidate) -> Plan:
+        from vramdoc.estimate.core import build_estimate
+
+        setup, applied = apply_guidance(to_setup(cand, self.base), self.spec, self.base_ctx,
+                                        self.guidance, self.user_seq)
+        est = build_estimate(setup, self.spec, self.groups, self.gpu)
+        ctx = memory_context(setup_context(setup, self.spec, self.base_ctx, self.user_seq),
+                             est, self.gpu.memory_bytes, self.margin)
+        st = step_time(cand, self.dims, self.gpu, self.req.effective_batch,
+                       float(est.trainable_params))
+        return Plan(setup=setup, estimate=est, step=st, margin_bytes=self.margin,
+                    gpu_memory_bytes=self.gpu.memory_bytes,
+                    findings=tuple(evaluate(self.rules, ctx)), applied=tuple(applied),
+                    candidate=cand)
+
+
+def shape(cand: Candidate) -> tuple[Any, ...]:
+    """What makes two plans different alternatives (attention and checkpointing are free
+    choices the best of each shape makes)."""
+    c = cand.combo
+    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, cand.seq_len)
+
+
+def _trainable_guess(combo: Combo, search: _Search) -> float:
+    """Trainable parameters for the step-time model before any estimate exists."""
+    if combo.method == "full":
+        return float(search.spec.n_params)
+    # LoRA: r·(in + out) per adapted Linear; all-linear ~ 7 matrices per layer, default ~ 2
+    h, L = search.spec.hidden_size, search.spec.num_hidden_layers
+    per_layer = 7 if combo.targets == "all-linear" else 2
+    return float((combo.r or 16) * 2 * h * per_layer * L)
+
+
+def fidelity(c: Combo) -> tuple[int, ...]:
+    """Lower is better: method, master weights, optimizer-state precision, LoRA shape."""
+    master = 1 if c.method == "full" and c.dtype != "float32" else 0
+    param_dtype = c.dtype if c.method == "full" else "float32"
+    state = STATE_RANK[optim_state_bits(c.optim, param_dtype)]
+    targets = 0 if c.targets in (None, "all-linear") else 1
+    rank = 0 if c.r is None or c.r >= 16 else 1
+    return (METHOD_RANK.get(c.method, 4), master, state, targets, rank)
+
+
+def apply_changes(setup: TrainSetup, changes: dict[str, Any]) -> TrainSetup:
+    """Apply dotted setup-file keys (a rule's ``propose``) through the setup-file format."""
+    mapping = setup_to_mapping(setup)
+    for key, value in changes.items():
+        parts = key.split(".")
+        if len(parts) == 1:
+            mapping[parts[0]] = value
+        else:
+            mapping.setdefault(parts[0], {})[parts[1]] = value
+    return setup_from_mapping(mapping, source="plan")
+
+
+def apply_guidance(setup: TrainSetup, spec: Any, base_ctx: dict[str, Any], guidance: list[Rule],
+                   user_seq: int) -> tuple[TrainSetup, list[tuple[str, str, Any, Any]]]:
+    """Apply the memory-neutral proposals of firing guidance rules until none fires."""
+    applied: list[tuple[str, str, Any, Any]] = []
+    for _ in range(4):
+        ctx = setup_context(setup, spec, base_ctx, user_seq)
+        current = setup_to_mapping(setup)
+        changes: dict[str, Any] = {}
+        for f in evaluate(guidance, ctx):
+            for key, value in f.propose.items():
+                sec, _, name = key.partition(".")
+                old = current.get(sec, {}).get(name) if name else current.get(sec)
+                if old != value and key not in changes:
+                    changes[key] = value
+                    applied.append((f.code, key, old, value))
+        if not changes:
+            break
+        setup = apply_changes(setup, changes)
+    return setup, applied
+
+
+def plan(req: PlanRequest) -> PlanResult:
+    """Search the setups for ``req`` and return the ranked plans (or the closest one).
+
+    Raises:
+        UsageError: unknown method, non-positive sizes; UnknownModelError from the model.
+    """
+    from vramdoc.models import resolve_model
+
+    bad = [m for m in req.methods if m not in ALL_METHODS]
+    if bad:
+        raise UsageError(f"unknown method {bad[0]!r}", f"use one of {', '.join(ALL_METHODS)}")
+    if req.effective_batch <= 0 or req.seq_len <= 0:
+        raise UsageError("effective batch and sequence length must be larger than zero",
+                         "e.g. --effective-batch 16 --seq-len 512")
+    spec = resolve_model(req.base.model if req.base else req.model)
+    if req.base is not None:
+        base = req.base
+    else:
+        base = TrainSetup(model=req.model, max_seq_length=req.seq_len)
+    margin = req.margin_bytes if req.margin_bytes is not None else default_margin(
+        req.gpu.memory_bytes)
+    search = _Search(req, spec, base, margin)
+    ranked = search.judge()
+    chosen = search.walk(ranked)
+    plans = tuple(search.make_plan(c) for c in _pick(chosen, req))
+    user_plan = None
+    if req.base is not None and req.judge_base:
+        user_plan = _judge_user(search, req.base)
+    if plans:
+        return PlanResult(req, spec, req.gpu, margin, plans, None, 0, (), search.stats,
+                          user_plan)
+    closest_cand = search.closest([c for _k, c in ranked])
+    closest = search.make_plan(closest_cand) if closest_cand is not None else None
+    missing = -closest.headroom_bytes if closest else 0
+    from vramdoc.planner.advice import what_would_fit
+
+    suggestions = what_would_fit(search, closest) if closest else ()
+    return PlanResult(req, spec, req.gpu, margin, (), closest, missing, tuple(suggestions),
+                      search.stats, user_plan)
+
+
+def _pick(chosen: list[Candidate], req: PlanRequest) -> list[Candidate]:
+    """The best plan, then the best of each other method, then the next distinct combos."""
+    if not chosen:
+        return []
+    out = [chosen[0]]
+    seen_methods = {chosen[0].combo.method}
+    for c in chosen[1:]:
+        if c.combo.method not in seen_methods:
+            out.append(c)
+            seen_methods.add(c.combo.method)
+    for c in chosen[1:]:
+        if len(out) >= max(req.top_k, len(seen_methods)):
+            break
+        if c not in out:
+            out.append(c)
+    best_rank = {c: i for i, c in enumerate(chosen)}
+    head, rest = out[0], sorted(out[1:], key=lambda c: best_rank[c])
+    return [head, *rest][: max(req.top_k, 1)]
+
+
+def _judge_user(search: _Search, setup: TrainSetup) -> Plan | None:
+    """The user's own setup, estimated and judged by every plan rule (no search)."""
+    from vramdoc.estimate.core import build_estimate
+
+    est = build_estimate(setup, search.spec, search.groups, search.gpu)
+    ctx = memory_context(setup_context(setup, search.spec, search.base_ctx, search.user_seq),
+                         est, search.gpu.memory_bytes, search.margin)
+    t = setup.training
+    lo = setup.lora
+    combo = Combo(setup.method, ctx["dtype"], "bf16" if t.bf16 else "fp16" if t.fp16 else None,
+                  setup.attn_implementation, t.gradient_checkpointing, t.optim,
+                  None if lo is None else ("all-linear" if lo.target_modules == ("all-linear",)
+                                           else "default"), lo.r if lo else None)
+    cand = Candidate(combo, t.per_device_train_batch_size, t.gradient_accumulation_steps,
+                     setup.max_seq_length)
+    st = step_time(cand, search.dims, search.gpu, setup.effective_batch_size,
+                   float(est.trainable_params))
+    return Plan(setup=setup, estimate=est, step=st, margin_bytes=search.margin,
+                gpu_memory_bytes=search.gpu.memory_bytes,
+                findings=tuple(evaluate(search.rules, ctx)), applied=(), candidate=cand)
+
+
+__all__ = ["Plan", "PlanRequest", "PlanResult", "SearchStats", "default_margin", "describe",
+           "plan"]

@@ -1,0 +1,458 @@
+"""The probe recipe: one training run of a setup, read top to bottom.
+
+    choose the device -> build the model as the snippet does -> build Trainer's optimizer
+    -> run steps (forward, backward, optimizer step), watching memory and numerics
+    -> replay the memory timeline -> compare with the estimate -> diagnose.
+
+Devices:
+- ``cuda``: a real GPU. Per-phase peaks come from the CUDA caching allocator
+  (``reset_peak_memory_stats`` / ``max_memory_allocated`` / ``max_memory_reserved`` at each
+  phase boundary), device use from NVML (or ``cudaMemGetInfo``); the live-storage tracker runs
+  as well to split the bytes into components.
+- ``cpu``: real CPU tensors, counted by the tracker as CUDA would count them (512-byte blocks,
+  foreach optimizer temporaries, host-side step counters excluded).
+- ``fake``: the same step under ``FakeTensorMode`` on fake cpu tensors: nothing is allocated,
+  every allocation is counted; a 7B step takes seconds. No values, so no numerics.
+
+An out-of-memory error is caught and reported: real on cuda, emulated on cpu/fake when the
+setup (or ``--gpu``) names a card and the tracked bytes pass what it can allocate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from vramdoc.probe import build, optim
+from vramdoc.probe.numerics import NumericsWatch
+from vramdoc.probe.result import MemoryView, OomEvent, ProbeResult, StepRecord
+from vramdoc.probe.tracker import PHASES, EmulatedOutOfMemory, MemoryTracker, Trace
+from vramdoc.setup import TrainSetup
+
+# `auto` runs real CPU steps below this many parameters, fake-tensor steps above it.
+AUTO_CPU_MAX_PARAMS = 300_000_000
+# CUDA context + library workspaces when the estimator cannot say (shared/REFERENCE.md
+# section 1: "300-600 MiB on recent drivers with lazy loading").
+DEFAULT_CUDA_CONTEXT_BYTES = 500 * 1024**2
+
+
+def choose_device(requested: str, n_params: int) -> str:
+    """``auto``: cuda when present, else cpu for small models, else fake."""
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu" if n_params < AUTO_CPU_MAX_PARAMS else "fake"
+
+
+def synthetic_batch(setup: TrainSetup, vocab_size: int, device: str,
+                    generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """A micro-batch of the planned shape: random token ids, labels as Trainer would pass them.
+
+    No attention_mask: a full-length, unpadded batch, for which transformers builds no mask
+    (causal SDPA), as for packed or equal-length data.
+    """
+    b, s = setup.training.per_device_train_batch_size, setup.max_seq_length
+    dev = "cpu" if device == "fake" else device
+    ids = torch.randint(0, vocab_size, (b, s), device=dev, generator=generator)
+    if setup.task == "sequence-classification":
+        labels = torch.randint(0, setup.num_labels, (b,), device=dev, generator=generator)
+    else:
+        labels = ids
+    return {"input_ids": ids, "labels": labels}
+
+
+class _CudaMeter:
+    """Allocator peaks per phase on a real GPU (max over steps)."""
+
+    def __init__(self) -> None:
+        self.allocated: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}
+        self.phase: str | None = None
+
+    def switch(self, phase: str | None) -> None:
+        if self.phase is not None:
+            a, r = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+            self.allocated[self.phase] = max(self.allocated.get(self.phase, 0), a)
+            self.reserved[self.phase] = max(self.reserved.get(self.phase, 0), r)
+        torch.cuda.reset_peak_memory_stats()
+        self.phase = phase
+
+
+def _device_used_bytes() -> int | None:
+    try:
+        from vramdoc.hardware import nvml
+
+        used = getattr(nvml, "device_used_bytes", None)
+        if used is not None:
+            value = used(torch.cuda.current_device())
+            if value:
+                return int(value)
+    except Exception:  # NVML missing or not answering: fall back to the runtime
+        pass
+    free, total = torch.cuda.mem_get_info()
+    return int(total - free)
+
+
+def _memory_view(trace: Trace, cuda: _CudaMeter | None) -> MemoryView:
+    phases = {p: trace.phases[p].allocated_bytes for p in PHASES if p in trace.phases}
+    comps = {p: dict(trace.phases[p].components) for p in phases}
+    reserved = None
+    if cuda is not None and cuda.allocated:
+        phases = {p: cuda.allocated.get(p, phases.get(p, 0)) for p in phases}
+        reserved = max(cuda.reserved.values())
+    peak_phase = max(phases, key=lambda p: phases[p])
+    return MemoryView(peak_allocated_bytes=phases[peak_phase], peak_phase=peak_phase,
+                      phases=phases, components=comps[peak_phase], phase_components=comps,
+                      paged_bytes=trace.paged_bytes, peak_reserved_bytes=reserved)
+
+
+def estimate_view(setup: TrainSetup, spec: Any, gpu: Any) -> tuple[MemoryView | None, Any, str]:
+    """The estimator's figures for the same setup, or why there are none."""
+    try:
+        from vramdoc.estimate import estimate
+
+        est = estimate(setup, model=spec, gpu=gpu)
+        view = MemoryView(
+            peak_allocated_bytes=int(est.peak_allocated_bytes), peak_phase=est.peak_phase,
+            phases={p: int(v) for p, v in est.phases.items()},
+            components={c: int(v) for c, v in est.components.items()},
+            phase_components={p: {c: int(v) for c, v in cs.items()}
+                              for p, cs in est.phase_components.items()},
+            paged_bytes=int(getattr(est, "paged_bytes", 0) or 0),
+            peak_reserved_bytes=getattr(est, "peak_reserved_bytes", None),
+            device_bytes=getattr(est, "device_bytes", None))
+        return view, est, ""
+    except Exception as exc:  # the estimator is a separate area: never let it sink a probe
+        return None, None, f"{type(exc).__name__}: {exc}"
+
+
+def emulated_limit(gpu: Any, est: Any) -> int:
+    """What a card lets torch allocate: its memory minus the CUDA context (modelled)."""
+    context = getattr(est, "cuda_context_bytes", None) or DEFAULT_CUDA_CONTEXT_BYTES
+    return int(gpu.memory_bytes) - int(context)
+
+
+@contextlib.contextmanager
+def _cuda_autocast_query() -> Iterator[None]:
+    """Make the argument-less ``torch.is_autocast_enabled()`` answer for the CPU autocast.
+
+    Without an argument it reports CUDA's autocast state; peft's quantized LoRA layers call it
+    to decide whether to cast their input to the adapter dtype (peft/tuners/lora/bnb.py,
+    ``requires_conversion``). On a GPU under AMP it is True; a CPU trace of that GPU run must
+    see True as well, or it records casts the GPU never makes.
+    """
+    original = torch.is_autocast_enabled
+
+    def is_autocast_enabled(device_type: str | None = None) -> bool:
+        return bool(original(device_type or "cpu"))
+
+    torch.is_autocast_enabled = is_autocast_enabled  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.is_autocast_enabled = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _modes(device: str, tracker: MemoryTracker) -> Iterator[None]:
+    if device == "fake":
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with _cuda_autocast_query(), FakeTensorMode(), tracker:
+            yield
+    elif device == "cpu":
+        with _cuda_autocast_query(), tracker:
+            yield
+    else:
+        with tracker:
+            yield
+
+
+def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int = 2,
+              gpu: Any = None, weights: str | None = None, seed: int = 0,
+              emulate_oom: bool = True, detail: bool = False) -> ProbeResult:
+    """Run ``steps`` optimizer steps of ``setup`` on ``device`` and measure them.
+
+    Args:
+        setup: the run to probe.
+        spec: its ModelSpec (``spec.config`` is what the model is built from).
+        device: auto | cuda | cpu | fake.
+        steps: optimizer steps (each of ``gradient_accumulation_steps`` micro-batches).
+        gpu: a GpuSpec to compare with (and, on cpu/fake, to emulate out-of-memory against).
+        weights: a local checkpoint directory (real devices only).
+        seed: seeds the weights and the synthetic batches.
+        emulate_oom: raise an emulated OOM on cpu/fake when the card's limit is passed.
+        detail: keep each saved tensor's op, shape and dtype (``saved_tensors_by_layer``).
+    """
+    t = setup.training
+    device = choose_device(device, int(getattr(spec, "n_params", 0) or 0))
+    notes: list[str] = []
+    measured_items = ["allocated bytes per phase and component (live-storage tracker)"]
+    modelled_items: list[str] = []
+    if device == "cuda":
+        measured_items.append("per-phase allocator peaks (max_memory_allocated/reserved)")
+    else:
+        modelled_items += [
+            "CUDA's 512-byte block rounding applied to every storage",
+            "CUDA context and library workspaces (not part of allocated)",
+            "allocator reservation and fragmentation (reserved > allocated)",
+            "foreach optimizer temporaries (CPU runs them through the same foreach ops)",
+        ]
+    est_view, est, est_error = estimate_view(setup, spec, gpu)
+
+    # 1. The tracker: exact bytes on cpu/fake; on CUDA it splits the allocator's bytes.
+    limit = None
+    if gpu is not None and device != "cuda" and emulate_oom:
+        limit = emulated_limit(gpu, est)
+        modelled_items.append("out-of-memory: allocated bytes vs the card's memory minus the "
+                              "CUDA context")
+    tracker = MemoryTracker(round_to=512, limit_bytes=limit, detail=detail)
+    torch.manual_seed(seed)
+    generator = None if device == "fake" else torch.Generator(
+        device="cpu" if device != "cuda" else "cuda").manual_seed(seed)
+    cuda = _CudaMeter() if device == "cuda" else None
+    if cuda is not None:
+        torch.cuda.reset_peak_memory_stats()
+    result = ProbeResult(
+        model=spec.name, device=device, device_name=_device_name(device), method=setup.method,
+        batch_size=t.per_device_train_batch_size, seq_len=setup.max_seq_length,
+        steps_requested=steps, steps_run=0, n_params=0, n_trainable=0, measured=None,
+        estimate=est_view, estimate_error=est_error or None, limit_bytes=limit,
+        measured_items=measured_items, modelled_items=modelled_items, notes=notes)
+    if gpu is not None:
+        result.gpu = {"name": gpu.name, "memory_bytes": int(gpu.memory_bytes),
+                      "bf16": bool(gpu.bf16),
+                      "compute_capability": list(getattr(gpu, "compute_capability", ()))}
+
+    build.preload(setup, spec.model_type, spec.config)
+    meta = build.build_meta(setup, spec.model_type, spec.config, spec.checkpoint_dtype) \
+        if device == "fake" else None
+    watch: NumericsWatch | None = None
+    opt: optim.OptimizerRun | None = None
+    phase_seconds: list[float] = []
+    with _modes(device, tracker):
+        try:
+            # 2. Load: the model exactly as the snippet builds it.
+            if meta is not None:
+                built = meta
+                build.materialize_fake(built)
+            else:
+                built = build.build_real(setup, spec.model_type, spec.config,
+                                         spec.checkpoint_dtype, device, weights)
+            build.tag_model(built, tracker.tag)
+            notes += built.notes
+            result.n_params, result.n_trainable = built.n_params, built.n_trainable
+            model = built.model
+            trainable = [p for p in model.parameters() if p.requires_grad]
+
+            # 3. Trainer's optimizer and schedule; mixed precision as accelerate sets it up.
+            opt = optim.build_optimizer(model, setup, emulate_cuda=device != "cuda",
+                                        probe_steps=steps)
+            notes += opt.notes
+            amp_dtype = torch.bfloat16 if t.bf16 else torch.float16 if t.fp16 else None
+            amp_device = "cuda" if device == "cuda" else "cpu"
+            scaler = torch.amp.GradScaler(amp_device) if t.fp16 else None
+            _install_context_hooks(built, tracker)
+            if device != "fake":
+                watch = NumericsWatch(model, pause=tracker.paused)
+            vocab = int(getattr(built.hf_model.config, "vocab_size", 0) or 32)
+            ga = t.gradient_accumulation_steps
+            if cuda is not None:
+                cuda.switch(None)
+
+            # 4. The steps.
+            for step in range(steps):
+                started = time.perf_counter()
+                for _micro in range(ga):
+                    _phase("forward", step, tracker, cuda)
+                    batch = synthetic_batch(setup, vocab, device, generator)
+                    if watch is not None:
+                        watch.begin_forward(step)
+                    with torch.autocast(amp_device, dtype=amp_dtype or torch.float32,
+                                        enabled=amp_dtype is not None):
+                        out = model(**batch)
+                    if amp_dtype is not None:
+                        # accelerate wraps forward in convert_outputs_to_fp32 under AMP
+                        from accelerate.utils import convert_to_fp32
+
+                        out = convert_to_fp32(out)
+                    loss = out["loss"] / ga if ga > 1 else out["loss"]
+                    del out
+                    if watch is not None:
+                        watch.end_forward(loss)
+                    _phase("backward", step, tracker, cuda)
+                    tracker.ctx = "logits"  # the loss and logits' backward come first
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                    del loss, batch
+                for p in trainable:
+                    tracker.tag(p.grad, "gradients")
+                _phase("optimizer_step", step, tracker, cuda)
+                if scaler is not None:
+                    scaler.unscale_(opt.optimizer)
+                if watch is not None:
+                    watch.check_gradients(model)
+                grad_norm = None
+                if t.max_grad_norm and t.max_grad_norm > 0:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, t.max_grad_norm)
+                elif watch is not None:
+                    with tracker.paused(), torch.no_grad():
+                        grad_norm = torch.nn.utils.get_total_norm(
+                            [p.grad for p in trainable if p.grad is not None])
+                scale_before = scaler.get_scale() if scaler is not None else None
+                lr = float(opt.optimizer.param_groups[0]["lr"])
+                skipped = False
+                if scaler is not None:
+                    scaler.step(opt.optimizer)
+                    scaler.update()
+                    skipped = scaler.get_scale() < (scale_before or 0)
+                    tracker.tag(scaler._scale, "optimizer_states")
+                    tracker.tag(scaler._growth_tracker, "optimizer_states")
+                else:
+                    opt.optimizer.step()
+                if not skipped:
+                    opt.scheduler.step()
+                for tensor, role in opt.state_roles():
+                    tracker.tag(tensor, role)
+                model.zero_grad(set_to_none=True)
+                if watch is not None:
+                    watch.check_parameters(model)
+                _phase("", step, tracker, cuda)
+                seconds = time.perf_counter() - started
+                phase_seconds.append(seconds)
+                result.steps.append(_step_record(step, watch, grad_norm, lr, seconds, scaler,
+                                                 skipped, device))
+                result.steps_run = step + 1
+        except EmulatedOutOfMemory as exc:
+            result.oom = _oom_event(exc.phase, exc.step, exc.allocated_bytes, exc.request_bytes,
+                                    exc.limit_bytes, True, tracker)
+        except torch.OutOfMemoryError as exc:
+            phase = tracker.phase or "load"
+            result.oom = _oom_event(phase, tracker.step, int(torch.cuda.memory_allocated()),
+                                    _requested(str(exc)), int(torch.cuda.get_device_properties(
+                                        0).total_memory), False, tracker)
+        finally:
+            tracker.limit_bytes = None
+            if watch is not None:
+                watch.close()
+
+    # 5. Replay the timeline: per-phase peaks and what was live at each.
+    trace = tracker.trace()
+    result.measured = _memory_view(trace, cuda)
+    result.saved_activation_bytes_per_layer = trace.saved_activation_bytes_per_layer
+    result.saved_tensors_by_layer = trace.saved_in_layer
+    if device == "cuda":
+        used = _device_used_bytes()
+        result.measured = _with_device(result.measured, used)
+        measured_items.append("device memory used (NVML / cudaMemGetInfo)")
+    if watch is not None:
+        for rec in watch.steps:
+            for name, v in rec.module_absmax.items():
+                old = result.module_absmax.get(name)
+                if old is None or not math.isfinite(v) or (math.isfinite(old) and v > old):
+                    result.module_absmax[name] = v
+            result.module_dtype.update(rec.module_dtype)
+    timed = phase_seconds[1:] or phase_seconds
+    if timed and device != "fake":
+        per_step = sum(timed) / len(timed)
+        result.steps_per_s = 1.0 / per_step if per_step > 0 else None
+        tokens = t.per_device_train_batch_size * setup.max_seq_length * \
+            t.gradient_accumulation_steps
+        result.tokens_per_s = tokens / per_step if per_step > 0 else None
+
+    # 6. Diagnose: the doctor rules over what the run showed.
+    from vramdoc.probe import doctor
+
+    doctor.diagnose(result, setup, spec, gpu)
+    return result
+
+
+def _phase(name: str, step: int, tracker: MemoryTracker, cuda: _CudaMeter | None) -> None:
+    if name:
+        tracker.set_phase(name, step)
+    if cuda is not None:
+        torch.cuda.synchronize()
+        cuda.switch(name or None)
+
+
+def _install_context_hooks(built: build.BuiltModel, tracker: MemoryTracker) -> None:
+    """Label allocations: logits from the output head on, per-layer index in the blocks."""
+    head = built.output_module
+
+    def to_activations(grad: torch.Tensor) -> None:
+        tracker.ctx = "activations"
+
+    if head is not None:
+        def head_pre(module: Any, args: Any) -> None:
+            if tracker.phase != "forward":
+                return
+            tracker.ctx = "logits"
+            x = args[0] if args else None
+            if isinstance(x, torch.Tensor) and x.requires_grad:
+                x.register_hook(to_activations)  # its gradient ends the logits' backward
+
+        head.register_forward_pre_hook(head_pre)
+    for i, layer in enumerate(built.decoder_layers()):
+        def pre(module: Any, args: Any, i: int = i) -> None:
+            if tracker.phase == "forward":
+                tracker.layer = i
+
+        def post(module: Any, args: Any, out: Any) -> None:
+            tracker.layer = None
+
+        layer.register_forward_pre_hook(pre)
+        layer.register_forward_hook(post)
+
+
+def _step_record(step: int, watch: NumericsWatch | None, grad_norm: Any, lr: float,
+                 seconds: float, scaler: Any, skipped: bool, device: str) -> StepRecord:
+    gn = None
+    if grad_norm is not None and device != "fake":
+        gn = float(grad_norm)
+    rec = watch.steps[-1] if watch is not None and watch.steps else None
+    return StepRecord(
+        step=step, loss=rec.loss if rec else None, grad_norm=gn, lr=lr, seconds=seconds,
+        scale=float(scaler.get_scale()) if scaler is not None and device != "fake" else None,
+        skipped=skipped,
+        first_nonfinite_module=rec.first_nonfinite_module if rec else None,
+        first_nonfinite_value=rec.first_nonfinite_value if rec else None,
+        nonfinite_grad_params=tuple(rec.nonfinite_grad_params) if rec else (),
+        nonfinite_params_after=tuple(rec.nonfinite_params_after) if rec else ())
+
+
+def _oom_event(phase: str, step: int, allocated: int, request: int, limit: int, emulated: bool,
+               tracker: MemoryTracker) -> OomEvent:
+    trace = tracker.trace()
+    comps = dict(trace.phases[phase].components) if phase in trace.phases else {}
+    return OomEvent(phase=phase, step=step, allocated_bytes=allocated, request_bytes=request,
+                    limit_bytes=limit, emulated=emulated, components=comps)
+
+
+def _requested(message: str) -> int:
+    """Bytes from torch's 'Tried to allocate 1.95 GiB' message (0 when absent)."""
+    import re
+
+    m = re.search(r"Tried to allocate ([\d.]+) (GiB|MiB|KiB|B)", message)
+    if not m:
+        return 0
+    scale = {"GiB": 1024**3, "MiB": 1024**2, "KiB": 1024, "B": 1}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
+def _with_device(view: MemoryView, used: int | None) -> MemoryView:
+    from dataclasses import replace
+
+    return replace(view, device_bytes=used)
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        return str(torch.cuda.get_device_name())
+    if device == "fake":
+        return "fake tensors (no memory allocated)"
+    return "cpu (bytes counted as CUDA would)"

@@ -1,0 +1,280 @@
+"""A live-storage memory tracker: every byte a training step allocates, with its owner.
+
+A ``TorchDispatchMode`` sees the output of every aten op. Each new storage gets a record
+(size, when it was allocated, the phase and context it was allocated in); a weakref on the
+storage stamps the record with the moment it is freed. Roles that only become known later
+(this storage turned out to be a parameter's ``.grad``, that one an optimizer state) are set
+with :meth:`MemoryTracker.tag`, and :meth:`MemoryTracker.trace` replays the timeline with the
+final roles to give the peak of each phase and what was live at that instant.
+
+This works the same on real CPU tensors and on fake tensors (``FakeTensorMode``): the
+accounting of a fake step equals a real CPU step to the byte (shared/REFERENCE.md section 2,
+checked by tests/probe/test_fake_equals_cpu.py). It is ~20x lighter than torch's private
+``MemTracker`` and needs no workaround for frozen parameters or repeated steps.
+
+CUDA's caching allocator hands out blocks rounded up to 512 bytes (c10/cuda/
+CUDACachingAllocator.cpp, ``kMinBlockSize = 512``, ``round_size``); with ``round_to=512`` each
+storage is counted as the block CUDA would allocate for it, so the figures compare with
+``torch.cuda.max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+PHASES = ("load", "forward", "backward", "optimizer_step")
+COMPONENTS = ("weights", "quant_state", "adapters", "gradients", "optimizer_states",
+              "optimizer_temporaries", "activations", "logits")
+# Roles set by tag() that do not live in CUDA device memory on a GPU run: the optimizer's
+# step counters (torch keeps them on the host unless fused/capturable) and bitsandbytes'
+# paged optimizer state (CUDA unified memory, which torch's allocator does not count).
+OFF_DEVICE_ROLES = ("host", "paged")
+CUDA_BLOCK_BYTES = 512
+
+
+class EmulatedOutOfMemory(RuntimeError):
+    """Raised by the tracker when the tracked bytes pass an emulated card's limit."""
+
+    def __init__(self, phase: str, step: int, allocated_bytes: int, limit_bytes: int,
+                 request_bytes: int) -> None:
+        super().__init__(
+            f"emulated CUDA out of memory in {phase} (step {step}): tried to allocate "
+            f"{request_bytes} bytes with {allocated_bytes} bytes allocated, limit {limit_bytes}")
+        self.phase = phase
+        self.step = step
+        self.allocated_bytes = allocated_bytes
+        self.limit_bytes = limit_bytes
+        self.request_bytes = request_bytes
+
+
+def block_bytes(nbytes: int, round_to: int) -> int:
+    """Bytes the allocator hands out for a request (0 stays 0: CUDA allocates nothing)."""
+    if nbytes == 0 or round_to <= 1:
+        return nbytes
+    return max(round_to, -(-nbytes // round_to) * round_to)
+
+
+@dataclass
+class _Record:
+    nbytes: int  # as counted (rounded to the allocator block when round_to > 1)
+    alloc: int  # event sequence number of the allocation
+    phase: str
+    step: int
+    ctx: str  # activations | logits (forward/backward), else the phase decides
+    layer: int | None  # decoder layer running at allocation time (forward only)
+    free: int | None = None
+    role: str | None = None  # set by tag(): weights, gradients, optimizer_states, host ...
+    what: str = ""  # op, shape and dtype (only when the tracker runs with detail=True)
+
+
+@dataclass(frozen=True)
+class PhasePeak:
+    """The peak instant of one phase: total and the live bytes by component."""
+
+    phase: str
+    step: int
+    allocated_bytes: int
+    components: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The replayed timeline of a run: per-phase peaks and per-layer saved activations."""
+
+    phases: dict[str, PhasePeak]  # phase -> its highest peak over all steps
+    peak_phase: str
+    peak_allocated_bytes: int
+    paged_bytes: int  # peak of paged optimizer state (unified memory, not in allocated)
+    resident_after_load_bytes: int
+    saved_activation_bytes_per_layer: dict[int, int] = field(default_factory=dict)
+    forward_end_components: dict[str, int] = field(default_factory=dict)
+    saved_in_layer: dict[int, list[tuple[str, int]]] = field(default_factory=dict)  # detail
+
+
+class MemoryTracker(TorchDispatchMode):
+    """Records every storage created under it; see the module docstring.
+
+    Args:
+        round_to: count each storage as the block the CUDA allocator would hand out (512) or
+            as its exact size (1).
+        limit_bytes: emulate an out-of-memory error when the device bytes pass this limit.
+    """
+
+    def __init__(self, round_to: int = CUDA_BLOCK_BYTES, limit_bytes: int | None = None,
+                 detail: bool = False) -> None:
+        super().__init__()
+        self.detail = detail
+        self._op = ""
+        self.round_to = round_to
+        self.limit_bytes = limit_bytes
+        self.phase = "load"
+        self.step = 0
+        self.ctx = "activations"
+        self.layer: int | None = None
+        self._seq = 0
+        self._records: list[_Record] = []
+        self._by_storage: dict[int, tuple[weakref.ref[Any], _Record]] = {}
+        self._markers: list[tuple[int, str, int]] = [(0, "load", 0)]
+        self._paused = 0
+        self.device_bytes = 0  # live bytes on the (emulated) device, updated online
+
+    # --- dispatch ------------------------------------------------------------------------
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.detail:
+            self._op = str(func)
+        if not self._paused:
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    self._track(t)
+        return out
+
+    def _track(self, t: torch.Tensor) -> _Record | None:
+        st = t.untyped_storage()
+        key = id(st)
+        hit = self._by_storage.get(key)
+        if hit is not None and hit[0]() is st:
+            return hit[1]
+        self._seq += 1
+        rec = _Record(block_bytes(st.nbytes(), self.round_to), self._seq, self.phase, self.step,
+                      self.ctx, self.layer)
+        if self.detail:
+            rec.what = f"{self._op} {tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
+        self._records.append(rec)
+        self._by_storage[key] = (weakref.ref(st, self._freer(key, rec)), rec)
+        self.device_bytes += rec.nbytes
+        if self.limit_bytes is not None and self.device_bytes > self.limit_bytes:
+            raise EmulatedOutOfMemory(self.phase, self.step, self.device_bytes - rec.nbytes,
+                                      self.limit_bytes, rec.nbytes)
+        return rec
+
+    def _freer(self, key: int, rec: _Record) -> Any:
+        def on_free(ref: Any) -> None:
+            self._seq += 1
+            rec.free = self._seq
+            if rec.role not in OFF_DEVICE_ROLES:
+                self.device_bytes -= rec.nbytes
+            hit = self._by_storage.get(key)
+            if hit is not None and hit[0] is ref:
+                del self._by_storage[key]
+        return on_free
+
+    # --- what the recipe tells the tracker ----------------------------------------------
+    def set_phase(self, phase: str, step: int) -> None:
+        """Start a phase (load, forward, backward, optimizer_step) of a step."""
+        self.phase, self.step = phase, step
+        self.ctx = "activations"
+        self._markers.append((self._seq, phase, step))
+
+    def tag(self, tensor: torch.Tensor | None, role: str) -> None:
+        """Declare what a tensor's storage is (adopting storages created outside the mode)."""
+        if tensor is None:
+            return
+        rec = self._track(tensor)
+        if rec is None or rec.role == role:
+            return
+        if role in OFF_DEVICE_ROLES and rec.role not in OFF_DEVICE_ROLES and rec.free is None:
+            self.device_bytes -= rec.nbytes
+        rec.role = role
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Allocations inside are not recorded (the doctor's own scalars)."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+
+    # --- replay --------------------------------------------------------------------------
+    @staticmethod
+    def component(rec: _Record) -> str | None:
+        """The estimator's component a record belongs to (None: not in device memory)."""
+        if rec.role in OFF_DEVICE_ROLES:
+            return None
+        if rec.role is not None:
+            return rec.role
+        if rec.phase == "optimizer_step":
+            return "optimizer_temporaries"
+        if rec.phase == "load":
+            return "weights"
+        return "logits" if rec.ctx == "logits" else "activations"
+
+    def _live_at(self, seq: int) -> Iterator[_Record]:
+        for r in self._records:
+            if r.alloc <= seq and (r.free is None or r.free > seq):
+                yield r
+
+    def components_at(self, seq: int) -> dict[str, int]:
+        """Live device bytes by component at event ``seq``."""
+        out = dict.fromkeys(COMPONENTS, 0)
+        for r in self._live_at(seq):
+            comp = self.component(r)
+            if comp is not None:
+                out[comp] = out.get(comp, 0) + r.nbytes
+        return out
+
+    def trace(self) -> Trace:
+        """Replay the timeline with the final roles: per-phase peaks and their components."""
+        events: list[tuple[int, int, _Record]] = []
+        for r in self._records:
+            events.append((r.alloc, 1, r))
+            if r.free is not None:
+                events.append((r.free, -1, r))
+        events.sort(key=lambda e: e[0])
+        markers = self._markers + [(self._seq + 1, "", -1)]
+        best: dict[str, tuple[int, int, int]] = {}  # phase -> (bytes, seq, step)
+        paged_peak = paged = total = 0
+        ei = 0
+        resident_after_load = 0
+        forward_end_seq: int | None = None
+        for mi in range(len(markers) - 1):
+            start, phase, step = markers[mi]
+            end = markers[mi + 1][0]
+            seg_best = (total, start)
+            while ei < len(events) and events[ei][0] <= end:
+                seq, sign, r = events[ei]
+                ei += 1
+                comp = self.component(r)
+                if r.role == "paged":
+                    paged += sign * r.nbytes
+                    paged_peak = max(paged_peak, paged)
+                if comp is None:
+                    continue
+                total += sign * r.nbytes
+                if total > seg_best[0]:
+                    seg_best = (total, seq)
+            if phase == "load":
+                resident_after_load = total
+                seg_best = (total, end)  # load = what stays resident, not build transients
+            if phase == "forward" and forward_end_seq is None:
+                forward_end_seq = end
+            if phase and (phase not in best or seg_best[0] > best[phase][0]):
+                best[phase] = (seg_best[0], seg_best[1], step)
+        phases = {p: PhasePeak(p, b[2], b[0], self.components_at(b[1]))
+                  for p, b in best.items()}
+        peak_phase = max(phases, key=lambda p: (phases[p].allocated_bytes, -PHASES.index(p)))
+        per_layer: dict[int, int] = {}
+        saved: dict[int, list[tuple[str, int]]] = {}
+        fwd_components: dict[str, int] = {}
+        if forward_end_seq is not None:
+            fwd_components = self.components_at(forward_end_seq)
+            for r in self._live_at(forward_end_seq):
+                if r.phase == "forward" and r.layer is not None and self.component(r) in (
+                        "activations",):
+                    per_layer[r.layer] = per_layer.get(r.layer, 0) + r.nbytes
+                    if self.detail:
+                        saved.setdefault(r.layer, []).append((r.what, r.nbytes))
+        return Trace(phases=phases, peak_phase=peak_phase,
+                     peak_allocated_bytes=phases[peak_phase].allocated_bytes,
+                     paged_bytes=paged_peak, resident_after_load_bytes=resident_after_load,
+                     saved_activation_bytes_per_layer=dict(sorted(per_layer.items())),
+                     forward_end_components=fwd_components, saved_in_layer=saved)

@@ -10,12 +10,12 @@ builds. Pure Python: nothing here imports torch or transformers.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from vramdoc.errors import UnknownModelError, UsageError
-from vramdoc.models import _classic, _llama_like
 from vramdoc.models._cfg import Builder, Cfg, checkpoint_dtype
 from vramdoc.models.spec import ModelSpec, ParamGroup
 
@@ -23,29 +23,39 @@ CAUSAL_LM = "causal-lm"
 SEQUENCE_CLASSIFICATION = "sequence-classification"
 TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION)
 
+# model_type -> (builder module, builder factory or function, argument, tasks). The builder
+# modules are imported on first use: resolving one model imports one of them.
+_LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+               "gemma3_text", "phi3")
+_REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
+    **{mt: ("_llama_like", "build_llama_like", mt, TASKS) for mt in _LLAMA_LIKE},
+    "gemma3": ("_llama_like", "build_gemma3", None, TASKS),
+    "qwen": ("_llama_like", "build_qwen_v1", None, (CAUSAL_LM,)),
+    "gpt2": ("_classic", "build_gpt2", None, TASKS),
+    "gpt_bigcode": ("_classic", "build_gpt_bigcode", None, TASKS),
+    "gpt_neox": ("_classic", "build_gpt_neox", None, TASKS),
+    "falcon": ("_classic", "build_falcon", None, TASKS),
+    "opt": ("_classic", "build_opt", None, TASKS),
+    "bloom": ("_classic", "build_bloom", None, TASKS),
+    "bert": ("_classic", "build_encoder", "bert", (SEQUENCE_CLASSIFICATION,)),
+    "roberta": ("_classic", "build_encoder", "roberta", (SEQUENCE_CLASSIFICATION,)),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class _Arch:
     build: Builder
     tasks: tuple[str, ...] = TASKS
 
 
-_ARCHS: dict[str, _Arch] = {
-    **{mt: _Arch(_llama_like.build_llama_like(mt))
-       for mt in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
-                  "gemma3_text", "phi3")},
-    "gemma3": _Arch(_llama_like.build_gemma3),
-    "qwen": _Arch(_llama_like.build_qwen_v1, (CAUSAL_LM,)),
-    "gpt2": _Arch(_classic.build_gpt2),
-    "gpt_bigcode": _Arch(_classic.build_gpt_bigcode),
-    "gpt_neox": _Arch(_classic.build_gpt_neox),
-    "falcon": _Arch(_classic.build_falcon),
-    "opt": _Arch(_classic.build_opt),
-    "bloom": _Arch(_classic.build_bloom),
-    "bert": _Arch(_classic.build_encoder("bert"), (SEQUENCE_CLASSIFICATION,)),
-    "roberta": _Arch(_classic.build_encoder("roberta"), (SEQUENCE_CLASSIFICATION,)),
-}
+@cache
+def _load(model_type: str) -> _Arch:
+    module, func, arg, tasks = _REGISTRY[model_type]
+    factory = getattr(importlib.import_module(f"vramdoc.models.{module}"), func)
+    return _Arch(factory(arg) if arg is not None else factory, tasks)
 
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_ARCHS))
+
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_REGISTRY))
 
 # "yi" is Yi's old remote-code name for the Llama architecture; Yi checkpoints on the Hub now
 # say "llama" (see the catalog's yi-34b entry).
@@ -55,8 +65,7 @@ _MODEL_TYPE_ALIASES = {"yi": "llama"}
 def _arch(model_type: Any) -> tuple[str, _Arch]:
     mt = str(model_type or "")
     mt = _MODEL_TYPE_ALIASES.get(mt, mt)
-    arch = _ARCHS.get(mt)
-    if arch is None:
+    if mt not in _REGISTRY:
         shown = repr(model_type) if model_type else "no model_type"
         raise UnknownModelError(
             f"config has {shown}; vramdoc knows the architectures "
@@ -64,7 +73,7 @@ def _arch(model_type: Any) -> tuple[str, _Arch]:
             "use a model of a supported architecture (see `vramdoc models`), "
             "or a config.json whose model_type is one of them",
         )
-    return mt, arch
+    return mt, _load(mt)
 
 
 def default_task(spec: ModelSpec) -> str:

@@ -40,10 +40,13 @@ def test_header_steps_and_end_are_strict_json(tmp_path):
     assert lines[3]["reason"] == "finished"
 
 
-def test_each_step_is_on_disk_before_the_next(tmp_path):
-    rec = Recorder(tmp_path)
+@pytest.mark.parametrize("background", [True, False])
+def test_each_step_is_on_disk_before_the_next(tmp_path, background):
+    rec = Recorder(tmp_path, background=background)
     for i in range(3):
         rec.step(loss=float(i))
+        if background:
+            assert rec.flush()
         # read while the recorder is still open: flushed per event
         assert sum(1 for e in _lines(tmp_path) if e["kind"] == "step") == i + 1
     rec.close()
@@ -78,7 +81,7 @@ def test_a_broken_value_does_not_stop_recording(tmp_path, capsys):
         def item(self):
             raise RuntimeError("device lost")
 
-    rec = Recorder(tmp_path)
+    rec = Recorder(tmp_path, background=False)
     rec.step(loss=Weird())
     rec.step(loss=Weird())
     rec.step(loss=1.0)

@@ -12,8 +12,9 @@ Plain PyTorch loops use it directly::
                  tokens=batch["input_ids"].numel(), samples=len(batch["input_ids"]))
     rec.close()
 
-Every line is flushed when written, so a crash of the training process leaves a readable file
-(at worst one truncated last line, which the follower waits on or skips). The recorder never
+Every line is flushed when written (by a background writer thread, see
+:mod:`vramdoc.monitor.writer`), so a crash of the training process leaves a readable file (at
+worst one truncated last line, which the follower waits on or skips). The recorder never
 raises into training: an error is reported once on stderr, recorded as a ``note`` event, and
 recording goes on.
 """
@@ -21,7 +22,6 @@ recording goes on.
 from __future__ import annotations
 
 import functools
-import math
 import platform
 import sys
 import time
@@ -32,7 +32,8 @@ from typing import Any, TypeVar
 from vramdoc import __version__
 from vramdoc.monitor.plan import load_plan, plan_from_setup
 from vramdoc.monitor.sampling import CudaMemorySampler, NvmlSampler
-from vramdoc.monitor.schema import EVENTS_FILE, SCHEMA_VERSION, encode_line
+from vramdoc.monitor.schema import EVENTS_FILE, SCHEMA_VERSION
+from vramdoc.monitor.writer import LineWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,6 +93,8 @@ class Recorder:
         source: "loop" or "trainer".
         device_index: CUDA device to read; the current device when None.
         nvml_interval_s: seconds between NVML samples.
+        background: encode and write events on a background thread (default); False writes
+            each event before ``step()`` returns.
     """
 
     def __init__(
@@ -104,11 +107,12 @@ class Recorder:
         source: str = "loop",
         device_index: int | None = None,
         nvml_interval_s: float = 2.0,
+        background: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / EVENTS_FILE
         self._errors: dict[str, int] = {}
-        self._file: Any = None
+        self._writer: LineWriter | None = None
         self._closed = False
         self.step_count = 0
         self._last_t = time.perf_counter()
@@ -116,8 +120,7 @@ class Recorder:
         self._skipped_total = 0
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            # Line-buffered text file in append mode; every event is one write() + flush().
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._writer = LineWriter(self.path, self._report, background=background)
         except OSError as exc:
             self._report("open", exc)
         self._cuda = CudaMemorySampler(device_index)
@@ -138,15 +141,11 @@ class Recorder:
                              "step": self.step_count})
 
     def _write(self, event: dict[str, Any]) -> None:
-        if self._file is None or self._closed:
+        if self._writer is None or self._closed:
             return
         event = {"v": SCHEMA_VERSION, **event}
         event.setdefault("time", time.time())
-        try:
-            self._file.write(encode_line(event))
-            self._file.flush()
-        except (OSError, ValueError) as exc:
-            self._report("write", exc)
+        self._writer.put(event)
 
     @_guarded
     def _write_header(self, plan: Any, setup: Any, args: dict[str, Any], source: str) -> None:
@@ -239,6 +238,10 @@ class Recorder:
         """Record a free-form note (shown in the watch's event list)."""
         self._write({"kind": "note", "what": what, "detail": detail, "step": self.step_count})
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every event so far is written to the file; False on timeout."""
+        return self._writer.flush(timeout) if self._writer is not None else True
+
     def close(self, reason: str = "finished") -> None:
         """Write the end event and close the file. Safe to call twice."""
         if self._closed:
@@ -246,8 +249,8 @@ class Recorder:
         try:
             self._write({"kind": "end", "step": self.step_count, "reason": reason,
                          "recorder_errors": sum(self._errors.values())})
-            if self._file is not None:
-                self._file.close()
+            if self._writer is not None:
+                self._writer.close()
         except Exception as exc:  # noqa: BLE001
             self._report("close", exc)
         self._closed = True
@@ -258,6 +261,3 @@ class Recorder:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.close("finished" if exc_type is None else f"error: {exc_type.__name__}")
 
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

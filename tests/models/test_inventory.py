@@ -83,3 +83,34 @@ def test_mixtral_experts_and_router_stay_unquantized() -> None:
     assert q == {"q_proj", "k_proj", "v_proj", "o_proj"}
     experts = sum(g.numel for g in groups if g.kind == "experts")
     assert experts == 32 * 8 * 3 * 4096 * 14336  # L * E * (gate, up, down) * h * ffn
+
+
+@pytest.mark.parametrize(("name", "task"), [
+    ("falcon-7b", CAUSAL_LM), ("mixtral-8x7b", CAUSAL_LM), ("gpt2", CAUSAL_LM),
+    ("bert-base-uncased", SEQUENCE_CLASSIFICATION), ("llama-3.2-1b", SEQUENCE_CLASSIFICATION)])
+def test_real_bitsandbytes_quantizer_agrees(name: str, task: str) -> None:
+    """The HfQuantizer itself (load_in_4bit) converts exactly the quantizable groups."""
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+    import torch
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        BitsAndBytesConfig,
+    )
+    from transformers.quantizers.auto import AutoHfQuantizer
+
+    from tests.models._meta import hf_kwargs
+
+    spec = SPECS[name]
+    cfg = AutoConfig.for_model(spec.model_type, **hf_kwargs(spec.config))
+    auto = AutoModelForSequenceClassification if task == SEQUENCE_CLASSIFICATION \
+        else AutoModelForCausalLM
+    with torch.device("meta"):
+        model = auto.from_config(cfg)
+    quantizer = AutoHfQuantizer.from_config(BitsAndBytesConfig(load_in_4bit=True),
+                                            pre_quantized=False)
+    quantizer.preprocess_model(model, device_map={"": "cpu"})
+    converted = {n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    assert converted == quantizable(param_groups(spec, task))

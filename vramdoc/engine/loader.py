@@ -73,13 +73,15 @@ def _read_yaml(path: Path, problems: list[str], label: str) -> Any:
 
 
 @functools.cache
-def _contexts(rules_dir: Path) -> tuple[dict[str, dict[str, str]], tuple[str, ...]]:
-    """Declared context names per scope, and the problems found in the context files."""
+def _contexts(rules_dir: Path) -> tuple[dict[str, dict[str, str]], dict[str | None, list[str]]]:
+    """Declared context names per scope, and the problems found in each scope's context file
+    (key None: files that belong to no scope). A broken doctor context does not stop plan."""
     out: dict[str, dict[str, str]] = {}
-    problems: list[str] = []
+    by_scope: dict[str | None, list[str]] = {}
     cdir = rules_dir / CONTEXTS_DIR
     for scope in SCOPES:
         path = cdir / f"{scope}.yaml"
+        problems = by_scope.setdefault(scope, [])
         if not path.is_file():
             continue
         label = f"{CONTEXTS_DIR}/{path.name}"
@@ -98,12 +100,13 @@ def _contexts(rules_dir: Path) -> tuple[dict[str, dict[str, str]], tuple[str, ..
             else:
                 names[k] = v
         out[scope] = names
+    stray = by_scope.setdefault(None, [])
     if cdir.is_dir():
         for path in sorted(cdir.iterdir()):
             if path.suffix in (".yaml", ".yml") and path.stem not in SCOPES:
-                problems.append(f"{CONTEXTS_DIR}/{path.name}: {path.stem!r} is not a scope "
-                                f"({', '.join(SCOPES)})")
-    return out, tuple(problems)
+                stray.append(f"{CONTEXTS_DIR}/{path.name}: {path.stem!r} is not a scope "
+                             f"({', '.join(SCOPES)})")
+    return out, by_scope
 
 
 def context_names(scope: str, rules_dir: str | Path | None = None) -> dict[str, str]:
@@ -269,7 +272,9 @@ def _load(rules_dir: Path, scope: str | None) -> tuple[Rule, ...]:
         raise UsageError(f"rules directory {str(rules_dir)!r} does not exist",
                          "reinstall vramdoc; the wheel ships its rules as vramdoc/_rules")
     declared, ctx_problems = _contexts(rules_dir)
-    problems: list[str] = list(ctx_problems)
+    scopes = SCOPES if scope is None else (scope,)
+    problems: list[str] = [p for key in (*scopes, None) if key is not None or scope is None
+                           for p in ctx_problems.get(key, [])]
     files = sorted(p for p in rules_dir.iterdir() if p.is_file())
     rule_files: list[Path] = []
     stems = set()

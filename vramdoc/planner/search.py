@@ -9,10 +9,12 @@
    then the LoRA shape (all-linear over the default targets, rank 16 over 8), then predicted
    step time (steptime.py).
 4. Walk each method's candidates best-first and estimate only what can change the answer: a
-   combo is first estimated at micro-batch 1 (if that does not fit, no micro-batch does:
-   activation memory grows with it), then the largest fitting micro-batch is found by bisection.
-   Whole groups (method, precision, LoRA shape, sequence) are skipped when their lower bound
-   (micro-batch 1, checkpointing, sdpa/FA2, cheapest optimizer) does not fit.
+   combo is first estimated at micro-batch 1 without accumulation (if that does not fit, no
+   micro-batch does), then the largest fitting micro-batch with accumulation is found by
+   bisection (memory grows with the micro-batch) and micro-batch = effective batch (no
+   accumulation, no gradients during the forward) is checked on its own. Whole groups (method,
+   precision, LoRA shape, sequence) are skipped when their lower bound (micro-batch 1,
+   checkpointing, sdpa/FA2, the cheapest optimizer) does not fit.
 5. The best fitting candidate of each method and the next distinct combos become plans; their
    hyperparameters come from the guidance rules (T) whose proposals are memory-neutral, and
    every plan rule is evaluated on the final setup with its estimate to say what shaped it.
@@ -263,40 +265,52 @@ class _Search:
             from vramdoc.planner.space import OPTIMIZERS_ADAPTER, OPTIMIZERS_FULL
 
             optims = OPTIMIZERS_FULL if c.method == "full" else OPTIMIZERS_ADAPTER
-            eb = self.req.effective_batch
+            # micro-batch 1 without accumulation: below every rung of every combo in the group
             memo[key] = any(
                 self.fits(Candidate(Combo(c.method, c.dtype, c.amp, attn, True, o, c.targets,
-                                          c.r), 1, eb, cand.seq_len))
+                                          c.r), 1, 1, cand.seq_len))
                 for o in optims for attn in ("sdpa", "flash_attention_2"))
         return memo[key]
 
-    def largest_fitting_mb(self, cand: Candidate, memo: dict[tuple[Combo, int], int]) -> int:
-        """Largest micro-batch of the candidate's combo that fits (0: none), by bisection."""
+    def fitting_mbs(self, cand: Candidate, memo: dict[tuple[Combo, int], frozenset[int]]
+                    ) -> frozenset[int]:
+        """Micro-batches of the candidate's combo that fit.
+
+        Memory grows with the micro-batch while accumulation stays > 1 (gradients are then live
+        during every forward); at accumulation 1 the gradients are gone during the forward, so
+        the last rung (micro-batch = effective batch) can need less than the one before it. The
+        rungs with accumulation > 1 are bisected; the last is checked on its own; micro-batch 1
+        without accumulation is a lower bound of both.
+        """
         key = (cand.combo, cand.seq_len)
         if key not in memo:
-            mbs = divisors(self.req.effective_batch)
             eb = self.req.effective_batch
+            seq = cand.seq_len
 
-            def ok(mb: int) -> bool:
-                return self.fits(Candidate(cand.combo, mb, eb // mb, cand.seq_len))
+            def ok(mb: int, ga: int | None = None) -> bool:
+                return self.fits(Candidate(cand.combo, mb, eb // mb if ga is None else ga, seq))
 
-            if not ok(mbs[0]):
-                memo[key] = 0
-            else:
-                lo, hi = 0, len(mbs) - 1  # mbs[lo] fits; find the last that fits
-                while lo < hi:
-                    mid = (lo + hi + 1) // 2
-                    if ok(mbs[mid]):
-                        lo = mid
-                    else:
-                        hi = mid - 1
-                memo[key] = mbs[lo]
+            fit: set[int] = set()
+            if ok(1, 1):
+                ladder = [mb for mb in divisors(eb) if mb < eb]
+                if ladder and ok(ladder[0]):
+                    lo, hi = 0, len(ladder) - 1  # ladder[lo] fits; find the last that fits
+                    while lo < hi:
+                        mid = (lo + hi + 1) // 2
+                        if ok(ladder[mid]):
+                            lo = mid
+                        else:
+                            hi = mid - 1
+                    fit.update(ladder[: lo + 1])
+                if ok(eb):
+                    fit.add(eb)
+            memo[key] = frozenset(fit)
         return memo[key]
 
     def walk(self, ranked: list[tuple[tuple[Any, ...], Candidate]]) -> list[Candidate]:
         """Best fitting candidates: up to top_k distinct combos per method, best first."""
         group_memo: dict[tuple[Any, ...], bool] = {}
-        mb_memo: dict[tuple[Combo, int], int] = {}
+        mb_memo: dict[tuple[Combo, int], frozenset[int]] = {}
         found: dict[str, list[Candidate]] = {m: [] for m in self.req.methods}
         taken: set[tuple[Any, ...]] = set()
         k = max(self.req.top_k, 1)
@@ -307,7 +321,7 @@ class _Search:
             if not self.group_feasible(cand, group_memo):
                 self.stats.skipped_by_bound += 1
                 continue
-            if cand.micro_batch > self.largest_fitting_mb(cand, mb_memo):
+            if cand.micro_batch not in self.fitting_mbs(cand, mb_memo):
                 continue
             lst.append(cand)
             taken.add(shape(cand))
@@ -425,6 +439,10 @@ def plan(req: PlanRequest) -> PlanResult:
         base = req.base
     else:
         base = TrainSetup(model=req.model, max_seq_length=req.seq_len)
+    if base.task == "auto":  # the model's natural task, as estimate() resolves it
+        from vramdoc.models import default_task
+
+        base = base.replace(task=default_task(spec))
     margin = req.margin_bytes if req.margin_bytes is not None else default_margin(
         req.gpu.memory_bytes)
     search = _Search(req, spec, base, margin)
@@ -433,7 +451,7 @@ def plan(req: PlanRequest) -> PlanResult:
     plans = tuple(search.make_plan(c) for c in _pick(chosen, req))
     user_plan = None
     if req.base is not None and req.judge_base:
-        user_plan = _judge_user(search, req.base)
+        user_plan = _judge_user(search, req.base.replace(task=base.task))
     if plans:
         return PlanResult(req, spec, req.gpu, margin, plans, None, 0, (), search.stats,
                           user_plan)

@@ -1,21 +1,21 @@
-"""Predicted time of one optimizer step: FLOPs over the GPU's throughput, plus the memory-bound
-parts (dequantization, eager attention scores, the optimizer update).
+"""Predicted time of one optimizer step, through the hardware step-time helper
+(``vramdoc.hardware.throughput``): matmul FLOPs over the GPU's peak, plus the memory-bound
+work (dequantization, eager attention scores, the optimizer update) over its bandwidth.
 
-It ranks plans that already fit; it is not a benchmark. What it assumes:
+It ranks plans that already fit; it is not a benchmark. What the planner adds to the helper:
 
-- Matmul FLOPs per token, Kaplan et al. 2020 / nanoGPT ``estimate_mfu``: forward
-  ``2·N + 4·L·s·h`` (N = parameters in the blocks plus the LM head), backward twice that when
-  weights train. A frozen base (LoRA, QLoRA) skips the weight gradients: backward
-  ``2·N + 8·L·s·h``. Gradient checkpointing adds one forward (Chen et al. 2016). MoE models
-  count the routed experts only (``num_experts_per_tok / num_local_experts``).
-- Achieved matmul throughput = dense peak of the compute dtype (bf16 / fp16 tensor cores,
-  plain fp32 without autocast; TF32 is off by default in torch) x an efficiency that grows with
-  the tokens per micro-batch: ``0.5 · T / (T + 1024)``; small GEMMs use the GPU poorly.
-- Memory-bound parts at 80 % of peak bandwidth: k-bit bases dequantize every quantized weight
-  in each forward, backward and recompute pass (read the packed weight, write and re-read a
-  16-bit copy: ``bits/8 + 4`` bytes per weight, QLoRA section 3); eager attention writes and
-  re-reads the ``a·s²`` score matrix (about 8 passes of 2 bytes, Korthikanti et al. 2022); the
-  optimizer step reads and writes weights, gradients and states once.
+- FLOPs per token from ``train_flops_per_token`` (PaLM appendix B: forward ``2N + 4·L·s·h``,
+  backward twice that, ``4N`` with a frozen base, one more forward with checkpointing) plus
+  ``6·r·(in+out)`` per adapter; N = Linears in the blocks (MoE: the routed experts only,
+  ``num_experts_per_tok / num_local_experts``) plus the LM head.
+- Utilization grows with the tokens per micro-batch: small GEMMs use the GPU poorly. The
+  helper's ``ASSUMED_UTILIZATION`` is reached from 4,096 tokens per micro-batch on,
+  ``u = U · T/(T + 1024) · (1 + 1024/4096)`` below that. Without this, 1x16 and 16x1 would
+  tie and the planner could not prefer the larger micro-batch.
+- k-bit bases: ``dequant_4bit_bytes`` per micro-batch (8-bit and GPTQ/AWQ bases are counted
+  the same way, an approximation). Eager attention writes and re-reads the ``a·s²`` score
+  matrix, about 8 passes of 2 bytes per layer (Korthikanti et al. 2022), per pass (forward,
+  backward, recompute). The optimizer update: ``adamw_step_bytes`` with the state width.
 """
 
 from __future__ import annotations
@@ -23,11 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vramdoc.planner.space import OPTIM_INFO, Candidate
+from vramdoc.hardware.throughput import (
+    ASSUMED_UTILIZATION,
+    adamw_step_bytes,
+    dequant_4bit_bytes,
+    step_time_s,
+    train_flops_per_token,
+)
+from vramdoc.planner.space import Candidate, optim_state_bits
 
-ETA_MAX = 0.5  # best fraction of dense peak reached by training matmuls (nanoGPT MFU ~ 0.4-0.6)
-TOKENS_HALF = 1024  # tokens per micro-batch at which half of ETA_MAX is reached
-BW_EFFICIENCY = 0.8
+TOKENS_HALF = 1024  # tokens per micro-batch at which utilization is half its asymptote
+TOKENS_FULL = 4096  # tokens per micro-batch from which the helper's utilization applies
 
 
 @dataclass(frozen=True)
@@ -76,17 +82,20 @@ def model_dims(spec: Any) -> ModelDims:
                      a=spec.num_attention_heads)
 
 
-def _peak_flops(gpu: Any, dtype: str, amp: str | None, method: str) -> float:
-    compute = {"bf16": "bfloat16", "fp16": "float16"}.get(amp or "", dtype)
-    if method == "qlora" and amp is None:
-        compute = "float32"  # bnb_4bit_compute_dtype float32 (the default)
-    if compute == "bfloat16" and gpu.bf16_tflops > 0:
-        tflops = gpu.bf16_tflops
-    elif compute == "float16" and gpu.fp16_tflops > 0:
-        tflops = gpu.fp16_tflops
-    else:  # fp32, or bf16 emulated on a GPU without bf16 tensor cores
-        tflops = gpu.fp32_tflops or gpu.fp16_tflops / 8
-    return float(max(tflops, 1e-3)) * 1e12
+def compute_dtype(combo: Any) -> str:
+    """Dtype the matmuls run in: the autocast dtype, else the weights' (QLoRA: fp32 compute)."""
+    if combo.amp is not None:
+        return str(combo.amp)
+    if combo.method in ("qlora", "qlora-int8", "gptq-lora", "awq-lora"):
+        return "fp32"  # bnb_4bit_compute_dtype float32, BitsAndBytesConfig's default
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(combo.dtype, "fp32")
+
+
+def utilization(tokens_per_micro_batch: int) -> float:
+    """Fraction of peak the matmuls reach at this micro-batch size (module docstring)."""
+    t = tokens_per_micro_batch
+    return min(ASSUMED_UTILIZATION,
+               ASSUMED_UTILIZATION * t / (t + TOKENS_HALF) * (1 + TOKENS_HALF / TOKENS_FULL))
 
 
 def step_time(cand: Candidate, dims: ModelDims, gpu: Any, effective_batch: int,
@@ -95,30 +104,32 @@ def step_time(cand: Candidate, dims: ModelDims, gpu: Any, effective_batch: int,
     c = cand.combo
     s, mb = cand.seq_len, cand.micro_batch
     tokens = effective_batch * s
-    micro_steps = cand.grad_accum
-    n_mm = dims.n_block + dims.n_head
-    attn = 4.0 * dims.L * s * dims.h  # forward attention FLOPs per token
-    fwd = 2.0 * n_mm + attn
     frozen = c.method != "full"
-    bwd = (2.0 * n_mm + 2 * attn) if frozen else (4.0 * n_mm + 2 * attn)
-    adapters = 6.0 * trainable_params if frozen else 0.0
-    per_token = fwd + bwd + adapters + (fwd if c.ckpt else 0.0)
+    per_token = train_flops_per_token(int(dims.n_block + dims.n_head), n_layers=dims.L,
+                                      hidden_size=dims.h, seq_len=s, weight_grads=not frozen,
+                                      recompute=c.ckpt)
+    if frozen:
+        per_token += 6.0 * trainable_params
     flops = per_token * tokens
-    eta = ETA_MAX * (mb * s) / (mb * s + TOKENS_HALF)
-    compute_s = flops / (_peak_flops(gpu, c.dtype, c.amp, c.method) * eta)
+    dtype = compute_dtype(c)
+    compute_s = step_time_s(flops, 0.0, gpu, dtype, utilization=utilization(mb * s))
 
-    bw = gpu.memory_bandwidth_gbps * 1e9 * BW_EFFICIENCY
-    passes = 3 if c.ckpt else 2
-    dequant_s = 0.0
+    dequant = 0.0
     if c.method in ("qlora", "qlora-int8", "gptq-lora", "awq-lora"):
-        bits = 8 if c.method == "qlora-int8" else 4
-        dequant_s = micro_steps * passes * dims.n_quant * (bits / 8 + 4) / bw
-    attention_s = 0.0
+        dequant = cand.grad_accum * dequant_4bit_bytes(int(dims.n_quant), recompute=c.ckpt)
+    scores = 0.0
     if c.attn == "eager":
-        attention_s = micro_steps * passes * dims.L * mb * dims.a * s * s * 2 * 8 / bw
-    state_bits, _paged, _bnb, _cuda = OPTIM_INFO.get(c.optim, (32, False, False, False))
-    param_bytes = 4 if (frozen or c.dtype == "float32") else 2
-    state_bytes = 2 * (state_bits or 8) / 8
-    # read weight + grad + states, write weight + states
-    optimizer_s = trainable_params * (2 * param_bytes + param_bytes + 2 * state_bytes) / bw
-    return StepTime(compute_s, dequant_s, attention_s, optimizer_s, flops)
+        passes = 3 if c.ckpt else 2
+        scores = cand.grad_accum * passes * dims.L * mb * dims.a * s * s * 2 * 8
+    param_dtype = c.dtype if c.method == "full" else "float32"
+    bits = optim_state_bits(c.optim, param_dtype)
+    param_bytes = 2 if param_dtype in ("bfloat16", "float16") else 4
+    update = adamw_step_bytes(int(trainable_params), param_bytes=param_bytes,
+                              grad_bytes=param_bytes, state_bytes=(bits or 8) / 8)
+    return StepTime(
+        compute_s=compute_s,
+        dequant_s=step_time_s(0.0, dequant, gpu, dtype),
+        attention_s=step_time_s(0.0, scores, gpu, dtype),
+        optimizer_s=step_time_s(0.0, update, gpu, dtype),
+        flops=flops,
+    )

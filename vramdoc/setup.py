@@ -3,7 +3,7 @@
 A setup file (YAML or JSON) looks like::
 
     model: mistralai/Mistral-7B-v0.1
-    task: causal-lm
+    task: causal-lm                  # or sequence-classification; default: the model's own
     gpu: A100-80GB
     model_kwargs: {dtype: bfloat16, attn_implementation: flash_attention_2}
     quantization: {load_in_4bit: true, bnb_4bit_quant_type: nf4, bnb_4bit_use_double_quant: true}
@@ -39,7 +39,7 @@ DTYPE_ALIASES = {
     "auto": "auto",
 }
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
-TASKS = ("causal-lm", "sequence-classification")
+TASKS = ("auto", "causal-lm", "sequence-classification")
 METHODS = ("full", "lora", "qlora", "qlora-int8", "gptq-lora", "awq-lora")
 
 # Trainer's optimizers that vramdoc models (names as in transformers' OptimizerNames).
@@ -49,7 +49,7 @@ OPTIMIZERS = (
     "adafactor", "sgd", "adagrad", "lion_32bit", "lion_8bit", "paged_lion_8bit",
     "paged_lion_32bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit", "rmsprop_bnb_32bit",
     "adamw_anyprecision", "ademamix", "ademamix_8bit", "paged_ademamix_8bit",
-    "paged_ademamix_32bit",
+    "paged_ademamix_32bit", "adamw_hf",
 )
 # transformers >= 5 with torch >= 2.8 defaults to the fused AdamW
 # (transformers/training_args.py, `default_optim`).
@@ -139,7 +139,7 @@ class TrainSetup:
     """One fine-tuning run. ``lora is None`` means a full fine-tune."""
 
     model: str
-    task: str = "causal-lm"
+    task: str = "auto"  # auto = the model's natural task (causal-lm; encoders: classification)
     num_labels: int = 2
     torch_dtype: str = "auto"  # from_pretrained(dtype=...): auto = the checkpoint's dtype
     attn_implementation: str = "sdpa"
@@ -149,6 +149,10 @@ class TrainSetup:
     training: TrainingSetup = field(default_factory=TrainingSetup)
     max_seq_length: int = 512
     gpu: str | None = None
+    # The software stack the run uses: "5" (current) or an older transformers release such as
+    # "4.48.1". Older releases differ in ways that change memory (see vramdoc.estimate.stack).
+    transformers_version: str = "5"
+    torch_version: str = "2.13"
 
     # --- convenience views -------------------------------------------------------------
     @property
@@ -185,8 +189,9 @@ class TrainSetup:
 
 _TOP_KEYS = (
     "model", "task", "num_labels", "gpu", "model_kwargs", "quantization", "lora",
-    "training", "max_seq_length", "prepare_model_for_kbit_training",
+    "training", "max_seq_length", "prepare_model_for_kbit_training", "stack",
 )
+_VERSION_RE = __import__("re").compile(r"^\d+(\.\d+){0,2}$")
 _TOP_ALIASES = {"max_seq_len": "max_seq_length", "seq_len": "max_seq_length",
                 "quantization_config": "quantization", "peft": "lora", "lora_config": "lora",
                 "training_args": "training", "training_arguments": "training"}
@@ -380,7 +385,7 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         problems.append("model: missing; give a catalog name (vramdoc models), a Hugging Face "
                         "repo id or a path to config.json")
         model = ""
-    task = str(data.get("task", "causal-lm"))
+    task = str(data.get("task", "auto"))
     if task not in TASKS:
         problems.append(f"task: {task!r} must be one of {', '.join(TASKS)}")
     mk = data.get("model_kwargs") or {}
@@ -411,6 +416,23 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
                         "directly (Trainer refuses it); add a lora section, or drop quantization "
                         "for a full fine-tune")
     kbit_prep = data.get("prepare_model_for_kbit_training", True)
+    stack = data.get("stack") or {}
+    tf_version, torch_version = "5", "2.13"
+    if not isinstance(stack, dict) or set(stack) - {"transformers", "torch"}:
+        problems.append("stack: expected {transformers: VERSION, torch: VERSION}, "
+                        "e.g. {transformers: 4.48.1, torch: 2.4}")
+    else:
+        tf_version = str(stack.get("transformers", "5"))
+        torch_version = str(stack.get("torch", "2.13"))
+        if not _VERSION_RE.match(tf_version) or not 4 <= int(tf_version.split(".")[0]) <= 9:
+            problems.append(f"stack.transformers: {tf_version!r} is not a transformers release "
+                            "such as 4.48.1 or 5")
+        if not _VERSION_RE.match(torch_version) or not 1 <= int(torch_version.split(".")[0]) <= 9:
+            problems.append(f"stack.torch: {torch_version!r} is not a torch release such as 2.4")
+    if (training.optim == "adamw_hf" and _VERSION_RE.match(tf_version)
+            and int(tf_version.split(".")[0]) >= 5):
+        problems.append("training.optim: adamw_hf was removed in transformers 5; use "
+                        "adamw_torch_fused (or say stack: {transformers: 4.x} for an older run)")
     if problems:
         raise ConfigError(problems, source, "fix the keys above; see README 'Setup files'")
     return TrainSetup(
@@ -418,6 +440,7 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         attn_implementation=attn, quantization=quant, lora=lora,
         prepare_model_for_kbit_training=bool(kbit_prep), training=training,
         max_seq_length=seq, gpu=str(gpu) if gpu is not None else None,
+        transformers_version=tf_version, torch_version=torch_version,
     )
 
 
@@ -494,4 +517,11 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
     td.update(dict(t.extra))
     out["training"] = td
     out["max_seq_length"] = setup.max_seq_length
+    stack_out = {}
+    if setup.transformers_version != "5":
+        stack_out["transformers"] = setup.transformers_version
+    if setup.torch_version != "2.13":
+        stack_out["torch"] = setup.torch_version
+    if stack_out:
+        out["stack"] = stack_out
     return out

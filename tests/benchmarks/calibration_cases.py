@@ -30,6 +30,7 @@ def _fms(model: str, method: str, batch: int, **kw: Any) -> dict[str, Any]:
     LoRA r=16 alpha=16 dropout 0.1 on q,k,v,o, HF Trainer default AdamW (adamw_torch)."""
     setup: dict[str, Any] = {
         "model": model,
+        "stack": {"transformers": "4.48.1"},  # the benchmark's pinned refs/requirements.txt
         "model_kwargs": {"dtype": kw.get("dtype", "bfloat16"),
                          "attn_implementation": "flash_attention_2"},
         "training": {"per_device_train_batch_size": batch, "gradient_checkpointing": True,
@@ -50,11 +51,13 @@ def _fms(model: str, method: str, batch: int, **kw: Any) -> dict[str, Any]:
 
 
 def _hfd(batch: int, *, ckpt: bool = False, fp16: bool = False,
-         optim: str = ADAMW_FOREACH) -> dict[str, Any]:
+         optim: str = "adamw_hf") -> dict[str, Any]:
     """HF docs 'Efficient training on a single GPU': bert-large-uncased classifier, random
-    512-token inputs, V100, fp32 weights, eager attention (2022)."""
+    512-token inputs, V100, fp32 weights, eager attention; transformers v4.21 (the doc's
+    commit) whose Trainer default optim was adamw_hf, with the torch of that time (1.12)."""
     return {
         "model": "bert-large-uncased", "task": "sequence-classification", "num_labels": 2,
+        "stack": {"transformers": "4.21", "torch": "1.12"},
         "model_kwargs": {"dtype": "float32", "attn_implementation": "eager"},
         "training": {"per_device_train_batch_size": batch, "gradient_checkpointing": ckpt,
                      "fp16": fp16, "optim": optim},

@@ -39,5 +39,9 @@ def estimate(setup: TrainSetup, model: Any = None, gpu: Any = None) -> MemoryEst
         from vramdoc.hardware import resolve_gpu
 
         gpu = resolve_gpu(setup.gpu)
+    if setup.task == "auto":
+        from vramdoc.models import default_task
+
+        setup = setup.replace(task=default_task(spec))
     groups = param_groups(spec, task=setup.task, num_labels=setup.num_labels)
     return build_estimate(setup, spec, groups, gpu)

@@ -31,6 +31,12 @@ from vramdoc.models.spec import EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamG
 # Activation functions whose HF implementation is a chain of python ops (NewGELUActivation:
 # 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715*x**3)))) keep 4 tensors; single-kernel ones keep 1.
 _ACT_SAVED_TENSORS = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
+# Dropout probabilities of the config classes when config.json leaves them out
+# (transformers 5 configuration_<model>.py defaults): (attention probs, hidden/residual, embedding).
+_DROPOUT_DEFAULTS = {
+    "bert": (0.1, 0.1, 0.1), "roberta": (0.1, 0.1, 0.1), "gpt2": (0.1, 0.1, 0.1),
+    "gpt_bigcode": (0.1, 0.1, 0.1), "opt": (0.0, 0.1, 0.1),
+}
 _ATTN_OUT_LEAVES = {"o_proj", "out_proj", "c_proj", "dense", "wo", "out_lin"}
 _MLP_OUT_LEAVES = {"down_proj", "fc2", "c_proj", "dense_4h_to_h", "w2_out", "dense"}
 
@@ -101,6 +107,13 @@ def block_linears(groups: tuple[ParamGroup, ...]) -> BlockLinears:
     return BlockLinears(tuple(attn_in), attn_out, tuple(mlp_in), mlp_out, router, tuple(experts))
 
 
+def _first_float(cfg: dict[str, Any], keys: tuple[str, ...], default: float) -> float:
+    for k in keys:
+        if cfg.get(k) is not None:
+            return float(cfg[k])
+    return default
+
+
 class BlockWalker:
     """Walks one block of ``spec`` and records what autograd keeps."""
 
@@ -112,12 +125,13 @@ class BlockWalker:
         cfg: dict[str, Any] = spec.config or {}
         self.rows = st.b * st.s
         self.act_name = str(cfg.get("hidden_act", cfg.get("activation_function", "silu")))
-        self.attn_dropout = float(cfg.get("attention_dropout", cfg.get("attn_pdrop",
-                                  cfg.get("attention_probs_dropout_prob", 0.0))) or 0.0)
-        self.resid_dropout = float(cfg.get("resid_pdrop", cfg.get("hidden_dropout_prob",
-                                   cfg.get("hidden_dropout", cfg.get("dropout", 0.0)))) or 0.0)
-        if spec.model_type in ("opt",):
-            self.attn_dropout = float(cfg.get("attention_dropout", 0.0) or 0.0)
+        d_attn, d_resid, d_emb = _DROPOUT_DEFAULTS.get(spec.model_type, (0.0, 0.0, 0.0))
+        self.attn_dropout = _first_float(cfg, ("attention_dropout", "attn_pdrop",
+                                               "attention_probs_dropout_prob"), d_attn)
+        self.resid_dropout = _first_float(cfg, ("resid_pdrop", "hidden_dropout_prob",
+                                                "hidden_dropout", "dropout"), d_resid)
+        self.embd_dropout = _first_float(cfg, ("embd_pdrop", "hidden_dropout_prob", "dropout"),
+                                         d_emb)
         self.layer_norm = spec.family in ("gpt", "encoder", "parallel")
 
     # --- building blocks ---------------------------------------------------------------
@@ -297,8 +311,10 @@ class BlockWalker:
             logits = self.linear(n2, lin.router)
             g.save(g.new(rows * n_e, 4))  # softmax(router_logits, dtype=float) result
             g.transient(logits.nbytes)
-        e = 2 if st.autocast else n2.elem
-        w_trains = st.full and not any(x.leaf in st.quantized for x in lin.experts)
+        quantized = any(x.leaf in st.quantized for x in lin.experts)
+        # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit)
+        e = n2.elem if quantized else (2 if st.autocast else n2.elem)
+        w_trains = st.full and not quantized
         tokens = rows * k
         if w_trains:
             g.save_bytes(tokens * h * e)  # gathered expert inputs
@@ -333,7 +349,8 @@ def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
 
 def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: ActSetup,
                         checkpointing: bool, task: str = "causal-lm", num_labels: int = 2,
-                        lm_head_trains: bool = False, head_elem: int = 2) -> ActivationAccount:
+                        lm_head_trains: bool = False, head_elem: int = 2,
+                        loss_shift_copy: bool = False) -> ActivationAccount:
     """Activations of one micro-batch of ``st.b`` sequences of ``st.s`` tokens."""
     lin = block_linears(groups)
     b, s, h, V = st.b, st.s, spec.hidden_size, spec.vocab_size
@@ -367,6 +384,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         head_st = st if lm_head_trains == st.full else _with_full(st, lm_head_trains)
         tail.st = head_st
         tail.linear(x, head)
+    if encoder or spec.family == "gpt":
+        # embeddings: LayerNorm (BERT) and dropout after the embedding sum
+        emb = tail.g.new(rows * h, st.r, True)
+        if spec.is_encoder:
+            emb = tail.norm(emb, st.full)
+        tail.g.dropout(emb, tail.embd_dropout)
     other = tail.g.saved_bytes + 2 * 8 * rows
     if spec.family not in ("gpt", "encoder") and spec.model_type != "bloom":
         other += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
@@ -378,6 +401,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     logit_elem = 2 if st.autocast else head_elem
     f32 = 4 * tokens * n_out
     fwd = tokens * n_out * logit_elem + (f32 if logit_elem != 4 else 0) + f32
+    if loss_shift_copy and not encoder:
+        fwd += f32  # logits[..., :-1, :].contiguous() of the fp32 logits (transformers < 4.50)
     bwd = 3 * f32
     if checkpointing:
         saved_total = ckpt_bytes + other

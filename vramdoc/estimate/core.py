@@ -16,13 +16,21 @@ after the step, and through the forward passes of the later micro-batches when
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
 from vramdoc.estimate.overhead import cuda_context_bytes, reserved_bytes
-from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params
+from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params, is_quantized
+from vramdoc.estimate.stack import (
+    experts_are_linear,
+    foreach_default,
+    grads_freed_after_step,
+    lazy_module_loading,
+    loss_shift_copy,
+)
+from vramdoc.models.spec import EXPERTS, ROUTER
 from vramdoc.setup import TrainSetup
 
 PHASES = ("load", "forward", "backward", "optimizer_step")
@@ -98,10 +106,8 @@ class MemoryEstimate:
 
 def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) -> ActSetup:
     t = setup.training
-    q = setup.quantization
     dense = DTYPE_BYTES[params.weight_dtype_after_prep]
-    quantized = frozenset(g.leaf for g in groups if q is not None and g.quantizable
-                          and g.leaf not in set(q.llm_int8_skip_modules))
+    quantized = frozenset(g.leaf for g in groups if is_quantized(g, setup))
     lora = setup.lora
     return ActSetup(
         b=t.per_device_train_batch_size, s=setup.max_seq_length, r=dense, weight_elem=dense,
@@ -114,9 +120,14 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
 
 def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""
+    if experts_are_linear(setup.transformers_version):
+        # per-expert nn.Linear modules and an nn.Linear router: bitsandbytes quantizes them
+        groups = tuple(replace(g, quantizable=True) if g.kind in (EXPERTS, ROUTER) else g
+                       for g in groups)
     params = account_params(setup, spec, groups)
     t = setup.training
-    opt: OptimizerAccount = account_optimizer(t.optim, params, t.weight_decay)
+    opt: OptimizerAccount = account_optimizer(t.optim, params, t.weight_decay,
+                                              foreach=foreach_default(setup.torch_version))
     # peft's prepare_model_for_kbit_training turns gradient checkpointing on by default
     # (use_gradient_checkpointing=True); Trainer's flag does the same for any setup.
     ckpt = t.gradient_checkpointing or (setup.is_kbit and setup.prepare_model_for_kbit_training)
@@ -124,18 +135,24 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     acts: ActivationAccount = account_activations(
         spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
+        loss_shift_copy=loss_shift_copy(setup.transformers_version),
     )
     base = {"weights": params.weights_bytes, "quant_state": params.quant_state_bytes,
             "adapters": params.adapters_bytes}
     grads = params.trainable_bytes
     ga = t.gradient_accumulation_steps
-    grads_fwd = grads if ga > 1 else 0
+    # gradients live through forward under accumulation, or when zero_grad keeps them
+    grads_fwd = grads if ga > 1 or not grads_freed_after_step(setup.torch_version) else 0
     zero = dict.fromkeys(COMPONENTS, 0)
 
     load = {**zero, **base}
+    # forward peaks either inside the last block (its transient buffers) or at the loss (the
+    # logits chain); both on top of everything saved so far
+    in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
     forward = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads_fwd,
-               "activations": acts.saved_total_bytes + acts.layer_transient_bytes,
-               "logits": acts.logits_forward_bytes}
+               "activations": acts.saved_total_bytes
+               + (acts.layer_transient_bytes if in_block else 0),
+               "logits": 0 if in_block else acts.logits_forward_bytes}
     bwd_start = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads_fwd,
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
@@ -152,7 +169,8 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     peak = totals[peak_phase]
     static = sum(base.values()) + opt.states_bytes + grads
     reserved = reserved_bytes(peak, min(static, peak))
-    ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None)
+    ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None,
+                             lazy=lazy_module_loading(setup.torch_version))
     device = reserved + ctx + opt.paged_bytes
     notes = []
     if setup.is_kbit and setup.prepare_model_for_kbit_training and not t.gradient_checkpointing:

@@ -49,6 +49,8 @@ class OptimizerKind:
 
 OPTIMIZER_KINDS: dict[str, OptimizerKind] = {
     "adamw_torch": OptimizerKind(2, 32, "torch", foreach_temp_copies=1),
+    # transformers' own AdamW (removed in 5): a per-parameter loop, denom = sqrt(v) + eps
+    "adamw_hf": OptimizerKind(2, 32, "torch_loop"),
     "adamw_torch_fused": OptimizerKind(2, 32, "torch_fused"),
     "adamw_anyprecision": OptimizerKind(2, 32, "torch", foreach_temp_copies=1),
     "adamw_torch_8bit": OptimizerKind(2, 8, "torchao"),
@@ -90,7 +92,7 @@ def _quantized_state_bytes(numel: int, bits: int, block: int) -> int:
 
 
 def account_optimizer(
-    optim: str, params: ParamAccount, weight_decay: float = 0.0
+    optim: str, params: ParamAccount, weight_decay: float = 0.0, foreach: bool = True
 ) -> OptimizerAccount:
     """States and temporaries of ``optim`` for the trainable tensors in ``params``."""
     kind = OPTIMIZER_KINDS[optim]
@@ -109,7 +111,7 @@ def account_optimizer(
                 per = round_block(4 * numel)
             states += per * count
             continue
-        if kind.family in ("torch", "torch_fused"):
+        if kind.family in ("torch", "torch_fused", "torch_loop"):
             per = kind.n_states * round_block(numel * p_b)
             if kind.family == "torch_fused":
                 per += round_block(4)  # device-side step counter
@@ -127,7 +129,11 @@ def account_optimizer(
         states += per * count
     # the multi-tensor step runs one (device, dtype) group at a time
     t_bytes = max(by_dtype.values(), default=0)
-    if kind.family == "torch":
+    largest_bytes = max((round_block(r * k * e) for r, k, _, e in params.trainable_tensors),
+                        default=0)
+    if kind.family == "torch_loop" or (kind.family == "torch" and not foreach):
+        temps = largest_bytes if kind.n_states else 0  # one parameter at a time
+    elif kind.family == "torch":
         temps = kind.foreach_temp_copies * t_bytes
         if optim == "sgd" and weight_decay > 0:
             temps = t_bytes  # _foreach_add(grads, params, alpha=weight_decay)

@@ -26,8 +26,14 @@ STATIC_SLACK = 0.01
 BASE_SLACK_BYTES = 64 * MiB  # small-block pool (2 MiB segments for tensors < 1 MiB)
 
 
-def cuda_context_bytes(compute_capability: tuple[int, int] | None) -> int:
+# HF transformers docs "Efficient training on a single GPU" (v4.21, V100, eager loading)
+EAGER_CONTEXT_BYTES = 1343 * MiB
+
+
+def cuda_context_bytes(compute_capability: tuple[int, int] | None, lazy: bool = True) -> int:
     """CUDA context + lazily loaded kernels, by generation (nvidia-smi minus reserved)."""
+    if not lazy:
+        return EAGER_CONTEXT_BYTES
     if compute_capability is None:
         return 500 * MiB
     major = compute_capability[0]

@@ -119,6 +119,21 @@ class ParamAccount:
     embedding_trainable: bool
 
 
+def is_quantized(g: ParamGroup, setup: TrainSetup) -> bool:
+    """Whether the base of ``g`` is a k-bit layer under this setup's quantization.
+
+    bitsandbytes replaces exactly the modules ``ParamGroup.quantizable`` marks (every
+    ``nn.Linear`` outside the skip lists, heads included); GPTQ and AWQ checkpoints quantize
+    the Linear layers inside the repeated blocks only.
+    """
+    q = setup.quantization
+    if q is None or g.tied_to is not None:
+        return False
+    if q.quant_method == "bitsandbytes":
+        return g.quantizable and g.leaf not in set(q.llm_int8_skip_modules)
+    return g.in_block and (g.kind == LINEAR or (g.kind == EXPERTS and g.quantizable))
+
+
 def _quantized_bytes(g: ParamGroup, setup: TrainSetup) -> tuple[int, int]:
     """(weight bytes, constants bytes) per copy of a quantized Linear."""
     q = setup.quantization
@@ -184,7 +199,7 @@ def account_params(
         n_params += g.numel
         if g.tied_to is not None:
             continue
-        quantized = q is not None and g.quantizable and g.leaf not in skip
+        quantized = is_quantized(g, setup)
         if quantized:
             w, c = _quantized_bytes(g, setup)
             weights += w * g.count

@@ -1,0 +1,57 @@
+"""Differences between transformers releases that change training memory.
+
+The estimator models transformers 5 by default. A setup may say ``stack: {transformers:
+4.48.1}`` for a run on an older release; these are the differences that matter, each read
+from the library's source at the named release:
+
+- Loss: up to the 4.4x releases ``ForCausalLMLoss`` (transformers/loss/loss_utils.py) shifted
+  the upcast logits with ``logits[..., :-1, :].contiguous()``, one more fp32 copy of the
+  logits alive at the end of forward; later releases pad the labels instead.
+- MoE experts: before transformers 5, Mixtral's experts were separate ``nn.Linear`` modules
+  (``MixtralBlockSparseTop2MLP``: w1, w2, w3) and its router an ``nn.Linear``, so
+  bitsandbytes quantized them; transformers 5 fuses each layer's experts into 3-D parameters
+  that bitsandbytes leaves unquantized (see vramdoc/models/_llama_like.py).
+
+and ``stack: {torch: 1.12}``:
+
+- Optimizer: from torch 2.0 ``torch.optim`` picks the multi-tensor (foreach) implementation by
+  default on CUDA (``_default_to_fused_or_foreach``); before, the per-parameter loop, whose
+  step temporaries are one parameter's worth at a time.
+- CUDA context: lazy module loading is PyTorch's default from 1.13 with CUDA >= 11.7; before,
+  every kernel image loads at start-up: 1,343 MiB measured on a V100 (HF transformers docs,
+  "Efficient training on a single GPU", transformers v4.21).
+- Gradients: before torch 2.0, ``zero_grad()`` defaulted to ``set_to_none=False``, so gradient
+  buffers stay allocated (zeroed) through the next forward instead of being freed.
+"""
+
+from __future__ import annotations
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    parts = [int(p) for p in version.split(".")[:2]]
+    return (parts[0], parts[1] if len(parts) > 1 else 0)
+
+
+def loss_shift_copy(version: str) -> bool:
+    """True when the causal-LM loss makes a contiguous shifted copy of the fp32 logits."""
+    return version_tuple(version) < (4, 50)
+
+
+def experts_are_linear(version: str) -> bool:
+    """True when MoE experts are per-expert nn.Linear modules (quantizable by bitsandbytes)."""
+    return version_tuple(version) < (5, 0)
+
+
+def foreach_default(torch_version: str) -> bool:
+    """True when torch's optimizers default to the multi-tensor (foreach) path on CUDA."""
+    return version_tuple(torch_version) >= (2, 0)
+
+
+def lazy_module_loading(torch_version: str) -> bool:
+    """True when CUDA kernels load lazily (a smaller CUDA context)."""
+    return version_tuple(torch_version) >= (1, 13)
+
+
+def grads_freed_after_step(torch_version: str) -> bool:
+    """True when zero_grad() frees gradients (set_to_none=True default, torch >= 2.0)."""
+    return version_tuple(torch_version) >= (2, 0)

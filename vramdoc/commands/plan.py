@@ -95,8 +95,10 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if not gpu_text:
         raise UsageError("no GPU given", "add --gpu NAME, a size such as --gpu 6GB, or --gpu auto")
     gpu = resolve_gpu(gpu_text)
-    seq = args.seq_len or (base.max_seq_length if base else DEFAULT_SEQ_LEN)
-    eb = args.effective_batch or (base.effective_batch_size if base else DEFAULT_EFFECTIVE_BATCH)
+    seq = args.seq_len if args.seq_len is not None else (
+        base.max_seq_length if base else DEFAULT_SEQ_LEN)
+    eb = args.effective_batch if args.effective_batch is not None else (
+        base.effective_batch_size if base else DEFAULT_EFFECTIVE_BATCH)
     for flag, value in (("--seq-len", seq), ("--effective-batch", eb), ("--top", args.top)):
         if value <= 0:
             raise UsageError(f"{flag} must be larger than zero, got {value}",

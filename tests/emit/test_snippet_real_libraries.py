@@ -24,12 +24,13 @@ transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
 MATRIX = [
-    ("llama-2-7b", "6GB", 512, 16),
-    ("llama-3-8b", "RTX-4090", 1024, 32),
-    ("mistral-7b", "T4", 512, 8),
-    ("llama-2-7b", "A100-80GB", 512, 16),
-    ("qwen2.5-0.5b", "RTX-3060-12GB", 2048, 16),
-    ("bert-large-uncased", "T4", 256, 32),
+    ("llama-2-7b", "6GB", 512, 16, None),
+    ("llama-3-8b", "RTX-4090", 1024, 32, None),
+    ("mistral-7b", "T4", 512, 8, None),
+    ("llama-2-7b", "A100-80GB", 512, 16, None),
+    ("qwen2.5-0.5b", "RTX-3060-12GB", 2048, 16, None),
+    ("bert-large-uncased", "T4", 256, 32, None),
+    ("llama-2-7b", "T4", 512, 16, ("qlora-int8", "gptq-lora", "awq-lora")),
 ]
 
 
@@ -88,9 +89,10 @@ def run_snippet(code: str) -> dict[str, Any]:
 
 
 def _plans():
-    for model, gpu, seq, eb in MATRIX:
+    for model, gpu, seq, eb, methods in MATRIX:
+        kw = {"methods": methods} if methods else {}
         r = plan(PlanRequest(model=model, gpu=resolve_gpu(gpu), seq_len=seq,
-                             effective_batch=eb))
+                             effective_batch=eb, **kw))
         assert r.fits, (model, gpu)
         for i, p in enumerate(r.plans):
             yield pytest.param(r, p, id=f"{model}-{gpu}-{i}-{p.setup.method}")
@@ -120,10 +122,17 @@ def test_snippet_builds_real_config_objects(result, p):
         bnb = ns["bnb_config"]
         assert isinstance(bnb, transformers.BitsAndBytesConfig)
         assert kwargs["quantization_config"] is bnb
-        assert bnb.load_in_4bit and bnb.bnb_4bit_quant_type == "nf4"
-        assert bnb.bnb_4bit_use_double_quant is True
-        assert bnb.bnb_4bit_compute_dtype == dtype[q.bnb_4bit_compute_dtype]
+        if q.bits == 4:
+            assert bnb.load_in_4bit and bnb.bnb_4bit_quant_type == "nf4"
+            assert bnb.bnb_4bit_use_double_quant is True
+            assert bnb.bnb_4bit_compute_dtype == dtype[q.bnb_4bit_compute_dtype]
+        else:
+            assert bnb.load_in_8bit and not bnb.load_in_4bit
         assert ns["_recorded"]["prepare"] == {"use_gradient_checkpointing": True}
+        assert kwargs["device_map"] == {"": 0}
+    elif q is not None:  # GPTQ / AWQ: the checkpoint carries its quantization config
+        assert "quantization_config" not in kwargs and "bnb_config" not in ns
+        assert name.endswith(q.quant_method.upper())
     else:
         assert "quantization_config" not in kwargs and "bnb_config" not in ns
     if s.lora is not None:
@@ -143,7 +152,7 @@ def test_snippet_builds_real_config_objects(result, p):
 
 def test_training_arguments_use_only_transformers5_names():
     names = set(hf_names()["TrainingArguments"])
-    for model, gpu, seq, eb in MATRIX[:3]:
+    for model, gpu, seq, eb, _methods in MATRIX[:3]:
         r = plan(PlanRequest(model=model, gpu=resolve_gpu(gpu), seq_len=seq, effective_batch=eb))
         for p in r.plans:
             for key, _value, _comment in training_kwargs(p):

@@ -126,3 +126,13 @@ def test_bad_request():
 
     with pytest.raises(UsageError, match="unknown method 'qlora4'"):
         plan(_req("llama-2-7b", "T4", methods=("qlora4",)))
+
+
+def test_config_lora_settings_are_kept():
+    from vramdoc.setup import LoraSetup
+
+    base = TrainSetup(model="llama-2-7b", task="causal-lm",
+                      lora=LoraSetup(r=8, lora_alpha=16, lora_dropout=0.1))
+    r = plan(PlanRequest(model="llama-2-7b", gpu=resolve_gpu("RTX-4090"), base=base,
+                         methods=("lora", "qlora")))
+    assert r.plans and all(p.setup.lora.lora_dropout == 0.1 for p in r.plans)

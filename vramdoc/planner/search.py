@@ -201,6 +201,15 @@ class _Search:
         self.stats = SearchStats()
         self.cache: dict[Candidate, Any] = {}
         self.user_seq = req.seq_len
+        # LoRA settings of a --config that the levers do not choose (alpha follows the rank)
+        lo = base.lora
+        self.lora_extra: dict[str, Any] = {} if lo is None else {
+            "lora_dropout": lo.lora_dropout, "modules_to_save": lo.modules_to_save,
+            "use_rslora": lo.use_rslora}
+
+    def setup_of(self, cand: Candidate) -> TrainSetup:
+        """The TrainSetup of a candidate on this search's base."""
+        return to_setup(cand, self.base, lora_extra=self.lora_extra)
 
     # -- estimates -------------------------------------------------------------------------
     def estimate(self, cand: Candidate) -> Any:
@@ -208,7 +217,7 @@ class _Search:
         if est is None:
             from vramdoc.estimate.core import build_estimate
 
-            est = build_estimate(to_setup(cand, self.base), self.spec, self.groups, self.gpu)
+            est = build_estimate(self.setup_of(cand), self.spec, self.groups, self.gpu)
             self.cache[cand] = est
             self.stats.estimated += 1
         return est
@@ -233,8 +242,7 @@ class _Search:
             n = len(seqs) * len(mbs)
             self.stats.candidates += n
             probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
-            ctx = setup_context(to_setup(probe, self.base), self.spec, self.base_ctx,
-                                self.user_seq)
+            ctx = setup_context(self.setup_of(probe), self.spec, self.base_ctx, self.user_seq)
             bad = next((r for r in err_combo if holds(r, ctx)), None)
             if bad is not None:
                 self.stats.rejected_by_rule[bad.code] += n
@@ -347,7 +355,7 @@ class _Search:
     def make_plan(self, cand: Candidate) -> Plan:
         from vramdoc.estimate.core import build_estimate
 
-        setup, applied = apply_guidance(to_setup(cand, self.base), self.spec, self.base_ctx,
+        setup, applied = apply_guidance(self.setup_of(cand), self.spec, self.base_ctx,
                                         self.guidance, self.user_seq)
         est = build_estimate(setup, self.spec, self.groups, self.gpu)
         ctx = memory_context(setup_context(setup, self.spec, self.base_ctx, self.user_seq),

@@ -67,7 +67,8 @@ def test_kbit_preparation_upcasts_unquantized_weights_to_fp32() -> None:
     lo = {"r": 8, "target_modules": ["q_proj", "v_proj"]}
     with_prep = estimate(_setup(quantization=q, lora=lo))
     without = estimate(_setup(quantization=q, lora=lo, prepare_model_for_kbit_training=False))
-    diff = with_prep.phase_components["load"]["weights"] - without.phase_components["load"]["weights"]
+    load_with, load_without = with_prep.phase_components["load"], without.phase_components["load"]
+    diff = load_with["weights"] - load_without["weights"]
     assert diff >= 2 * 32000 * 4096 * 2  # embeddings + lm_head: 4 B instead of 2 B
 
 
@@ -113,7 +114,8 @@ def test_gradient_checkpointing_keeps_one_block_input_per_layer() -> None:
 def test_gradient_accumulation_does_not_change_activations() -> None:
     a = estimate(_setup(lora={"r": 8}))
     b = estimate(_setup(lora={"r": 8}, training={"gradient_accumulation_steps": 8}))
-    assert a.phase_components["forward"]["activations"] == b.phase_components["forward"]["activations"]
+    fwd_a, fwd_b = a.phase_components["forward"], b.phase_components["forward"]
+    assert fwd_a["activations"] == fwd_b["activations"]
     assert b.phase_components["forward"]["gradients"] > 0  # grads live across micro-batches
 
 

@@ -340,6 +340,7 @@ class ActivationAccount:
     logits_backward_bytes: int  # loss gradient chain at the start of backward
     logits_saved_bytes: int  # what the loss keeps for backward (log_softmax result)
     recompute_bytes: int  # one block recomputed in backward (checkpointing), else 0
+    autocast_cache_bytes: int = 0  # autocast's cached 16-bit weight copies during forward
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -399,11 +400,30 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # backward start: saved log_softmax + grad of nll + grad of log_softmax (fp32 each).
     tokens = rows if not encoder else b
     logit_elem = 2 if st.autocast else head_elem
-    f32 = 4 * tokens * n_out
-    fwd = tokens * n_out * logit_elem + (f32 if logit_elem != 4 else 0) + f32
-    if loss_shift_copy and not encoder:
-        fwd += f32  # logits[..., :-1, :].contiguous() of the fp32 logits (transformers < 4.50)
-    bwd = 3 * f32
+    n = tokens * n_out
+    if spec.loss == "shift" and not encoder:
+        # the model's own loss: a shifted contiguous copy in the logits dtype, then
+        # cross_entropy in that dtype (autocast runs it in fp32: one more cast copy)
+        ce = 4 if st.autocast else logit_elem
+        fwd = n * logit_elem * 2 + (n * ce if ce != logit_elem else 0) + n * ce
+        bwd = 3 * n * ce
+        saved = n * ce
+    else:
+        # transformers' ForCausalLMLoss: logits.float(), then cross_entropy in fp32
+        fwd = n * logit_elem + (4 * n if logit_elem != 4 else 0) + 4 * n
+        if loss_shift_copy and not encoder:
+            fwd += 4 * n  # logits[..., :-1, :].contiguous() of the fp32 logits (< 4.50)
+        bwd = 3 * 4 * n
+        saved = 4 * n
+    f32 = saved
+    # torch.autocast caches the 16-bit copy of every fp32 leaf weight that requires grad for
+    # the whole autocast region (aten/src/ATen/autocast_mode.cpp, cached_cast), also inside
+    # checkpointed blocks running without grad; without checkpointing those copies are
+    # counted above, as saved for backward.
+    cache = 0
+    if st.autocast and st.weight_elem == 4 and st.full and checkpointing:
+        cache = 2 * sum(g.weight_numel * g.count for g in groups
+                        if g.kind in (LINEAR, HEAD) and g.tied_to is None)
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -414,6 +434,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         per_layer_bytes=per_layer, layer_transient_bytes=transient, checkpoint_bytes=ckpt_bytes,
         other_bytes=other, saved_total_bytes=saved_total, logits_forward_bytes=fwd,
         logits_backward_bytes=bwd, logits_saved_bytes=f32, recompute_bytes=recompute,
+        autocast_cache_bytes=cache,
     )
 
 

@@ -150,7 +150,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     # logits chain); both on top of everything saved so far
     in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
     forward = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads_fwd,
-               "activations": acts.saved_total_bytes
+               "activations": acts.saved_total_bytes + acts.autocast_cache_bytes
                + (acts.layer_transient_bytes if in_block else 0),
                "logits": 0 if in_block else acts.logits_forward_bytes}
     bwd_start = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads_fwd,

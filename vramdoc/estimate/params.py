@@ -174,7 +174,6 @@ def account_params(
     dense_b = DTYPE_BYTES[dense_dtype]
     lora = setup.lora
     targets = lora_targets(setup, spec) if lora else ()
-    skip = set(q.llm_int8_skip_modules) if q else set()
     # Adapters are fp32 unless the base is already fp32 (peft autocast_adapter_dtype=True).
     adapter_dtype = "float32"
     adapter_b = 4

@@ -110,6 +110,7 @@ class Summary:
     is_encoder: bool = False
     sliding_window: int | None = None
     remote_code: bool = False
+    loss: str = "transformers"
 
 
 # (config, task, num_labels) -> (ModelSpec numbers, parameter groups) of one model_type.

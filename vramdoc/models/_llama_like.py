@@ -249,5 +249,7 @@ def build_qwen_v1(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[Par
         family="llama", hidden_size=h, num_hidden_layers=L, num_attention_heads=a,
         num_key_value_heads=a, head_dim=kvc, intermediate_size=ffn2, vocab_size=V,
         max_position_embeddings=c.int("max_position_embeddings", "seq_length", default=8192),
-        tie_word_embeddings=tie, gated_mlp=True, remote_code=True)
+        tie_word_embeddings=tie, gated_mlp=True, remote_code=True,
+        # modeling_qwen.py: lm_logits[..., :-1, :].contiguous() -> CrossEntropyLoss, no upcast
+        loss="shift")
     return summary, g

@@ -112,3 +112,7 @@ class ModelSpec:
     remote_code: bool = False  # True when transformers has no built-in class (Qwen v1)
     aliases: tuple[str, ...] = ()
     n_params: int = 0  # exact total, = sum(g.numel for g in param_groups(spec))
+    # How the causal-LM loss is computed: "transformers" (the library's ForCausalLMLoss, which
+    # upcasts logits to fp32) or "shift" (the model's own code: CrossEntropyLoss on a
+    # contiguous shifted copy of the logits in their dtype, e.g. Qwen v1's modeling_qwen.py).
+    loss: str = "transformers"

@@ -8,6 +8,7 @@ the three memory views it is (allocated < reserved < device used; REFERENCE.md s
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -92,6 +93,24 @@ def gpu_record(info: Any) -> dict[str, Any] | None:
     }
 
 
+def nvml_index(cuda_index: int) -> int:
+    """NVML numbers every GPU of the machine; CUDA only the visible ones, in
+    ``CUDA_VISIBLE_DEVICES`` order. Map one to the other where the variable lists indices
+    (UUID lists keep the CUDA index: NVML's order is the same without the variable).
+
+    >>> os.environ["CUDA_VISIBLE_DEVICES"] = "2,3"; nvml_index(1)
+    3
+    >>> del os.environ["CUDA_VISIBLE_DEVICES"]; nvml_index(1)
+    1
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        parts = [p.strip() for p in visible.split(",") if p.strip()]
+        if cuda_index < len(parts) and parts[cuda_index].isdigit():
+            return int(parts[cuda_index])
+    return cuda_index
+
+
 class NvmlSampler:
     """Samples one device through ``vramdoc.hardware.nvml`` at most every ``interval_s``.
 
@@ -100,7 +119,7 @@ class NvmlSampler:
     """
 
     def __init__(self, device_index: int | None, interval_s: float = 2.0) -> None:
-        self.device_index = device_index or 0
+        self.device_index = nvml_index(device_index or 0)
         self.interval_s = interval_s
         self._nvml: Any = None
         self._last_t = -float("inf")
@@ -124,7 +143,8 @@ class NvmlSampler:
         if now - self._last_t >= self.interval_s:
             self._last_t = now
             try:
-                self._last = gpu_record(self._nvml.device_info(self.device_index))
+                self._last = gpu_record(self._nvml.device_info(self.device_index,
+                                                               processes=False))
             except Exception:  # noqa: BLE001 - a driver hiccup must not stop training
                 self._last = None
         return self._last

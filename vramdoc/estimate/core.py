@@ -69,7 +69,7 @@ class MemoryEstimate:
     def fits(self) -> bool | None:
         if self.gpu is None:
             return None
-        return self.device_bytes <= self.gpu.memory_bytes
+        return bool(self.device_bytes <= int(self.gpu.memory_bytes))
 
     @property
     def headroom_bytes(self) -> int | None:

@@ -76,9 +76,11 @@ def hf_config(model_type: str, config: dict[str, Any], setup: TrainSetup) -> Any
                            "torch_dtype", "dtype", "quantization_config", "auto_map")}
     try:
         cfg = AutoConfig.for_model(model_type, **kwargs)
-    except (KeyError, ValueError) as exc:
-        raise UsageError(f"transformers cannot build model_type {model_type!r}: {exc}",
-                         "vramdoc probe needs an architecture transformers ships") from None
+    except Exception as exc:  # unknown model_type, or a config value transformers rejects
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"transformers cannot build this {model_type!r} config: {first}",
+                         "vramdoc probe needs an architecture transformers ships and a valid "
+                         "config") from None
     if setup.task == "sequence-classification":
         cfg.num_labels = setup.num_labels
         if getattr(cfg, "pad_token_id", None) is None:

@@ -139,6 +139,35 @@ def emulated_limit(gpu: Any, est: Any) -> int:
 
 
 @contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the libraries' deprecation chatter while probing (stderr is for findings)."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("bitsandbytes", "transformers", "peft", "accelerate")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a probe dependency
+        hf_logging, hf_level = None, None
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning, UserWarning):
+            warnings.simplefilter("ignore", category)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+            if hf_logging is not None:
+                hf_logging.set_verbosity(hf_level)
+
+
+@contextlib.contextmanager
 def _cuda_autocast_query() -> Iterator[None]:
     """Make the argument-less ``torch.is_autocast_enabled()`` answer for the CPU autocast.
 
@@ -250,6 +279,8 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             result.n_params, result.n_trainable = built.n_params, built.n_trainable
             model = built.model
             trainable = [p for p in model.parameters() if p.requires_grad]
+            result.trainable_dtypes = sorted({str(p.dtype).replace("torch.", "")
+                                              for p in trainable})
 
             # 3. Trainer's optimizer and schedule; mixed precision as accelerate sets it up.
             opt = optim.build_optimizer(model, setup, emulate_cuda=device != "cuda",
@@ -336,6 +367,13 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             result.oom = _oom_event(phase, tracker.step, int(torch.cuda.memory_allocated()),
                                     _requested(str(exc)), int(torch.cuda.get_device_properties(
                                         0).total_memory), False, tracker)
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
+            # a step that raises is a finding (D190), not a crash of the tool; the build
+            # (before any step) raising is a real error and propagates
+            if opt is None:
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            result.step_error = f"{type(exc).__name__}: {first}"
         finally:
             tracker.limit_bytes = None
             if watch is not None:

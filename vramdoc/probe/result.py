@@ -104,6 +104,8 @@ class ProbeResult:
     notes: list[str] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
     next_plan: dict[str, Any] | None = None
+    trainable_dtypes: list[str] = field(default_factory=list)
+    step_error: str | None = None  # "Type: message" when a step raised
 
     def to_json(self) -> dict[str, Any]:
         """The ``vramdoc probe --json`` object."""
@@ -138,4 +140,6 @@ class ProbeResult:
             out["oom"] = dict(self.oom.__dict__)
         if self.next_plan is not None:
             out["next_plan"] = self.next_plan
+        if self.step_error is not None:
+            out["step_error"] = self.step_error
         return out

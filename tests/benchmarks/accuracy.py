@@ -15,14 +15,14 @@ import argparse
 import csv
 import os
 import re
-import statistics
 import sys
 from pathlib import Path
 
-from tests.benchmarks.calibration_cases import CASES, VIEW_OF_METRIC
-from vramdoc.estimate import estimate
+from tests.benchmarks.calibration_cases import CASES
+from vramdoc.estimate import MemoryEstimate, estimate
 from vramdoc.setup import setup_from_mapping
 from vramdoc.units import GiB
+from vramdoc.validate import Comparison, compare, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CSV = ROOT.parent / "shared" / "calibration" / "measured.csv"
@@ -37,18 +37,14 @@ def load_rows(path: Path) -> dict[str, dict[str, str]]:
 _SMI_NOTE = re.compile(r"nvidia-smi peak \(minus pre-run usage[^)]*\) = (\d+) MiB")
 
 
-def _result(case_id: str, est: object, metric: str, measured: float) -> dict[str, object]:
-    view = VIEW_OF_METRIC[metric]
-    predicted = getattr(est, view) / GiB
-    setup = est.setup  # type: ignore[attr-defined]
-    return {
-        "id": case_id, "model": est.model_name, "method": setup.method,  # type: ignore[attr-defined]
-        "metric": metric, "view": view.replace("_bytes", ""),
-        "measured": measured, "predicted": predicted,
-        "error": (predicted - measured) / measured,
-        "peak_phase": est.peak_phase,  # type: ignore[attr-defined]
-        "b": setup.training.per_device_train_batch_size, "s": setup.max_seq_length,
-    }
+def _result(
+    case_id: str, est: MemoryEstimate, metric: str, measured_gib: float
+) -> dict[str, object]:
+    c = compare(case_id, est, metric, round(measured_gib * GiB))
+    return {"id": case_id, "model": est.model_name, "method": est.setup.method,
+            "metric": metric, "view": c.view, "measured": measured_gib,
+            "predicted": c.predicted_bytes / GiB, "error": c.error, "peak_phase": c.peak_phase,
+            "b": est.setup.training.per_device_train_batch_size, "s": est.setup.max_seq_length}
 
 
 def run(path: Path) -> list[dict[str, object]]:
@@ -68,12 +64,14 @@ def run(path: Path) -> list[dict[str, object]]:
 
 
 def summary(res: list[dict[str, object]]) -> str:
-    errs = [abs(float(r["error"])) for r in res]  # type: ignore[arg-type]
-    under = min((float(r["error"]) for r in res), default=0.0)  # type: ignore[arg-type]
+    s = summarize([Comparison(str(r["id"]), str(r["metric"]), str(r["view"]),
+                              round(float(r["measured"]) * GiB),  # type: ignore[arg-type]
+                              round(float(r["predicted"]) * GiB), "")  # type: ignore[arg-type]
+                   for r in res])
     methods = sorted({str(r["method"]) for r in res})
-    return (f"{len(res)} cases ({', '.join(methods)}): median |error| "
-            f"{100 * statistics.median(errs):.1f} %, worst |error| {100 * max(errs):.1f} %, "
-            f"worst under-estimate {100 * min(under, 0):.1f} %")
+    return (f"{s.count} cases ({', '.join(methods)}): median |error| "
+            f"{100 * s.median_abs_error:.1f} %, worst |error| {100 * s.worst_abs_error:.1f} %, "
+            f"worst under-estimate {100 * s.worst_under_estimate:.1f} %")
 
 
 def markdown(res: list[dict[str, object]]) -> str:

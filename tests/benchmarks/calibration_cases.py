@@ -131,13 +131,3 @@ for _id, _m, _s in [
     ("QWEN-54", "qwen-14b", 8192),
 ]:
     CASES[_id] = _qwen(_m, _s, emb=True)
-
-# Which estimator view a row's metric is compared with. 'unknown' rows are compared with the
-# device view (what nvidia-smi shows): a figure quoted without its method is most often read
-# off nvidia-smi, and it is the conservative choice (allocated <= reserved <= device).
-VIEW_OF_METRIC = {
-    "peak_allocated": "peak_allocated_bytes",
-    "peak_reserved": "peak_reserved_bytes",
-    "nvidia_smi": "device_bytes",
-    "unknown": "device_bytes",
-}

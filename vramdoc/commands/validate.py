@@ -1,0 +1,91 @@
+"""`vramdoc validate`: check the estimator against your own measured runs."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from vramdoc.errors import EXIT_OK, ConfigError, UsageError
+
+NAME = "validate"
+ORDER = 60
+HELP = "compare estimates with peaks you measured (a CSV of setup files and figures)"
+DESCRIPTION = """\
+Compare vramdoc's estimates with peaks you measured on your own runs.
+
+RUNS.csv has one row per run and the columns
+  id        a name for the run
+  setup     path to its setup file (YAML/JSON, as `vramdoc estimate --config` reads;
+            relative to the CSV file)
+  metric    what you measured: allocated (torch.cuda.max_memory_allocated),
+            reserved (max_memory_reserved) or nvidia_smi (device memory used)
+  measured  the figure, with a unit: 19.25GiB, 23000MiB (GB = GiB)
+
+Each run is compared with the matching view of the estimate; the summary gives the median
+and worst absolute error and the worst under-estimate (the side that crashes runs).
+
+example:
+  vramdoc validate my_runs.csv"""
+
+_COLUMNS = ("id", "setup", "metric", "measured")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", metavar="RUNS.csv", help="CSV with columns id,setup,metric,measured")
+    p.add_argument("--json", action="store_true", help="print the comparisons as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vramdoc.estimate import estimate
+    from vramdoc.setup import load_setup_file
+    from vramdoc.units import format_bytes, parse_size
+    from vramdoc.validate import compare, summarize, view_of
+
+    path = Path(args.runs)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist",
+                         "give a CSV with columns id,setup,metric,measured")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UsageError(f"{path}: missing column(s) {', '.join(missing)}",
+                             f"the header must name {','.join(_COLUMNS)}")
+        rows = list(reader)
+    problems = []
+    for i, row in enumerate(rows, start=2):
+        try:
+            view_of(row["metric"])
+            parse_size(row["measured"], what="measured")
+        except UsageError as exc:
+            problems.append(f"line {i}: {exc.message}")
+    if problems:
+        raise ConfigError(problems, str(path))
+    results = []
+    for row in rows:
+        setup_path = (path.parent / row["setup"]).resolve()
+        est = estimate(load_setup_file(setup_path))
+        results.append(compare(row["id"], est, row["metric"], parse_size(row["measured"])))
+    s = summarize(results)
+    if args.json:
+        json.dump({"runs": [{"id": r.id, "metric": r.metric, "view": r.view,
+                             "measured_bytes": r.measured_bytes,
+                             "predicted_bytes": r.predicted_bytes, "error": r.error,
+                             "peak_phase": r.peak_phase} for r in results],
+                   "summary": {"count": s.count, "median_abs_error": s.median_abs_error,
+                               "worst_abs_error": s.worst_abs_error,
+                               "worst_under_estimate": s.worst_under_estimate}},
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"{'run':<24} {'metric':<12} {'measured':>11} {'predicted':>11} {'error':>8}  peak")
+    for r in results:
+        print(f"{r.id:<24} {r.metric:<12} {format_bytes(r.measured_bytes):>11} "
+              f"{format_bytes(r.predicted_bytes):>11} {100 * r.error:>+7.1f}%  {r.peak_phase}")
+    print(f"\n{s.count} runs: median |error| {100 * s.median_abs_error:.1f} %, worst |error| "
+          f"{100 * s.worst_abs_error:.1f} %, worst under-estimate "
+          f"{100 * s.worst_under_estimate:.1f} %")
+    return EXIT_OK

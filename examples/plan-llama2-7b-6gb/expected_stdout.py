@@ -1,6 +1,6 @@
-# vramdoc plan: QLoRA NF4 r8 all-linear · fp16+fp16 AMP · sdpa · ckpt · paged_adamw_32bit · 1x16 · seq 512
-# GPU: 6GB GPU (sm75, assumed), 6.00 GiB. Predicted: 4.92 GiB peak allocated (backward), 5.69 GiB device view, 60 MiB free after a 256 MiB margin.
-# Rules behind it: M205, M208, M211, M214, M221, T310 (vramdoc rules show CODE).
+# vramdoc plan: QLoRA NF4 r16 default targets · fp16+fp16 AMP · sdpa · ckpt · paged_adamw_32bit · 1x16 · seq 512
+# GPU: 6GB GPU (sm75, assumed), 6.00 GiB. Predicted: 4.84 GiB peak allocated (backward), 5.59 GiB device view, 168 MiB free after a 256 MiB margin.
+# Rules behind it: M205, M208, M211, M214, T310 (vramdoc rules show CODE).
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, TrainingArguments
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -24,10 +24,10 @@ model = AutoModelForCausalLM.from_pretrained(
 # upcasts norms, embeddings and head to fp32; turns on gradient checkpointing (M205)
 model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
 lora_config = LoraConfig(
-    r=8,  # adapter rank: r x (in + out) parameters per module
-    lora_alpha=16,  # update scaled by alpha/r = 2
+    r=16,  # adapter rank: r x (in + out) parameters per module
+    lora_alpha=32,  # update scaled by alpha/r = 2
     lora_dropout=0.0,
-    target_modules='all-linear',  # every linear layer of the blocks (M221)
+    target_modules=['q_proj', 'v_proj'],  # PEFT's default targets for this architecture
     task_type='CAUSAL_LM',
 )
 model = get_peft_model(model, lora_config)

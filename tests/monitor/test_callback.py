@@ -9,9 +9,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from transformers import Trainer  # noqa: E402
-
-from tests.monitor.tiny import tiny_trainer  # noqa: E402
+from tests.monitor.tiny import nan_trainer_class, tiny_trainer  # noqa: E402
 from vramdoc.monitor import RunState, VramdocCallback  # noqa: E402
 from vramdoc.monitor.follower import iter_events  # noqa: E402
 
@@ -46,21 +44,10 @@ def test_records_every_step_with_trainers_own_numbers(tmp_path):
     assert "training_step" not in trainer.__dict__ and "_get_grad_norm" not in trainer.__dict__
 
 
-class NanAtStep(Trainer):
-    """Returns a NaN loss (with NaN gradients) for the micro-batches of one optimizer step."""
-
-    nan_step = 4
-
-    def compute_loss(self, model, inputs, **kwargs):
-        loss = super().compute_loss(model, inputs, **kwargs)
-        if self.state.global_step + 1 == self.nan_step:
-            loss = loss * float("nan")
-        return loss
-
-
 def test_nan_is_recorded_although_trainer_logs_a_finite_loss(tmp_path):
     cb = VramdocCallback(tmp_path / "run")
-    trainer = tiny_trainer(tmp_path / "out", [cb], max_steps=5, trainer_cls=NanAtStep)
+    trainer = tiny_trainer(tmp_path / "out", [cb], max_steps=5,
+                           trainer_cls=nan_trainer_class(4))
     trainer.train()
     events = _events(tmp_path / "run")
     steps = {e["step"]: e for e in events if e["kind"] == "step"}

@@ -53,3 +53,17 @@ def tiny_trainer(out_dir: str | Path, callbacks: list[Any], *, max_steps: int = 
     cls = trainer_cls or Trainer
     return cls(model=model if model is not None else tiny_model(), args=TrainingArguments(**kwargs),
                train_dataset=SyntheticTokens(seq_len=seq_len), callbacks=callbacks)
+
+
+def nan_trainer_class(nan_step: int) -> Any:
+    """A Trainer whose loss (and so every gradient) is NaN on optimizer step ``nan_step``."""
+    from transformers import Trainer
+
+    class NanAtStep(Trainer):  # type: ignore[misc]
+        def compute_loss(self, model: Any, inputs: Any, **kwargs: Any) -> Any:
+            loss = super().compute_loss(model, inputs, **kwargs)
+            if self.state.global_step + 1 == nan_step:
+                loss = loss * float("nan")
+            return loss
+
+    return NanAtStep

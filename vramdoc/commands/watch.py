@@ -57,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
         import textual  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError("textual", "tui", "vramdoc watch") from exc
-    if not path.parent.is_dir():
-        raise UsageError(f"{args.run_dir} is not a directory",
-                         "give the run_dir you passed to VramdocCallback")
+    if args.no_follow and not path.is_file():
+        raise UsageError(f"no event log at {path}",
+                         "record the run with VramdocCallback(run_dir) or Recorder(run_dir)")
+    if not path.is_file():  # a run about to start: the watch waits for its first line
+        print(f"waiting for {path} (q quits)", file=sys.stderr)
     from vramdoc.tui import make_app
 
     make_app(args.run_dir, follow=not args.no_follow, poll_interval=args.interval).run()

@@ -18,7 +18,7 @@ from vramdoc.units import format_bytes
 
 V_BLOCKS = " ▁▂▃▄▅▆▇█"  # eighths of a cell, bottom up
 H_BLOCKS = " ▏▎▍▌▋▊▉█"  # eighths of a cell, left to right
-GUTTER = 9  # y-axis label width
+GUTTER = 10  # y-axis label width ("12.00 GiB" and a space)
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ def format_value(value: float | None, unit: str = "") -> str:
 
     >>> format_value(5.54321), format_value(0.000123), format_value(12345.0, "/s")
     ('5.54', '0.000123', '12.3K/s')
+    >>> format_value(4096.2, "/s"), format_value(250.0)
+    ('4096/s', '250')
     >>> format_value(float("nan")), format_value(3 * 2**30, "bytes"), format_value(None)
     ('NaN', '3.00 GiB', '-')
     """
@@ -53,6 +55,8 @@ def format_value(value: float | None, unit: str = "") -> str:
         return f"{value / 1e6:.3g}M{suffix}"
     if a >= 1e4:
         return f"{value / 1e3:.3g}K{suffix}"
+    if a >= 100:
+        return f"{value:.0f}{suffix}"
     return f"{value:.3g}{suffix}"
 
 
@@ -99,7 +103,9 @@ def render_chart(view: ChartView, width: int, height: int, styles: ChartStyles |
         out.append("  log scale", st.axis)
     rows = height - 2
     plot_w = width - GUTTER
-    cols = bucket(view.values, view.steps, plot_w)
+    # Room at the right for the reference lines' labels ("limit", "plan").
+    label_w = max((len(label) + 2 for label, _ in view.refs), default=0)
+    cols = bucket(view.values, view.steps, plot_w - label_w)
     if rows < 1 or plot_w < 4 or not cols:
         out.append("\n")
         if height > 1:

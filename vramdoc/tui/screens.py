@@ -202,7 +202,7 @@ class HelpScreen(ModalScreen[None]):
             if isinstance(b, Binding):
                 keys = b.key_display or b.key.split(",")[0]
                 lines.append(f"  [b]{keys:<6}[/b] {b.description}")
-        lines += ["  [b]esc[/b]    close this help", "",
+        lines += [f"  [b]{'esc':<6}[/b] close this help", "",
                   "Pause freezes the display; the run is still read, and the display",
                   "catches up when you resume. n / N select alerts; the selected alert's",
                   "first step is highlighted in every chart.", "",

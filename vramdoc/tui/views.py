@@ -46,6 +46,7 @@ class MemoryView:
     plan_phase: str | None
     measured: tuple[tuple[str, int | None], ...]  # (label, bytes) of the run
     note: str = ""
+    started: bool = True  # False until the run's header arrives
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,10 @@ def run_bar(state: RunState, follower: Follower | None, run_label: str) -> RunBa
 
 
 def memory_view(state: RunState) -> MemoryView:
+    if state.header is None:
+        return MemoryView(limit_bytes=None, limit_label="", components=(), plan_peak_bytes=None,
+                          plan_reserved_bytes=None, plan_device_bytes=None, plan_phase=None,
+                          measured=(), note="waiting for the run to start", started=False)
     plan = state.plan or {}
     limit = state.limit_bytes
     device = state.device
@@ -143,7 +148,7 @@ def memory_view(state: RunState) -> MemoryView:
             ("allocated now", mem.get("allocated_bytes")),
         ]
     if gpu.get("used_bytes"):
-        measured.append(("device used (NVML)", gpu["used_bytes"]))
+        measured.append(("device (NVML)", gpu["used_bytes"]))
     if not state.steps:
         note = "waiting for the first step"
     return MemoryView(limit_bytes=limit, limit_label=label, components=tuple(ordered),
@@ -156,6 +161,8 @@ def memory_view(state: RunState) -> MemoryView:
 def gpu_view(state: RunState, local: dict[str, Any] | None = None) -> GpuView:
     """The run's last NVML sample, else a local one, else why there is none."""
     gpu = state.latest_gpu or local
+    if state.header is None and not gpu:
+        return GpuView(name=None, note="waiting for the run to start")
     if not gpu:
         device = state.device
         why = ("no GPU: the run trained on CPU" if device.get("type") == "cpu"
@@ -182,13 +189,14 @@ def charts(state: RunState) -> dict[str, ChartView]:
     has_mem = any(v is not None for v in s["mem_peak_allocated_bytes"])
     if has_mem or not state.steps:
         memory = ChartView(
-            "memory (peak allocated)", steps, tuple(s["mem_peak_allocated_bytes"]),
+            "memory: peak allocated", steps, tuple(s["mem_peak_allocated_bytes"]),
             unit="bytes", zero_based=True, refs=tuple(mem_refs), empty_text="no data yet")
     else:  # a CPU run has no allocator figures: the learning rate is worth the space
         memory = ChartView("lr (CPU run: no memory figures)", steps,
                            tuple(s["lr"]), zero_based=True)
     gn = [v for v in s["grad_norm"] if _finite(v) and v > 0]
-    tput = s["tokens_per_s"] if any(v for v in s["tokens_per_s"]) else s["samples_per_s"]
+    tput = s["samples_per_s"] if (any(s["samples_per_s"]) and not any(s["tokens_per_s"])) \
+        else s["tokens_per_s"]
     return {
         "loss": ChartView("loss", steps, tuple(s["loss"])),
         "grad_norm": ChartView(

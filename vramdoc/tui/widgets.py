@@ -60,6 +60,9 @@ class RunBar(_Display):
         if self.paused:
             more = f" ({self.pending} new)" if getattr(self, "pending", 0) else ""
             right.append(f"  ⏸ PAUSED{more} ", self.style_of("runbar--paused"))
+        room = self.size.width - right.cell_len - 2
+        if left.cell_len > room:  # the step and status matter more than the model's name
+            left.truncate(max(0, room), overflow="ellipsis")
         gap = max(1, self.size.width - left.cell_len - right.cell_len - 1)
         out.append_text(left)
         out.append(" " * gap)
@@ -110,6 +113,9 @@ class MemoryPanel(_Display):
         v: MemoryView | None = self.view
         out = Text(no_wrap=True, overflow="crop")
         if v is None:
+            return out
+        if not v.started:
+            out.append(f" {v.note}", self.style_of("memory--note"))
             return out
         width = self.size.width
         bar_w = max(4, width - LABEL_W - VALUE_W - 8)
@@ -190,11 +196,11 @@ class GpuPanel(_Display):
         if v.util_pct is not None:
             out.append(" util ", label)
             out.append(hbar(v.util_pct, 100, bar_w), self.style_of("gpu--bar"))
-            out.append(f" {v.util_pct:5.0f} %\n", label)
+            out.append(f" {v.util_pct:4.0f}%\n", label)
         if v.used_bytes is not None and v.total_bytes:
             out.append(" mem  ", label)
             out.append(hbar(v.used_bytes, v.total_bytes, bar_w), self.style_of("gpu--bar"))
-            out.append(f" {v.used_bytes / v.total_bytes:5.0%}\n", label)
+            out.append(f" {v.used_bytes / v.total_bytes * 100:4.0f}%\n", label)
             out.append(f"      {format_bytes(v.used_bytes)} of {format_bytes(v.total_bytes)}\n",
                        label)
         bits = []

@@ -334,6 +334,13 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
         if k in REMOVED_TRAINING_KEYS:
             problems.append(f"training.{k}: removed in transformers 5; use "
                             f"{REMOVED_TRAINING_KEYS[k]}")
+        elif k in ("activation_checkpointing", "activation_checkpointing_kwargs"):
+            # transformers 5.23 renamed gradient_checkpointing(_kwargs); both names mean one thing
+            key = k.replace("activation_", "gradient_")
+            if key == "gradient_checkpointing":
+                values[key] = v
+            elif isinstance(v, dict) and "use_reentrant" in v:
+                values["use_reentrant"] = bool(v["use_reentrant"])
         elif k == "gradient_checkpointing_kwargs":
             if isinstance(v, dict) and "use_reentrant" in v:
                 values["use_reentrant"] = bool(v["use_reentrant"])

@@ -170,3 +170,23 @@ def test_cuda_context_by_generation() -> None:
     a100 = estimate(_setup(lora={"r": 8}, gpu="A100-80GB"))
     t4 = estimate(_setup(lora={"r": 8}, gpu="T4"))
     assert 300 * MiB <= t4.cuda_context_bytes <= a100.cuda_context_bytes <= 1400 * MiB
+
+
+def test_activation_checkpointing_is_transformers_5_name_for_checkpointing() -> None:
+    # transformers 5.23 TrainingArguments: activation_checkpointing, gradient_checkpointing
+    # kept as a deprecated alias; both must mean checkpointing to the estimator
+    a = _setup(lora={"r": 8}, training={"activation_checkpointing": True})
+    b = _setup(lora={"r": 8}, training={"gradient_checkpointing": True})
+    assert estimate(a).peak_allocated_bytes == estimate(b).peak_allocated_bytes
+    assert a.training.gradient_checkpointing and not a.training.extra
+
+
+def test_all_linear_lora_on_mixtral_wraps_experts_and_materialises_them() -> None:
+    # peft 0.21 on transformers 5: all-linear also wraps the fused experts; each forward
+    # materialises W + B@A per layer (traced in tests/estimate/test_trace_match.py)
+    attn_only = estimate(_setup(model="mixtral-8x7b",
+                                lora={"r": 8, "target_modules": ["q_proj", "v_proj"]}))
+    all_lin = estimate(_setup(model="mixtral-8x7b", lora={"r": 8, "target_modules": "all-linear"}))
+    assert all_lin.trainable_params > 10 * attn_only.trainable_params
+    fwd_all = all_lin.phase_components["forward"]["activations"]
+    assert fwd_all > attn_only.phase_components["forward"]["activations"] + 32 * 2**30

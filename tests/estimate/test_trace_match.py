@@ -64,16 +64,26 @@ CASES = [
     pytest.param("llama", {"lora": ["q_proj", "v_proj"], "amp": True}, id="llama-lora-amp"),
     pytest.param("qwen2", {}, id="qwen2-full"),
     pytest.param("mistral", {"lora": "all-linear", "amp": True}, id="mistral-lora-all-amp"),
+    pytest.param("qwen3", {"head_dim": 32}, id="qwen3-full-qk-norm"),
+    pytest.param("qwen3", {"head_dim": 32, "lora": "all-linear"}, id="qwen3-lora-all"),
+    pytest.param("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2}, id="mixtral-full"),
+    # all-linear also wraps the fused experts (peft 0.21); the small intermediates of peft's
+    # batched B@A products are not modelled: 3 % for this one
+    pytest.param("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2,
+                             "lora": "all-linear", "rel": 0.03}, id="mixtral-lora-all-experts"),
 ]
 
 
 @pytest.mark.parametrize(("model_type", "opts"), CASES)
 def test_saved_activations_match_autograd(model_type: str, opts: dict) -> None:
-    dtype = opts.get("dtype", "bfloat16")
-    attn = opts.get("attn", "sdpa")
-    lora = opts.get("lora")
-    amp = opts.get("amp", False)
-    cfg = transformers.AutoConfig.for_model(model_type, **TINY)
+    opts = dict(opts)
+    dtype = opts.pop("dtype", "bfloat16")
+    attn = opts.pop("attn", "sdpa")
+    lora = opts.pop("lora", None)
+    amp = opts.pop("amp", False)
+    rel = opts.pop("rel", 0.005)
+    arch = {**TINY, **opts}
+    cfg = transformers.AutoConfig.for_model(model_type, **arch)
     model = transformers.AutoModelForCausalLM.from_config(
         cfg, dtype=getattr(torch, dtype), attn_implementation=attn)
     model.train()
@@ -81,7 +91,7 @@ def test_saved_activations_match_autograd(model_type: str, opts: dict) -> None:
         model = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules=lora))
     traced = traced_saved_bytes(model, amp)
 
-    spec = spec_from_config({"model_type": model_type, **TINY}, name="tiny")
+    spec = spec_from_config({"model_type": model_type, **arch}, name="tiny")
     groups = param_groups(spec)
     setup = setup_from_mapping({
         "model": "tiny", "model_kwargs": {"dtype": dtype, "attn_implementation": attn},
@@ -93,4 +103,4 @@ def test_saved_activations_match_autograd(model_type: str, opts: dict) -> None:
     acts = account_activations(spec, groups, st, False, lm_head_trains=params.lm_head_trainable,
                                head_elem=st.weight_elem)
     predicted = acts.saved_total_bytes + acts.logits_saved_bytes
-    assert predicted == pytest.approx(traced, rel=0.005), (predicted, traced)
+    assert predicted == pytest.approx(traced, rel=rel), (predicted, traced)

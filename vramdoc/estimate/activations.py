@@ -37,6 +37,13 @@ _DROPOUT_DEFAULTS = {
     "bert": (0.1, 0.1, 0.1), "roberta": (0.1, 0.1, 0.1), "gpt2": (0.1, 0.1, 0.1),
     "gpt_bigcode": (0.1, 0.1, 0.1), "opt": (0.0, 0.1, 0.1),
 }
+# Activation of each config class when config.json leaves it out (transformers 5 defaults).
+_ACT_DEFAULTS = {
+    "gpt2": "gelu_new", "gpt_bigcode": "gelu_pytorch_tanh", "opt": "relu", "bloom": "gelu",
+    "gpt_neox": "gelu", "falcon": "gelu", "bert": "gelu", "roberta": "gelu",
+    "gemma": "gelu_pytorch_tanh", "gemma2": "gelu_pytorch_tanh",
+    "gemma3_text": "gelu_pytorch_tanh", "gemma3": "gelu_pytorch_tanh",
+}
 _ATTN_OUT_LEAVES = {"o_proj", "out_proj", "c_proj", "dense", "wo", "out_lin"}
 _MLP_OUT_LEAVES = {"down_proj", "fc2", "c_proj", "dense_4h_to_h", "w2_out", "dense"}
 
@@ -124,7 +131,9 @@ class BlockWalker:
         self.g = Graph()
         cfg: dict[str, Any] = spec.config or {}
         self.rows = st.b * st.s
-        self.act_name = str(cfg.get("hidden_act", cfg.get("activation_function", "silu")))
+        self.act_name = str(cfg.get("hidden_act", cfg.get("activation_function"))
+                            if cfg.get("hidden_act", cfg.get("activation_function")) is not None
+                            else _ACT_DEFAULTS.get(spec.model_type, "silu"))
         d_attn, d_resid, d_emb = _DROPOUT_DEFAULTS.get(spec.model_type, (0.0, 0.0, 0.0))
         self.attn_dropout = _first_float(cfg, ("attention_dropout", "attn_pdrop",
                                                "attention_probs_dropout_prob"), d_attn)
@@ -316,9 +325,14 @@ class BlockWalker:
         e = n2.elem if quantized else (2 if st.autocast else n2.elem)
         w_trains = st.full and not quantized
         tokens = rows * k
-        if w_trains:
+        lora_experts = any(x.leaf in st.lora for x in lin.experts)
+        if w_trains or lora_experts:
             g.save_bytes(tokens * h * e)  # gathered expert inputs
             g.save_bytes(tokens * f * e)  # gate*up product, input of down
+        if lora_experts:
+            # peft's ParamWrapper materialises W + B@A for every expert on each forward and
+            # grouped_mm keeps it for backward: one full copy of the expert weights per layer
+            g.save_bytes(sum(x.weight_numel for x in lin.experts) * e)
         g.save_bytes(tokens * 2 * f * e)  # gate_up output (gate for act, up for the product)
         g.save_bytes(tokens * f * e)  # act(gate)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product

@@ -31,7 +31,16 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, LINEAR, NORM, ModelSpec, ParamGroup
+from vramdoc.models.spec import (
+    EMBEDDING,
+    EXPERTS,
+    HEAD,
+    LINEAR,
+    NORM,
+    ROUTER,
+    ModelSpec,
+    ParamGroup,
+)
 from vramdoc.setup import TrainSetup
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "uint8": 1, "int8": 1}
@@ -73,6 +82,11 @@ def lora_targets(setup: TrainSetup, spec: ModelSpec) -> tuple[str, ...]:
 
 
 def _is_lora_target(g: ParamGroup, targets: tuple[str, ...]) -> bool:
+    if targets == ("all-linear",) and g.kind in (EXPERTS, ROUTER):
+        # peft 0.21 on transformers 5 MoE: all-linear also wraps the router and the fused
+        # 3-D expert parameters (checked on a built Mixtral: mlp.gate and mlp.experts get
+        # lora_A/lora_B)
+        return True
     if g.kind not in (LINEAR, HEAD) or g.tied_to is not None:
         return False
     if targets == ("all-linear",):
@@ -222,11 +236,16 @@ def account_params(
             continue
         if _is_lora_target(g, targets):
             loras.append(LoraModule(g.leaf, g.in_features, g.out_features, g.count))
-            a = round_block(lora.r * g.in_features * adapter_b)
-            b = round_block(lora.r * g.out_features * adapter_b)
+            # fused experts: one adapter over all experts, rank r per expert (peft 0.21 gives
+            # gate_up_proj 2*E*r and down_proj E*r, as built)
+            r = lora.r
+            if g.kind == EXPERTS:
+                r *= g.n_experts * (2 if g.leaf == "gate_up_proj" else 1)
+            a = round_block(r * g.in_features * adapter_b)
+            b = round_block(r * g.out_features * adapter_b)
             adapters += (a + b) * g.count
-            trainable += [(lora.r, g.in_features, g.count, adapter_b),
-                          (g.out_features, lora.r, g.count, adapter_b)]
+            trainable += [(r, g.in_features, g.count, adapter_b),
+                          (g.out_features, r, g.count, adapter_b)]
             if lora.use_dora:
                 adapters += round_block(g.out_features * adapter_b) * g.count
                 trainable.append((g.out_features, 1, g.count, adapter_b))

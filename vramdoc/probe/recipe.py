@@ -189,11 +189,36 @@ def _cuda_autocast_query() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _unpacked_batches() -> Iterator[None]:
+    """Tell transformers' mask builder that the synthetic batch holds no packed sequences.
+
+    ``masking_utils.find_packed_sequence_indices`` reads the position ids' values to decide;
+    on fake tensors it cannot (``is_tracing``) and conservatively builds an explicit packed
+    mask, which a real run of the same unpacked batch never builds (it then also repeats K/V
+    for GQA). Our batches are one sequence per row, so the real answer is None.
+    """
+    try:
+        from transformers import masking_utils
+    except ImportError:  # pragma: no cover - older transformers build masks elsewhere
+        yield
+        return
+    original = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if original is None:  # pragma: no cover
+        yield
+        return
+    masking_utils.find_packed_sequence_indices = lambda position_ids: None
+    try:
+        yield
+    finally:
+        masking_utils.find_packed_sequence_indices = original
+
+
+@contextlib.contextmanager
 def _modes(device: str, tracker: MemoryTracker) -> Iterator[None]:
     if device == "fake":
         from torch._subclasses.fake_tensor import FakeTensorMode
 
-        with _cuda_autocast_query(), FakeTensorMode(), tracker:
+        with _cuda_autocast_query(), _unpacked_batches(), FakeTensorMode(), tracker:
             yield
     elif device == "cpu":
         with _cuda_autocast_query(), tracker:
@@ -288,7 +313,10 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             notes += opt.notes
             amp_dtype = torch.bfloat16 if t.bf16 else torch.float16 if t.fp16 else None
             amp_device = "cuda" if device == "cuda" else "cpu"
-            scaler = torch.amp.GradScaler(amp_device) if t.fp16 else None
+            scaler = None
+            if t.fp16:
+                scaler = (_TracedGradScaler if device == "fake" else torch.amp.GradScaler)(
+                    amp_device)
             _install_context_hooks(built, tracker)
             if device != "fake":
                 watch = NumericsWatch(model, pause=tracker.paused)
@@ -335,13 +363,14 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                     with tracker.paused(), torch.no_grad():
                         grad_norm = torch.nn.utils.get_total_norm(
                             [p.grad for p in trainable if p.grad is not None])
-                scale_before = scaler.get_scale() if scaler is not None else None
+                values = device != "fake"
+                scale_before = scaler.get_scale() if scaler is not None and values else None
                 lr = float(opt.optimizer.param_groups[0]["lr"])
                 skipped = False
                 if scaler is not None:
                     scaler.step(opt.optimizer)
                     scaler.update()
-                    skipped = scaler.get_scale() < (scale_before or 0)
+                    skipped = values and scaler.get_scale() < (scale_before or 0)
                     tracker.tag(scaler._scale, "optimizer_states")
                     tracker.tag(scaler._growth_tracker, "optimizer_states")
                 else:
@@ -408,6 +437,15 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
 
     doctor.diagnose(result, setup, spec, gpu)
     return result
+
+
+class _TracedGradScaler(torch.amp.GradScaler):
+    """GradScaler for fake tensors: ``found_inf`` has no value there, so the step always runs
+    (as it does on a real GPU once the scale has settled)."""
+
+    def _maybe_opt_step(self, optimizer: Any, optimizer_state: Any, *args: Any,
+                        **kwargs: Any) -> Any:
+        return optimizer.step(*args, **kwargs)
 
 
 def _phase(name: str, step: int, tracker: MemoryTracker, cuda: _CudaMeter | None) -> None:

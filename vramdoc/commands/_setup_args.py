@@ -81,10 +81,7 @@ def _method_mapping(method: str, base: dict[str, Any]) -> None:
 
 def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The setup mapping: the --config file's (if any) with the flags applied on top."""
-    if args.config:
-        base = setup_to_mapping(load_setup_file(args.config))
-    else:
-        base = {}
+    base = setup_to_mapping(load_setup_file(args.config)) if args.config else {}
     base = copy.deepcopy(base)
     if args.model:
         base["model"] = args.model

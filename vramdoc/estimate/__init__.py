@@ -39,9 +39,24 @@ def estimate(setup: TrainSetup, model: Any = None, gpu: Any = None) -> MemoryEst
         from vramdoc.hardware import resolve_gpu
 
         gpu = resolve_gpu(setup.gpu)
+    notes: tuple[str, ...] = ()
+    supported = getattr(spec, "attn_implementations", ())
+    if supported and setup.attn_implementation not in supported:
+        # transformers picks the first implementation the model supports when none is given,
+        # and raises for an explicit unsupported one
+        fallback = "sdpa" if "sdpa" in supported else supported[0]
+        notes = (f"{spec.name} does not support attn_implementation="
+                 f"'{setup.attn_implementation}' in transformers 5 (it accepts "
+                 f"{', '.join(supported)}); estimated with '{fallback}'",)
+        setup = setup.replace(attn_implementation=fallback)
     if setup.task == "auto":
         from vramdoc.models import default_task
 
         setup = setup.replace(task=default_task(spec))
     groups = param_groups(spec, task=setup.task, num_labels=setup.num_labels)
-    return build_estimate(setup, spec, groups, gpu)
+    est = build_estimate(setup, spec, groups, gpu)
+    if notes:
+        from dataclasses import replace
+
+        est = replace(est, notes=notes + est.notes)
+    return est

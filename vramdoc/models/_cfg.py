@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vramdoc.errors import ConfigError
-from vramdoc.models.spec import EMBEDDING, HEAD, LINEAR, NORM, OTHER, ParamGroup
+from vramdoc.models.spec import ATTN_ALL, EMBEDDING, HEAD, LINEAR, NORM, OTHER, ParamGroup
 
 # config.json "torch_dtype" (transformers < 5) or "dtype" (transformers >= 5) -> canonical name.
 _DTYPES = {
@@ -111,6 +111,7 @@ class Summary:
     sliding_window: int | None = None
     remote_code: bool = False
     loss: str = "transformers"
+    attn_implementations: tuple[str, ...] = ATTN_ALL
 
 
 # (config, task, num_labels) -> (ModelSpec numbers, parameter groups) of one model_type.

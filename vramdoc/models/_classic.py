@@ -19,6 +19,8 @@ Shapes and names follow transformers 5.23 ``models/<type>/modeling_<type>.py``:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from vramdoc.models._cfg import (
     Builder,
     Cfg,
@@ -215,7 +217,9 @@ def build_bloom(c: Cfg, task: str, num_labels: int) -> tuple[Summary, list[Param
     # ALiBi has no learned length limit; BLOOM was trained on 2048-token sequences
     # (BigScience, arXiv 2211.05100, section 3.5), which configs record as seq_length.
     pos = c.int("seq_length", default=2048)
-    return _gpt_summary("gpt", h, L, a, a, ffn, V, pos, tie), g
+    # BloomPreTrainedModel (transformers 5.23) supports neither SDPA nor FlashAttention (ALiBi)
+    return replace(_gpt_summary("gpt", h, L, a, a, ffn, V, pos, tie),
+                   attn_implementations=("eager",)), g
 
 
 def build_encoder(prefix: str) -> Builder:

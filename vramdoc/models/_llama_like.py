@@ -46,7 +46,7 @@ from vramdoc.models._cfg import (
     param,
     score_head,
 )
-from vramdoc.models.spec import EXPERTS, ROUTER, ParamGroup
+from vramdoc.models.spec import ATTN_ALL, EXPERTS, ROUTER, ParamGroup
 
 SEQ_CLS = "sequence-classification"
 
@@ -143,7 +143,10 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
         head_dim=hd, intermediate_size=ffn, vocab_size=V,
         max_position_embeddings=c.int("max_position_embeddings", default=d["pos"]),
         tie_word_embeddings=tie, gated_mlp=True, num_local_experts=experts,
-        num_experts_per_tok=top_k, sliding_window=_sliding(c, mt))
+        num_experts_per_tok=top_k, sliding_window=_sliding(c, mt),
+        # transformers 5.23 Gemma2PreTrainedModel: _supports_sdpa = False (softcapping)
+        attn_implementations=ATTN_ALL if mt != "gemma2" else tuple(
+            x for x in ATTN_ALL if x != "sdpa"))
     return summary, g
 
 

@@ -126,7 +126,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         num_experts_per_tok=summary.num_experts_per_tok, is_encoder=summary.is_encoder,
         checkpoint_dtype=dtype, sliding_window=summary.sliding_window, source=source,
         config=dict(config), remote_code=summary.remote_code, aliases=tuple(aliases),
-        loss=summary.loss,
+        loss=summary.loss, attn_implementations=summary.attn_implementations,
         n_params=sum(g.numel for g in groups),
     )
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Every attn_implementation a model may accept (vramdoc.setup.ATTN_IMPLEMENTATIONS).
+ATTN_ALL = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+
 # ParamGroup.kind values
 LINEAR = "linear"  # nn.Linear (or GPT-2 Conv1D) inside the blocks or in the head: weight + bias
 EMBEDDING = "embedding"  # token / position / token-type embeddings
@@ -116,3 +119,6 @@ class ModelSpec:
     # upcasts logits to fp32) or "shift" (the model's own code: CrossEntropyLoss on a
     # contiguous shifted copy of the logits in their dtype, e.g. Qwen v1's modeling_qwen.py).
     loss: str = "transformers"
+    # attn_implementation values transformers accepts for this model (its _supports_sdpa /
+    # _supports_flash_attn flags): Bloom is eager-only, Gemma 2 has no SDPA (softcapping).
+    attn_implementations: tuple[str, ...] = ATTN_ALL

@@ -77,8 +77,9 @@ def hf_config(model_type: str, config: dict[str, Any], setup: TrainSetup) -> Any
     try:
         cfg = AutoConfig.for_model(model_type, **kwargs)
     except Exception as exc:  # unknown model_type, or a config value transformers rejects
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"transformers cannot build this {model_type!r} config: {first}",
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise UsageError(f"transformers cannot build this {model_type!r} config: "
+                         f"{text or type(exc).__name__}",
                          "vramdoc probe needs an architecture transformers ships and a valid "
                          "config") from None
     if setup.task == "sequence-classification":

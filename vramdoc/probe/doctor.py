@@ -17,6 +17,31 @@ from vramdoc.setup import TrainSetup, setup_to_mapping
 from vramdoc.units import format_bytes
 
 FP16_MAX = 65504.0  # largest finite IEEE 754 binary16 value
+# Every name the doctor context offers (declared with a description in
+# rules/_contexts/doctor.yaml; a test keeps the two equal). Unknown figures stay None.
+CONTEXT_NAMES = (
+    "device", "model", "method", "steps", "bf16", "fp16", "fp16_active", "load_dtype",
+    "learning_rate", "suggested_lr", "max_grad_norm", "warmup_steps", "optim",
+    "logging_nan_inf_filter", "gpu_name", "gpu_bf16", "gpu_memory_bytes", "trainable_dtypes",
+    "pure_fp16_params", "step_error",
+    # numerics
+    "numerics_measured", "loss_first", "loss_last", "loss_nonfinite", "loss_nonfinite_step",
+    "first_nonfinite_module", "first_nonfinite_step", "first_nonfinite_value",
+    "first_nonfinite_dtype", "fp16_overflow", "max_absmax", "max_absmax_module",
+    "max_absmax_dtype", "near_overflow_module", "near_overflow_absmax", "near_overflow_pct",
+    "nonfinite_grad_groups", "nonfinite_grad_example", "nonfinite_grad_step",
+    "nonfinite_params", "nonfinite_param_example", "nonfinite_param_step", "skipped_steps",
+    "loss_scale_initial", "loss_scale_final", "grad_norm_nonfinite", "grad_norm_first",
+    "grad_norm_max", "grad_norm_step", "grad_norm_ratio", "loss_spike_ratio", "loss_spike_step",
+    "masked_nan",
+    # memory
+    "oom", "oom_emulated", "oom_kind", "oom_phase", "oom_step", "oom_allocated_bytes",
+    "oom_allocated_text", "oom_request_bytes", "oom_request_text", "oom_limit_bytes",
+    "oom_limit_text", "oom_largest", "oom_largest_text", "oom_second", "oom_second_text",
+    "next_plan", "next_plan_peak_text", "measured_peak_bytes", "measured_peak_phase",
+    "measured_peak_text", "estimated_peak_bytes", "estimated_peak_phase", "estimated_peak_text",
+    "estimate_error", "estimate_error_pct",
+)
 NEAR_LIMIT_FRACTION = 0.25  # report fp16 outputs above a quarter of the limit
 
 
@@ -138,7 +163,8 @@ def doctor_context(result: ProbeResult, setup: TrainSetup, gpu: Any = None) -> d
     t = setup.training
     fp16_weights = setup.torch_dtype == "float16"
     fp16_active = t.fp16 or (fp16_weights and not t.bf16)
-    ctx: dict[str, Any] = {
+    ctx: dict[str, Any] = dict.fromkeys(CONTEXT_NAMES)
+    ctx.update({
         "device": result.device, "model": result.model, "method": setup.method,
         "steps": result.steps_run, "bf16": t.bf16, "fp16": t.fp16, "fp16_active": fp16_active,
         "load_dtype": setup.torch_dtype, "learning_rate": t.learning_rate,
@@ -152,9 +178,11 @@ def doctor_context(result: ProbeResult, setup: TrainSetup, gpu: Any = None) -> d
         "trainable_dtypes": list(result.trainable_dtypes),
         "pure_fp16_params": "float16" in result.trainable_dtypes and not (t.fp16 or t.bf16),
         "step_error": result.step_error,
-    }
+    })
     ctx.update(_numerics(result, setup, fp16_active))
     ctx.update(_memory(result))
+    unknown = set(ctx) - set(CONTEXT_NAMES)
+    assert not unknown, f"doctor context offers undeclared names {unknown}"
     return ctx
 
 

@@ -424,6 +424,12 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                 if old is None or not math.isfinite(v) or (math.isfinite(old) and v > old):
                     result.module_absmax[name] = v
             result.module_dtype.update(rec.module_dtype)
+    pc = result.measured.phase_components
+    if (result.steps_run >= 2 and pc.get("optimizer_step", {}).get("optimizer_states")
+            and not pc.get("forward", {}).get("optimizer_states")):
+        notes.append("forward and backward were measured before any optimizer state existed "
+                     "(every earlier optimizer step was skipped): a healthy run holds the state "
+                     "through them")
     timed = phase_seconds[1:] or phase_seconds
     if timed and device != "fake":
         per_step = sum(timed) / len(timed)

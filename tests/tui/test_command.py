@@ -14,6 +14,7 @@ def test_once_text_on_the_demo(run_cli):
     code, out, err = run_cli("watch", str(DEMO_RUN), "--once")
     assert code == 1  # W102 is an error
     assert out.startswith(f"run        {DEMO_RUN} (ended)\nsteps      54 (last 54)\n")
+    assert "memory     not measured (the run trained on CPU), GPU limit 15.00 GiB" in out
     assert "loss       last NaN, min 4.796, 3 non-finite" in out
     assert "W102 error   masked-nan (steps 52-54)" in out
     assert err == ""
@@ -60,3 +61,14 @@ def test_missing_textual_names_the_extra(run_cli, monkeypatch):
 def test_interval_must_be_positive(run_cli, bad):
     code, _, err = run_cli("watch", str(DEMO_RUN), "--interval", bad)
     assert code == 2 and "--interval" in err
+
+
+def test_the_demo_prints_its_documented_summary(run_cli, monkeypatch):
+    from tests.tui.runs import ROOT
+
+    monkeypatch.chdir(ROOT)
+    expected = (ROOT / "examples" / "watch-demo" / "expected_once.txt").read_text()
+    code, out, _ = run_cli("watch", "examples/watch-demo/run", "--once")
+    assert code == 1
+    assert out == expected, "refresh: vramdoc watch examples/watch-demo/run --once > " \
+                            "examples/watch-demo/expected_once.txt (and review the diff)"

@@ -114,9 +114,13 @@ def _text(run_dir: str, s: dict[str, Any], status: str) -> str:
         f"steps      {s['steps']} (last {s['last_step']})" if s["steps"] else "steps      none yet",
         f"loss       last {_num(s['loss_last'])}, min {_num(s['loss_min'])}, "
         f"{s['nonfinite_losses']} non-finite",
-        f"memory     peak allocated {size(s['peak_allocated_bytes'])}, peak reserved "
-        f"{size(s['peak_reserved_bytes'])}, GPU limit {size(s['limit_bytes'])}",
     ]
+    if s["peak_allocated_bytes"] is None and (s.get("device") or {}).get("type") == "cpu":
+        lines.append(f"memory     not measured (the run trained on CPU), GPU limit "
+                     f"{size(s['limit_bytes'])}")
+    else:
+        lines.append(f"memory     peak allocated {size(s['peak_allocated_bytes'])}, peak reserved "
+                     f"{size(s['peak_reserved_bytes'])}, GPU limit {size(s['limit_bytes'])}")
     if plan:
         lines.append(f"plan       peak allocated {size(plan.get('peak_allocated_bytes'))}"
                      + (f" at {plan['peak_phase']}" if plan.get("peak_phase") else ""))

@@ -123,3 +123,39 @@ def test_encode_decode_round_trip():
     back = [decode_float(v) for v in encoded]
     assert back[0] == 1.5 and math.isnan(back[1]) and back[2] == math.inf
     assert back[3] == -math.inf and back[4] is None
+
+
+def test_plan_shapes_of_estimate_and_plan_documents():
+    from vramdoc.monitor.plan import normalize_plan
+
+    est = {"model": "llama-2-7b", "peak_allocated_bytes": 8, "peak_phase": "backward",
+           "components": {"weights": 5, "activations": 3},
+           "gpu": {"name": "T4", "memory_bytes": 16},
+           "setup": {"lora": {"r": 16}, "quantization": {"load_in_4bit": True}}}
+    p = normalize_plan(est)
+    assert (p["model"], p["method"], p["gpu_name"], p["gpu_memory_bytes"]) == (
+        "llama-2-7b", "qlora", "T4", 16)
+    plan_doc = {"model": "llama-2-7b", "gpu": {"name": "6GB GPU (sm75, assumed)",
+                                               "memory_bytes": 6},
+                "plans": [{"label": "QLoRA ...", "method": "qlora", "peak_allocated_bytes": 5,
+                           "components": {"weights": 5}, "setup": {"model": "llama-2-7b"}}]}
+    p = normalize_plan(plan_doc)
+    assert (p["peak_allocated_bytes"], p["gpu_memory_bytes"], p["label"]) == (5, 6, "QLoRA ...")
+    assert normalize_plan({"plans": []}) is None
+
+
+def test_setup_is_estimated_into_the_header(tmp_path):
+    pytest.importorskip("vramdoc.estimate")
+    setup = {"model": "llama-2-7b", "gpu": "T4", "max_seq_length": 512,
+             "quantization": {"load_in_4bit": True}, "lora": {"r": 16},
+             "training": {"per_device_train_batch_size": 1, "gradient_checkpointing": True}}
+    with Recorder(tmp_path, setup=setup) as rec:
+        rec.step(loss=1.0)
+    header = _lines(tmp_path)[0]
+    from vramdoc.estimate import estimate
+    from vramdoc.setup import setup_from_mapping
+
+    expected = estimate(setup_from_mapping(setup))
+    assert header["plan"]["peak_allocated_bytes"] == expected.peak_allocated_bytes
+    assert header["plan"]["method"] == "qlora" and header["plan"]["gpu_name"]
+    assert header["setup"]["model"] == "llama-2-7b"

@@ -45,6 +45,23 @@ def _gpu_fields(gpu: Any) -> tuple[str | None, int | None]:
     return None, None
 
 
+def _method(est: dict[str, Any]) -> str | None:
+    """The estimate's method: given by a plan entry, else read from its setup mapping."""
+    if isinstance(est.get("method"), str):
+        return str(est["method"])
+    setup = est.get("setup")
+    if not isinstance(setup, dict):
+        return None
+    if not setup.get("lora"):
+        return "full"
+    q = setup.get("quantization")
+    if not isinstance(q, dict) or not q:
+        return "lora"
+    if q.get("quant_method") in ("gptq", "awq"):
+        return f"{q['quant_method']}-lora"
+    return "qlora-int8" if q.get("load_in_8bit") else "qlora"
+
+
 def normalize_plan(doc: Any, source: str = "") -> dict[str, Any] | None:
     """Reduce an estimate or plan document to the figures the watch shows.
 
@@ -73,12 +90,18 @@ def normalize_plan(doc: Any, source: str = "") -> dict[str, Any] | None:
     out["peak_phase"] = est.get("peak_phase") if isinstance(est.get("peak_phase"), str) else None
     out["fits"] = est.get("fits") if isinstance(est.get("fits"), bool) else None
     gpu_name, gpu_mem = _gpu_fields(est.get("gpu"))
+    if gpu_mem is None and isinstance(doc, dict):  # a plan document names the GPU once, on top
+        top_name, top_mem = _gpu_fields(doc.get("gpu"))
+        gpu_name, gpu_mem = gpu_name or top_name, top_mem
     out["gpu_name"] = gpu_name
     out["gpu_memory_bytes"] = gpu_mem
+    out["method"] = _method(est)
     setup = est.get("setup")
-    out["method"] = setup.get("method") if isinstance(setup, dict) else None
-    model = setup.get("model") if isinstance(setup, dict) else None
+    model = est.get("model") or (setup.get("model") if isinstance(setup, dict) else None)
+    if model is None and isinstance(doc, dict):
+        model = doc.get("model")
     out["model"] = model if isinstance(model, str) else None
+    out["label"] = est.get("label") if isinstance(est.get("label"), str) else None
     return out
 
 

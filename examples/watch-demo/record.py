@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -96,7 +97,8 @@ def write_plan(out: Path) -> Path | None:
     except Exception as exc:  # noqa: BLE001 - the demo still records without a plan
         print(f"no plan: {type(exc).__name__}: {exc}")
         return None
-    doc["setup"]["model"] = "tiny-llama (examples/watch-demo/tiny-llama)"  # no local path
+    # keep the local checkout's path out of the committed files
+    doc["model"] = doc["setup"]["model"] = "tiny-llama (examples/watch-demo/tiny-llama)"
     path = out.parent / "plan.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
@@ -106,8 +108,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "run")
     ns = parser.parse_args()
+    ns.out = ns.out.resolve()
     shutil.rmtree(ns.out, ignore_errors=True)
     plan = write_plan(ns.out)
+    os.chdir(HERE)  # the header records the plan's path as given: keep it relative
+    plan = Path(plan.name) if plan is not None and plan.parent == HERE else plan
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in CONFIG.items()
                                             if k != "model_type"}))
@@ -122,6 +127,23 @@ def main() -> None:
     trainer.train()
     shutil.rmtree(HERE / ".trainer-out", ignore_errors=True)
     print(f"recorded {ns.out / 'events.jsonl'}; now: vramdoc watch {ns.out}")
+    check(ns.out)
+
+
+EXPECTED = ["W106", "W107", "W111", "W102"]
+
+
+def check(run_dir: Path) -> None:
+    """Say whether the recording shows exactly the mishaps above (a busy machine adds stalls)."""
+    from vramdoc.monitor import RunState
+    from vramdoc.monitor.follower import iter_events
+
+    state = RunState.with_rules()
+    state.feed(list(iter_events(run_dir)))
+    got = [a.code for a in state.alerts]
+    if got != EXPECTED:
+        print(f"alerts {got}, expected {EXPECTED}: other work on this machine slowed some "
+              "steps; record again on a quieter machine for a clean demo")
 
 
 if __name__ == "__main__":

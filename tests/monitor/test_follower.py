@@ -119,3 +119,11 @@ def test_events_path_and_iter_events(tmp_path):
     (event,) = list(iter_events(tmp_path))
     assert event["loss"] == "NaN"  # decoding is RunState's job
     assert math.isnan(float(event["loss"]))
+
+
+def test_a_replayed_run_without_an_end_event_says_so(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(_line("header") + _line("step", step=1))
+    f = Follower(path)
+    f.read_all()
+    assert f.describe() == "no end event yet (still training, or stopped without closing)"

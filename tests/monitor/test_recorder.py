@@ -159,3 +159,20 @@ def test_setup_is_estimated_into_the_header(tmp_path):
     assert header["plan"]["peak_allocated_bytes"] == expected.peak_allocated_bytes
     assert header["plan"]["method"] == "qlora" and header["plan"]["gpu_name"]
     assert header["setup"]["model"] == "llama-2-7b"
+
+
+def test_a_crashed_script_still_ends_its_log(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (f"from vramdoc.monitor import Recorder\n"
+              f"rec = Recorder({str(tmp_path)!r})\n"
+              "rec.step(loss=1.0)\n"
+              "raise RuntimeError('CUDA out of memory')\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and "CUDA out of memory" in r.stderr
+    events = _lines(tmp_path)
+    assert [e["kind"] for e in events] == ["header", "step", "end"]
+    assert events[-1]["reason"] == "process exited before the run was closed"

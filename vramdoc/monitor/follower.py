@@ -53,6 +53,7 @@ class Follower:
     truncated: int = 0
     resets: int = 0
     status: FollowerStatus = FollowerStatus.WAITING
+    finished: bool = False  # finish() was called: no more data is expected
     _buffer: bytes = b""
     _inode: int | None = None
 
@@ -73,6 +74,8 @@ class Follower:
             return (f"{self.path.name} is event schema v{self.foreign_version}; this vramdoc "
                     f"reads v{SCHEMA_VERSION} (pip install -U vramdoc, or record with this one)")
         parts = [self.status.value]
+        if self.finished and self.status is FollowerStatus.LIVE:
+            parts = ["no end event yet (still training, or stopped without closing)"]
         if self.corrupt:
             parts.append(f"{self.corrupt} corrupt line(s) skipped")
         if self.foreign:
@@ -129,6 +132,7 @@ class Follower:
 
     def finish(self) -> list[dict[str, Any]]:
         """No more data will come: decode a held-back last line, or count it as truncated."""
+        self.finished = True
         raw, self._buffer = self._buffer, b""
         if not raw.strip():
             return []

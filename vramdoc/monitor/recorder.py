@@ -21,10 +21,12 @@ recording goes on.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import platform
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,6 +82,12 @@ def library_versions() -> dict[str, str | None]:
     }
 
 
+def _close_at_exit(ref: weakref.ref[Recorder]) -> None:
+    rec = ref()
+    if rec is not None and not rec._closed:
+        rec.close("process exited before the run was closed")
+
+
 class Recorder:
     """Append-only event log of one training run.
 
@@ -126,6 +134,9 @@ class Recorder:
         self._cuda = CudaMemorySampler(device_index)
         self._nvml = NvmlSampler(self._cuda.device_index, nvml_interval_s)
         self._write_header(plan, setup, args or {}, source)
+        # A training script that dies with an exception never reaches on_train_end: close
+        # with a reason at interpreter exit (before the writer drains: atexit is LIFO).
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # --- writing --------------------------------------------------------------------------
     def _report(self, where: str, exc: BaseException) -> None:

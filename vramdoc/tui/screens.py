@@ -95,12 +95,16 @@ class WatchScreen(Screen[None]):
             if not self.state.latest_gpu and local_gpu is None and self.state.header:
                 local_gpu = _local_gpu() or {}
             status = (self.follower.status, self.follower.corrupt, self.follower.truncated)
-            if changed or status != last_status:
-                last_status = status
-                snap = snapshot(self.state, self.follower, self.label, local_gpu=local_gpu or None)
-                self.app.call_from_thread(self.apply, snap)
-            if not self.follow and at_end:
-                self.app.call_from_thread(self._finished_reading)
+            try:
+                if changed or status != last_status:
+                    last_status = status
+                    snap = snapshot(self.state, self.follower, self.label,
+                                    local_gpu=local_gpu or None)
+                    self.app.call_from_thread(self.apply, snap)
+                if not self.follow and at_end:
+                    self.app.call_from_thread(self._finished_reading)
+                    return
+            except RuntimeError:  # the app is shutting down under us
                 return
             if at_end or self.follower.status is FollowerStatus.WAITING:
                 time.sleep(self.poll_interval)

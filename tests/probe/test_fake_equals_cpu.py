@@ -20,6 +20,7 @@ from vramdoc.probe.recipe import run_probe
     ("full", {"bf16": True, "dtype": "bfloat16", "gradient_checkpointing": True}),
     ("lora", {"fp16": True}),
     ("lora", {"attn": "eager", "gradient_checkpointing": True, "gradient_accumulation_steps": 2}),
+    ("lora", {"optim": "paged_adamw_8bit", "bf16": True, "dtype": "bfloat16"}),
 ])
 def test_fake_step_equals_cpu_step_to_the_byte(method, training):
     setup, spec = tiny_setup(method, **training), tiny_spec()
@@ -52,3 +53,19 @@ def test_qlora_stand_in_holds_what_bitsandbytes_holds(double_quant):
     real_opt = cpu.measured.phase_components["optimizer_step"]
     fake_opt = fake.measured.phase_components["optimizer_step"]
     assert {c: real_opt[c] for c in RESIDENT} == {c: fake_opt[c] for c in RESIDENT}
+
+
+def test_moe_fake_step_equals_cpu_step_to_the_byte():
+    """Mixtral-style fused experts (transformers 5 grouped_mm path), bf16 as on a GPU."""
+    from vramdoc.models import spec_from_config
+
+    spec = spec_from_config({
+        "model_type": "mixtral", "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "vocab_size": 256, "max_position_embeddings": 128, "num_local_experts": 4,
+        "num_experts_per_tok": 2, "torch_dtype": "bfloat16"}, name="tiny-mixtral")
+    setup = tiny_setup("lora", dtype="bfloat16", bf16=True)
+    cpu = run_probe(setup, spec, device="cpu", steps=2)
+    fake = run_probe(setup, spec, device="fake", steps=2)
+    assert cpu.step_error is None and fake.step_error is None
+    assert cpu.measured.phase_components == fake.measured.phase_components

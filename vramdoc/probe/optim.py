@@ -13,8 +13,10 @@ torch's slow path, which allocates the same output lists).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,8 +91,33 @@ def total_steps(setup: TrainSetup, probe_steps: int) -> int:
     return probe_steps
 
 
+@contextlib.contextmanager
+def _constants_outside_fake() -> Iterator[None]:
+    """Build bitsandbytes' quantization maps with real values under FakeTensorMode.
+
+    ``Optimizer8bit.__init__`` computes its 256-entry maps with Python reads of tensor values
+    (``functional.create_dynamic_map``), which fake tensors cannot answer; the map is built on
+    real tensors and a fake tensor of its shape stands in for it.
+    """
+    import bitsandbytes.functional as F
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    original = F.create_dynamic_map
+
+    def create_dynamic_map(*args: Any, **kwargs: Any) -> torch.Tensor:
+        with unset_fake_temporarily():
+            real = original(*args, **kwargs)
+        return torch.empty(real.shape, dtype=real.dtype)
+
+    F.create_dynamic_map = create_dynamic_map
+    try:
+        yield
+    finally:
+        F.create_dynamic_map = original
+
+
 def build_optimizer(model: nn.Module, setup: TrainSetup, *, emulate_cuda: bool,
-                    probe_steps: int) -> OptimizerRun:
+                    probe_steps: int, fake: bool = False) -> OptimizerRun:
     """Trainer's optimizer and scheduler for ``setup`` over ``model``'s trainable parameters."""
     from transformers import Trainer, get_scheduler
 
@@ -112,7 +139,9 @@ def build_optimizer(model: nn.Module, setup: TrainSetup, *, emulate_cuda: bool,
     if not groups:
         raise UsageError("the model has no trainable parameters",
                          "add a lora section, or train the full model without quantization")
-    optimizer = cls(groups, **kwargs)
+    bnb_fake = fake and cls.__module__.startswith("bitsandbytes")
+    with _constants_outside_fake() if bnb_fake else contextlib.nullcontext():
+        optimizer = cls(groups, **kwargs)
     paged = bool(kwargs.get("is_paged"))
     if paged and emulate_cuda:
         notes.append("paged optimizer state lives in CUDA unified memory: reported apart, "

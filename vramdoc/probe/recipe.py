@@ -85,18 +85,31 @@ class _CudaMeter:
 
 
 def _device_used_bytes() -> int | None:
+    """What nvidia-smi shows for this process (NVML), else device-wide used memory."""
+    import os
+
     try:
         from vramdoc.hardware import nvml
 
-        used = getattr(nvml, "device_used_bytes", None)
-        if used is not None:
-            value = used(torch.cuda.current_device())
-            if value:
-                return int(value)
-    except Exception:  # NVML missing or not answering: fall back to the runtime
+        if nvml.available():
+            info = nvml.device_info(torch.cuda.current_device(), processes=True)
+            for proc in info.processes or ():
+                if proc.pid == os.getpid() and proc.used_bytes:
+                    return int(proc.used_bytes)
+            if info.memory_used_bytes:
+                return int(info.memory_used_bytes)
+    except Exception:  # NVML missing or not answering: the CUDA runtime still knows
         pass
     free, total = torch.cuda.mem_get_info()
     return int(total - free)
+
+
+def _cuda_stats() -> dict[str, int]:
+    """Allocator counters that say whether fragmentation played a part."""
+    stats = torch.cuda.memory_stats()
+    keys = ("num_alloc_retries", "num_ooms", "inactive_split_bytes.all.peak",
+            "reserved_bytes.all.peak", "allocated_bytes.all.peak")
+    return {k: int(stats.get(k, 0)) for k in keys}
 
 
 def _memory_view(trace: Trace, cuda: _CudaMeter | None) -> MemoryView:
@@ -309,7 +322,7 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
 
             # 3. Trainer's optimizer and schedule; mixed precision as accelerate sets it up.
             opt = optim.build_optimizer(model, setup, emulate_cuda=device != "cuda",
-                                        probe_steps=steps)
+                                        probe_steps=steps, fake=device == "fake")
             notes += opt.notes
             amp_dtype = torch.bfloat16 if t.bf16 else torch.float16 if t.fp16 else None
             amp_device = "cuda" if device == "cuda" else "cpu"
@@ -416,6 +429,7 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
     if device == "cuda":
         used = _device_used_bytes()
         result.measured = _with_device(result.measured, used)
+        result.cuda_stats = _cuda_stats()
         measured_items.append("device memory used (NVML / cudaMemGetInfo)")
     if watch is not None:
         for rec in watch.steps:

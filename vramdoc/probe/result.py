@@ -105,6 +105,7 @@ class ProbeResult:
     findings: list[dict[str, Any]] = field(default_factory=list)
     next_plan: dict[str, Any] | None = None
     trainable_dtypes: list[str] = field(default_factory=list)
+    cuda_stats: dict[str, int] | None = None  # torch.cuda.memory_stats() counters (cuda only)
     step_error: str | None = None  # "Type: message" when a step raised
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +117,7 @@ class ProbeResult:
                             steps_run=self.steps_run, steps_per_s=self.steps_per_s,
                             tokens_per_s=self.tokens_per_s,
                             saved_activation_bytes_per_layer=per_layer,
+                            cuda_stats=self.cuda_stats,
                             measured=self.measured_items, modelled=self.modelled_items)
         out: dict[str, Any] = {
             "model": self.model,

@@ -118,7 +118,7 @@ class MemoryPanel(_Display):
             out.append(f" {v.note}", self.style_of("memory--note"))
             return out
         width = self.size.width
-        bar_w = max(4, width - LABEL_W - VALUE_W - 8)
+        bar_w = max(1, width - LABEL_W - VALUE_W - 8)
         label_st = self.style_of("memory--label")
         head = self.style_of("memory--head")
         note_st = self.style_of("memory--note")

@@ -233,16 +233,20 @@ def _lora_config(setup: TrainSetup) -> Any:
                       use_rslora=lo.use_rslora, task_type=task)
 
 
-def _finish(model: nn.Module, setup: TrainSetup) -> nn.Module:
+def _finish(model: nn.Module, setup: TrainSetup, notes: list[str]) -> nn.Module:
     """k-bit preparation, LoRA and checkpointing, in the snippet's order."""
     t = setup.training
     gc_kwargs = {} if t.use_reentrant is None else {"use_reentrant": t.use_reentrant}
     if setup.quantization is not None and setup.prepare_model_for_kbit_training:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=t.gradient_checkpointing,
-            gradient_checkpointing_kwargs=gc_kwargs)
+        # Called as the usual QLoRA recipe calls it, with peft's default
+        # use_gradient_checkpointing=True: k-bit preparation turns checkpointing on whatever
+        # TrainingArguments says (the estimator assumes the same).
+        model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs=gc_kwargs)
+        if not t.gradient_checkpointing:
+            notes.append("prepare_model_for_kbit_training turned gradient checkpointing on "
+                         "(peft's default use_gradient_checkpointing=True)")
     if setup.lora is not None:
         from peft import get_peft_model
 
@@ -314,7 +318,7 @@ def build_meta(setup: TrainSetup, model_type: str, config: dict[str, Any],
         _quantize_bnb(model, setup, dtype, real=False)
     elif q is not None:
         _quantize_group(model, setup, "meta")
-    model = _finish(model, setup)
+    model = _finish(model, setup, notes)
     total, trainable = _counts(model)
     return BuiltModel(model, _hf_inner(model), dtype, attn, total, trainable, notes,
                       quantized_bnb=q is not None and q.quant_method == "bitsandbytes")
@@ -386,7 +390,7 @@ def build_real(setup: TrainSetup, model_type: str, config: dict[str, Any], check
         _quantize_group(model, setup, device)
         notes.append(f"{q.quant_method} layers are same-layout stand-ins (no {q.quant_method} "
                      "kernels here): memory is real, their outputs are not")
-    model = _finish(model, setup)
+    model = _finish(model, setup, notes)
     total, trainable = _counts(model)
     return BuiltModel(model, _hf_inner(model), dtype, attn, total, trainable, notes,
                       quantized_bnb=q is not None and q.quant_method == "bitsandbytes")

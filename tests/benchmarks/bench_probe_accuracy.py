@@ -75,7 +75,8 @@ def setup_for(case: Case) -> Any:
 
 def run_case(case: Case, device: str) -> dict[str, Any]:
     from vramdoc.models import resolve_model
-    from vramdoc.probe.recipe import quiet, run_probe
+    from vramdoc.probe.devices import quiet
+    from vramdoc.probe.recipe import run_probe
 
     t0 = time.perf_counter()
     with quiet(), warnings.catch_warnings():

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         import transformers  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "torch", "probe", "vramdoc probe") from None
-    from vramdoc.probe.recipe import quiet
+    from vramdoc.probe.devices import quiet
 
     with quiet():
         return _run(args)
@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from vramdoc.models import resolve_model
-    from vramdoc.probe.recipe import run_probe
+    from vramdoc.probe.recipe import choose_device, run_probe
     from vramdoc.probe.report import render
 
     base = mapping_from_args(args)
@@ -104,9 +104,12 @@ def _run(args: argparse.Namespace) -> int:
         from vramdoc.errors import UsageError
 
         raise UsageError(f"--steps {args.steps}: must be at least 1", "e.g. --steps 4")
-    steps = args.steps or (2 if args.device == "fake" else 4)
-    print(f"probing {setup.model} ({setup.method}) on {args.device} ...", file=sys.stderr)
-    result = run_probe(setup, spec, device=args.device, steps=steps, gpu=gpu,
+    device = choose_device(args.device, int(spec.n_params or 0))
+    if args.weights and device == "fake":  # auto picked fake tensors: they carry no weights
+        device = "cpu"
+    steps = args.steps or (2 if device == "fake" else 4)
+    print(f"probing {setup.model} ({setup.method}) on {device} ...", file=sys.stderr)
+    result = run_probe(setup, spec, device=device, steps=steps, gpu=gpu,
                        weights=args.weights, seed=args.seed)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2, default=str)

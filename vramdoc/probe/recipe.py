@@ -20,15 +20,13 @@ setup (or ``--gpu``) names a card and the tracked bytes pass what it can allocat
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from vramdoc.probe import build, optim
+from vramdoc.probe import build, devices, optim
 from vramdoc.probe.numerics import NumericsWatch
 from vramdoc.probe.result import MemoryView, OomEvent, ProbeResult, StepRecord
 from vramdoc.probe.tracker import PHASES, EmulatedOutOfMemory, MemoryTracker, Trace
@@ -67,56 +65,13 @@ def synthetic_batch(setup: TrainSetup, vocab_size: int, device: str,
     return {"input_ids": ids, "labels": labels}
 
 
-class _CudaMeter:
-    """Allocator peaks per phase on a real GPU (max over steps)."""
-
-    def __init__(self) -> None:
-        self.allocated: dict[str, int] = {}
-        self.reserved: dict[str, int] = {}
-        self.phase: str | None = None
-
-    def switch(self, phase: str | None) -> None:
-        if self.phase is not None:
-            a, r = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
-            self.allocated[self.phase] = max(self.allocated.get(self.phase, 0), a)
-            self.reserved[self.phase] = max(self.reserved.get(self.phase, 0), r)
-        torch.cuda.reset_peak_memory_stats()
-        self.phase = phase
-
-
-def _device_used_bytes() -> int | None:
-    """What nvidia-smi shows for this process (NVML), else device-wide used memory."""
-    import os
-
-    try:
-        from vramdoc.hardware import nvml
-
-        if nvml.available():
-            info = nvml.device_info(torch.cuda.current_device(), processes=True)
-            for proc in info.processes or ():
-                if proc.pid == os.getpid() and proc.used_bytes:
-                    return int(proc.used_bytes)
-            if info.memory_used_bytes:
-                return int(info.memory_used_bytes)
-    except Exception:  # NVML missing or not answering: the CUDA runtime still knows
-        pass
-    free, total = torch.cuda.mem_get_info()
-    return int(total - free)
-
-
-def _cuda_stats() -> dict[str, int]:
-    """Allocator counters that say whether fragmentation played a part."""
-    stats = torch.cuda.memory_stats()
-    keys = ("num_alloc_retries", "num_ooms", "inactive_split_bytes.all.peak",
-            "reserved_bytes.all.peak", "allocated_bytes.all.peak")
-    return {k: int(stats.get(k, 0)) for k in keys}
-
-
-def _memory_view(trace: Trace, cuda: _CudaMeter | None) -> MemoryView:
+def _memory_view(trace: Trace, cuda: devices.CudaMeter | None) -> MemoryView:
     phases = {p: trace.phases[p].allocated_bytes for p in PHASES if p in trace.phases}
     comps = {p: dict(trace.phases[p].components) for p in phases}
     reserved = None
     if cuda is not None and cuda.allocated:
+        # the allocator's figures are the measurement; the tracker only splits them (bytes
+        # the tracker cannot see, e.g. cuBLAS workspaces, are the difference)
         phases = {p: cuda.allocated.get(p, phases.get(p, 0)) for p in phases}
         reserved = max(cuda.reserved.values())
     peak_phase = max(phases, key=lambda p: phases[p])
@@ -149,96 +104,6 @@ def emulated_limit(gpu: Any, est: Any) -> int:
     """What a card lets torch allocate: its memory minus the CUDA context (modelled)."""
     context = getattr(est, "cuda_context_bytes", None) or DEFAULT_CUDA_CONTEXT_BYTES
     return int(gpu.memory_bytes) - int(context)
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence the libraries' deprecation chatter while probing (stderr is for findings)."""
-    import logging
-    import warnings
-
-    loggers = [logging.getLogger(n) for n in ("bitsandbytes", "transformers", "peft", "accelerate")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_level = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover - transformers is a probe dependency
-        hf_logging, hf_level = None, None
-    with warnings.catch_warnings():
-        for category in (FutureWarning, DeprecationWarning, UserWarning):
-            warnings.simplefilter("ignore", category)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
-            if hf_logging is not None:
-                hf_logging.set_verbosity(hf_level)
-
-
-@contextlib.contextmanager
-def _cuda_autocast_query() -> Iterator[None]:
-    """Make the argument-less ``torch.is_autocast_enabled()`` answer for the CPU autocast.
-
-    Without an argument it reports CUDA's autocast state; peft's quantized LoRA layers call it
-    to decide whether to cast their input to the adapter dtype (peft/tuners/lora/bnb.py,
-    ``requires_conversion``). On a GPU under AMP it is True; a CPU trace of that GPU run must
-    see True as well, or it records casts the GPU never makes.
-    """
-    original = torch.is_autocast_enabled
-
-    def is_autocast_enabled(device_type: str | None = None) -> bool:
-        return bool(original(device_type or "cpu"))
-
-    torch.is_autocast_enabled = is_autocast_enabled  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        torch.is_autocast_enabled = original  # type: ignore[assignment]
-
-
-@contextlib.contextmanager
-def _unpacked_batches() -> Iterator[None]:
-    """Tell transformers' mask builder that the synthetic batch holds no packed sequences.
-
-    ``masking_utils.find_packed_sequence_indices`` reads the position ids' values to decide;
-    on fake tensors it cannot (``is_tracing``) and conservatively builds an explicit packed
-    mask, which a real run of the same unpacked batch never builds (it then also repeats K/V
-    for GQA). Our batches are one sequence per row, so the real answer is None.
-    """
-    try:
-        from transformers import masking_utils
-    except ImportError:  # pragma: no cover - older transformers build masks elsewhere
-        yield
-        return
-    original = getattr(masking_utils, "find_packed_sequence_indices", None)
-    if original is None:  # pragma: no cover
-        yield
-        return
-    masking_utils.find_packed_sequence_indices = lambda position_ids: None
-    try:
-        yield
-    finally:
-        masking_utils.find_packed_sequence_indices = original
-
-
-@contextlib.contextmanager
-def _modes(device: str, tracker: MemoryTracker) -> Iterator[None]:
-    if device == "fake":
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        with _cuda_autocast_query(), _unpacked_batches(), FakeTensorMode(), tracker:
-            yield
-    elif device == "cpu":
-        with _cuda_autocast_query(), tracker:
-            yield
-    else:
-        with tracker:
-            yield
 
 
 def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int = 2,
@@ -283,11 +148,12 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
     torch.manual_seed(seed)
     generator = None if device == "fake" else torch.Generator(
         device="cpu" if device != "cuda" else "cuda").manual_seed(seed)
-    cuda = _CudaMeter() if device == "cuda" else None
+    cuda = devices.CudaMeter() if device == "cuda" else None
     if cuda is not None:
         torch.cuda.reset_peak_memory_stats()
     result = ProbeResult(
-        model=spec.name, device=device, device_name=_device_name(device), method=setup.method,
+        model=spec.name, device=device, device_name=devices.device_name(device),
+        method=setup.method,
         batch_size=t.per_device_train_batch_size, seq_len=setup.max_seq_length,
         steps_requested=steps, steps_run=0, n_params=0, n_trainable=0, measured=None,
         estimate=est_view, estimate_error=est_error or None, limit_bytes=limit,
@@ -303,7 +169,7 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
     watch: NumericsWatch | None = None
     opt: optim.OptimizerRun | None = None
     phase_seconds: list[float] = []
-    with _modes(device, tracker):
+    with devices.modes(device, tracker):
         try:
             # 2. Load: the model exactly as the snippet builds it.
             if meta is not None:
@@ -328,14 +194,17 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             amp_device = "cuda" if device == "cuda" else "cpu"
             scaler = None
             if t.fp16:
-                scaler = (_TracedGradScaler if device == "fake" else torch.amp.GradScaler)(
+                scaler = (devices.TracedGradScaler if device == "fake" else torch.amp.GradScaler)(
                     amp_device)
             _install_context_hooks(built, tracker)
             if device != "fake":
                 watch = NumericsWatch(model, pause=tracker.paused)
             vocab = int(getattr(built.hf_model.config, "vocab_size", 0) or 32)
             ga = t.gradient_accumulation_steps
-            if cuda is not None:
+            if cuda is not None:  # load = what stays resident, as on the other devices
+                torch.cuda.synchronize()
+                cuda.allocated["load"] = int(torch.cuda.memory_allocated())
+                cuda.reserved["load"] = int(torch.cuda.memory_reserved())
                 cuda.switch(None)
 
             # 4. The steps.
@@ -406,9 +275,9 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                                     exc.limit_bytes, True, tracker)
         except torch.OutOfMemoryError as exc:
             phase = tracker.phase or "load"
+            total = int(torch.cuda.get_device_properties(0).total_memory)
             result.oom = _oom_event(phase, tracker.step, int(torch.cuda.memory_allocated()),
-                                    _requested(str(exc)), int(torch.cuda.get_device_properties(
-                                        0).total_memory), False, tracker)
+                                    devices.requested_bytes(str(exc)), total, False, tracker)
         except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
             # a step that raises is a finding (D190), not a crash of the tool; the build
             # (before any step) raising is a real error and propagates
@@ -427,9 +296,14 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
     result.saved_activation_bytes_per_layer = trace.saved_activation_bytes_per_layer
     result.saved_tensors_by_layer = trace.saved_in_layer
     if device == "cuda":
-        used = _device_used_bytes()
+        tracked = sum(result.measured.components.values())
+        if result.measured.peak_allocated_bytes > tracked:
+            notes.append(f"{result.measured.peak_allocated_bytes - tracked} bytes of the "
+                         "allocator's peak were not allocated by torch ops the tracker sees "
+                         "(cuBLAS/cuDNN workspaces, library buffers)")
+        used = devices.device_used_bytes()
         result.measured = _with_device(result.measured, used)
-        result.cuda_stats = _cuda_stats()
+        result.cuda_stats = devices.cuda_stats()
         measured_items.append("device memory used (NVML / cudaMemGetInfo)")
     if watch is not None:
         for rec in watch.steps:
@@ -459,16 +333,7 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
     return result
 
 
-class _TracedGradScaler(torch.amp.GradScaler):
-    """GradScaler for fake tensors: ``found_inf`` has no value there, so the step always runs
-    (as it does on a real GPU once the scale has settled)."""
-
-    def _maybe_opt_step(self, optimizer: Any, optimizer_state: Any, *args: Any,
-                        **kwargs: Any) -> Any:
-        return optimizer.step(*args, **kwargs)
-
-
-def _phase(name: str, step: int, tracker: MemoryTracker, cuda: _CudaMeter | None) -> None:
+def _phase(name: str, step: int, tracker: MemoryTracker, cuda: devices.CudaMeter | None) -> None:
     if name:
         tracker.set_phase(name, step)
     if cuda is not None:
@@ -529,26 +394,9 @@ def _oom_event(phase: str, step: int, allocated: int, request: int, limit: int, 
                     limit_bytes=limit, emulated=emulated, components=comps)
 
 
-def _requested(message: str) -> int:
-    """Bytes from torch's 'Tried to allocate 1.95 GiB' message (0 when absent)."""
-    import re
-
-    m = re.search(r"Tried to allocate ([\d.]+) (GiB|MiB|KiB|B)", message)
-    if not m:
-        return 0
-    scale = {"GiB": 1024**3, "MiB": 1024**2, "KiB": 1024, "B": 1}[m.group(2)]
-    return int(float(m.group(1)) * scale)
-
-
 def _with_device(view: MemoryView, used: int | None) -> MemoryView:
     from dataclasses import replace
 
     return replace(view, device_bytes=used)
 
 
-def _device_name(device: str) -> str:
-    if device == "cuda":
-        return str(torch.cuda.get_device_name())
-    if device == "fake":
-        return "fake tensors (no memory allocated)"
-    return "cpu (bytes counted as CUDA would)"

@@ -14,20 +14,23 @@ def _err(measured: int, estimated: int | None) -> str:
     return f"{100.0 * (estimated - measured) / measured:+.1f} %"
 
 
-def _row(label: str, measured: int | None, estimated: int | None) -> str:
+def _row(label: str, measured: int | None, estimated: int | None, compare: bool = True) -> str:
     m = format_bytes(measured) if measured is not None else "-"
     e = format_bytes(estimated) if estimated is not None else "-"
-    err = _err(measured, estimated) if measured is not None else ""
+    err = _err(measured, estimated) if measured is not None and compare else ""
     return f"  {label:<24}{m:>12}{e:>12}{err:>10}"
 
 
-def _memory(m: MemoryView, e: MemoryView | None) -> list[str]:
+def _memory(m: MemoryView, e: MemoryView | None, stopped_in: str | None = None) -> list[str]:
+    """Measured vs estimated; a run stopped by an OOM is compared only up to that phase."""
     lines = [f"  {'peak allocated':<24}{'measured':>12}{'estimated':>12}{'error':>10}"]
     for p in PHASES:
         if p in m.phases:
-            lines.append(_row(p, m.phases[p], e.phases.get(p) if e else None))
+            lines.append(_row(p, m.phases[p], e.phases.get(p) if e else None,
+                              compare=p != stopped_in))
     peak_label = f"peak ({m.peak_phase})"
-    lines.append(_row(peak_label, m.peak_allocated_bytes, e.peak_allocated_bytes if e else None))
+    lines.append(_row(peak_label, m.peak_allocated_bytes, e.peak_allocated_bytes if e else None,
+                      compare=stopped_in is None))
     if e is not None and e.peak_phase != m.peak_phase:
         lines.append(f"  (the estimate puts its peak in {e.peak_phase})")
     lines.append(f"components at the measured peak ({m.peak_phase}):")
@@ -36,7 +39,7 @@ def _memory(m: MemoryView, e: MemoryView | None) -> list[str]:
         mv = m.components.get(c, 0)
         ev = est_comps.get(c) if e else None
         if mv or ev:
-            lines.append(_row(c, mv, ev))
+            lines.append(_row(c, mv, ev, compare=stopped_in is None))
     if m.paged_bytes or (e is not None and e.paged_bytes):
         lines.append(_row("paged (unified memory)", m.paged_bytes, e.paged_bytes if e else None))
     if m.peak_reserved_bytes is not None:
@@ -67,7 +70,7 @@ def render(result: ProbeResult) -> str:
         lines.append("  figures below cover the run up to that point")
         lines.append("")
     if r.measured is not None and r.measured.phases:
-        lines += _memory(r.measured, r.estimate)
+        lines += _memory(r.measured, r.estimate, r.oom.phase if r.oom else None)
     if r.estimate is None and r.estimate_error:
         lines.append(f"  (no estimate: {r.estimate_error})")
     if r.steps_per_s is not None:

@@ -244,7 +244,7 @@ def _finish(model: nn.Module, setup: TrainSetup, notes: list[str]) -> nn.Module:
         # use_gradient_checkpointing=True: k-bit preparation turns checkpointing on whatever
         # TrainingArguments says (the estimator assumes the same).
         model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs=gc_kwargs)
-        if not t.gradient_checkpointing:
+        if not t.gradient_checkpointing and getattr(model, "is_activation_checkpointing", False):
             notes.append("prepare_model_for_kbit_training turned gradient checkpointing on "
                          "(peft's default use_gradient_checkpointing=True)")
     if setup.lora is not None:

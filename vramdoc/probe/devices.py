@@ -138,18 +138,48 @@ def _unpacked_batches() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def modes(device: str, tracker: MemoryTracker) -> Iterator[None]:
-    if device == "fake":
-        from torch._subclasses.fake_tensor import FakeTensorMode
+def _gpu_attention_dropout() -> Iterator[None]:
+    """Run SDPA without dropout, as far as memory goes the way a GPU runs it with dropout.
 
-        with _cuda_autocast_query(), _unpacked_batches(), FakeTensorMode(), tracker:
-            yield
-    elif device == "cpu":
-        with _cuda_autocast_query(), tracker:
-            yield
-    else:
+    With ``dropout_p > 0`` torch's CPU backend falls back to the math kernel, which keeps the
+    a x s x s scores, softmax and dropout mask for backward; CUDA's flash and memory-efficient
+    kernels apply dropout inside the kernel and keep only the output, the log-sum-exp and an
+    RNG seed. Dropping the attention dropout keeps a CPU trace on the fused kernel's tensors.
+    """
+    fn = torch.nn.functional
+    original = fn.scaled_dot_product_attention
+
+    def sdpa(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if len(args) > 4:
+            args = (*args[:4], 0.0, *args[5:])
+        if "dropout_p" in kwargs:
+            kwargs["dropout_p"] = 0.0
+        return original(*args, **kwargs)
+
+    fn.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        fn.scaled_dot_product_attention = original
+
+
+@contextlib.contextmanager
+def modes(device: str, tracker: MemoryTracker) -> Iterator[None]:
+    """The modes a step runs under on ``device`` (the tracker innermost)."""
+    if device == "cuda":
         with tracker:
             yield
+        return
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_cuda_autocast_query())
+        stack.enter_context(_gpu_attention_dropout())
+        if device == "fake":
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            stack.enter_context(_unpacked_batches())
+            stack.enter_context(FakeTensorMode())
+        stack.enter_context(tracker)
+        yield
 
 
 class TracedGradScaler(torch.amp.GradScaler):

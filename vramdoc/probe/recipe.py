@@ -135,6 +135,8 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             "CUDA context and library workspaces (not part of allocated)",
             "allocator reservation and fragmentation (reserved > allocated)",
             "foreach optimizer temporaries (CPU runs them through the same foreach ops)",
+            "attention dropout inside SDPA (run without it: a GPU's fused kernels keep no "
+            "dropout mask, CPU's math fallback would)",
         ]
     est_view, est, est_error = estimate_view(setup, spec, gpu)
 

@@ -156,13 +156,18 @@ class Int8Linear(QuantStandIn):
         return w if dtype == torch.float16 else w.to(dtype)
 
 
-class GroupQuantLinear(QuantStandIn):
-    """GPTQ / AWQ 4-bit ``QuantLinear`` with group-wise fp16 scales, same storage."""
+class GroupQuantLinear(QuantStandIn, nn.Linear):
+    """GPTQ / AWQ 4-bit ``QuantLinear`` with group-wise fp16 scales, same storage.
+
+    An ``nn.Linear`` subclass (without nn.Linear's float weight) so that PEFT wraps it with
+    its LoRA Linear and resolves ``target_modules: all-linear`` to it, as it does for the real
+    GPTQ/AWQ layers; the forward is the stand-in's.
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: nn.Parameter | None, *,
                  method: str, group_size: int, desc_act: bool,
                  device: str | torch.device = "cpu") -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.in_features, self.out_features = in_features, out_features
         g = in_features if group_size == -1 else group_size
         groups = math.ceil(in_features / g)
@@ -181,6 +186,8 @@ class GroupQuantLinear(QuantStandIn):
 
     def quant_tensors(self) -> list[torch.Tensor]:
         return [t for t in (self.qzeros, self.scales, self.g_idx) if t is not None]
+
+    forward = QuantStandIn.forward
 
     def dequantize(self, dtype: torch.dtype, direct: bool) -> torch.Tensor:
         w = torch.empty((self.out_features, self.in_features), dtype=torch.float16,

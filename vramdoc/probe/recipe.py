@@ -61,7 +61,7 @@ def synthetic_batch(setup: TrainSetup, vocab_size: int, device: str,
     if setup.task == "sequence-classification":
         labels = torch.randint(0, setup.num_labels, (b,), device=dev, generator=generator)
     else:
-        labels = ids
+        labels = ids.clone()  # the collator gives labels their own tensor
     return {"input_ids": ids, "labels": labels}
 
 

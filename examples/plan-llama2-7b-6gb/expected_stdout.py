@@ -1,5 +1,5 @@
 # vramdoc plan: QLoRA NF4 r16 default targets · fp16+fp16 AMP · sdpa · ckpt · paged_adamw_32bit · 1x16 · seq 512
-# GPU: 6GB GPU (sm75, assumed), 6.00 GiB. Predicted: 4.84 GiB peak allocated (backward), 5.59 GiB device view, 168 MiB free after a 256 MiB margin.
+# GPU: 6GB GPU (sm75, assumed), 6.00 GiB. Predicted: 4.90 GiB peak allocated (backward), 5.59 GiB device view, 166 MiB free after a 256 MiB margin.
 # Rules behind it: M205, M208, M211, M214, T310 (vramdoc rules show CODE).
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, TrainingArguments

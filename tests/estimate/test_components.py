@@ -81,15 +81,18 @@ def test_lora_adapters_are_fp32_and_sized_by_shapes() -> None:
 
 
 def test_paged_optimizer_states_are_outside_allocated_but_in_device_view() -> None:
-    lo = {"r": 16, "target_modules": "all-linear"}
-    paged = estimate(_setup(lora=lo, training={"optim": "paged_adamw_32bit"}))
-    plain = estimate(_setup(lora=lo, training={"optim": "adamw_torch_fused"}))
-    assert paged.paged_bytes > 0
-    assert paged.phase_components["optimizer_step"]["optimizer_states"] == 0
-    assert paged.device_bytes > paged.peak_reserved_bytes + paged.cuda_context_bytes
-    # fp32 adapters: paged 32-bit states are the same bytes as torch's fp32 states
-    assert paged.paged_bytes == pytest.approx(
-        plain.phase_components["optimizer_step"]["optimizer_states"], rel=0.01)
+    # bitsandbytes get_state_buffer pages only tensors of >= 1e5 elements
+    # (bitsandbytes/optim/optimizer.py): a full fine-tune's matrices are paged, its norm
+    # vectors (4096) are not; LoRA q/v matrices of 16 x 4096 = 65,536 are not paged at all.
+    full = estimate(_setup(training={"optim": "paged_adamw_32bit"}))
+    n = 6_738_415_616
+    assert full.paged_bytes == pytest.approx(8 * n, rel=1e-3)
+    on_device = full.phase_components["optimizer_step"]["optimizer_states"]
+    assert 0 < on_device < 8 * 4096 * 65 * 2  # the 65 norm vectors' two fp32 states, rounded
+    assert full.device_bytes > full.peak_reserved_bytes + full.cuda_context_bytes
+    lora = estimate(_setup(lora={"r": 16, "target_modules": ["q_proj", "v_proj"]},
+                           training={"optim": "paged_adamw_32bit"}))
+    assert lora.paged_bytes == 0
 
 
 def test_bnb_8bit_states_are_quarter_of_fp32() -> None:

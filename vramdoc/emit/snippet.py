@@ -177,8 +177,9 @@ def render_python(plan: Any, spec: Any, gpu: Any) -> str:
         if q is not None and s.prepare_model_for_kbit_training:
             lines.append("# upcasts norms, embeddings and head to fp32; turns on gradient "
                          f"checkpointing{_cite(codes, 'M219', 'M205')}")
+            # peft's default (True) is what the estimate assumes for bitsandbytes/GPTQ bases
             lines.append("model = prepare_model_for_kbit_training(model, "
-                         f"use_gradient_checkpointing={s.training.gradient_checkpointing})")
+                         "use_gradient_checkpointing=True)")
         lo = s.lora
         targets = lora_target_names(s, spec)
         lines.append("lora_config = LoraConfig(")

@@ -130,7 +130,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
                                               foreach=foreach_default(setup.torch_version))
     # peft's prepare_model_for_kbit_training turns gradient checkpointing on by default
     # (use_gradient_checkpointing=True); Trainer's flag does the same for any setup.
-    ckpt = t.gradient_checkpointing or (setup.is_kbit and setup.prepare_model_for_kbit_training)
+    # ... for k-bit (bitsandbytes) and GPTQ bases only: AWQ is not in its list (peft 0.21)
+    q = setup.quantization
+    ckpt = t.gradient_checkpointing or (
+        q is not None and q.quant_method in ("bitsandbytes", "gptq")
+        and setup.prepare_model_for_kbit_training)
     st = _act_setup(setup, params, spec, groups)
     acts: ActivationAccount = account_activations(
         spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
@@ -173,7 +177,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
                              lazy=lazy_module_loading(setup.torch_version))
     device = reserved + ctx + opt.paged_bytes
     notes = []
-    if setup.is_kbit and setup.prepare_model_for_kbit_training and not t.gradient_checkpointing:
+    if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
     if opt.paged_bytes:
         notes.append("paged optimizer states live in CUDA unified memory: not in torch's "

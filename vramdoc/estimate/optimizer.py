@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, round_block
 
 BNB_MIN_8BIT_SIZE = 4096
+BNB_PAGED_MIN_SIZE = 100_000  # bitsandbytes Optimizer8bit.get_state_buffer: numel < 1e5 not paged
 BNB_BLOCK = 256
 TORCHAO_MIN_SIZE = 4096
 
@@ -96,7 +97,7 @@ def account_optimizer(
 ) -> OptimizerAccount:
     """States and temporaries of ``optim`` for the trainable tensors in ``params``."""
     kind = OPTIMIZER_KINDS[optim]
-    states = temps = 0
+    states = temps = paged = 0
     largest = 0
     by_dtype: dict[int, int] = {}  # torch groups tensors by (device, dtype) for foreach
     for rows, cols, count, p_b in params.trainable_tensors:
@@ -116,10 +117,15 @@ def account_optimizer(
             if kind.family == "torch_fused":
                 per += round_block(4)  # device-side step counter
         elif kind.family == "bnb":
-            if kind.bits == 8 and numel >= BNB_MIN_8BIT_SIZE:
-                per = kind.n_states * _quantized_state_bytes(numel, 8, BNB_BLOCK)
+            eight = kind.bits == 8 and numel >= BNB_MIN_8BIT_SIZE
+            codes = round_block(numel if eight else numel * 4)
+            absmax = round_block(4 * math.ceil(numel / BNB_BLOCK)) if eight else 0
+            if kind.paged and numel >= BNB_PAGED_MIN_SIZE:
+                # get_state_buffer pages only tensors of >= 1e5 elements; absmax stays on device
+                paged += kind.n_states * codes * count
+                per = kind.n_states * absmax
             else:
-                per = kind.n_states * round_block(numel * 4)
+                per = kind.n_states * (codes + absmax)
         else:  # torchao
             block = 256 if kind.bits == 8 else 128
             if numel >= TORCHAO_MIN_SIZE and numel % block == 0:
@@ -143,6 +149,4 @@ def account_optimizer(
         temps = copies * round_block(4 * largest)
     elif kind.family == "torchao":
         temps = kind.n_states * round_block(4 * largest)
-    if kind.paged:
-        return OptimizerAccount(states_bytes=0, paged_bytes=states, temporaries_bytes=temps)
-    return OptimizerAccount(states_bytes=states, paged_bytes=0, temporaries_bytes=temps)
+    return OptimizerAccount(states_bytes=states, paged_bytes=paged, temporaries_bytes=temps)

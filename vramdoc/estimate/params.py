@@ -183,7 +183,10 @@ def account_params(
     load_dtype = resolve_load_dtype(setup, spec)
     q = setup.quantization
     bnb = q is not None and q.quant_method == "bitsandbytes"
-    upcast = bnb and setup.prepare_model_for_kbit_training
+    # prepare_model_for_kbit_training casts fp16/bf16 params to fp32 except for GPTQ, AQLM,
+    # EETQ, HQQ and torchao bases (peft/utils/other.py): bitsandbytes and AWQ bases are upcast
+    upcast = (bnb or (q is not None and q.quant_method == "awq")) and \
+        setup.prepare_model_for_kbit_training
     dense_dtype = "float32" if upcast else load_dtype
     dense_b = DTYPE_BYTES[dense_dtype]
     lora = setup.lora

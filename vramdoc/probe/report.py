@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from vramdoc.probe.result import COMPONENTS, PHASES, MemoryView, ProbeResult
+from vramdoc.estimate.core import COMPONENTS, PHASES
+from vramdoc.probe.result import MemoryView, ProbeResult
 from vramdoc.units import format_bytes, format_count
 
 _ERROR_FLOOR_BYTES = 64 * 1024  # below this a percentage says nothing (a few 512-B blocks)

@@ -5,10 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-PHASES = ("load", "forward", "backward", "optimizer_step")
-COMPONENTS = ("weights", "quant_state", "adapters", "gradients", "optimizer_states",
-              "optimizer_temporaries", "activations", "logits")
-
 
 @dataclass(frozen=True)
 class MemoryView:

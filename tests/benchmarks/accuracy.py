@@ -42,7 +42,7 @@ def _result(
 ) -> dict[str, object]:
     c = compare(case_id, est, metric, round(measured_gib * GiB))
     return {"id": case_id, "model": est.model_name, "method": est.setup.method,
-            "metric": metric, "view": c.view, "measured": measured_gib,
+            "comparison": c, "metric": metric, "view": c.view, "measured": measured_gib,
             "predicted": c.predicted_bytes / GiB, "error": c.error, "peak_phase": c.peak_phase,
             "b": est.setup.training.per_device_train_batch_size, "s": est.setup.max_seq_length}
 
@@ -64,10 +64,7 @@ def run(path: Path) -> list[dict[str, object]]:
 
 
 def summary(res: list[dict[str, object]]) -> str:
-    s = summarize([Comparison(str(r["id"]), str(r["metric"]), str(r["view"]),
-                              round(float(r["measured"]) * GiB),  # type: ignore[arg-type]
-                              round(float(r["predicted"]) * GiB), "")  # type: ignore[arg-type]
-                   for r in res])
+    s = summarize([r["comparison"] for r in res if isinstance(r["comparison"], Comparison)])
     methods = sorted({str(r["method"]) for r in res})
     return (f"{s.count} cases ({', '.join(methods)}): median |error| "
             f"{100 * s.median_abs_error:.1f} %, worst |error| {100 * s.worst_abs_error:.1f} %, "

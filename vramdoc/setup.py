@@ -130,6 +130,8 @@ class TrainingSetup:
     lr_scheduler_type: str = "linear"
     logging_nan_inf_filter: bool = True
     torch_compile: bool = False
+    # TrainingArguments fsdp options, space-joined ("full_shard auto_wrap"); "" = no FSDP
+    fsdp: str = ""
     # Accepted TrainingArguments keys that do not change memory, echoed back as given.
     extra: tuple[tuple[str, Any], ...] = ()
 
@@ -149,6 +151,7 @@ class TrainSetup:
     training: TrainingSetup = field(default_factory=TrainingSetup)
     max_seq_length: int = 512
     gpu: str | None = None
+    num_gpus: int = 1  # data-parallel world size (processes, one GPU each)
     # The software stack the run uses: "5" (current) or an older transformers release such as
     # "4.48.1". Older releases differ in ways that change memory (see vramdoc.estimate.stack).
     transformers_version: str = "5"
@@ -188,9 +191,11 @@ class TrainSetup:
 # --------------------------------------------------------------------------------------
 
 _TOP_KEYS = (
-    "model", "task", "num_labels", "gpu", "model_kwargs", "quantization", "lora",
+    "model", "task", "num_labels", "gpu", "num_gpus", "model_kwargs", "quantization", "lora",
     "training", "max_seq_length", "prepare_model_for_kbit_training", "stack",
 )
+FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "hybrid_shard_zero2", "no_shard",
+                "offload", "auto_wrap")
 _VERSION_RE = __import__("re").compile(r"^\d+(\.\d+){0,2}$")
 _TOP_ALIASES = {"max_seq_len": "max_seq_length", "seq_len": "max_seq_length",
                 "quantization_config": "quantization", "peft": "lora", "lora_config": "lora",
@@ -341,6 +346,13 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
                 values[key] = v
             elif isinstance(v, dict) and "use_reentrant" in v:
                 values["use_reentrant"] = bool(v["use_reentrant"])
+        elif k == "fsdp":
+            opts = v.split() if isinstance(v, str) else list(v or [])
+            bad = [o for o in opts if o not in FSDP_OPTIONS]
+            if bad:
+                problems.append(f"training.fsdp: {', '.join(map(str, bad))} not an FSDP option; "
+                                f"use {', '.join(FSDP_OPTIONS)}")
+            values["fsdp"] = " ".join(str(o) for o in opts)
         elif k == "gradient_checkpointing_kwargs":
             if isinstance(v, dict) and "use_reentrant" in v:
                 values["use_reentrant"] = bool(v["use_reentrant"])
@@ -417,6 +429,9 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     training = _parse_training(data.get("training"), problems)
     seq = _positive_int(data.get("max_seq_length", 512), "max_seq_length", problems)
     num_labels = _positive_int(data.get("num_labels", 2), "num_labels", problems)
+    num_gpus = _positive_int(data.get("num_gpus", 1), "num_gpus", problems)
+    if training.fsdp and num_gpus == 1:
+        problems.append("training.fsdp: sharding needs num_gpus > 1 (the data-parallel world size)")
     gpu = data.get("gpu")
     if quant is not None and lora is None:
         problems.append("quantization without lora: a quantized base cannot be fine-tuned "
@@ -446,7 +461,7 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         model=model, task=task, num_labels=num_labels, torch_dtype=dtype,
         attn_implementation=attn, quantization=quant, lora=lora,
         prepare_model_for_kbit_training=bool(kbit_prep), training=training,
-        max_seq_length=seq, gpu=str(gpu) if gpu is not None else None,
+        max_seq_length=seq, gpu=str(gpu) if gpu is not None else None, num_gpus=num_gpus,
         transformers_version=tf_version, torch_version=torch_version,
     )
 
@@ -479,6 +494,8 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
         out["num_labels"] = setup.num_labels
     if setup.gpu:
         out["gpu"] = setup.gpu
+    if setup.num_gpus != 1:
+        out["num_gpus"] = setup.num_gpus
     out["model_kwargs"] = {"dtype": setup.torch_dtype,
                            "attn_implementation": setup.attn_implementation}
     q = setup.quantization
@@ -516,7 +533,7 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
     t = setup.training
     td: dict[str, Any] = {}
     for f in dataclasses.fields(TrainingSetup):
-        if f.name in ("extra", "use_reentrant"):
+        if f.name in ("extra", "use_reentrant") or (f.name == "fsdp" and not t.fsdp):
             continue
         td[f.name] = getattr(t, f.name)
     if t.use_reentrant is not None:

@@ -84,14 +84,16 @@ def markdown(res: list[dict[str, object]]) -> str:
 README_INTRO = """## Accuracy
 
 `python -m tests.benchmarks.accuracy` runs every measured run of
-`shared/calibration/measured.csv` that a setup can express (52 single-GPU runs: full, LoRA,
-QLoRA, GPTQ + LoRA; 0.3B to 72B) and compares like with like: allocated with
+`shared/calibration/measured.csv` that a setup can express (single-GPU and 2-GPU FSDP runs:
+full, LoRA, QLoRA, GPTQ + LoRA; 0.3B to 70B; per GPU) and compares like with like: allocated with
 `max_memory_allocated`, reserved with `max_memory_reserved`, the device view with nvidia-smi;
 rows whose source does not say how it measured ("unknown") are compared with the device view.
 Each row's setup is written from the row's stated configuration (`tests/benchmarks/
 calibration_cases.py`, with the stack each source pinned); nothing is fitted per case. Left
 out: torchtune's own training loop, multi-GPU sharding, and runs whose peak includes
-generation or DeepSpeed offload. Sources: fms-acceleration `scripts/benchmarks/refs/
+generation, DeepSpeed, and fms' GPTQ FSDP runs (its plugin changes how GPTQ buffers shard).
+Rows marked `/smi` compare the device view with the nvidia-smi peak that fms-acceleration
+published for the same run. Sources: fms-acceleration `scripts/benchmarks/refs/
 a100_80gb.csv` (FMS), HF transformers "Efficient training on a single GPU" (HFD), Qwen README
 "Profiling of Memory and Speed" (QWEN; metric and GB/GiB unit not stated); see
 `shared/calibration/NOTES.md` for each.
@@ -99,7 +101,10 @@ a100_80gb.csv` (FMS), HF transformers "Efficient training on a single GPU" (HFD)
 Known gaps: the santacoder full fine-tunes (FMS-01/03) measured less than weights + states +
 the logits of their batch can occupy under transformers 5's fp32 loss, so the source's stack
 must have computed the loss differently; the Qwen v1 rows run Qwen's remote code
-(fused kernels, its own loss) and are under-estimated at short sequences by about 1-1.5 GiB.
+(fused kernels, its own loss) and are under-estimated at short sequences by about 1-1.5 GiB
+(their unit, GB or GiB, and metric are not stated); under FSDP the allocated peaks match but
+nvidia-smi can show up to 30 % more than the device view (FMS-08: NCCL buffers and the
+all-gather stream's cached blocks are not modelled).
 """
 
 

@@ -10,7 +10,11 @@ Rows left out, and why:
 - torchtune rows (TT*): torchtune's own training loop (no k-bit fp32 upcast, chunked
   cross-entropy, compile, activation offloading, optimizer-in-backward), not the Hugging Face
   stack this estimator models.
-- Multi-GPU rows (FSDP / DeepSpeed ZeRO, *2x*, *8x*): sharding is not modelled yet.
+- Multi-GPU rows other than fms-acceleration's FSDP runs (DeepSpeed ZeRO, FSDP with CPU
+  offload of other frameworks, 4- and 8-GPU runs of unstated configuration), and fms' GPTQ
+  FSDP runs (FMS-25/29/31/33): plain FSDP leaves GPTQ's qweight/scales buffers unsharded,
+  while fms' accelerated-peft-autogptq plugin changes how they shard, which the measured
+  figures bracket (between the sharded and the unsharded estimate).
 - PEFTMC-*: whole-process reserved peak includes periodic generation eval (batch 50, 800
   tokens), which is not a training step.
 - PEFTR-*, GALORE-*, QWEN full-parameter and Q-LoRA (GPTQ Int4) rows: DeepSpeed (ZeRO-2/3
@@ -28,7 +32,9 @@ ADAMW_FOREACH = "adamw_torch"
 
 def _fms(model: str, method: str, batch: int, **kw: Any) -> dict[str, Any]:
     """fms-acceleration reference runs: alpaca packed to 4096, FA2, gradient checkpointing,
-    LoRA r=16 alpha=16 dropout 0.1 on q,k,v,o, HF Trainer default AdamW (adamw_torch)."""
+    LoRA r=16 alpha=16 dropout 0.1 on q,k,v,o, HF Trainer default AdamW (adamw_torch).
+    2-GPU rows: accelerate FSDP FULL_SHARD (BACKWARD_PRE prefetch), per-device batch as given,
+    figures per GPU."""
     setup: dict[str, Any] = {
         "model": model,
         "stack": {"transformers": "4.48.1"},  # the benchmark's pinned refs/requirements.txt
@@ -39,6 +45,10 @@ def _fms(model: str, method: str, batch: int, **kw: Any) -> dict[str, Any]:
                      "fp16": kw.get("fp16", False)},
         "max_seq_length": 4096,
     }
+    if kw.get("gpus", 1) > 1:
+        setup["num_gpus"] = kw["gpus"]
+        setup["training"]["fsdp"] = "full_shard auto_wrap"
+
     if method != "full":
         setup["lora"] = {"r": 16, "lora_alpha": 16, "lora_dropout": 0.1,
                          "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
@@ -107,6 +117,15 @@ CASES: dict[str, dict[str, Any]] = {
     "FMS-19": _fms("mixtral-8x7b", "qlora", 4, bf16=True),
     "FMS-21": _fms("mixtral-8x7b", "qlora", 8, bf16=True),
     "FMS-24": _fms("TheBloke/Mistral-7B-v0.1-GPTQ", "gptq", 4, dtype="float16", fp16=True),
+    # --- the same, 2x A100 80GB with FSDP FULL_SHARD, per GPU ----------------------------------
+    "FMS-02": _fms("santacoder", "full", 2, gpus=2),
+    "FMS-04": _fms("santacoder", "full", 4, gpus=2),
+    "FMS-08": _fms("mistral-7b", "full", 4, gpus=2),
+    "FMS-13": _fms("mixtral-8x7b", "lora", 2, gpus=2),
+    "FMS-14": _fms("mixtral-8x7b", "lora", 4, gpus=2),
+    "FMS-16": _fms("mistral-7b", "qlora", 2, bf16=True, gpus=2),
+    "FMS-18": _fms("mistral-7b", "qlora", 4, bf16=True, gpus=2),
+    "FMS-23": _fms("NousResearch/Llama-2-70b-hf", "qlora", 2, bf16=True, gpus=2),
     # --- HF docs, V100 16GB, nvidia-smi --------------------------------------------------------
     "HFD-01": _hfd(4),
     "HFD-02": _hfd(1, ga=4),

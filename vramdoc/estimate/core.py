@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
+from vramdoc.estimate.distributed import shard, sharding
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
 from vramdoc.estimate.overhead import cuda_context_bytes, reserved_bytes
 from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params, is_quantized
@@ -141,45 +142,74 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
     )
-    base = {"weights": params.weights_bytes, "quant_state": params.quant_state_bytes,
-            "adapters": params.adapters_bytes}
-    grads = params.trainable_bytes
+    sh = sharding(setup)
+    # GPTQ/AWQ layers keep qweight/qzeros/scales/g_idx as buffers, which FSDP does not shard;
+    # bitsandbytes' Params4bit/Int8Params are parameters and are sharded like the rest
+    buffers = q is not None and q.quant_method in ("gptq", "awq")
+    packed = params.quantized_weight_bytes if buffers else 0
+    base = {"weights": shard(params.weights_bytes - packed, sh.params_div) + packed,
+            "quant_state": params.quant_state_bytes if buffers
+            else shard(params.quant_state_bytes, sh.params_div),
+            "adapters": shard(params.adapters_bytes, sh.params_div)}
+    grads = shard(params.trainable_bytes, sh.grads_div)
+    states = shard(opt.states_bytes, sh.states_div)
+    temps = shard(opt.temporaries_bytes, sh.states_div)
+    paged = shard(opt.paged_bytes, sh.states_div)
+    gathered = unit_grads = 0
+    if sh.gathered_units:
+        # FULL_SHARD: whole decoder layers all-gathered for compute, and one layer's full
+        # gradient before its reduce-scatter
+        blocks = account_params(setup, spec, tuple(g for g in groups if g.in_block))
+        L = max(spec.num_hidden_layers, 1)
+        sharded_block = blocks.weights_bytes + blocks.adapters_bytes + (
+            0 if buffers else blocks.quant_state_bytes) - (
+            blocks.quantized_weight_bytes if buffers else 0)
+        gathered = sh.gathered_units * sharded_block // L
+        unit_grads = blocks.trainable_bytes // L
+    if sh.cpu_offload:
+        base = dict.fromkeys(base, 0)
+        grads = states = temps = paged = 0
+    if sh.ddp_bucket_copy:
+        grads *= 2  # DDP buckets hold a copy of every gradient
     ga = t.gradient_accumulation_steps
     # gradients live through forward under accumulation, or when zero_grad keeps them
     grads_fwd = grads if ga > 1 or not grads_freed_after_step(setup.torch_version) else 0
+    mode = setup.training.fsdp or "DDP"
+    notes_dist = [f"figures are per GPU of {sh.world} ({mode})"] if sh.world > 1 else []
     zero = dict.fromkeys(COMPONENTS, 0)
 
     load = {**zero, **base}
     # forward peaks either inside the last block (its transient buffers) or at the loss (the
     # logits chain); both on top of everything saved so far
     in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
-    forward = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads_fwd,
+    live = {**base, "weights": base["weights"] + gathered}
+    forward = {**zero, **live, "optimizer_states": states, "gradients": grads_fwd,
                "activations": acts.saved_total_bytes + acts.autocast_cache_bytes
                + (acts.layer_transient_bytes if in_block else 0),
                "logits": 0 if in_block else acts.logits_forward_bytes}
-    bwd_start = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads_fwd,
+    bwd_start = {**zero, **live, "optimizer_states": states, "gradients": grads_fwd + unit_grads,
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
-    bwd_end = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads,
+    bwd_end = {**zero, **live, "optimizer_states": states, "gradients": grads + unit_grads,
                "activations": end_acts + (acts.checkpoint_bytes // max(spec.num_hidden_layers, 1))}
     backward = bwd_start if sum(bwd_start.values()) >= sum(bwd_end.values()) else bwd_end
-    step = {**zero, **base, "optimizer_states": opt.states_bytes, "gradients": grads,
-            "optimizer_temporaries": opt.temporaries_bytes}
+    step = {**zero, **base, "optimizer_states": states, "gradients": grads,
+            "optimizer_temporaries": temps}
     phase_components = {"load": load, "forward": forward, "backward": backward,
                         "optimizer_step": step}
     totals = {p: sum(c.values()) for p, c in phase_components.items()}
     peak_phase = max(PHASES, key=lambda p: (totals[p], -PHASES.index(p)))
     peak = totals[peak_phase]
-    static = sum(base.values()) + opt.states_bytes + grads
+    static = sum(base.values()) + states + grads
     reserved = reserved_bytes(peak, min(static, peak))
     ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None,
                              lazy=lazy_module_loading(setup.torch_version))
-    device = reserved + ctx + opt.paged_bytes
-    notes = []
+    device = reserved + ctx + paged
+    notes = list(notes_dist)
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
-    if opt.paged_bytes:
+    if paged:
         notes.append("paged optimizer states live in CUDA unified memory: not in torch's "
                      "allocated/reserved figures, counted in the device view")
     if setup.max_seq_length > spec.max_position_embeddings > 0:
@@ -189,7 +219,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
         setup=setup, model_name=spec.name, n_params=params.n_params,
         trainable_params=params.trainable_numel, phase_components=phase_components,
         peak_phase=peak_phase, peak_allocated_bytes=peak, peak_reserved_bytes=reserved,
-        device_bytes=device, cuda_context_bytes=ctx, paged_bytes=opt.paged_bytes, gpu=gpu,
+        device_bytes=device, cuda_context_bytes=ctx, paged_bytes=paged, gpu=gpu,
         notes=tuple(notes),
         details={"per_layer_activation_bytes": acts.per_layer_bytes,
                  "checkpoint_bytes": acts.checkpoint_bytes,

@@ -120,6 +120,7 @@ class ParamAccount:
     weight_dtype_after_prep: str  # dtype of unquantized weights after k-bit preparation
     weights_bytes: int  # base weights (packed, for quantized modules) incl. modules_to_save copies
     quant_state_bytes: int  # absmax / scales / zeros / g_idx / SCB
+    quantized_weight_bytes: int  # the packed weights of quantized layers (part of weights_bytes)
     adapters_bytes: int  # LoRA A/B (+ DoRA magnitude)
     trainable_numel: int
     trainable_bytes: int  # = gradient bytes
@@ -195,7 +196,7 @@ def account_params(
     adapter_dtype = "float32"
     adapter_b = 4
 
-    weights = quant = adapters = 0
+    weights = quant = adapters = packed = 0
     trainable: list[tuple[int, int, int, int]] = []  # (rows, cols, count, elem bytes)
     h = spec.hidden_size
 
@@ -219,6 +220,7 @@ def account_params(
         if quantized:
             w, c = _quantized_bytes(g, setup)
             weights += w * g.count
+            packed += w * g.count
             quant += c * g.count
             max_q = max(max_q, g.weight_numel // max(g.n_experts, 1))
             if g.bias_numel:
@@ -268,7 +270,8 @@ def account_params(
     t_bytes = sum(round_block(r * k * e) * c for r, k, c, e in trainable)
     return ParamAccount(
         load_dtype=load_dtype, weight_dtype_after_prep=dense_dtype, weights_bytes=weights,
-        quant_state_bytes=quant, adapters_bytes=adapters, trainable_numel=t_numel,
+        quant_state_bytes=quant, quantized_weight_bytes=packed, adapters_bytes=adapters,
+        trainable_numel=t_numel,
         trainable_bytes=t_bytes, trainable_dtype=t_dtype, trainable_tensors=tuple(trainable),
         lora_modules=tuple(loras), quantized_linear_max_numel=max_q, n_params=n_params,
         frozen_trainable_norms=lora is not None, lm_head_trainable=lm_head_trainable,

@@ -46,7 +46,11 @@ def add_setup_arguments(p: argparse.ArgumentParser, *, with_gpu: bool = True) ->
     g.add_argument("--lora-alpha", type=int, metavar="A", help="lora_alpha")
     g.add_argument("--lora-targets", metavar="LIST",
                    help="comma-separated target_modules, or all-linear")
-    g.add_argument("--task", choices=("causal-lm", "sequence-classification"))
+    g.add_argument("--task", choices=("auto", "causal-lm", "sequence-classification"))
+    g.add_argument("--num-gpus", type=int, metavar="N",
+                   help="data-parallel GPUs (figures are per GPU); DDP unless --fsdp")
+    g.add_argument("--fsdp", metavar="OPTIONS",
+                   help='TrainingArguments fsdp, e.g. "full_shard auto_wrap" (with --num-gpus)')
     if with_gpu:
         g.add_argument("--gpu", "-g", metavar="GPU",
                        help="catalog name (RTX-3060-12GB, T4, a100-80gb), a size (6GB, 24GB,sm89) "
@@ -108,6 +112,10 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
         mk["attn_implementation"] = args.attn
     if args.task:
         base["task"] = args.task
+    if getattr(args, "num_gpus", None) is not None:
+        base["num_gpus"] = args.num_gpus
+    if getattr(args, "fsdp", None):
+        training["fsdp"] = args.fsdp
     if getattr(args, "gpu", None):
         base["gpu"] = args.gpu
     lora_flags = {"r": args.lora_r, "lora_alpha": args.lora_alpha}

@@ -76,6 +76,32 @@ def _hfd(batch: int, *, ga: int = 1, ckpt: bool = False, fp16: bool = False,
     }
 
 
+def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) -> dict[str, Any]:
+    """Answer.AI fsdp_qlora benchmarks (2 GPUs, FSDP FULL_SHARD, or DDP): pure bf16 (model in
+    bf16, no autocast), LoRA r=64 alpha 16 dropout 0.1 on k,q,v,up,down,gate, AdamW, gradient
+    checkpointing, fixed-length dummy data; QLoRA = bnb NF4 with quant_storage bf16 and no
+    prepare_model_for_kbit_training (train.py quantizes and wraps the layers itself)."""
+    setup: dict[str, Any] = {
+        "model": model,
+        "num_gpus": 2,
+        "model_kwargs": {"dtype": "bfloat16", "attn_implementation": "sdpa"},
+        "lora": {"r": 64, "lora_alpha": 16, "lora_dropout": 0.1,
+                 "target_modules": ["k_proj", "q_proj", "v_proj", "up_proj", "down_proj",
+                                    "gate_proj"]},
+        "training": {"per_device_train_batch_size": batch, "gradient_checkpointing": True,
+                     "optim": ADAMW_FOREACH},
+        "max_seq_length": seq,
+    }
+    if not ddp:
+        setup["training"]["fsdp"] = "full_shard auto_wrap"
+    if method == "qlora":
+        setup["quantization"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+                                 "bnb_4bit_compute_dtype": "bfloat16",
+                                 "bnb_4bit_quant_storage": "bfloat16"}
+        setup["prepare_model_for_kbit_training"] = False
+    return setup
+
+
 _QWEN_TARGETS = ["c_attn", "c_proj", "w1", "w2"]
 
 
@@ -134,6 +160,14 @@ CASES: dict[str, dict[str, Any]] = {
     "HFD-07": _hfd(1, ga=4, ckpt=True, fp16=True, optim="adafactor"),
     "HFD-08": _hfd(4, optim="adamw_bnb_8bit"),
     "HFD-09": _hfd(1, ga=4, ckpt=True, fp16=True, optim="adamw_bnb_8bit"),
+    # --- fsdp_qlora (AnswerDotAI/fsdp_qlora@05ed9f2a benchmarks_03_2024.md), per GPU ----------
+    "FSDPQ-03": _fsdpq("llama-2-7b", "lora", 1, 512),
+    "FSDPQ-04": _fsdpq("llama-2-7b", "lora", 1, 2048),
+    "FSDPQ-05": _fsdpq("llama-2-7b", "qlora", 4, 2048),
+    "FSDPQ-06": _fsdpq("llama-2-7b", "qlora", 10, 2048),
+    "FSDPQ-07": _fsdpq("llama-2-7b", "lora", 4, 2048),
+    "FSDPQ-09": _fsdpq("llama-2-7b", "qlora", 8, 2048, ddp=True),
+    "FSDPQ-11": _fsdpq("yi-34b", "qlora", 2, 2048),
 }
 for _id, _m, _s in [
     ("QWEN-01", "qwen-1.8b", 256), ("QWEN-02", "qwen-1.8b", 512), ("QWEN-04", "qwen-1.8b", 2048),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -196,7 +197,7 @@ _TOP_KEYS = (
 )
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "hybrid_shard_zero2", "no_shard",
                 "offload", "auto_wrap")
-_VERSION_RE = __import__("re").compile(r"^\d+(\.\d+){0,2}$")
+_VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}$")
 _TOP_ALIASES = {"max_seq_len": "max_seq_length", "seq_len": "max_seq_length",
                 "quantization_config": "quantization", "peft": "lora", "lora_config": "lora",
                 "training_args": "training", "training_arguments": "training"}

@@ -23,7 +23,6 @@ Gradient checkpointing (transformers 5 default: non-reentrant) keeps each block'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from vramdoc.estimate.graph import Graph, T
 from vramdoc.models.spec import EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamGroup
@@ -31,19 +30,6 @@ from vramdoc.models.spec import EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamG
 # Activation functions whose HF implementation is a chain of python ops (NewGELUActivation:
 # 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715*x**3)))) keep 4 tensors; single-kernel ones keep 1.
 _ACT_SAVED_TENSORS = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
-# Dropout probabilities of the config classes when config.json leaves them out
-# (transformers 5 configuration_<model>.py defaults): (attention probs, hidden/residual, embedding).
-_DROPOUT_DEFAULTS = {
-    "bert": (0.1, 0.1, 0.1), "roberta": (0.1, 0.1, 0.1), "gpt2": (0.1, 0.1, 0.1),
-    "gpt_bigcode": (0.1, 0.1, 0.1), "opt": (0.0, 0.1, 0.1),
-}
-# Activation of each config class when config.json leaves it out (transformers 5 defaults).
-_ACT_DEFAULTS = {
-    "gpt2": "gelu_new", "gpt_bigcode": "gelu_pytorch_tanh", "opt": "relu", "bloom": "gelu",
-    "gpt_neox": "gelu", "falcon": "gelu", "bert": "gelu", "roberta": "gelu",
-    "gemma": "gelu_pytorch_tanh", "gemma2": "gelu_pytorch_tanh",
-    "gemma3_text": "gelu_pytorch_tanh", "gemma3": "gelu_pytorch_tanh",
-}
 _ATTN_OUT_LEAVES = {"o_proj", "out_proj", "c_proj", "dense", "wo", "out_lin"}
 _MLP_OUT_LEAVES = {"down_proj", "fc2", "c_proj", "dense_4h_to_h", "w2_out", "dense"}
 
@@ -114,13 +100,6 @@ def block_linears(groups: tuple[ParamGroup, ...]) -> BlockLinears:
     return BlockLinears(tuple(attn_in), attn_out, tuple(mlp_in), mlp_out, router, tuple(experts))
 
 
-def _first_float(cfg: dict[str, Any], keys: tuple[str, ...], default: float) -> float:
-    for k in keys:
-        if cfg.get(k) is not None:
-            return float(cfg[k])
-    return default
-
-
 class BlockWalker:
     """Walks one block of ``spec`` and records what autograd keeps."""
 
@@ -129,18 +108,11 @@ class BlockWalker:
         self.lin = lin
         self.st = st
         self.g = Graph()
-        cfg: dict[str, Any] = spec.config or {}
         self.rows = st.b * st.s
-        self.act_name = str(cfg.get("hidden_act", cfg.get("activation_function"))
-                            if cfg.get("hidden_act", cfg.get("activation_function")) is not None
-                            else _ACT_DEFAULTS.get(spec.model_type, "silu"))
-        d_attn, d_resid, d_emb = _DROPOUT_DEFAULTS.get(spec.model_type, (0.0, 0.0, 0.0))
-        self.attn_dropout = _first_float(cfg, ("attention_dropout", "attn_pdrop",
-                                               "attention_probs_dropout_prob"), d_attn)
-        self.resid_dropout = _first_float(cfg, ("resid_pdrop", "hidden_dropout_prob",
-                                                "hidden_dropout", "dropout"), d_resid)
-        self.embd_dropout = _first_float(cfg, ("embd_pdrop", "hidden_dropout_prob", "dropout"),
-                                         d_emb)
+        self.act_name = spec.hidden_act
+        self.attn_dropout = spec.attention_dropout
+        self.resid_dropout = spec.hidden_dropout
+        self.embd_dropout = spec.embedding_dropout
         self.layer_norm = spec.family in ("gpt", "encoder", "parallel")
 
     # --- building blocks ---------------------------------------------------------------
@@ -249,19 +221,17 @@ class BlockWalker:
             k = g.new(rows * kv * d, qkv.elem, qkv.grad)
             v_storage = qkv  # v stays a view of the fused output
             v = g.new(rows * kv * d, qkv.elem, qkv.grad)
-            rotary = spec.family != "gpt" and spec.model_type not in ("bloom",)
-            if not rotary:
+            if not spec.rotary:
                 q = k = qkv
             attn_out = self.attention(q, k, v, v_storage=v_storage)
         else:
             outs = [self.linear(n1, grp) for grp in lin.attn_in]
             q, k, v = (outs + outs[-1:] * 3)[:3]
             # rotary (q * cos + rotate_half(q) * sin) makes new q and k and saves only cos/sin
-            if spec.family not in ("encoder", "gpt"):
+            if spec.rotary:
                 q = g.new(q.numel, q.elem, q.grad)
                 k = g.new(k.numel, k.elem, k.grad)
-            if spec.config.get("use_qk_norm") or spec.model_type in ("qwen3", "qwen3_moe",
-                                                                      "gemma3_text", "olmo2"):
+            if spec.qk_norm:
                 q = self.norm(q, ln_trains)
                 k = self.norm(k, ln_trains)
             attn_out = self.attention(q, k, v)
@@ -269,8 +239,7 @@ class BlockWalker:
         o = g.dropout(o, self.resid_dropout)
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
-            shared = spec.model_type == "falcon" and not spec.config.get("new_decoder_architecture")
-            n2 = n1 if shared else self.norm(x, ln_trains)
+            n2 = n1 if spec.shared_block_norm else self.norm(x, ln_trains)
             m = self.mlp(n2)
             return g.add(g.add(x, o), m)
         x1 = g.add(x, o)
@@ -290,11 +259,8 @@ class BlockWalker:
         if spec.gated_mlp:
             if len(lin.mlp_in) == 1:  # fused gate_up (phi3) -> chunk: views of one tensor
                 gu = self.linear(n2, lin.mlp_in[0])
-                gate = g.new(self.rows * f, gu.elem, gu.grad)
-                up = gu
-                g.save(gu)  # both halves keep the fused storage alive
+                g.save(gu)  # act's input and the product's up half keep the fused storage
                 act = g.new(self.rows * f, gu.elem, gu.grad)
-                prod = g.mul(act, g.new(0, gu.elem, False))
                 g.save(act)
                 prod = g.new(self.rows * f, gu.elem, gu.grad)
             else:
@@ -406,7 +372,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)
     other = tail.g.saved_bytes + 2 * 8 * rows
-    if spec.family not in ("gpt", "encoder") and spec.model_type != "bloom":
+    if spec.rotary:
         other += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
     n_out = num_labels if encoder else V
     # Logits chain (transformers 5 ForCausalLMLoss: logits.float() then cross_entropy):

@@ -16,6 +16,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from vramdoc.errors import UnknownModelError, UsageError
+from vramdoc.models._block import block_facts
 from vramdoc.models._cfg import Builder, Cfg, checkpoint_dtype
 from vramdoc.models.spec import ModelSpec, ParamGroup
 
@@ -114,6 +115,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
     if mt == "gemma3" and not (config.get("dtype") or config.get("torch_dtype")):
         dtype = checkpoint_dtype(config.get("text_config") or {})
     c.check()
+    facts = block_facts(mt, config)
     return ModelSpec(
         name=name, hf_id=hf_id, model_type=mt, family=summary.family,
         hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,
@@ -127,6 +129,9 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         checkpoint_dtype=dtype, sliding_window=summary.sliding_window, source=source,
         config=dict(config), remote_code=summary.remote_code, aliases=tuple(aliases),
         loss=summary.loss, attn_implementations=summary.attn_implementations,
+        hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
+        hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
+        rotary=facts.rotary, qk_norm=facts.qk_norm, shared_block_norm=facts.shared_block_norm,
         n_params=sum(g.numel for g in groups),
     )
 

@@ -122,3 +122,11 @@ class ModelSpec:
     # attn_implementation values transformers accepts for this model (its _supports_sdpa /
     # _supports_flash_attn flags): Bloom is eager-only, Gemma 2 has no SDPA (softcapping).
     attn_implementations: tuple[str, ...] = ATTN_ALL
+    # What one block keeps for backward depends on these (vramdoc.models._block):
+    hidden_act: str = "silu"
+    attention_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    embedding_dropout: float = 0.0
+    rotary: bool = True  # rotary q/k (new tensors) vs learned/ALiBi positions
+    qk_norm: bool = False  # per-head RMSNorm on q and k (Qwen3, Gemma 3)
+    shared_block_norm: bool = False  # parallel block with one norm for attention and MLP

@@ -30,6 +30,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from vramdoc.estimate.params import CUDA_BLOCK_BYTES  # one constant for both sides
+
 PHASES = ("load", "forward", "backward", "optimizer_step")
 COMPONENTS = ("weights", "quant_state", "adapters", "gradients", "optimizer_states",
               "optimizer_temporaries", "activations", "logits")
@@ -37,7 +39,6 @@ COMPONENTS = ("weights", "quant_state", "adapters", "gradients", "optimizer_stat
 # step counters (torch keeps them on the host unless fused/capturable) and bitsandbytes'
 # paged optimizer state (CUDA unified memory, which torch's allocator does not count).
 OFF_DEVICE_ROLES = ("host", "paged")
-CUDA_BLOCK_BYTES = 512
 
 
 class EmulatedOutOfMemory(RuntimeError):

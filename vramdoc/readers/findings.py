@@ -59,7 +59,8 @@ class SourceReport:
     """
 
     path: str
-    kind: str  # python | notebook | shell | axolotl | llamafactory | trl | accelerate | deepspeed | run
+    # python, notebook, shell, axolotl, llamafactory, trl, accelerate, deepspeed or run
+    kind: str
     setup: dict[str, Any] | None
     findings: tuple[Finding, ...] = ()
     lines: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,240 @@
+"""What the framework-config, command-line and run-output readers share.
+
+Finding codes of these readers (one table, also in README ``section:readers``):
+
+====  ========  ==========================================================================
+code  severity  meaning
+====  ========  ==========================================================================
+R200  error     the file cannot be read as this format (bad YAML/JSON, not a mapping)
+R201  warning   a feature the setup schema cannot express; the finding says how the
+                estimate treats it (sample packing, Liger, Unsloth, freeze tuning ...)
+R202  info      a framework default the reader relied on, citing the file where it lives
+R203  info      a key the reader does not know; ignored
+R204  warning   a value vramdoc cannot use; dropped, the estimate uses the default named
+R205  warning   a key transformers 5 removed, with its replacement (the reader applies it)
+R206  info      a file the source refers to (DeepSpeed JSON, accelerate config, script):
+                read, or not found next to the source
+R207  info      distribution facts read (DeepSpeed ZeRO stage, FSDP, number of processes)
+R208  info      a file vramdoc never loads (pickled ``training_args.bin``)
+R209  error     no model named: the file gives no setup to estimate
+====  ========  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from vramdoc.errors import ConfigError
+from vramdoc.readers.findings import Finding, Severity, SourceReport
+from vramdoc.setup import REMOVED_TRAINING_KEYS, hf_names, setup_from_mapping
+
+CODES: dict[str, str] = {
+    "R200": "the file cannot be read as this format",
+    "R201": "a feature the setup schema cannot express; how the estimate treats it",
+    "R202": "a framework default the reader relied on (with its source file)",
+    "R203": "a key the reader does not know; ignored",
+    "R204": "a value vramdoc cannot use; dropped, the estimate uses the default",
+    "R205": "a key transformers 5 removed; the reader applies its replacement",
+    "R206": "a file the source refers to: read, or not found",
+    "R207": "distribution facts read (DeepSpeed ZeRO, FSDP, number of processes)",
+    "R208": "a file vramdoc never loads (pickled training_args.bin)",
+    "R209": "no model named: no setup to estimate",
+}
+
+
+class Collector:
+    """Builds one SourceReport: the setup mapping, the lines that set it, the findings."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path = str(path)
+        self.kind = kind
+        self.setup: dict[str, Any] = {}
+        self.lines: dict[str, int] = {}
+        self.findings: list[Finding] = []
+
+    def add(self, code: str, severity: Severity, message: str, fix: str = "",
+            line: int | None = None) -> None:
+        self.findings.append(Finding(self.path, line, code, severity, message, fix))
+
+    def set(self, key: str, value: Any, line: int | None = None) -> None:
+        """Set ``key`` (a dotted setup path such as ``training.optim``) to ``value``."""
+        parts = key.split(".")
+        node = self.setup
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+        if line is not None:
+            self.lines[key] = line
+
+    def get(self, key: str, default: Any = None) -> Any:
+        node: Any = self.setup
+        for p in key.split("."):
+            if not isinstance(node, dict) or p not in node:
+                return default
+            node = node[p]
+        return node
+
+    def drop(self, key: str) -> None:
+        parts = key.split(".")
+        node: Any = self.setup
+        for p in parts[:-1]:
+            if not isinstance(node, dict) or p not in node:
+                return
+            node = node[p]
+        if isinstance(node, dict):
+            node.pop(parts[-1], None)
+            if not node and len(parts) > 1:
+                self.drop(".".join(parts[:-1]))
+        self.lines.pop(key, None)
+
+    def training(self, name: str, value: Any, line: int | None, source_key: str = "") -> None:
+        """Route a TrainingArguments-named key: removed names are renamed with a finding,
+        unknown ones become an R203 finding."""
+        shown = source_key or name
+        if name == "warmup_ratio":
+            self.add("R205", "warning", f"{shown}: warmup_ratio was removed in transformers 5; "
+                     "read as warmup_steps (a float in [0, 1) is a ratio of the total steps)",
+                     f"write warmup_steps: {value}", line)
+            self.set("training.warmup_steps", value, line)
+        elif name in REMOVED_TRAINING_KEYS:
+            self.add("R205", "warning", f"{shown}: removed in transformers 5; ignored",
+                     f"use {REMOVED_TRAINING_KEYS[name]}", line)
+        elif name in hf_names()["TrainingArguments"]:
+            if value is not None:
+                self.set(f"training.{name}", value, line)
+        else:
+            self.add("R203", "info", f"{shown}: not a key this reader knows; ignored", "", line)
+
+    def report(self) -> SourceReport:
+        """Validate the setup; a value setup_from_mapping refuses is dropped with an R204
+        finding (never a traceback), so what comes back always validates."""
+        setup: dict[str, Any] | None = self.setup if self.setup.get("model") else None
+        if setup is not None:
+            for _ in range(20):
+                try:
+                    setup_from_mapping(setup, source=self.path)
+                    break
+                except ConfigError as exc:
+                    if not self._drop_problems(exc.problems):
+                        for p in exc.problems:
+                            self.add("R204", "warning", p, "fix the value in the source")
+                        setup = None
+                        break
+        elif not any(f.code in ("R200", "R209") for f in self.findings) and self.setup:
+            self.add("R209", "error", "no model named, so there is no setup to estimate",
+                     "name the base model in the file")
+        findings = tuple(sorted(self.findings, key=lambda f: (f.line or 0)))
+        return SourceReport(self.path, self.kind, setup, findings,
+                            dict(self.lines) if setup is not None else {})
+
+    def _drop_problems(self, problems: list[str]) -> bool:
+        dropped = False
+        for p in problems:
+            m = re.match(r"^([a-z_0-9]+(?:\.[a-z_0-9]+)*):", p)
+            if m is None:
+                continue
+            parts = m.group(1).split(".")
+            while parts and self.get(".".join(parts)) is None:
+                parts.pop()
+            if not parts or parts == ["model"]:
+                continue
+            key = ".".join(parts)
+            line = self.lines.get(key)
+            self.add("R204", "warning", f"{p}; dropped, the estimate uses vramdoc's default",
+                     "fix the value in the source", line)
+            self.drop(key)
+            dropped = True
+        return dropped
+
+
+def load_yaml(text: str) -> tuple[Any, dict[str, int], str]:
+    """Parse YAML; return (data, {dotted key: 1-based line}, error message or "")."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        return None, {}, f"not valid YAML{where}: {first}"
+    lines: dict[str, int] = {}
+    _walk(node, "", lines)
+    return data, lines, ""
+
+
+def _walk(node: Any, prefix: str, lines: dict[str, int]) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                key = f"{prefix}{k.value}"
+                lines.setdefault(key, k.start_mark.line + 1)
+                _walk(v, key + ".", lines)
+
+
+def json_lines(text: str) -> dict[str, int]:
+    """Lines of the keys of a JSON object, dotted by nesting (a light scan, not a parser)."""
+    lines: dict[str, int] = {}
+    stack: list[str] = []
+    last = ""
+    for n, raw in enumerate(text.splitlines(), 1):
+        for m in re.finditer(r'"([^"\\]+)"\s*:|[{}]', raw):
+            tok = m.group(0)
+            if tok == "{":
+                stack.append(last)
+            elif tok == "}":
+                if stack:
+                    stack.pop()
+            else:
+                last = m.group(1)
+                prefix = ".".join(s for s in stack if s)
+                lines.setdefault(f"{prefix}.{last}" if prefix else last, n)
+    return lines
+
+
+def as_float(value: Any) -> float | None:
+    """A number written as a number or a string ("2e-5", which YAML 1.1 reads as text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def as_bool(value: Any) -> bool | None:
+    """true/false as YAML or a command line writes them; None when it is neither."""
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in ("true", "1", "yes", "on"):
+        return True
+    if s in ("false", "0", "no", "off", "none", "null", ""):
+        return False
+    return None
+
+
+def as_int(value: Any) -> int | None:
+    f = as_float(value)
+    return int(f) if f is not None and f == int(f) else None
+
+
+def resolve_reference(source: Path, ref: str) -> Path | None:
+    """A file a config names, looked up next to the config, then its parents (frameworks
+    resolve paths against the directory the run starts in, usually the repository root)."""
+    ref_path = Path(ref)
+    if ref_path.is_absolute():
+        return ref_path if ref_path.is_file() else None
+    base = source.resolve().parent
+    for d in (base, *base.parents[:3]):
+        cand = d / ref_path
+        if cand.is_file():
+            return cand
+    return None

@@ -333,6 +333,11 @@ def _kernels(col: Collector, cfg: dict[str, Any], ln: Any, used: set[str]) -> No
         col.add("R201", "warning", "Cut Cross-Entropy never materialises the logits; the "
                 "estimate counts them, so it overstates the logits memory", "",
                 ln("cut_cross_entropy") or ln("plugins"))
+    if cfg.get("unfrozen_parameters"):
+        used.add("unfrozen_parameters")
+        col.add("R201", "warning", "unfrozen_parameters trains only the listed parameters; "
+                "estimated as a full fine-tune, which overstates gradients and optimizer "
+                "states", "", ln("unfrozen_parameters"))
     unsloth = [k for k in cfg if k.startswith("unsloth_") and cfg[k]]
     used.update(k for k in cfg if k.startswith("unsloth_"))
     if unsloth:

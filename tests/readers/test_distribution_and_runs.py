@@ -101,7 +101,8 @@ def test_trl_cli_and_axolotl_launch(tmp_path: Path) -> None:
     line.write_text(f"accelerate launch --num_processes 8 -m axolotl.cli.train {ax}\n")
     report = shell.read(line, line.read_text())
     assert report.setup is not None
-    assert report.setup["num_gpus"] == 8 and report.setup["model"] == "casperhansen/llama-3-70b-fp16"
+    assert report.setup["num_gpus"] == 8
+    assert report.setup["model"] == "casperhansen/llama-3-70b-fp16"
 
 
 def test_axolotl_deepspeed_and_fsdp_references_are_read() -> None:

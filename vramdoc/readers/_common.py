@@ -59,7 +59,12 @@ class Collector:
         self.findings.append(Finding(self.path, line, code, severity, message, fix))
 
     def set(self, key: str, value: Any, line: int | None = None) -> None:
-        """Set ``key`` (a dotted setup path such as ``training.optim``) to ``value``."""
+        """Set ``key`` (a dotted setup path such as ``training.optim``) to ``value``; None (a
+        value the reader could not convert) leaves the default, with an R204 finding."""
+        if value is None:
+            self.add("R204", "warning", f"{key}: the value given is not usable; vramdoc's "
+                     "default is used", "fix the value in the source", line)
+            return
         parts = key.split(".")
         node = self.setup
         for p in parts[:-1]:
@@ -115,6 +120,11 @@ class Collector:
             for _ in range(20):
                 try:
                     setup_from_mapping(setup, source=self.path)
+                    break
+                except (TypeError, ValueError) as exc:  # a value setup.py cannot convert
+                    self.add("R204", "warning", f"the setup read cannot be validated ({exc}); "
+                             "not estimated", "fix the values in the source")
+                    setup = None
                     break
                 except ConfigError as exc:
                     if not self._drop_problems(exc.problems):
@@ -202,11 +212,13 @@ def as_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        value = float(value)
+        return value if value == value and abs(value) != float("inf") else None
     try:
-        return float(str(value))
+        f = float(str(value))
     except ValueError:
         return None
+    return f if f == f and f not in (float("inf"), float("-inf")) else None
 
 
 def as_bool(value: Any) -> bool | None:
@@ -221,9 +233,30 @@ def as_bool(value: Any) -> bool | None:
     return None
 
 
+def as_list(value: Any) -> list[str]:
+    """A list of names written as a list, or as one string (comma-separated when ``sep``)."""
+    if value is None or isinstance(value, bool | dict):
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value if v is not None and not isinstance(v, dict | list)]
+    return [str(value)]
+
+
+def as_targets(value: Any) -> str | list[str] | None:
+    """LoRA target modules: "all-linear", a list of names, or None when none usable."""
+    if value == "all-linear":
+        return "all-linear"
+    names = as_list(value)
+    return names or None
+
+
 def as_int(value: Any) -> int | None:
     f = as_float(value)
-    return int(f) if f is not None and f == int(f) else None
+    import math
+
+    return int(f) if f is not None and math.isfinite(f) and f == int(f) else None
 
 
 def resolve_reference(source: Path, ref: str) -> Path | None:

@@ -86,11 +86,13 @@ def distribution(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
     from vramdoc.readers import deepspeed
 
     used.update(("deepspeed", "fsdp", "fsdp_config", "fsdp_version"))
-    if cfg.get("deepspeed"):
+    if isinstance(cfg.get("deepspeed"), str | dict) and cfg.get("deepspeed"):
         deepspeed.apply_reference(col, path, cfg["deepspeed"], ln("deepspeed"))
     if cfg.get("fsdp") or cfg.get("fsdp_config"):
         opts = fsdp_options(cfg.get("fsdp"), cfg.get("fsdp_config"))
-        version = cfg.get("fsdp_version") or (cfg.get("fsdp_config") or {}).get("fsdp_version")
+        fc = cfg.get("fsdp_config")
+        version = cfg.get("fsdp_version") or (fc.get("fsdp_version") if isinstance(fc, dict)
+                                              else None)
         col.add("R207", "info", f"FSDP{version or ''} ({opts}) read. The number of GPUs is not "
                 "in this file, so the estimate is for one unsharded GPU; FSDP is applied when "
                 "the GPU count is known", "pass --num-gpus N --fsdp '" + opts + "' (or the "

@@ -36,8 +36,8 @@ def facts(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("mixed_precision") not in (None, "no"):
         out["mixed_precision"] = str(data["mixed_precision"])
     if out["distributed_type"] == "FSDP":
-        out["fsdp"] = fw.fsdp_options(None, data.get("fsdp_config") or {}) or "full_shard"
-        fc = data.get("fsdp_config") or {}
+        fc = data.get("fsdp_config") if isinstance(data.get("fsdp_config"), dict) else {}
+        out["fsdp"] = fw.fsdp_options(None, fc) or "full_shard"
         out["fsdp_version"] = fc.get("fsdp_version", 1)
         if as_bool(fc.get("fsdp_activation_checkpointing")):
             out["activation_checkpointing"] = True

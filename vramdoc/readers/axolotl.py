@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.readers import _frameworks as fw
-from vramdoc.readers._common import Collector, as_bool, as_float, as_int, load_yaml
+from vramdoc.readers._common import (
+    Collector,
+    as_bool,
+    as_float,
+    as_int,
+    as_list,
+    as_targets,
+    load_yaml,
+)
 from vramdoc.readers.findings import SourceReport
 
 KIND = "axolotl"
@@ -229,13 +237,12 @@ def _lora(col: Collector, cfg: dict[str, Any], ln: Any) -> None:
                 "(src/axolotl/loaders/adapter.py find_all_linear_names), as PEFT's all-linear",
                 "", ln("lora_target_linear"))
     elif targets:
-        col.set("lora.target_modules", [targets] if isinstance(targets, str) else
-                [str(t) for t in targets], ln("lora_target_modules"))
+        col.set("lora.target_modules", as_targets(targets), ln("lora_target_modules"))
     else:
         col.add("R202", "info", "no lora_target_modules and no lora_target_linear: PEFT's "
                 "default targets for the architecture", "", ln("adapter"))
     if cfg.get("lora_modules_to_save"):
-        col.set("lora.modules_to_save", list(cfg["lora_modules_to_save"]),
+        col.set("lora.modules_to_save", as_list(cfg["lora_modules_to_save"]) or None,
                 ln("lora_modules_to_save"))
     if as_bool(cfg.get("peft_use_dora")):
         col.set("lora.use_dora", True, ln("peft_use_dora"))
@@ -312,7 +319,7 @@ def _training(col: Collector, cfg: dict[str, Any], ln: Any, used: set[str]) -> N
 
 
 def _kernels(col: Collector, cfg: dict[str, Any], ln: Any, used: set[str]) -> None:
-    plugins = [str(p) for p in (cfg.get("plugins") or [])]
+    plugins = as_list(cfg.get("plugins"))
     used.add("plugins")
     if cfg.get("sample_packing"):
         used.add("sample_packing")

@@ -86,7 +86,9 @@ def read(path: Path, text: str) -> SourceReport:
     facts = zero_facts(data)
     stage = facts.get("zero_stage", 0)
     col.add("R207", "info", f"DeepSpeed {describe(facts)}: ZeRO-1 shards optimizer states, "
-            "ZeRO-2 also gradients, ZeRO-3 also parameters, across the data-parallel GPUs (a DeepSpeed file names no model: it is read for these facts, not estimated alone)",
+            "ZeRO-2 also gradients, ZeRO-3 also parameters, across the data-parallel GPUs "
+            "(a DeepSpeed file names no model: it is read for these facts, not estimated "
+            "alone)",
             "give it to a run with TrainingArguments(deepspeed=...) / training.deepspeed",
             lines.get("zero_optimization.stage", lines.get("zero_optimization")))
     if stage and stage not in (0, 1, 2, 3):

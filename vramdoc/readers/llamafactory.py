@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.readers import _frameworks as fw
-from vramdoc.readers._common import Collector, as_bool, as_float, as_int, load_yaml
+from vramdoc.readers._common import Collector, as_bool, as_float, as_int, as_list, load_yaml
 from vramdoc.readers.findings import SourceReport
 
 KIND = "llamafactory"
@@ -235,9 +235,9 @@ def _lora(col: Collector, cfg: dict[str, Any], ln: Any) -> None:
     col.set("lora.lora_alpha", alpha, ln("lora_alpha") or ln("lora_rank"))
     col.set("lora.lora_dropout", as_float(cfg.get("lora_dropout", 0.0)) or 0.0,
             ln("lora_dropout"))
-    target = cfg.get("lora_target", "all")
+    target = cfg.get("lora_target") or "all"
     targets = [t.strip() for t in target.split(",")] if isinstance(target, str) else \
-        [str(t) for t in target]
+        as_list(target) or ["all"]
     if targets == ["all"]:
         col.set("lora.target_modules", "all-linear", ln("lora_target"))
         col.add("R202", "info", "lora_target: all (LLaMA-Factory's default) targets every "

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vramdoc.readers._common import Collector, as_float, as_int
+from vramdoc.readers._common import Collector, as_float, as_int, as_list, as_targets
 from vramdoc.readers.findings import SourceReport
 
 KIND = "run"
@@ -94,7 +94,9 @@ def _model_config(col: Collector, path: Path, data: dict[str, Any]) -> None:
 
 
 def _adapter(col: Collector, path: Path, data: dict[str, Any]) -> None:
-    ln = (lambda k: _line(path, k))
+    def ln(key: str) -> int | None:
+        return _line(path, key)
+
     peft_type = str(data.get("peft_type", "LORA"))
     if peft_type.upper() != "LORA":
         col.add("R201", "warning", f"peft_type {peft_type} is not modelled; estimated as LoRA",
@@ -113,11 +115,12 @@ def _adapter(col: Collector, path: Path, data: dict[str, Any]) -> None:
             col.add("R201", "info", f"target_modules is a regular expression ({tm!r}); "
                     "estimated as a module-name suffix", "", ln("target_modules"))
     elif isinstance(tm, list) and tm:
-        col.set("lora.target_modules", [str(t) for t in tm], ln("target_modules"))
+        col.set("lora.target_modules", as_targets(tm), ln("target_modules"))
     if data.get("lora_dropout") is not None:
         col.set("lora.lora_dropout", as_float(data["lora_dropout"]), ln("lora_dropout"))
     if data.get("modules_to_save"):
-        col.set("lora.modules_to_save", list(data["modules_to_save"]), ln("modules_to_save"))
+        col.set("lora.modules_to_save", as_list(data["modules_to_save"]) or None,
+                ln("modules_to_save"))
     for key in ("use_dora", "use_rslora"):
         if data.get(key) is True:
             col.set(f"lora.{key}", True, ln(key))

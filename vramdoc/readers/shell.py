@@ -23,6 +23,7 @@ from vramdoc.readers._common import (
     as_bool,
     as_float,
     as_int,
+    as_targets,
     load_yaml,
     resolve_reference,
 )
@@ -151,7 +152,8 @@ _LAUNCH_OPTS = {  # launcher options that take a value (the rest are switches)
     "torchrun": {"nproc_per_node", "nproc-per-node", "nnodes", "node_rank", "node-rank",
                  "master_addr", "master-addr", "master_port", "master-port", "rdzv_backend",
                  "rdzv-backend", "rdzv_endpoint", "rdzv-endpoint", "rdzv_id", "rdzv-id",
-                 "max_restarts", "max-restarts", "log_dir", "log-dir", "role", "local-ranks-filter"},
+                 "max_restarts", "max-restarts", "log_dir", "log-dir", "role",
+                 "local-ranks-filter"},
     "deepspeed": {"num_gpus", "num_nodes", "include", "exclude", "hostfile", "master_port",
                   "master_addr", "launcher", "module"},
 }
@@ -167,13 +169,12 @@ def _launcher(tokens: list[Token]) -> tuple[str, dict[str, Any], list[Token], in
         if len(rest) >= 2 and rest[0][0] == "-m" and rest[1][0] in ("torch.distributed.run",
                                                                     "torch.distributed.launch"):
             prog, rest = "torchrun", rest[2:]
-        elif len(rest) >= 2 and rest[0][0] == "-m" and rest[1][0] in ("accelerate.commands.launch",):
+        elif len(rest) >= 2 and rest[0][0] == "-m" and rest[1][0] == "accelerate.commands.launch":
             prog, rest = "accelerate", [("launch", line), *rest[2:]]
         else:
             return "python", opts, rest, line
-    if prog == "accelerate":
-        if rest and rest[0][0] == "launch":
-            rest = rest[1:]
+    if prog == "accelerate" and rest and rest[0][0] == "launch":
+        rest = rest[1:]
     if prog in _LAUNCH_OPTS:
         takes = _LAUNCH_OPTS[prog]
         i = 0
@@ -424,8 +425,7 @@ def _generic(col: Collector, path: Path, program: str, flags: dict[str, Any], ln
             col.set("lora.lora_dropout", as_float(flags["lora_dropout"]), ln("lora_dropout"))
         tm = flags.get("lora_target_modules")
         if tm:
-            col.set("lora.target_modules", tm if tm == "all-linear" else
-                    ([tm] if isinstance(tm, str) else list(tm)), ln("lora_target_modules"))
+            col.set("lora.target_modules", as_targets(tm), ln("lora_target_modules"))
         used.update(("use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"))
         for bits in ("4", "8"):
             if as_bool(flags.get(f"load_in_{bits}bit")):

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.readers import _frameworks as fw
-from vramdoc.readers._common import Collector, as_bool, as_float, as_int, load_yaml
+from vramdoc.readers._common import (
+    Collector,
+    as_bool,
+    as_float,
+    as_int,
+    as_list,
+    as_targets,
+    load_yaml,
+)
 from vramdoc.readers.findings import SourceReport
 
 KIND = "trl"
@@ -65,7 +73,8 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
                 "(reference model, pairs or generations); estimated as SFT of one model, which "
                 "understates the memory", "", None)
     # --- model loading (ModelConfig, model_init_kwargs) ------------------------------
-    mik = cfg.get("model_init_kwargs") if isinstance(cfg.get("model_init_kwargs"), dict) else {}
+    raw_mik = cfg.get("model_init_kwargs")
+    mik: dict[str, Any] = raw_mik if isinstance(raw_mik, dict) else {}
     dtype_key = next((k for k in ("dtype", "torch_dtype") if cfg.get(k)), None)
     dtype = cfg.get(dtype_key) if dtype_key else mik.get("dtype", mik.get("torch_dtype"))
     if dtype_key == "torch_dtype":
@@ -89,14 +98,12 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
         col.set("lora.r", as_int(cfg.get("lora_r", 16)) or 16, ln("lora_r") or ln("use_peft"))
         col.set("lora.lora_alpha", as_int(cfg.get("lora_alpha", 32)) or 32, ln("lora_alpha"))
         col.set("lora.lora_dropout", as_float(cfg.get("lora_dropout", 0.05)), ln("lora_dropout"))
-        targets = cfg.get("lora_target_modules")
-        if targets:
-            col.set("lora.target_modules", targets if targets == "all-linear" else
-                    ([targets] if isinstance(targets, str) else [str(t) for t in targets]),
+        if cfg.get("lora_target_modules"):
+            col.set("lora.target_modules", as_targets(cfg["lora_target_modules"]),
                     ln("lora_target_modules"))
         if cfg.get("lora_modules_to_save"):
             mts = cfg["lora_modules_to_save"]
-            col.set("lora.modules_to_save", [mts] if isinstance(mts, str) else list(mts),
+            col.set("lora.modules_to_save", as_list(mts) or None,
                     ln("lora_modules_to_save"))
         for key in ("use_dora", "use_rslora"):
             if as_bool(cfg.get(key)):

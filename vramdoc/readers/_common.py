@@ -104,8 +104,12 @@ class Collector:
                      f"write warmup_steps: {value}", line)
             self.set("training.warmup_steps", value, line)
         elif name in REMOVED_TRAINING_KEYS:
-            self.add("R205", "warning", f"{shown}: removed in transformers 5; ignored",
-                     f"use {REMOVED_TRAINING_KEYS[name]}", line)
+            repl = REMOVED_TRAINING_KEYS[name]
+            if repl.startswith("nothing "):
+                fix = f"delete it: {repl[len('nothing '):].strip('()')}"
+            else:
+                fix = f"use {repl}"
+            self.add("R205", "warning", f"{shown}: removed in transformers 5; ignored", fix, line)
         elif name in hf_names()["TrainingArguments"]:
             if value is not None:
                 self.set(f"training.{name}", value, line)

@@ -36,7 +36,8 @@ def facts(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("mixed_precision") not in (None, "no"):
         out["mixed_precision"] = str(data["mixed_precision"])
     if out["distributed_type"] == "FSDP":
-        fc = data.get("fsdp_config") if isinstance(data.get("fsdp_config"), dict) else {}
+        raw = data.get("fsdp_config")
+        fc: dict[str, Any] = raw if isinstance(raw, dict) else {}
         out["fsdp"] = fw.fsdp_options(None, fc) or "full_shard"
         out["fsdp_version"] = fc.get("fsdp_version", 1)
         if as_bool(fc.get("fsdp_activation_checkpointing")):

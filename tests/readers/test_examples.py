@@ -1,0 +1,37 @@
+"""examples/doctor-axolotl and examples/doctor-llamafactory: the documented command prints the
+documented output (regenerate: run the README's command, redirect it to expected_output.txt)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ROOT
+from vramdoc.readers import preview
+
+CASES = [
+    ("doctor-axolotl", "qlora.yml", "RTX-4090", 1),
+    ("doctor-llamafactory", "qwen3_lora_sft_otfq.yaml", "RTX-3060-12GB", 0),
+]
+
+
+@pytest.mark.parametrize("folder,config,gpu,code", CASES)
+def test_example_prints_its_expected_output(folder: str, config: str, gpu: str, code: int,
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    example = ROOT / "examples" / folder
+    readme = (example / "README.md").read_text()
+    path = f"examples/{folder}/{config}"
+    assert f"python -m vramdoc.readers.preview {path} --gpu {gpu}" in readme
+    monkeypatch.chdir(ROOT)
+    assert preview.main([path, "--gpu", gpu]) == code
+    out = capsys.readouterr().out
+    assert out == (example / "expected_output.txt").read_text(), (
+        "regenerate with the README's command and review the difference")
+
+
+def test_preview_says_what_it_cannot_read(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    odd = tmp_path / "notes.md"
+    odd.write_text("hello")
+    assert preview.main([str(odd)]) == 2
+    assert "not a format these readers know" in capsys.readouterr().err
+    assert preview.main([str(tmp_path / "missing.yml")]) == 2

@@ -35,3 +35,17 @@ def test_preview_says_what_it_cannot_read(tmp_path, capsys) -> None:  # type: ig
     assert preview.main([str(odd)]) == 2
     assert "not a format these readers know" in capsys.readouterr().err
     assert preview.main([str(tmp_path / "missing.yml")]) == 2
+
+
+def test_readme_code_table_is_the_readers_table() -> None:
+    from vramdoc.readers._common import CODES
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("<!-- section:readers -->"):
+                   readme.index("<!-- /section:readers -->")]
+    import re
+
+    documented = re.findall(r"^\| (R2\d\d) \|", block, re.M)
+    assert documented == sorted(CODES)
+    module_doc = __import__("vramdoc.readers._common", fromlist=["x"]).__doc__ or ""
+    assert re.findall(r"^(R2\d\d) ", module_doc, re.M) == sorted(CODES)

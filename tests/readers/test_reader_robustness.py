@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vramdoc.readers import accelerate, axolotl, deepspeed, llamafactory, runs, shell, trl
+from vramdoc.readers._common import CODES
 from vramdoc.setup import setup_from_mapping
 
 KEYS = [
@@ -42,7 +43,7 @@ CONFIGS = st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=14)
 
 def _check(report: Any) -> None:
     for f in report.findings:
-        assert f.code.startswith("R2") and f.severity in ("error", "warning", "info")
+        assert f.code in CODES and f.severity in ("error", "warning", "info")
         assert f.message
     if report.setup is not None:
         setup_from_mapping(report.setup)

@@ -11,7 +11,8 @@ R201  warning   a feature the setup schema cannot express; the finding says how 
 R202  info      a framework default the reader relied on, citing the file where it lives
 R203  info      a key the reader does not know; ignored
 R204  warning   a value vramdoc cannot use; dropped, the estimate uses the default named
-R205  warning   a key transformers 5 removed, with its replacement (the reader applies it)
+R205  warning   a key transformers 5 (or TRL, or the framework) removed or renamed, with its
+                replacement (the reader applies it)
 R206  info      a file the source refers to (DeepSpeed JSON, accelerate config, script):
                 read, or not found next to the source
 R207  info      distribution facts read (DeepSpeed ZeRO stage, FSDP, number of processes)
@@ -36,7 +37,7 @@ CODES: dict[str, str] = {
     "R202": "a framework default the reader relied on (with its source file)",
     "R203": "a key the reader does not know; ignored",
     "R204": "a value vramdoc cannot use; dropped, the estimate uses the default",
-    "R205": "a key transformers 5 removed; the reader applies its replacement",
+    "R205": "a key removed or renamed (transformers 5, TRL); the reader applies the new name",
     "R206": "a file the source refers to: read, or not found",
     "R207": "distribution facts read (DeepSpeed ZeRO, FSDP, number of processes)",
     "R208": "a file vramdoc never loads (pickled training_args.bin)",

@@ -33,6 +33,13 @@ from vramdoc.readers._common import (
 from vramdoc.readers.findings import SourceReport
 
 KIND = "trl"
+# TRL's defaults this reader relies on (checked against the installed trl by
+# tests/readers/test_trl_defaults.py when trl is there)
+DEFAULTS: dict[str, Any] = {
+    "max_length": 1024, "learning_rate": 2e-5, "gradient_checkpointing": True,
+    "dtype": "float32", "use_peft": False, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+    "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": False, "packing": False,
+}
 _SRC = "trl/trainer"
 _SIGNS = ("use_peft", "max_length", "max_seq_length", "packing", "dataset_name",
           "dataset_text_field", "lora_r", "lora_target_modules", "load_in_4bit",
@@ -81,7 +88,7 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
         col.add("R205", "info", "torch_dtype: TRL's ModelConfig now calls it dtype",
                 "write dtype", ln("torch_dtype"))
     if dtype is None:
-        dtype = "float32"
+        dtype = DEFAULTS["dtype"]
         col.add("R202", "info", f"dtype not set: TRL loads the model in float32 "
                 f"({_SRC}/model_config.py, {_SRC}/sft_trainer.py)",
                 "write dtype: bfloat16 to load half-precision weights", None)
@@ -93,11 +100,14 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
     if as_bool(cfg.get("trust_remote_code")):
         col.set("model_kwargs.trust_remote_code", True, ln("trust_remote_code"))
     # --- LoRA -----------------------------------------------------------------------
-    use_peft = bool(as_bool(cfg.get("use_peft", False)))
+    use_peft = bool(as_bool(cfg.get("use_peft", DEFAULTS["use_peft"])))
     if use_peft:
-        col.set("lora.r", as_int(cfg.get("lora_r", 16)) or 16, ln("lora_r") or ln("use_peft"))
-        col.set("lora.lora_alpha", as_int(cfg.get("lora_alpha", 32)) or 32, ln("lora_alpha"))
-        col.set("lora.lora_dropout", as_float(cfg.get("lora_dropout", 0.05)), ln("lora_dropout"))
+        col.set("lora.r", as_int(cfg.get("lora_r", DEFAULTS["lora_r"])),
+                ln("lora_r") or ln("use_peft"))
+        col.set("lora.lora_alpha", as_int(cfg.get("lora_alpha", DEFAULTS["lora_alpha"])),
+                ln("lora_alpha"))
+        col.set("lora.lora_dropout", as_float(cfg.get("lora_dropout", DEFAULTS["lora_dropout"])),
+                ln("lora_dropout"))
         if cfg.get("lora_target_modules"):
             col.set("lora.target_modules", as_targets(cfg["lora_target_modules"]),
                     ln("lora_target_modules"))
@@ -127,8 +137,10 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
         compute = "bfloat16" if str(dtype) in ("auto", "None") else str(dtype)
         quant: dict[str, Any] = {
             "load_in_4bit": True,
-            "bnb_4bit_quant_type": str(cfg.get("bnb_4bit_quant_type", "nf4")),
-            "bnb_4bit_use_double_quant": bool(as_bool(cfg.get("use_bnb_nested_quant", False))),
+            "bnb_4bit_quant_type": str(cfg.get("bnb_4bit_quant_type",
+                                               DEFAULTS["bnb_4bit_quant_type"])),
+            "bnb_4bit_use_double_quant": bool(as_bool(cfg.get(
+                "use_bnb_nested_quant", DEFAULTS["use_bnb_nested_quant"]))),
             "bnb_4bit_compute_dtype": compute.replace("torch.", "")}
         if cfg.get("bnb_4bit_quant_storage"):
             quant["bnb_4bit_quant_storage"] = str(cfg["bnb_4bit_quant_storage"])
@@ -146,14 +158,14 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
     if length_key == "max_seq_length":
         col.add("R205", "warning", "max_seq_length: TRL renamed it max_length (SFTConfig)",
                 "write max_length", ln("max_seq_length"))
-    length = cfg.get(length_key) if length_key else 1024
+    length = cfg.get(length_key) if length_key else DEFAULTS["max_length"]
     if length_key is None:
         col.add("R202", "info", f"max_length not set: SFTConfig's default 1024 "
                 f"({_SRC}/sft_config.py)", "", None)
     if length is None:
         col.add("R201", "warning", "max_length: null does not truncate; estimated at 1024",
                 "set max_length to your longest sequence", ln(length_key or ""))
-        length = 1024
+        length = DEFAULTS["max_length"]
     col.set("max_seq_length", length, ln(length_key) if length_key else None)
     fp16 = bool(as_bool(cfg.get("fp16", False)))
     bf16 = as_bool(cfg["bf16"]) if cfg.get("bf16") is not None else not fp16
@@ -162,12 +174,13 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
                 f"({_SRC}/base_config.py)", "", None)
     col.set("training.bf16", bool(bf16), ln("bf16"))
     col.set("training.fp16", fp16, ln("fp16"))
-    gc = as_bool(cfg.get("gradient_checkpointing", True))
+    gc = as_bool(cfg.get("gradient_checkpointing", DEFAULTS["gradient_checkpointing"]))
     col.set("training.gradient_checkpointing", bool(gc), ln("gradient_checkpointing"))
     if "gradient_checkpointing" not in cfg:
         col.add("R202", "info", f"gradient_checkpointing not set: TRL's default is true "
                 f"({_SRC}/base_config.py)", "", None)
-    col.set("training.learning_rate", as_float(cfg.get("learning_rate", 2e-5)),
+    col.set("training.learning_rate", as_float(cfg.get("learning_rate",
+                                                       DEFAULTS["learning_rate"])),
             ln("learning_rate"))
     if "per_device_train_batch_size" not in cfg:
         col.add("R202", "info", "per_device_train_batch_size not set: transformers' default 8",

@@ -60,6 +60,7 @@ def test_accelerate_launch_with_config_file_sets_gpus_and_fsdp(tmp_path: Path) -
     assert s is not None
     assert s["model"] == "llama-3.2-1b" and s["num_gpus"] == 2
     assert s["training"]["fsdp"] == "full_shard auto_wrap"
+    assert s["training"]["fsdp_config"]["fsdp_sharding_strategy"] == "FULL_SHARD"
     assert s["training"]["per_device_train_batch_size"] == 4
     assert s["training"]["bf16"] is True and s["training"]["gradient_checkpointing"] is True
     assert s["max_seq_length"] == 1024

@@ -90,3 +90,28 @@ def test_malformed_files_are_one_finding_each() -> None:
             assert [f.code for f in report.findings] == ["R200"], (mod, text)
     assert [f.code for f in runs.read(Path("config.json"), "[1, 2]").findings] == ["R200"]
     assert [f.code for f in shell.read(Path("x.sh"), "echo hi\n").findings] == ["R200"]
+
+
+def test_each_fixture_is_detected_by_its_reader() -> None:
+    from tests.conftest import ROOT
+    from vramdoc.readers import preview
+
+    fixtures = ROOT / "tests" / "readers" / "fixtures"
+    expected = {"axolotl": "axolotl", "llamafactory": "llamafactory", "trl": "trl"}
+    for f in sorted(fixtures.rglob("*")):
+        if not f.is_file() or f.suffix == ".md":
+            continue
+        report = preview.read_file(f)
+        assert report is not None, f
+        if f.suffix == ".json":
+            want = "deepspeed"
+        elif f.suffix == ".sh":
+            want = "shell"
+        elif "accelerate" in f.parts:
+            want = "accelerate"
+        else:
+            want = next(v for k, v in expected.items() if k in f.name or k in f.parts)
+        assert report.kind == want, f
+    # vramdoc's own setup files are none of these formats
+    for setup in sorted((ROOT / "examples").rglob("setup.yaml")):
+        assert preview.read_file(setup) is None, setup

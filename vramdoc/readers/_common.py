@@ -168,14 +168,18 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int], str]:
     """Parse YAML; return (data, {dotted key: 1-based line}, error message or "")."""
     import yaml
 
+    # one parse gives both the values and the key positions (libyaml's loader when present)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         return None, {}, f"not valid YAML{where}: {first}"
+    finally:
+        loader.dispose()
     lines: dict[str, int] = {}
     _walk(node, "", lines)
     return data, lines, ""

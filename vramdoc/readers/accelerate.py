@@ -40,6 +40,7 @@ def facts(data: dict[str, Any]) -> dict[str, Any]:
         fc: dict[str, Any] = raw if isinstance(raw, dict) else {}
         out["fsdp"] = fw.fsdp_options(None, fc) or "full_shard"
         out["fsdp_version"] = fc.get("fsdp_version", 1)
+        out["fsdp_config"] = dict(fc)
         if as_bool(fc.get("fsdp_activation_checkpointing")):
             out["activation_checkpointing"] = True
     ds = data.get("deepspeed_config")

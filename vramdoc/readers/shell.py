@@ -262,6 +262,8 @@ def _command(col: Collector, path: Path, tokens: list[Token]) -> bool:
         fsdp = col.get("training.fsdp")
         if isinstance(opts.get("_fsdp"), str) and not fsdp:
             col.set("training.fsdp", opts["_fsdp"], line)
+            if opts.get("_fsdp_config"):  # TrainingArguments takes accelerate's fsdp_* names
+                col.set("training.fsdp_config", opts["_fsdp_config"], line)
     elif col.get("training.fsdp"):
         fsdp_line = col.lines.get("training.fsdp")
         col.add("R207", "info", f"fsdp {col.get('training.fsdp')!r} read, but the number of "
@@ -314,6 +316,7 @@ def _world_size(col: Collector, path: Path, launcher: str, opts: dict[str, Any],
                 n = f.get("num_processes")
                 if "fsdp" in f:
                     opts["_fsdp"] = f["fsdp"]
+                    opts["_fsdp_config"] = f["fsdp_config"]
                 ds = f.get("deepspeed") or {}
                 if ds.get("deepspeed_config_file"):
                     from vramdoc.readers import deepspeed

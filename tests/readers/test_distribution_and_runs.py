@@ -156,3 +156,18 @@ def test_run_outputs(tmp_path: Path) -> None:
     from vramdoc.estimate import estimate
 
     assert estimate(setup_from_mapping(mrep.setup)).peak_allocated_bytes > 0
+
+
+def test_accelerate_deepspeed_flags(tmp_path: Path) -> None:
+    script = tmp_path / "z3.sh"
+    script.write_text("accelerate launch --use_deepspeed --zero_stage 3 "
+                      "--offload_optimizer_device cpu --num_processes=4 train.py "
+                      "--model_name_or_path gpt2 --per_device_train_batch_size 2\n")
+    report = shell.read(script, script.read_text())
+    s = report.setup
+    assert s is not None and s["num_gpus"] == 4
+    assert s["training"]["deepspeed"] == {"zero_optimization": {
+        "stage": 3, "offload_optimizer": {"device": "cpu"}}}
+    assert any(f.code == "R207" and "ZeRO-3, offload_optimizer cpu" in f.message
+               for f in report.findings)
+    setup_from_mapping(s)

@@ -330,6 +330,21 @@ def _world_size(col: Collector, path: Path, launcher: str, opts: dict[str, Any],
                         "stage": ds["zero_stage"]}}, line)
     if opts.get("num_processes") not in (None, True):
         n = as_int(opts["num_processes"])
+    if isinstance(opts.get("deepspeed_config_file"), str):
+        from vramdoc.readers import deepspeed
+
+        deepspeed.apply_reference(col, path, opts["deepspeed_config_file"], line,
+                                  "--deepspeed_config_file")
+    elif opts.get("use_deepspeed") and as_int(opts.get("zero_stage")) is not None:
+        zero: dict[str, Any] = {"stage": as_int(opts["zero_stage"])}
+        for part in ("offload_optimizer", "offload_param"):
+            device = opts.get(f"{part}_device")
+            if isinstance(device, str) and device != "none":
+                zero[part] = {"device": device}
+        col.set("training.deepspeed", {"zero_optimization": zero}, line)
+        col.add("R207", "info", f"accelerate launch --use_deepspeed: ZeRO-{zero['stage']}"
+                + "".join(f", {p} {v['device']}" for p, v in zero.items() if p != "stage")
+                + "; passed on as training.deepspeed", "", line)
     if opts.get("use_fsdp") and "_fsdp" not in opts:
         opts["_fsdp"] = "full_shard" + (" offload" if as_bool(opts.get("fsdp_offload_params"))
                                         else "")

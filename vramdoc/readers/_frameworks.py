@@ -109,5 +109,6 @@ def unknown_keys(col: Collector, cfg: dict[str, Any], ln: Any, used: set[str], f
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        col.add("R203", "info", f"{key}: not a {framework} key{hint}; ignored",
+        col.add("R203", "info", f"{key}: not a key of {framework}'s current schema{hint}; "
+                "ignored",
                 f"check the spelling against {framework}'s documentation", ln(key))

@@ -17,7 +17,8 @@ R206  info      a file the source refers to (DeepSpeed JSON, accelerate config, 
                 read, or not found next to the source
 R207  info      distribution facts read (DeepSpeed ZeRO stage, FSDP, number of processes)
 R208  info      a file vramdoc never loads (pickled ``training_args.bin``)
-R209  error     no model named: the file gives no setup to estimate
+R209  error     no model named: the file gives no setup to estimate (info for a launch line,
+                whose script names the model, and for run files that reveal only facts)
 ====  ========  ==========================================================================
 """
 

@@ -213,6 +213,10 @@ def read(path: Path, text: str) -> SourceReport:
             continue
         if _command(col, path, tokens):
             done = tokens[0][1]
+    if done is None:
+        col.add("R209", "info", "no model on the command line (the script it runs chooses "
+                "it): the launch facts above are reported, not estimated",
+                "doctor the training script or config too", cmds[0][0][1])
     return col.report()
 
 
@@ -449,6 +453,7 @@ def _generic(col: Collector, path: Path, program: str, flags: dict[str, Any], ln
             if as_bool(flags.get(f"load_in_{bits}bit")):
                 col.set("quantization", {f"load_in_{bits}bit": True}, ln(f"load_in_{bits}bit"))
     used.update(("load_in_4bit", "load_in_8bit"))
+    own: list[str] = []
     for key, value in flags.items():
         if key in used:
             continue
@@ -466,5 +471,7 @@ def _generic(col: Collector, path: Path, program: str, flags: dict[str, Any], ln
         elif key in ta or key in REMOVED_TRAINING_KEYS:
             col.training(key, value, ln(key))
         else:
-            col.add("R203", "info", f"--{key}: not a TrainingArguments flag; the script's "
-                    "own argument, ignored", "", ln(key))
+            own.append(key)
+    if own:
+        col.add("R203", "info", "not TrainingArguments flags, so the script's own arguments "
+                "(not read): " + ", ".join(f"--{k}" for k in own), "", ln(own[0]))

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vramdoc.estimate.adapters import check_lora_targets, zero_trainable_error
 from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
 from vramdoc.estimate.distributed import shard, sharding
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
@@ -125,7 +126,13 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
         # per-expert nn.Linear modules and an nn.Linear router: bitsandbytes quantizes them
         groups = tuple(replace(g, quantizable=True) if g.kind in (EXPERTS, ROUTER) else g
                        for g in groups)
+    lora_notes: tuple[str, ...] = ()
+    if setup.lora is not None:
+        # where PEFT itself would raise (no default targets, no match), so do we
+        lora_notes = check_lora_targets(setup.lora.target_modules, spec, groups)
     params = account_params(setup, spec, groups)
+    if params.trainable_numel == 0:
+        raise zero_trainable_error(spec)
     t = setup.training
     opt: OptimizerAccount = account_optimizer(t.optim, params, t.weight_decay,
                                               foreach=foreach_default(setup.torch_version))
@@ -206,7 +213,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None,
                              lazy=lazy_module_loading(setup.torch_version))
     device = reserved + ctx + paged
-    notes = list(notes_dist)
+    notes = [*lora_notes, *notes_dist]
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
     if paged:

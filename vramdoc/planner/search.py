@@ -238,7 +238,14 @@ class _Search:
         err_combo, err_cand = self._split(self.errors)
         warn_combo, warn_cand = self._split(self.warnings)
         ranked: list[tuple[tuple[Any, ...], Candidate]] = []
+        from vramdoc.estimate.adapters import has_default_targets
+
+        # PEFT raises for LoraConfig() without target_modules on a model type it has no
+        # default for: such plans are not candidates at all
+        peft_default = has_default_targets(self.spec)
         for combo in combos(self.req.methods):
+            if combo.targets == "default" and not peft_default:
+                continue
             n = len(seqs) * len(mbs)
             self.stats.candidates += n
             probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])

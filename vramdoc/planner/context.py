@@ -45,6 +45,8 @@ def gpu_context(gpu: Any, n_gpus: int = 1) -> dict[str, Any]:
 
 def model_context(spec: Any) -> dict[str, Any]:
     """Model names of the context."""
+    from vramdoc.models.numerics import fp16_overflow
+
     return {
         "model": spec.name, "model_type": spec.model_type, "model_params": spec.n_params,
         "model_family": spec.family,
@@ -52,6 +54,7 @@ def model_context(spec: Any) -> dict[str, Any]:
         "is_moe": bool(spec.num_local_experts), "is_encoder": bool(spec.is_encoder),
         "checkpoint_dtype": spec.checkpoint_dtype, "vocab_size": spec.vocab_size,
         "max_position_embeddings": spec.max_position_embeddings,
+        "fp16_overflow": fp16_overflow(spec.model_type),
     }
 
 

@@ -171,6 +171,8 @@ def describe(setup: TrainSetup) -> str:
         setup.torch_dtype]
     amp = "+bf16 AMP" if t.bf16 else "+fp16 AMP" if t.fp16 else ""
     parts = [m, f"{prec}{amp}", setup.attn_implementation]
+    if setup.quantization is not None and not setup.prepare_model_for_kbit_training:
+        parts.append("no fp32 upcast")
     if t.gradient_checkpointing:
         parts.append("ckpt")
     parts.append(t.optim)
@@ -275,7 +277,7 @@ class _Search:
     # -- the walk ----------------------------------------------------------------------------
     def group_feasible(self, cand: Candidate, memo: dict[tuple[Any, ...], bool]) -> bool:
         c = cand.combo
-        key = (c.method, c.dtype, c.amp, c.targets, c.r, cand.seq_len)
+        key = (c.method, c.dtype, c.amp, c.targets, c.r, c.upcast, cand.seq_len)
         if key not in memo:
             from vramdoc.planner.space import OPTIMIZERS_ADAPTER, OPTIMIZERS_FULL
 
@@ -283,7 +285,7 @@ class _Search:
             # micro-batch 1 without accumulation: below every rung of every combo in the group
             memo[key] = any(
                 self.fits(Candidate(Combo(c.method, c.dtype, c.amp, attn, True, o, c.targets,
-                                          c.r), 1, 1, cand.seq_len))
+                                          c.r, c.upcast), 1, 1, cand.seq_len))
                 for o in optims for attn in ("sdpa", "flash_attention_2"))
         return memo[key]
 
@@ -356,7 +358,12 @@ class _Search:
         short = min(c.seq_len for c in allowed)
         lean = [c for c in allowed if c.micro_batch == small_mb and c.seq_len == short
                 and c.combo.ckpt and c.combo.attn != "eager"] or allowed
-        return min(lean, key=lambda c: self.estimate(c).device_bytes)
+        # a plan a warning rule objects to (fp32 QLoRA compute, H113 ...) is no plan to show:
+        # the closest one must pass the hardware and numerics rules too
+        clean = [c for c in lean if not any(
+            holds(r, setup_context(self.setup_of(c), self.spec, self.base_ctx, self.user_seq))
+            for r in self.warnings)] or lean
+        return min(clean, key=lambda c: self.estimate(c).device_bytes)
 
     # -- plans -------------------------------------------------------------------------------
     def make_plan(self, cand: Candidate) -> Plan:
@@ -379,7 +386,7 @@ def shape(cand: Candidate) -> tuple[Any, ...]:
     """What makes two plans different alternatives (attention and checkpointing are free
     choices the best of each shape makes)."""
     c = cand.combo
-    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, cand.seq_len)
+    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, c.upcast, cand.seq_len)
 
 
 def _trainable_guess(combo: Combo, search: _Search) -> float:
@@ -394,7 +401,9 @@ def _trainable_guess(combo: Combo, search: _Search) -> float:
 
 def fidelity(c: Combo) -> tuple[int, ...]:
     """Lower is better: method, master weights, optimizer-state precision, LoRA shape."""
-    master = 1 if c.method == "full" and c.dtype != "float32" else 0
+    # 16-bit trainable weights (pure bf16 full) or 16-bit frozen norms / head / embeddings
+    # (k-bit upcast skipped, M219) give up fp32 where the usual recipe keeps it
+    master = 1 if (c.method == "full" and c.dtype != "float32") or not c.upcast else 0
     param_dtype = c.dtype if c.method == "full" else "float32"
     state = STATE_RANK[optim_state_bits(c.optim, param_dtype)]
     targets = 0 if c.targets in (None, "all-linear") else 1
@@ -512,7 +521,8 @@ def _judge_user(search: _Search, setup: TrainSetup) -> Plan | None:
     combo = Combo(setup.method, ctx["dtype"], "bf16" if t.bf16 else "fp16" if t.fp16 else None,
                   setup.attn_implementation, t.gradient_checkpointing, t.optim,
                   None if lo is None else ("all-linear" if lo.target_modules == ("all-linear",)
-                                           else "default"), lo.r if lo else None)
+                                           else "default"), lo.r if lo else None,
+                  setup.prepare_model_for_kbit_training)
     cand = Candidate(combo, t.per_device_train_batch_size, t.gradient_accumulation_steps,
                      setup.max_seq_length)
     st = step_time(cand, search.dims, search.gpu, setup.effective_batch_size,

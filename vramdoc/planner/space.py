@@ -12,6 +12,9 @@ micro-batch (accumulation = effective batch / micro-batch) and a sequence length
   enables it, and the estimator models that);
 - optimizer: per method (full fine-tunes also get 8-bit, paged, 4-bit and Adafactor);
 - LoRA: targets all-linear or PEFT's per-architecture default, rank 16 (alpha 32) or 8;
+- k-bit fp32 upcast (bitsandbytes / AWQ bases with a 16-bit load dtype): kept, or skipped
+  (no ``prepare_model_for_kbit_training``; ``model.enable_input_require_grads()`` and
+  checkpointing instead, rule M219): embeddings, norms and head stay 16-bit;
 - micro-batch: every divisor of the effective batch; sequence: the user's, or with
   ``allow_shorter_seq`` also halvings down to 128.
 """
@@ -101,6 +104,9 @@ class Combo:
     optim: str
     targets: str | None  # "all-linear" | "default" | None (full)
     r: int | None
+    # prepare_model_for_kbit_training's fp32 upcast of the unquantized parts (k-bit bases);
+    # False: skipped, the frozen embeddings / norms / head stay in the 16-bit load dtype
+    upcast: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +150,21 @@ def combos(methods: tuple[str, ...]) -> Iterator[Combo]:
                     for optim in optims:
                         for tgt in targets:
                             for r in ranks:
-                                yield Combo(method, dtype, amp, attn, ckpt, optim, tgt, r)
+                                for upcast in upcasts(method, dtype):
+                                    yield Combo(method, dtype, amp, attn, ckpt, optim, tgt, r,
+                                                upcast)
+
+
+# prepare_model_for_kbit_training casts fp16/bf16 parameters to fp32 for bitsandbytes and AWQ
+# bases, none for GPTQ (peft/utils/other.py); with a float32 load there is nothing to skip
+UPCAST_METHODS = ("qlora", "qlora-int8", "awq-lora")
+
+
+def upcasts(method: str, dtype: str) -> tuple[bool, ...]:
+    """Whether the k-bit fp32 upcast may be kept (True) or skipped (False) for a combo."""
+    if method in UPCAST_METHODS and dtype in ("bfloat16", "float16"):
+        return (True, False)
+    return (True,)
 
 
 def _quant(method: str, amp: str | None) -> QuantSetup | None:
@@ -202,6 +222,6 @@ def to_setup(cand: Candidate, base: TrainSetup, training: TrainingSetup | None =
     return TrainSetup(
         model=base.model, task=base.task, num_labels=base.num_labels, torch_dtype=c.dtype,
         attn_implementation=c.attn, quantization=_quant(c.method, c.amp), lora=lora,
-        prepare_model_for_kbit_training=base.prepare_model_for_kbit_training,
+        prepare_model_for_kbit_training=base.prepare_model_for_kbit_training and c.upcast,
         training=tr, max_seq_length=cand.seq_len, gpu=base.gpu,
     )

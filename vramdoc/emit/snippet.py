@@ -75,6 +75,9 @@ def training_kwargs(plan: Any) -> list[tuple[str, Any, str]]:
     if t.fp16:
         out.append(("fp16", True, "fp16 autocast with dynamic loss scaling"
                     + _cite(codes, "M202", "T310")))
+    if t.use_liger_kernel:
+        out.append(("use_liger_kernel", True, "Liger's fused linear cross-entropy: no b x s x "
+                    f"vocab logits (pip install liger-kernel){_cite(codes, 'M216')}"))
     optim_note = {32: "32-bit states", 16: "16-bit states (like the bf16 params)",
                   8: "8-bit states, ~2 B/param", 4: "4-bit states, ~1 B/param"}
     from vramdoc.planner.space import OPTIM_INFO, optim_state_bits

@@ -175,6 +175,8 @@ def describe(setup: TrainSetup) -> str:
         parts.append("no fp32 upcast")
     if t.gradient_checkpointing:
         parts.append("ckpt")
+    if t.use_liger_kernel:
+        parts.append("liger")
     parts.append(t.optim)
     parts.append(f"{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}")
     parts.append(f"seq {setup.max_seq_length}")
@@ -245,7 +247,10 @@ class _Search:
         # PEFT raises for LoraConfig() without target_modules on a model type it has no
         # default for: such plans are not candidates at all
         peft_default = has_default_targets(self.spec)
-        for combo in combos(self.req.methods):
+        from vramdoc.estimate.liger import liger_applies
+
+        liger = liger_applies(self.spec.model_type, self.base.task, self.spec.is_encoder)
+        for combo in combos(self.req.methods, liger=liger):
             if combo.targets == "default" and not peft_default:
                 continue
             n = len(seqs) * len(mbs)
@@ -277,7 +282,7 @@ class _Search:
     # -- the walk ----------------------------------------------------------------------------
     def group_feasible(self, cand: Candidate, memo: dict[tuple[Any, ...], bool]) -> bool:
         c = cand.combo
-        key = (c.method, c.dtype, c.amp, c.targets, c.r, c.upcast, cand.seq_len)
+        key = (c.method, c.dtype, c.amp, c.targets, c.r, c.upcast, c.liger, cand.seq_len)
         if key not in memo:
             from vramdoc.planner.space import OPTIMIZERS_ADAPTER, OPTIMIZERS_FULL
 
@@ -285,7 +290,7 @@ class _Search:
             # micro-batch 1 without accumulation: below every rung of every combo in the group
             memo[key] = any(
                 self.fits(Candidate(Combo(c.method, c.dtype, c.amp, attn, True, o, c.targets,
-                                          c.r, c.upcast), 1, 1, cand.seq_len))
+                                          c.r, c.upcast, c.liger), 1, 1, cand.seq_len))
                 for o in optims for attn in ("sdpa", "flash_attention_2"))
         return memo[key]
 
@@ -386,7 +391,7 @@ def shape(cand: Candidate) -> tuple[Any, ...]:
     """What makes two plans different alternatives (attention and checkpointing are free
     choices the best of each shape makes)."""
     c = cand.combo
-    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, c.upcast, cand.seq_len)
+    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, c.upcast, c.liger, cand.seq_len)
 
 
 def _trainable_guess(combo: Combo, search: _Search) -> float:
@@ -408,7 +413,9 @@ def fidelity(c: Combo) -> tuple[int, ...]:
     state = STATE_RANK[optim_state_bits(c.optim, param_dtype)]
     targets = 0 if c.targets in (None, "all-linear") else 1
     rank = 0 if c.r is None or c.r >= 16 else 1
-    return (METHOD_RANK.get(c.method, 4), master, state, targets, rank)
+    # Liger is one more dependency: a plan without it wins at equal fidelity, warnings and
+    # LoRA shape
+    return (METHOD_RANK.get(c.method, 4), master, state, targets, rank, int(c.liger))
 
 
 def apply_changes(setup: TrainSetup, changes: dict[str, Any]) -> TrainSetup:
@@ -522,7 +529,7 @@ def _judge_user(search: _Search, setup: TrainSetup) -> Plan | None:
                   setup.attn_implementation, t.gradient_checkpointing, t.optim,
                   None if lo is None else ("all-linear" if lo.target_modules == ("all-linear",)
                                            else "default"), lo.r if lo else None,
-                  setup.prepare_model_for_kbit_training)
+                  setup.prepare_model_for_kbit_training, t.use_liger_kernel)
     cand = Candidate(combo, t.per_device_train_batch_size, t.gradient_accumulation_steps,
                      setup.max_seq_length)
     st = step_time(cand, search.dims, search.gpu, setup.effective_batch_size,

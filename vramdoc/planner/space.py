@@ -15,6 +15,8 @@ micro-batch (accumulation = effective batch / micro-batch) and a sequence length
 - k-bit fp32 upcast (bitsandbytes / AWQ bases with a 16-bit load dtype): kept, or skipped
   (no ``prepare_model_for_kbit_training``; ``model.enable_input_require_grads()`` and
   checkpointing instead, rule M219): embeddings, norms and head stay 16-bit;
+- Liger's fused linear cross-entropy (``use_liger_kernel``), for the model types Liger patches,
+  with checkpointing on;
 - micro-batch: every divisor of the effective batch; sequence: the user's, or with
   ``allow_shorter_seq`` also halvings down to 128.
 """
@@ -107,6 +109,8 @@ class Combo:
     # prepare_model_for_kbit_training's fp32 upcast of the unquantized parts (k-bit bases);
     # False: skipped, the frozen embeddings / norms / head stay in the 16-bit load dtype
     upcast: bool = True
+    # Trainer's use_liger_kernel (fused linear cross-entropy), for the model types Liger patches
+    liger: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +136,12 @@ def seq_lengths(seq_len: int, allow_shorter: bool) -> tuple[int, ...]:
     return tuple(out)
 
 
-def combos(methods: tuple[str, ...]) -> Iterator[Combo]:
-    """Every lever combination for the given methods (rules judge them afterwards)."""
+def combos(methods: tuple[str, ...], liger: bool = False) -> Iterator[Combo]:
+    """Every lever combination for the given methods (rules judge them afterwards).
+
+    ``liger``: the model is one Liger patches; its fused cross-entropy is then offered with
+    checkpointing on (the leanest combos, where the logits are what is left to cut).
+    """
     for method in methods:
         adapter = method != "full"
         optims = OPTIMIZERS_ADAPTER if adapter else OPTIMIZERS_FULL
@@ -151,8 +159,9 @@ def combos(methods: tuple[str, ...]) -> Iterator[Combo]:
                         for tgt in targets:
                             for r in ranks:
                                 for upcast in upcasts(method, dtype):
-                                    yield Combo(method, dtype, amp, attn, ckpt, optim, tgt, r,
-                                                upcast)
+                                    for lg in ((False, True) if liger and ckpt else (False,)):
+                                        yield Combo(method, dtype, amp, attn, ckpt, optim, tgt,
+                                                    r, upcast, lg)
 
 
 # prepare_model_for_kbit_training casts fp16/bf16 parameters to fp32 for bitsandbytes and AWQ
@@ -205,6 +214,7 @@ def to_setup(cand: Candidate, base: TrainSetup, training: TrainingSetup | None =
         lr_scheduler_type=t.lr_scheduler_type,
         logging_nan_inf_filter=t.logging_nan_inf_filter,
         torch_compile=t.torch_compile,
+        use_liger_kernel=c.liger,
         extra=t.extra,
     )
     lora = None

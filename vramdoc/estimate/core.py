@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vramdoc.estimate.adapters import check_lora_targets, zero_trainable_error
 from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
+from vramdoc.estimate.adapters import check_lora_targets, zero_trainable_error
 from vramdoc.estimate.distributed import shard, sharding
 from vramdoc.estimate.liger import flce_bytes, liger_applies
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer

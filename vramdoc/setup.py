@@ -133,6 +133,9 @@ class TrainingSetup:
     torch_compile: bool = False
     # TrainingArguments fsdp options, space-joined ("full_shard auto_wrap"); "" = no FSDP
     fsdp: str = ""
+    # Liger kernels (Trainer patches the model): the fused linear cross-entropy never
+    # materialises the logits (vramdoc.estimate.liger)
+    use_liger_kernel: bool = False
     # Accepted TrainingArguments keys that do not change memory, echoed back as given.
     extra: tuple[tuple[str, Any], ...] = ()
 
@@ -366,7 +369,8 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
     for k in ("per_device_train_batch_size", "gradient_accumulation_steps"):
         if k in values:
             values[k] = _positive_int(values[k], f"training.{k}", problems)
-    for k in ("gradient_checkpointing", "bf16", "fp16", "logging_nan_inf_filter", "torch_compile"):
+    for k in ("gradient_checkpointing", "bf16", "fp16", "logging_nan_inf_filter", "torch_compile",
+              "use_liger_kernel"):
         if k in values:
             values[k] = _bool(values[k], f"training.{k}", problems)
     for k in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_steps"):
@@ -534,7 +538,8 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
     t = setup.training
     td: dict[str, Any] = {}
     for f in dataclasses.fields(TrainingSetup):
-        if f.name in ("extra", "use_reentrant") or (f.name == "fsdp" and not t.fsdp):
+        if f.name in ("extra", "use_reentrant") or (f.name == "fsdp" and not t.fsdp) or (
+                f.name == "use_liger_kernel" and not t.use_liger_kernel):
             continue
         td[f.name] = getattr(t, f.name)
     if t.use_reentrant is not None:

@@ -1,6 +1,6 @@
-# vramdoc plan: QLoRA NF4 r16 default targets · fp16+fp16 AMP · sdpa · ckpt · paged_adamw_32bit · 1x16 · seq 512
-# GPU: 6GB GPU (sm75, assumed), 6.00 GiB. Predicted: 4.90 GiB peak allocated (backward), 5.59 GiB device view, 166 MiB free after a 256 MiB margin.
-# Rules behind it: M205, M208, M211, M214, T310 (vramdoc rules show CODE).
+# vramdoc plan: QLoRA NF4 r8 all-linear · fp16+fp16 AMP · sdpa · ckpt · liger · paged_adamw_32bit · 1x16 · seq 512
+# GPU: 6GB GPU (sm75, assumed), 6.00 GiB. Predicted: 4.98 GiB peak allocated (forward), 5.65 GiB device view, 102 MiB free after a 256 MiB margin.
+# Rules behind it: M205, M208, M211, M214, M221, T310 (vramdoc rules show CODE).
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, TrainingArguments
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -24,10 +24,10 @@ model = AutoModelForCausalLM.from_pretrained(
 # upcasts norms, embeddings and head to fp32; turns on gradient checkpointing (M205)
 model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
 lora_config = LoraConfig(
-    r=16,  # adapter rank: r x (in + out) parameters per module
-    lora_alpha=32,  # update scaled by alpha/r = 2
+    r=8,  # adapter rank: r x (in + out) parameters per module
+    lora_alpha=16,  # update scaled by alpha/r = 2
     lora_dropout=0.0,
-    target_modules=['q_proj', 'v_proj'],  # PEFT's default targets for this architecture
+    target_modules='all-linear',  # every linear layer of the blocks (M221)
     task_type='CAUSAL_LM',
 )
 model = get_peft_model(model, lora_config)
@@ -39,6 +39,7 @@ args = TrainingArguments(
     gradient_accumulation_steps=16,  # 1 x 16 = effective batch 16
     activation_checkpointing=True,  # keep one input per layer, recompute in backward (M205)
     fp16=True,  # fp16 autocast with dynamic loss scaling (T310)
+    use_liger_kernel=True,  # Liger's fused linear cross-entropy: no b x s x vocab logits (pip install liger-kernel)
     optim='paged_adamw_32bit',  # 32-bit states, paged to CPU under pressure (M208)
     learning_rate=0.0002,  # rule T303
     lr_scheduler_type='constant_with_warmup',  # rule T307

@@ -1,12 +1,12 @@
 """Accuracy of the estimator against measured peaks: ``python -m tests.benchmarks.accuracy``.
 
-Runs every case of ``shared/calibration/measured.csv`` the setup format can express
+Runs every case of ``tests/benchmarks/data/calibration/measured.csv`` the setup format can express
 (``calibration_cases.CASES``), compares like with like (allocated vs allocated, reserved vs
 reserved, nvidia-smi vs the device view; 'unknown' vs reserved), and prints each case and the
 summary: median and worst absolute error and the worst under-estimate.
 
-Pass ``--csv PATH`` for another copy of the calibration file (default: ../shared/calibration/
-measured.csv beside the checkout, or $VRAMDOC_CALIBRATION).
+Pass ``--csv PATH`` for another copy of the calibration file (default: the copy shipped in
+``tests/benchmarks/data/calibration/``, or $VRAMDOC_CALIBRATION).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from vramdoc.units import GiB
 from vramdoc.validate import Comparison, compare, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CSV = ROOT.parent / "shared" / "calibration" / "measured.csv"
+DEFAULT_CSV = Path(__file__).resolve().parent / "data" / "calibration" / "measured.csv"
 
 
 def load_rows(path: Path) -> dict[str, dict[str, str]]:
@@ -90,8 +90,9 @@ def markdown(res: list[dict[str, object]]) -> str:
 README_INTRO = """## Accuracy
 
 `python -m tests.benchmarks.accuracy` runs every measured run of
-`shared/calibration/measured.csv` that a setup can express (single-GPU and 2-GPU FSDP runs:
-full, LoRA, QLoRA, GPTQ + LoRA; 0.3B to 70B; per GPU) and compares like with like: allocated with
+`tests/benchmarks/data/calibration/measured.csv` (shipped with the tests, each row with its
+source) that a setup can express (single-GPU and 2-GPU FSDP runs: full, LoRA, QLoRA, GPTQ +
+LoRA; 0.3B to 70B; per GPU) and compares like with like: allocated with
 `max_memory_allocated`, reserved with `max_memory_reserved`, the device view with nvidia-smi;
 rows whose source does not say how it measured ("unknown") are compared with the device view.
 Each row's setup is written from the row's stated configuration (`tests/benchmarks/
@@ -104,7 +105,7 @@ one. Sources: fms-acceleration `scripts/benchmarks/refs/
 a100_80gb.csv` (FMS), Answer.AI fsdp_qlora `benchmarks_03_2024.md` (FSDPQ), HF transformers
 "Efficient training on a single GPU" (HFD), Qwen README
 "Profiling of Memory and Speed" (QWEN; metric and GB/GiB unit not stated); see
-`shared/calibration/NOTES.md` for each.
+`tests/benchmarks/data/calibration/NOTES.md` for each.
 
 Known gaps: the santacoder full fine-tunes (FMS-01/03) measured less than weights + states +
 the logits of their batch can occupy under transformers 5's fp32 loss, so the source's stack

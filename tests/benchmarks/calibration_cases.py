@@ -1,4 +1,4 @@
-"""The measured runs of shared/calibration/measured.csv that vramdoc's setup can express.
+"""The runs of tests/benchmarks/data/calibration/measured.csv that vramdoc's setup can express.
 
 Each case translates one CSV row's stated configuration into a setup mapping, field by field
 from the row (model, method, dtype, quantization, LoRA rank/targets/dropout, optimizer, batch,

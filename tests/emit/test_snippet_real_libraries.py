@@ -31,6 +31,7 @@ MATRIX = [
     ("qwen2.5-0.5b", "RTX-3060-12GB", 2048, 16, None),
     ("bert-large-uncased", "T4", 256, 32, None),
     ("llama-2-7b", "T4", 512, 16, ("qlora-int8", "gptq-lora", "awq-lora")),
+    ("llama-3.1-8b", "8GB", 512, 16, None),  # QLoRA without the k-bit fp32 upcast
 ]
 
 
@@ -40,6 +41,9 @@ class FakeModel:
 
     def print_trainable_parameters(self) -> None:
         pass
+
+    def enable_input_require_grads(self) -> None:
+        self.input_require_grads = True
 
 
 class FakeAuto:
@@ -128,7 +132,12 @@ def test_snippet_builds_real_config_objects(result, p):
             assert bnb.bnb_4bit_compute_dtype == dtype[q.bnb_4bit_compute_dtype]
         else:
             assert bnb.load_in_8bit and not bnb.load_in_4bit
-        assert ns["_recorded"]["prepare"] == {"use_gradient_checkpointing": True}
+        if s.prepare_model_for_kbit_training:
+            assert ns["_recorded"]["prepare"] == {"use_gradient_checkpointing": True}
+        else:  # upcast skipped (M222): input grads enabled by hand, checkpointing by Trainer
+            assert "prepare" not in ns["_recorded"]
+            assert ns["model"].input_require_grads is True
+            assert ns["args"].activation_checkpointing is True
         assert kwargs["device_map"] == {"": 0}
     elif q is not None:  # GPTQ / AWQ: the checkpoint carries its quantization config
         assert "quantization_config" not in kwargs and "bnb_config" not in ns

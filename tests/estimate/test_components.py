@@ -148,7 +148,8 @@ def test_json_contract_components_sum_to_peak() -> None:
 
 @pytest.mark.parametrize(("case_id", "mapping", "measured_gib"), [
     # fms-acceleration a100_80gb.csv (foundation-model-stack/fms-acceleration@24bdadb2):
-    # Mistral-7B QLoRA, bs 4 and 8, seq 4096, FA2, ckpt, peak allocated (shared/calibration).
+    # Mistral-7B QLoRA, bs 4 and 8, seq 4096, FA2, ckpt, peak allocated
+    # (tests/benchmarks/data/calibration).
     ("FMS-15", "FMS-15", 19.250),
     ("FMS-17", "FMS-17", 34.461),
 ])

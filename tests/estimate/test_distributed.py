@@ -55,7 +55,7 @@ def test_fsdp_needs_more_than_one_gpu_and_known_options() -> None:
 def test_measured_fsdp_full_fine_tune() -> None:
     # fms-acceleration a100_80gb.csv (foundation-model-stack/fms-acceleration@24bdadb2),
     # FMS-08: Mistral-7B full fine-tune, bf16, 2x A100 80GB FSDP FULL_SHARD, per-device
-    # batch 4, seq 4096: peak allocated 33.738 GiB per GPU (shared/calibration).
+    # batch 4, seq 4096: peak allocated 33.738 GiB per GPU (tests/benchmarks/data/calibration).
     from tests.benchmarks.calibration_cases import CASES
 
     est = estimate(setup_from_mapping(dict(CASES["FMS-08"])))

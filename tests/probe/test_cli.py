@@ -38,11 +38,12 @@ def test_cpu_probe_text_report(run_cli, tiny_dir):
     assert "probing" in err
 
 
-def test_weights_from_a_local_checkpoint(run_cli, tmp_path):
+def test_weights_from_a_local_checkpoint(run_cli, tmp_path, capsys):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.for_model(**{k: v for k, v in TINY_LLAMA.items() if k != "torch_dtype"})
     AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    capsys.readouterr()  # save_pretrained may import DeepSpeed, whose logger prints to stdout
     code, out, err = run_cli("probe", "--model", str(tmp_path), "--weights", str(tmp_path),
                              "--batch", "1", "--seq-len", "16", "--device", "cpu", "--steps",
                              "1", "--json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from vramdoc.commands._setup_args import add_setup_arguments, mapping_from_args
 from vramdoc.errors import EXIT_DOES_NOT_FIT, EXIT_OK, HardwareError, MissingDependencyError
@@ -35,8 +36,15 @@ examples:
   vramdoc probe --config my_run.yaml --device cpu --gpu 6GB
   vramdoc probe --config examples/doctor-nan/setup.yaml --device cpu --json
 
-exit codes: 0 no error findings, 1 an error finding (NaN, overflow, OOM ...), 2 bad input,
-3 --device cuda without a GPU."""
+More than 4 steps print their progress on stderr; --steps is capped at 1000. Ctrl-C stops
+the run cleanly and prints the report of the steps done (exit 130). A library that refuses the
+setup (while building the model or in a step) is reported as finding D190 (exit 1).
+
+exit codes: 0 no error findings, 1 an error finding (NaN, overflow, OOM, a step that raised
+...), 2 bad input, 3 --device cuda without a GPU, 130 interrupted (partial report)."""
+
+MAX_STEPS = 1000  # a probe measures memory and numerics in a few steps; this bounds the work
+EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         training["learning_rate"] = args.lr
     if args.max_grad_norm is not None:
         training["max_grad_norm"] = args.max_grad_norm
+    _check_probe_flags(args)
     setup = setup_from_mapping(base, source=args.config or "command line")
     if setup.num_gpus > 1:
         # the probe runs one process: it measures (and compares with) one GPU's share of a
@@ -111,17 +120,96 @@ def _run(args: argparse.Namespace) -> int:
         from vramdoc.errors import UsageError
 
         raise UsageError(f"--steps {args.steps}: must be at least 1", "e.g. --steps 4")
+    _check_setup_for_probe(setup, spec)
     device = choose_device(args.device, int(spec.n_params or 0))
     if args.weights and device == "fake":  # auto picked fake tensors: they carry no weights
         device = "cpu"
     steps = args.steps or (2 if device == "fake" else 4)
+    if steps > MAX_STEPS:
+        print(f"note: --steps {steps} capped at {MAX_STEPS}: a probe measures memory and "
+              "numerics in a few steps (train with Trainer for more)", file=sys.stderr)
+        steps = MAX_STEPS
     print(f"probing {setup.model} ({setup.method}) on {device} ...", file=sys.stderr)
-    result = run_probe(setup, spec, device=device, steps=steps, gpu=gpu,
-                       weights=args.weights, seed=args.seed)
+    import contextlib
+
+    # stdout is the report: libraries that print there (DeepSpeed's logger, imported by
+    # from_pretrained, writes to stdout) are sent to stderr while the steps run
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_probe(setup, spec, device=device, steps=steps, gpu=gpu,
+                           weights=args.weights, seed=args.seed,
+                           progress=_progress if steps > 4 else None)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render(result))
+    if result.interrupted:
+        return EXIT_INTERRUPTED
     errors = [f for f in result.findings if f["severity"] == "error"]
     return EXIT_DOES_NOT_FIT if errors or result.oom is not None else EXIT_OK
+
+
+def _progress(done: int, total: int, seconds: float) -> None:
+    """One stderr line per step (stdout carries the report)."""
+    print(f"step {done}/{total} done ({seconds:.1f} s)", file=sys.stderr, flush=True)
+
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+
+
+def _check_probe_flags(args: argparse.Namespace) -> None:
+    """The probe's own flags: finite rates, a seed torch accepts, a local weights folder."""
+    import math
+    from pathlib import Path
+
+    from vramdoc.errors import UsageError
+
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr {args.lr}: the learning rate must be a finite number > 0",
+                         "e.g. --lr 2e-4")
+    if args.max_grad_norm is not None and not (math.isfinite(args.max_grad_norm)
+                                               and args.max_grad_norm >= 0):
+        raise UsageError(f"--max-grad-norm {args.max_grad_norm}: must be a finite number >= 0",
+                         "e.g. --max-grad-norm 1.0 (0 turns clipping off)")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed {args.seed}: must be between 0 and 2**63 - 1",
+                         "e.g. --seed 0")
+    if args.weights and args.device != "fake":  # fake tensors: refused below, with why
+        path = Path(args.weights)
+        if not path.is_dir():
+            raise UsageError(
+                f"--weights {args.weights}: not a local directory; the probe loads local "
+                "checkpoints only and never downloads (as with HF_HUB_OFFLINE=1)",
+                "download it first (huggingface-cli download REPO --local-dir DIR) and pass "
+                "DIR, or drop --weights to probe random weights (memory does not depend on them)")
+        found = [f for pat in ("*.safetensors", "*.bin", "*.safetensors.index.json",
+                               "*.bin.index.json") for f in path.glob(pat)]
+        if not found:
+            raise UsageError(
+                f"--weights {args.weights}: the directory holds no model weights "
+                "(*.safetensors or *.bin)",
+                "pass the folder that holds model.safetensors (or its shards and index), or "
+                "drop --weights to probe random weights")
+
+
+def _check_setup_for_probe(setup: Any, spec: Any) -> None:
+    """What transformers or PEFT would refuse before the first step, said as bad input."""
+    from vramdoc.errors import UsageError
+    from vramdoc.models import EMBEDDING, default_task, param_groups
+
+    task = setup.task if setup.task != "auto" else default_task(spec)
+    groups = param_groups(spec, task=task, num_labels=setup.num_labels)
+    if setup.lora is not None:
+        from vramdoc.estimate.adapters import check_lora_targets
+
+        check_lora_targets(setup.lora.target_modules, spec, groups)
+    n_pos = int(spec.max_position_embeddings or 0)
+    learned = [g for g in groups if g.kind == EMBEDDING and (
+        "position" in g.path or g.path.endswith("wpe"))]
+    if learned and 0 < n_pos < setup.max_seq_length:
+        # a learned position table has n_pos rows: a longer sequence indexes past it
+        raise UsageError(
+            f"max_seq_length {setup.max_seq_length} exceeds {spec.name}'s "
+            f"max_position_embeddings {n_pos} (H111); its learned position embeddings have "
+            f"{n_pos} rows, so a longer sequence cannot run",
+            f"use --seq-len {n_pos} or less")

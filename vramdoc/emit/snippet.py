@@ -75,6 +75,9 @@ def training_kwargs(plan: Any) -> list[tuple[str, Any, str]]:
     if t.fp16:
         out.append(("fp16", True, "fp16 autocast with dynamic loss scaling"
                     + _cite(codes, "M202", "T310")))
+    if t.use_liger_kernel:
+        out.append(("use_liger_kernel", True, "Liger's fused linear cross-entropy: no b x s x "
+                    f"vocab logits (pip install liger-kernel){_cite(codes, 'M216')}"))
     optim_note = {32: "32-bit states", 16: "16-bit states (like the bf16 params)",
                   8: "8-bit states, ~2 B/param", 4: "4-bit states, ~1 B/param"}
     from vramdoc.planner.space import OPTIM_INFO, optim_state_bits
@@ -180,6 +183,11 @@ def render_python(plan: Any, spec: Any, gpu: Any) -> str:
             # peft's default (True) is what the estimate assumes for bitsandbytes/GPTQ bases
             lines.append("model = prepare_model_for_kbit_training(model, "
                          "use_gradient_checkpointing=True)")
+        elif q is not None:
+            lines.append("# prepare_model_for_kbit_training skipped: embeddings, norms and head "
+                         f"stay {dtype}{_cite(codes, 'M222')}")
+            lines.append("model.enable_input_require_grads()  # checkpointed blocks of a frozen "
+                         "base need inputs that require grad")
         lo = s.lora
         targets = lora_target_names(s, spec)
         lines.append("lora_config = LoraConfig(")
@@ -194,6 +202,9 @@ def render_python(plan: Any, spec: Any, gpu: Any) -> str:
             lines.append(f"    modules_to_save={list(lo.modules_to_save)!r},")
         if lo.use_rslora:
             lines.append("    use_rslora=True,")
+        if lo.use_dora:
+            lines.append("    use_dora=True,  # DoRA: a magnitude vector per module and the "
+                         "weight norm in every step")
         lines.append(f"    task_type={'SEQ_CLS' if classif else 'CAUSAL_LM'!r},")
         lines.append(")")
         lines.append("model = get_peft_model(model, lora_config)")

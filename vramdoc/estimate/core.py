@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
+from vramdoc.estimate.adapters import check_lora_targets, zero_trainable_error
 from vramdoc.estimate.distributed import shard, sharding
+from vramdoc.estimate.liger import flce_bytes, liger_applies
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
 from vramdoc.estimate.overhead import cuda_context_bytes, reserved_bytes
 from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params, is_quantized
@@ -119,13 +121,29 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
     )
 
 
+def _liger_logits(acts: ActivationAccount, spec: Any, st: ActSetup, params: ParamAccount,
+                  head_elem: int) -> ActivationAccount:
+    """Liger's fused linear cross-entropy in place of transformers' logits chain."""
+    fwd, saved = flce_bytes(st.b * st.s, spec.hidden_size, spec.vocab_size, hidden_elem=st.r,
+                            logit_elem=2 if st.autocast else head_elem, head_elem=head_elem,
+                            head_trains=params.lm_head_trainable)
+    return replace(acts, logits_forward_bytes=fwd, logits_backward_bytes=saved,
+                   logits_saved_bytes=saved)
+
+
 def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""
     if experts_are_linear(setup.transformers_version):
         # per-expert nn.Linear modules and an nn.Linear router: bitsandbytes quantizes them
         groups = tuple(replace(g, quantizable=True) if g.kind in (EXPERTS, ROUTER) else g
                        for g in groups)
+    lora_notes: tuple[str, ...] = ()
+    if setup.lora is not None:
+        # where PEFT itself would raise (no default targets, no match), so do we
+        lora_notes = check_lora_targets(setup.lora.target_modules, spec, groups)
     params = account_params(setup, spec, groups)
+    if params.trainable_numel == 0:
+        raise zero_trainable_error(spec)
     t = setup.training
     opt: OptimizerAccount = account_optimizer(t.optim, params, t.weight_decay,
                                               foreach=foreach_default(setup.torch_version))
@@ -142,6 +160,8 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
     )
+    if t.use_liger_kernel and liger_applies(spec.model_type, setup.task, spec.is_encoder):
+        acts = _liger_logits(acts, spec, st, params, head_elem=st.weight_elem)
     sh = sharding(setup)
     # GPTQ/AWQ layers keep qweight/qzeros/scales/g_idx as buffers, which FSDP does not shard;
     # bitsandbytes' Params4bit/Int8Params are parameters and are sharded like the rest
@@ -206,7 +226,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None,
                              lazy=lazy_module_loading(setup.torch_version))
     device = reserved + ctx + paged
-    notes = list(notes_dist)
+    notes = [*lora_notes, *notes_dist]
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
     if paged:

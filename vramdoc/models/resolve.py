@@ -91,15 +91,50 @@ def _hub_allowed() -> bool:
     return not offline and importlib.util.find_spec("huggingface_hub") is not None
 
 
+HUB_TIMEOUT_S = 5.0
+
+
+def _reach_hub_once(repo_id: str) -> None:
+    """One HEAD request for the repo's config.json, no retries (hf_hub_download retries
+    network errors with back-off for a minute when nothing is cached).
+
+    Raises:
+        UsageError: the Hub cannot be reached (names HF_HUB_OFFLINE).
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=HUB_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - sorted below by what it says
+        name = type(exc).__name__
+        if any(k in name for k in ("Connect", "Timeout", "Network", "Offline")) or \
+                "connect" in str(exc).lower():
+            raise UsageError(
+                f"{repo_id!r} is not in the catalog and the Hugging Face Hub cannot be reached "
+                f"({name}, one try, {HUB_TIMEOUT_S:g} s timeout)",
+                "use a catalog name (vramdoc models), a local config.json, or set "
+                "HF_HUB_OFFLINE=1 to skip the Hub") from None
+        # reachable: a missing repo or file is answered by hf_hub_download as "not found"
+
+
 @lru_cache(maxsize=64)
 def _from_hub(repo_id: str) -> ModelSpec | None:
     """The repo's config.json via huggingface_hub (disk-cached by it), or None when missing."""
     try:
         from huggingface_hub import hf_hub_download  # lazy: only for names off the catalog
-
-        file = Path(hf_hub_download(repo_id, "config.json"))
+    except Exception:  # noqa: BLE001
+        return None
+    try:  # the disk cache first: no network at all
+        file = Path(hf_hub_download(repo_id, "config.json", local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached
+        _reach_hub_once(repo_id)
+        try:
+            file = Path(hf_hub_download(repo_id, "config.json"))
+        except Exception:  # noqa: BLE001 - any hub failure means "not found" to the user
+            return None
+    try:
         config: Any = json.loads(file.read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - any hub failure means "not found" to the user
+    except (OSError, ValueError):
         return None
     if not isinstance(config, dict):
         return None

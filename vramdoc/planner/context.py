@@ -45,6 +45,9 @@ def gpu_context(gpu: Any, n_gpus: int = 1) -> dict[str, Any]:
 
 def model_context(spec: Any) -> dict[str, Any]:
     """Model names of the context."""
+    from vramdoc.estimate.liger import liger_applies
+    from vramdoc.models.numerics import fp16_overflow
+
     return {
         "model": spec.name, "model_type": spec.model_type, "model_params": spec.n_params,
         "model_family": spec.family,
@@ -52,6 +55,8 @@ def model_context(spec: Any) -> dict[str, Any]:
         "is_moe": bool(spec.num_local_experts), "is_encoder": bool(spec.is_encoder),
         "checkpoint_dtype": spec.checkpoint_dtype, "vocab_size": spec.vocab_size,
         "max_position_embeddings": spec.max_position_embeddings,
+        "fp16_overflow": fp16_overflow(spec.model_type),
+        "liger_supported": liger_applies(spec.model_type, "causal-lm", spec.is_encoder),
     }
 
 
@@ -92,7 +97,7 @@ def setup_context(setup: TrainSetup, spec: Any, base: dict[str, Any],
         "user_seq_len": user_seq_len if user_seq_len is not None else setup.max_seq_length,
         "learning_rate": t.learning_rate, "warmup_steps": t.warmup_steps,
         "lr_scheduler_type": t.lr_scheduler_type, "max_grad_norm": t.max_grad_norm,
-        "weight_decay": t.weight_decay,
+        "weight_decay": t.weight_decay, "use_liger_kernel": t.use_liger_kernel,
     })
     for name in MEMORY_NAMES:
         ctx[name] = None

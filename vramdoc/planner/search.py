@@ -171,8 +171,12 @@ def describe(setup: TrainSetup) -> str:
         setup.torch_dtype]
     amp = "+bf16 AMP" if t.bf16 else "+fp16 AMP" if t.fp16 else ""
     parts = [m, f"{prec}{amp}", setup.attn_implementation]
+    if setup.quantization is not None and not setup.prepare_model_for_kbit_training:
+        parts.append("no fp32 upcast")
     if t.gradient_checkpointing:
         parts.append("ckpt")
+    if t.use_liger_kernel:
+        parts.append("liger")
     parts.append(t.optim)
     parts.append(f"{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}")
     parts.append(f"seq {setup.max_seq_length}")
@@ -238,7 +242,17 @@ class _Search:
         err_combo, err_cand = self._split(self.errors)
         warn_combo, warn_cand = self._split(self.warnings)
         ranked: list[tuple[tuple[Any, ...], Candidate]] = []
-        for combo in combos(self.req.methods):
+        from vramdoc.estimate.adapters import has_default_targets
+
+        # PEFT raises for LoraConfig() without target_modules on a model type it has no
+        # default for: such plans are not candidates at all
+        peft_default = has_default_targets(self.spec)
+        from vramdoc.estimate.liger import liger_applies
+
+        liger = liger_applies(self.spec.model_type, self.base.task, self.spec.is_encoder)
+        for combo in combos(self.req.methods, liger=liger):
+            if combo.targets == "default" and not peft_default:
+                continue
             n = len(seqs) * len(mbs)
             self.stats.candidates += n
             probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
@@ -268,7 +282,7 @@ class _Search:
     # -- the walk ----------------------------------------------------------------------------
     def group_feasible(self, cand: Candidate, memo: dict[tuple[Any, ...], bool]) -> bool:
         c = cand.combo
-        key = (c.method, c.dtype, c.amp, c.targets, c.r, cand.seq_len)
+        key = (c.method, c.dtype, c.amp, c.targets, c.r, c.upcast, c.liger, cand.seq_len)
         if key not in memo:
             from vramdoc.planner.space import OPTIMIZERS_ADAPTER, OPTIMIZERS_FULL
 
@@ -276,7 +290,7 @@ class _Search:
             # micro-batch 1 without accumulation: below every rung of every combo in the group
             memo[key] = any(
                 self.fits(Candidate(Combo(c.method, c.dtype, c.amp, attn, True, o, c.targets,
-                                          c.r), 1, 1, cand.seq_len))
+                                          c.r, c.upcast, c.liger), 1, 1, cand.seq_len))
                 for o in optims for attn in ("sdpa", "flash_attention_2"))
         return memo[key]
 
@@ -349,7 +363,12 @@ class _Search:
         short = min(c.seq_len for c in allowed)
         lean = [c for c in allowed if c.micro_batch == small_mb and c.seq_len == short
                 and c.combo.ckpt and c.combo.attn != "eager"] or allowed
-        return min(lean, key=lambda c: self.estimate(c).device_bytes)
+        # a plan a warning rule objects to (fp32 QLoRA compute, H113 ...) is no plan to show:
+        # the closest one must pass the hardware and numerics rules too
+        clean = [c for c in lean if not any(
+            holds(r, setup_context(self.setup_of(c), self.spec, self.base_ctx, self.user_seq))
+            for r in self.warnings)] or lean
+        return min(clean, key=lambda c: self.estimate(c).device_bytes)
 
     # -- plans -------------------------------------------------------------------------------
     def make_plan(self, cand: Candidate) -> Plan:
@@ -372,7 +391,7 @@ def shape(cand: Candidate) -> tuple[Any, ...]:
     """What makes two plans different alternatives (attention and checkpointing are free
     choices the best of each shape makes)."""
     c = cand.combo
-    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, cand.seq_len)
+    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, c.upcast, c.liger, cand.seq_len)
 
 
 def _trainable_guess(combo: Combo, search: _Search) -> float:
@@ -387,12 +406,16 @@ def _trainable_guess(combo: Combo, search: _Search) -> float:
 
 def fidelity(c: Combo) -> tuple[int, ...]:
     """Lower is better: method, master weights, optimizer-state precision, LoRA shape."""
-    master = 1 if c.method == "full" and c.dtype != "float32" else 0
+    # 16-bit trainable weights (pure bf16 full) or 16-bit frozen norms / head / embeddings
+    # (k-bit upcast skipped, M219) give up fp32 where the usual recipe keeps it
+    master = 1 if (c.method == "full" and c.dtype != "float32") or not c.upcast else 0
     param_dtype = c.dtype if c.method == "full" else "float32"
     state = STATE_RANK[optim_state_bits(c.optim, param_dtype)]
     targets = 0 if c.targets in (None, "all-linear") else 1
     rank = 0 if c.r is None or c.r >= 16 else 1
-    return (METHOD_RANK.get(c.method, 4), master, state, targets, rank)
+    # Liger is one more dependency: a plan without it wins at equal fidelity, warnings and
+    # LoRA shape
+    return (METHOD_RANK.get(c.method, 4), master, state, targets, rank, int(c.liger))
 
 
 def apply_changes(setup: TrainSetup, changes: dict[str, Any]) -> TrainSetup:
@@ -505,7 +528,8 @@ def _judge_user(search: _Search, setup: TrainSetup) -> Plan | None:
     combo = Combo(setup.method, ctx["dtype"], "bf16" if t.bf16 else "fp16" if t.fp16 else None,
                   setup.attn_implementation, t.gradient_checkpointing, t.optim,
                   None if lo is None else ("all-linear" if lo.target_modules == ("all-linear",)
-                                           else "default"), lo.r if lo else None)
+                                           else "default"), lo.r if lo else None,
+                  setup.prepare_model_for_kbit_training, t.use_liger_kernel)
     cand = Candidate(combo, t.per_device_train_batch_size, t.gradient_accumulation_steps,
                      setup.max_seq_length)
     st = step_time(cand, search.dims, search.gpu, setup.effective_batch_size,

@@ -12,6 +12,11 @@ micro-batch (accumulation = effective batch / micro-batch) and a sequence length
   enables it, and the estimator models that);
 - optimizer: per method (full fine-tunes also get 8-bit, paged, 4-bit and Adafactor);
 - LoRA: targets all-linear or PEFT's per-architecture default, rank 16 (alpha 32) or 8;
+- k-bit fp32 upcast (bitsandbytes / AWQ bases with a 16-bit load dtype): kept, or skipped
+  (no ``prepare_model_for_kbit_training``; ``model.enable_input_require_grads()`` and
+  checkpointing instead, rule M219): embeddings, norms and head stay 16-bit;
+- Liger's fused linear cross-entropy (``use_liger_kernel``), for the model types Liger patches,
+  with checkpointing on;
 - micro-batch: every divisor of the effective batch; sequence: the user's, or with
   ``allow_shorter_seq`` also halvings down to 128.
 """
@@ -101,6 +106,11 @@ class Combo:
     optim: str
     targets: str | None  # "all-linear" | "default" | None (full)
     r: int | None
+    # prepare_model_for_kbit_training's fp32 upcast of the unquantized parts (k-bit bases);
+    # False: skipped, the frozen embeddings / norms / head stay in the 16-bit load dtype
+    upcast: bool = True
+    # Trainer's use_liger_kernel (fused linear cross-entropy), for the model types Liger patches
+    liger: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +136,12 @@ def seq_lengths(seq_len: int, allow_shorter: bool) -> tuple[int, ...]:
     return tuple(out)
 
 
-def combos(methods: tuple[str, ...]) -> Iterator[Combo]:
-    """Every lever combination for the given methods (rules judge them afterwards)."""
+def combos(methods: tuple[str, ...], liger: bool = False) -> Iterator[Combo]:
+    """Every lever combination for the given methods (rules judge them afterwards).
+
+    ``liger``: the model is one Liger patches; its fused cross-entropy is then offered with
+    checkpointing on (the leanest combos, where the logits are what is left to cut).
+    """
     for method in methods:
         adapter = method != "full"
         optims = OPTIMIZERS_ADAPTER if adapter else OPTIMIZERS_FULL
@@ -144,7 +158,22 @@ def combos(methods: tuple[str, ...]) -> Iterator[Combo]:
                     for optim in optims:
                         for tgt in targets:
                             for r in ranks:
-                                yield Combo(method, dtype, amp, attn, ckpt, optim, tgt, r)
+                                for upcast in upcasts(method, dtype):
+                                    for lg in ((False, True) if liger and ckpt else (False,)):
+                                        yield Combo(method, dtype, amp, attn, ckpt, optim, tgt,
+                                                    r, upcast, lg)
+
+
+# prepare_model_for_kbit_training casts fp16/bf16 parameters to fp32 for bitsandbytes and AWQ
+# bases, none for GPTQ (peft/utils/other.py); with a float32 load there is nothing to skip
+UPCAST_METHODS = ("qlora", "qlora-int8", "awq-lora")
+
+
+def upcasts(method: str, dtype: str) -> tuple[bool, ...]:
+    """Whether the k-bit fp32 upcast may be kept (True) or skipped (False) for a combo."""
+    if method in UPCAST_METHODS and dtype in ("bfloat16", "float16"):
+        return (True, False)
+    return (True,)
 
 
 def _quant(method: str, amp: str | None) -> QuantSetup | None:
@@ -185,6 +214,7 @@ def to_setup(cand: Candidate, base: TrainSetup, training: TrainingSetup | None =
         lr_scheduler_type=t.lr_scheduler_type,
         logging_nan_inf_filter=t.logging_nan_inf_filter,
         torch_compile=t.torch_compile,
+        use_liger_kernel=c.liger,
         extra=t.extra,
     )
     lora = None
@@ -202,6 +232,6 @@ def to_setup(cand: Candidate, base: TrainSetup, training: TrainingSetup | None =
     return TrainSetup(
         model=base.model, task=base.task, num_labels=base.num_labels, torch_dtype=c.dtype,
         attn_implementation=c.attn, quantization=_quant(c.method, c.amp), lora=lora,
-        prepare_model_for_kbit_training=base.prepare_model_for_kbit_training,
+        prepare_model_for_kbit_training=base.prepare_model_for_kbit_training and c.upcast,
         training=tr, max_seq_length=cand.seq_len, gpu=base.gpu,
     )

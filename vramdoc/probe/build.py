@@ -378,8 +378,10 @@ def build_real(setup: TrainSetup, model_type: str, config: dict[str, Any], check
     attn = _attn(setup, device, notes)
     cls = _auto_class(setup, cfg)
     if weights:
+        # local only: never a Hub look-up with retries (the CLI checked it is a folder)
         model = cls.from_pretrained(weights, dtype=dtype, attn_implementation=attn,
-                                    device_map={"": device}, config=cfg)
+                                    device_map={"": device}, config=cfg,
+                                    local_files_only=True)
     else:
         with torch.device(device):
             model = cls.from_config(cfg, dtype=dtype, attn_implementation=attn)

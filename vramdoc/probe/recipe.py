@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from vramdoc.errors import VramdocError
 from vramdoc.probe import build, devices, optim
 from vramdoc.probe.numerics import NumericsWatch
 from vramdoc.probe.result import MemoryView, OomEvent, ProbeResult, StepRecord
@@ -108,7 +110,8 @@ def emulated_limit(gpu: Any, est: Any) -> int:
 
 def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int = 2,
               gpu: Any = None, weights: str | None = None, seed: int = 0,
-              emulate_oom: bool = True, detail: bool = False) -> ProbeResult:
+              emulate_oom: bool = True, detail: bool = False,
+              progress: Callable[[int, int, float], None] | None = None) -> ProbeResult:
     """Run ``steps`` optimizer steps of ``setup`` on ``device`` and measure them.
 
     Args:
@@ -121,6 +124,11 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
         seed: seeds the weights and the synthetic batches.
         emulate_oom: raise an emulated OOM on cpu/fake when the card's limit is passed.
         detail: keep each saved tensor's op, shape and dtype (``saved_tensors_by_layer``).
+        progress: called after each step with (steps done, steps asked, seconds so far).
+
+    A KeyboardInterrupt (Ctrl-C, SIGINT) between or inside steps stops the run: the result
+    covers the steps done, with ``interrupted`` set. An exception a library raises (while
+    building the model or in a step) becomes ``step_error`` (doctor rule D190), not a crash.
     """
     t = setup.training
     device = choose_device(device, int(getattr(spec, "n_params", 0) or 0))
@@ -165,12 +173,22 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                       "bf16": bool(gpu.bf16),
                       "compute_capability": list(getattr(gpu, "compute_capability", ()))}
 
-    build.preload(setup, spec.model_type, spec.config)
-    meta = build.build_meta(setup, spec.model_type, spec.config, spec.checkpoint_dtype) \
-        if device == "fake" else None
     watch: NumericsWatch | None = None
     opt: optim.OptimizerRun | None = None
     phase_seconds: list[float] = []
+    run_started = time.perf_counter()
+    try:
+        build.preload(setup, spec.model_type, spec.config)
+        meta = build.build_meta(setup, spec.model_type, spec.config, spec.checkpoint_dtype) \
+            if device == "fake" else None
+    except VramdocError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a library refusing the setup is a finding
+        result.step_error = _first_line(exc)
+        from vramdoc.probe import doctor
+
+        doctor.diagnose(result, setup, spec, gpu)
+        return result
     with devices.modes(device, tracker):
         try:
             # 2. Load: the model exactly as the snippet builds it.
@@ -272,6 +290,8 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                 result.steps.append(_step_record(step, watch, grad_norm, lr, seconds, scaler,
                                                  skipped, device))
                 result.steps_run = step + 1
+                if progress is not None:
+                    progress(step + 1, steps, time.perf_counter() - run_started)
         except EmulatedOutOfMemory as exc:
             result.oom = _oom_event(exc.phase, exc.step, exc.allocated_bytes, exc.request_bytes,
                                     exc.limit_bytes, True, tracker)
@@ -280,13 +300,15 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             total = int(torch.cuda.get_device_properties(0).total_memory)
             result.oom = _oom_event(phase, tracker.step, int(torch.cuda.memory_allocated()),
                                     devices.requested_bytes(str(exc)), total, False, tracker)
-        except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
-            # a step that raises is a finding (D190), not a crash of the tool; the build
-            # (before any step) raising is a real error and propagates
-            if opt is None:
-                raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            result.step_error = f"{type(exc).__name__}: {first}"
+        except KeyboardInterrupt:
+            result.interrupted = True
+            notes.append(f"interrupted (Ctrl-C) after {result.steps_run} of {steps} step(s): "
+                         "the figures cover the steps done")
+        except VramdocError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a library raising (the build or a step) is a
+            # finding (D190) with its message, never a traceback of the tool
+            result.step_error = _first_line(exc)
         finally:
             tracker.limit_bytes = None
             if watch is not None:
@@ -294,6 +316,11 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
 
     # 5. Replay the timeline: per-phase peaks and what was live at each.
     trace = tracker.trace()
+    if not any(p in trace.phases for p in PHASES):  # nothing ran (the build raised)
+        from vramdoc.probe import doctor
+
+        doctor.diagnose(result, setup, spec, gpu)
+        return result
     result.measured = _memory_view(trace, cuda)
     result.saved_activation_bytes_per_layer = trace.saved_activation_bytes_per_layer
     result.saved_tensors_by_layer = trace.saved_in_layer
@@ -333,6 +360,13 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
 
     doctor.diagnose(result, setup, spec, gpu)
     return result
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: what D190 reports."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _phase(name: str, step: int, tracker: MemoryTracker, cuda: devices.CudaMeter | None) -> None:

@@ -10,8 +10,13 @@ _ERROR_FLOOR_BYTES = 64 * 1024  # below this a percentage says nothing (a few 51
 
 
 def _err(measured: int, estimated: int | None) -> str:
-    if estimated is None or max(measured, estimated) < _ERROR_FLOOR_BYTES or not measured:
+    """The estimate's error: a percentage, or where either side is below the floor (a 1 KiB
+    estimate against 188 MiB measured) the absolute difference, the percentage being n/a."""
+    if estimated is None or max(measured, estimated) < _ERROR_FLOOR_BYTES:
         return ""
+    if min(measured, estimated) < _ERROR_FLOOR_BYTES:
+        diff = estimated - measured
+        return f"{'+' if diff >= 0 else '-'}{format_bytes(abs(diff))} (n/a %)"
     return f"{100.0 * (estimated - measured) / measured:+.1f} %"
 
 
@@ -19,12 +24,12 @@ def _row(label: str, measured: int | None, estimated: int | None, compare: bool 
     m = format_bytes(measured) if measured is not None else "-"
     e = format_bytes(estimated) if estimated is not None else "-"
     err = _err(measured, estimated) if measured is not None and compare else ""
-    return f"  {label:<24}{m:>12}{e:>12}{err:>10}"
+    return f"  {label:<24}{m:>12}{e:>12}{err:>20}"
 
 
 def _memory(m: MemoryView, e: MemoryView | None, stopped_in: str | None = None) -> list[str]:
     """Measured vs estimated; a run stopped by an OOM is compared only up to that phase."""
-    lines = [f"  {'peak allocated':<24}{'measured':>12}{'estimated':>12}{'error':>10}"]
+    lines = [f"  {'peak allocated':<24}{'measured':>12}{'estimated':>12}{'error':>20}"]
     for p in PHASES:
         if p in m.phases:
             lines.append(_row(p, m.phases[p], e.phases.get(p) if e else None,
@@ -61,6 +66,8 @@ def render(result: ProbeResult) -> str:
         limit = f", allocatable {format_bytes(r.limit_bytes)} (emulated)" if r.limit_bytes else ""
         lines.append(f"  compared with {r.gpu['name']} ({format_bytes(r.gpu['memory_bytes'])}"
                      f"{limit})")
+    if r.interrupted:
+        lines.append(f"  INTERRUPTED (Ctrl-C) after {r.steps_run} step(s): a partial report")
     lines.append("")
     if r.oom is not None:
         o = r.oom

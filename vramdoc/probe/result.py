@@ -103,6 +103,7 @@ class ProbeResult:
     trainable_dtypes: list[str] = field(default_factory=list)
     cuda_stats: dict[str, int] | None = None  # torch.cuda.memory_stats() counters (cuda only)
     step_error: str | None = None  # "Type: message" when a step raised
+    interrupted: bool = False  # stopped by Ctrl-C / SIGINT: the figures cover the steps done
 
     def to_json(self) -> dict[str, Any]:
         """The ``vramdoc probe --json`` object."""
@@ -140,4 +141,6 @@ class ProbeResult:
             out["next_plan"] = self.next_plan
         if self.step_error is not None:
             out["step_error"] = self.step_error
+        if self.interrupted:
+            out["interrupted"] = True
         return out

@@ -11,6 +11,7 @@ resolved name; ``args.x`` from a literal ``argparse`` default or a dataclass fie
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -442,6 +443,8 @@ def _binop(op: ast.operator, a: float, b: float) -> float:
     return float(a**b)
 
 
+@functools.lru_cache(maxsize=16)
 def scan_source(source: str) -> Scan:
-    """Parse (tolerantly) and scan ``source``; nothing is imported or executed."""
+    """Parse (tolerantly) and scan ``source``; nothing is imported or executed. Cached: the
+    reader and the API checks scan the same text; callers must not change the result."""
     return _Scanner(parse_tolerant(source)).run()

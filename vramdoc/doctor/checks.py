@@ -132,6 +132,31 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# The keys the planner's levers move (its hyperparameter proposals are guidance, not fit).
+_LEVERS = ("model_kwargs.dtype", "model_kwargs.attn_implementation",
+           "training.per_device_train_batch_size", "training.gradient_accumulation_steps",
+           "training.gradient_checkpointing", "training.optim", "training.bf16", "training.fp16",
+           "max_seq_length", "lora.r", "lora.target_modules")
+
+
+def _lever_changes(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    out = []
+    for section in ("quantization", "lora"):
+        if section in theirs and section not in mine:
+            inner = ", ".join(f"{k}={v!r}" for k, v in theirs[section].items()
+                              if k in ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type",
+                                       "bnb_4bit_use_double_quant", "quant_method", "r",
+                                       "target_modules"))
+            out.append(f"add {section} ({inner})")
+        elif section in mine and section not in theirs:
+            out.append(f"drop {section}")
+    a, b = _flat(mine), _flat(theirs)
+    for k in _LEVERS:
+        if k in b and a.get(k) != b[k] and not (k.startswith("lora.") and "lora" not in mine):
+            out.append(f"{k}: {a.get(k)!r} -> {b[k]!r}")
+    return out
+
+
 def smallest_change(setup: Any, gpu: Any) -> tuple[str, list[str]] | None:
     """The plan that fits ``gpu`` with the fewest changed keys, as (label, changes)."""
     from vramdoc.planner import PlanRequest, plan
@@ -146,14 +171,10 @@ def smallest_change(setup: Any, gpu: Any) -> tuple[str, list[str]] | None:
     if not result.plans:
         tips = "; ".join(result.suggestions) if result.suggestions else ""
         return None if not tips else ("nothing fits", [tips])
-    mine = _flat(setup_to_mapping(setup))
+    mine = setup_to_mapping(setup)
     best = None
     for p in result.plans:
-        theirs = _flat(setup_to_mapping(p.setup))
-        diff = [f"{k}: {mine.get(k)!r} -> {v!r}" for k, v in theirs.items()
-                if mine.get(k) != v and k != "gpu"]
-        diff += [f"{k}: {mine[k]!r} -> removed" for k in mine
-                 if k not in theirs and k != "gpu" and not k.startswith("training.")]
+        diff = _lever_changes(mine, setup_to_mapping(p.setup))
         if best is None or len(diff) < len(best[1]):
             best = (p.label, diff)
     return best

@@ -7,9 +7,10 @@ the library), else None: the newest release, every change in ``rules/api/`` appl
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 
 LIBRARIES = ("transformers", "peft", "trl", "bitsandbytes", "accelerate")
@@ -29,11 +30,25 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 @cache
+def _dist_infos() -> dict[str, str]:
+    """name -> version of the installed distributions, from the ``*.dist-info`` folder names on
+    sys.path (importlib.metadata reads the same folders, at several times the start-up cost)."""
+    out: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".dist-info") and "-" in n:
+                name, _, version = n[: -len(".dist-info")].rpartition("-")
+                out.setdefault(name.lower().replace("_", "-"), version)
+    return out
+
+
 def installed_version(library: str) -> str | None:
-    try:
-        return metadata.version(library)
-    except metadata.PackageNotFoundError:
-        return None
+    """The installed release of ``library`` (None when not installed); nothing is imported."""
+    return _dist_infos().get(library.lower().replace("_", "-"))
 
 
 def requirements_pins(folder: Path) -> dict[str, tuple[str, str]]:

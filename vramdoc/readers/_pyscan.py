@@ -178,8 +178,23 @@ class _Scanner:
 
     # -- values ----------------------------------------------------------------------------
     def text(self, node: ast.AST) -> str:
-        seg = ast.get_source_segment(self.src, node)
-        return " ".join((seg or "?").split())
+        """The source of ``node`` on one line (ast.get_source_segment re-splits the whole
+        file on every call; this reuses the split lines)."""
+        lines = self.cols.lines
+        try:
+            first, last = node.lineno, node.end_lineno  # type: ignore[attr-defined]
+            start, end = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
+        except AttributeError:
+            return "?"
+        if last is None or end is None or not 0 < first <= last <= len(lines):
+            return "?"
+        chunk = [ln.encode("utf-8") for ln in lines[first - 1:last]]
+        if len(chunk) == 1:
+            chunk[0] = chunk[0][start:end]
+        else:
+            chunk[0], chunk[-1] = chunk[0][start:], chunk[-1][:end]
+        seg = b"\n".join(chunk).decode("utf-8", "replace")
+        return " ".join(seg.split())
 
     def value(self, node: ast.expr | None) -> Any:
         if node is None:

@@ -8,6 +8,9 @@ import sys
 
 from vramdoc.errors import EXIT_DOES_NOT_FIT, EXIT_OK, EXIT_USAGE, UsageError
 
+# the libraries with API-change data in rules/api/
+LIBRARY_FLAGS = ("transformers", "peft", "trl")
+
 NAME = "doctor"
 ORDER = 15
 HELP = "check a training script, notebook or config: API breaks, rules, memory, fixes"
@@ -45,10 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", help="the model, when the file does not name it literally")
     p.add_argument("--seq-len", "-s", type=int, metavar="N",
                    help="max_seq_length, when the file does not say")
-    for lib in ("transformers", "peft", "trl", "bitsandbytes", "accelerate"):
+    for lib in LIBRARY_FLAGS:
         p.add_argument(f"--{lib}", metavar="VERSION",
-                       help=f"check against this {lib} release (default: requirements pin, "
-                            "else installed)" if lib == "transformers" else argparse.SUPPRESS)
+                       help=f"check against this {lib} release (default: a requirements*.txt "
+                            "pin beside the file, else the installed one, else the newest)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     out.add_argument("--format", choices=("text", "json", "sarif"), default="text",
@@ -82,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_gpu(args.gpu)  # a wrong --gpu is a usage error before any file is read
     opts = DoctorOptions(
         gpu=args.gpu, model=args.model, seq_len=args.seq_len, plan=not args.no_plan,
-        versions={lib: getattr(args, lib, None) for lib in
-                  ("transformers", "peft", "trl", "bitsandbytes", "accelerate")})
+        versions={lib: getattr(args, lib, None) for lib in LIBRARY_FLAGS})
     results = [doctor_file(p, opts) for p in args.paths]
     fmt = "json" if args.json else args.format
     report = render_text(results)

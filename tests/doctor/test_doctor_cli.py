@@ -115,6 +115,7 @@ def test_unreadable_input_exits_2_and_others_are_still_checked(run_cli, script, 
     code, out, _err = run_cli("doctor", str(tmp_path / "missing.py"), str(script), "--no-plan")
     assert code == 2
     assert "cannot read" in out and "A102" in out
+    assert "1 file(s) could not be read" in out
 
 
 def test_clean_script_exits_0(run_cli, tmp_path) -> None:

@@ -65,6 +65,9 @@ def render_text(results: list[FileResult]) -> str:
     n = len(results)
     summary = (f"{n} file{'s' if n != 1 else ''}: {totals['error']} error(s), "
                f"{totals['warning']} warning(s), {totals['info']} info")
+    unreadable = sum(1 for r in results if r.error)
+    if unreadable:
+        summary += f"; {unreadable} file(s) could not be read"
     if fixable:
         summary += f"; {fixable} fixable with --fix (writes a .fixed copy) or --diff"
     lines.append(summary)

@@ -227,8 +227,8 @@ class _Scanner:
                 if k is None:
                     return Unknown(self.text(node))
                 key = self.value(k)
-                if isinstance(key, Unknown | CallSite):
-                    return Unknown(self.text(node))
+                if isinstance(key, Unknown | CallSite | list | dict | set):
+                    return Unknown(self.text(node))  # not known, or not a usable key
                 out[key] = self.value(v)
             return out
         if isinstance(node, ast.UnaryOp | ast.BinOp):

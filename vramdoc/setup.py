@@ -477,6 +477,10 @@ def _setup_from_reader(p: Path) -> TrainSetup:
         raise UsageError(f"{p}: no training setup found in this {report.kind} file"
                          + (f" ({said[0]})" if said else ""),
                          f"`vramdoc doctor {p}` lists what was read")
+    if not report.setup.get("model"):
+        raise UsageError(f"{p}: the model is not named literally in this {report.kind} file",
+                         f"`vramdoc doctor {p} --model NAME --emit yaml > setup.yaml`, then "
+                         "use setup.yaml")
     return setup_from_mapping(report.setup, source=str(p))
 
 

@@ -27,7 +27,7 @@ def _in_effect(c) -> bool:
     return v is not None and (c.since is None or v >= parse_version(c.since))
 
 
-def _accepted(cls_name: str) -> set[str]:
+def _accepted(cls_name: str) -> set[str] | None:
     """The keyword names a call of ``cls_name`` accepts in the installed libraries."""
     if cls_name == "TrainingArguments":
         from transformers import TrainingArguments
@@ -50,7 +50,10 @@ def _accepted(cls_name: str) -> set[str]:
         trl = pytest.importorskip("trl")
         return {f.name for f in dataclasses.fields(trl.SFTConfig)}
     trl = pytest.importorskip("trl")
-    return set(inspect.signature(getattr(trl, cls_name).__init__).parameters)
+    cls = getattr(trl, cls_name, None)
+    if cls is None:  # moved out of trl's top level (ORPO/CPO live in trl.experimental in 1.x)
+        return None
+    return set(inspect.signature(cls.__init__).parameters)
 
 
 KEYWORDS = [c for c in CHANGES if c.kind == "keyword"]
@@ -72,11 +75,15 @@ def test_keyword_changes_match_the_installed_library(change) -> None:
     pytest.importorskip(change.library)
     if not _in_effect(change):
         pytest.skip(f"{change.library} {installed_version(change.library)} predates {change.since}")
+    checked = 0
     for cls in change.applies_to:
         if cls not in ("TrainingArguments", "Trainer", "from_pretrained", "SFTConfig") \
                 and change.library != "trl":
             continue
         accepted = _accepted(cls)
+        if accepted is None:
+            continue
+        checked += 1
         if change.status == "deprecated":
             assert change.name in accepted, f"{cls}: {change.name} should still be accepted"
         else:
@@ -88,6 +95,7 @@ def test_keyword_changes_match_the_installed_library(change) -> None:
         if change.rewrite:
             key = change.rewrite.split("=", 1)[0]
             assert key in accepted, f"{cls} does not accept the rewrite's {key}"
+    assert checked, f"no class of {change.applies_to} could be checked"
 
 
 @pytest.mark.parametrize("change", [c for c in KEYWORDS if c.rewrite],

@@ -174,3 +174,44 @@ def test_estimate_and_plan_exit_1_on_an_error_hardware_rule(run_cli) -> None:
                              "--precision", "bf16", "--attn", "flash_attention_2", "--gpu", "T4")
     assert code == 1
     assert "H101" in err and "H103" in err
+
+
+def test_gpu_named_in_the_file_and_model_from_the_command_line(run_cli, tmp_path) -> None:
+    p = tmp_path / "colab.py"
+    p.write_text(textwrap.dedent("""\
+        # Fine-tune on a free Colab T4
+        import os
+        from transformers import AutoModelForCausalLM, TrainingArguments
+        model = AutoModelForCausalLM.from_pretrained(os.environ["MODEL_ID"])
+        args = TrainingArguments(output_dir="o", bf16=True, per_device_train_batch_size=1)
+    """))
+    code, out, _ = run_cli("doctor", str(p), "--json", "--no-plan")
+    f = json.loads(out)["files"][0]
+    assert f["setup"] is None and f["estimate"] is None  # the model is not known statically
+    assert any(x["code"] == "S103" and x["line"] == 4 for x in f["findings"])
+    code, out, _ = run_cli("doctor", str(p), "--json", "--no-plan", "--model", "llama-2-7b")
+    f = json.loads(out)["files"][0]
+    codes = {(x["code"], x["line"]) for x in f["findings"]}
+    assert ("S107", 1) in codes  # GPU taken from the comment
+    assert ("H101", 5) in codes  # bf16 on a T4, pointed at the bf16 line's call
+    assert f["estimate"]["gpu"]["name"] == "T4"
+    assert code == 1
+
+
+def test_notebook_report_points_at_cells(run_cli, tmp_path) -> None:
+    nb = {"cells": [
+        {"cell_type": "markdown", "source": "# demo"},
+        {"cell_type": "code", "source": ["from transformers import AutoModelForCausalLM, "
+                                         "TrainingArguments\n"]},
+        {"cell_type": "code", "source": ["model = AutoModelForCausalLM.from_pretrained(\n",
+                                         "    'llama-2-7b')\n",
+                                         "args = TrainingArguments(output_dir='o',\n",
+                                         "    evaluation_strategy='no')\n"]},
+    ]}
+    p = tmp_path / "nb.ipynb"
+    p.write_text(json.dumps(nb))
+    code, out, _ = run_cli("doctor", str(p), "--no-plan")
+    assert f"{p}:cell 3:4:5: x A102 TrainingArguments(evaluation_strategy=...)" in out
+    assert code == 1
+    code, _out, err = run_cli("doctor", str(p), "--fix", "--no-plan")
+    assert "notebooks are not rewritten" in err and not (tmp_path / "nb.fixed.ipynb").exists()

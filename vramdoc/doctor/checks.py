@@ -219,8 +219,8 @@ def doctor_file(path: str, opts: DoctorOptions) -> FileResult:
         mapping["model"] = opts.model
     if mapping is not None and opts.seq_len:
         mapping["max_seq_length"] = opts.seq_len
-    if mapping is None:
-        return res
+    if mapping is None or not mapping.get("model"):
+        return res  # the reader said why (S103 / S104): nothing to estimate
     _evaluate(res, report, mapping, text, opts)
     return res
 

@@ -244,8 +244,7 @@ class _Builder:
         else:
             setup["max_seq_length"] = seq
             self.lines["max_seq_length"] = line
-        if "model" not in setup:
-            return None
+        # without a literal model name the rest is still returned: `--model` completes it
         return setup
 
     def sequence_length(self, tsite: CallSite | None, trainer: CallSite | None

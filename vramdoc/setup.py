@@ -471,12 +471,32 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     )
 
 
+def _setup_from_reader(p: Path) -> TrainSetup:
+    """A file in another format (a script, a framework config): read by vramdoc.readers."""
+    from vramdoc.readers import read_source
+
+    report = read_source(p)
+    if report.setup is None:
+        said = [f.message for f in report.findings if f.severity != "info"]
+        raise UsageError(f"{p}: no training setup found in this {report.kind} file"
+                         + (f" ({said[0]})" if said else ""),
+                         f"`vramdoc doctor {p}` lists what was read")
+    if not report.setup.get("model"):
+        raise UsageError(f"{p}: the model is not named literally in this {report.kind} file",
+                         f"`vramdoc doctor {p} --model NAME --emit yaml > setup.yaml`, then "
+                         "use setup.yaml")
+    return setup_from_mapping(report.setup, source=str(p))
+
+
 def load_setup_file(path: str | Path) -> TrainSetup:
-    """Read a YAML or JSON setup file."""
+    """Read a YAML or JSON setup file, or any file a reader of vramdoc.readers recognises
+    (a training script, a notebook, an axolotl / LLaMA-Factory / TRL config ...)."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"setup file {str(p)!r} does not exist",
                          "give the path of a YAML or JSON setup (see README 'Setup files')")
+    if p.suffix.lower() not in (".yaml", ".yml", ".json"):
+        return _setup_from_reader(p)
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix.lower() == ".json":
@@ -489,6 +509,12 @@ def load_setup_file(path: str | Path) -> TrainSetup:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {first}",
                          "fix the syntax at the position named above") from None
+    if isinstance(data, dict) and data and not any(
+            k in _TOP_KEYS or k in _TOP_ALIASES for k in data):
+        from vramdoc.readers import reader_for
+
+        if reader_for(p, text) is not None:  # a framework's config, not the setup schema
+            return _setup_from_reader(p)
     return setup_from_mapping(data, source=str(p))
 
 

@@ -77,8 +77,9 @@ def test_config_file_drives_the_plan(run_cli, tmp_path):
         "bf16: true, learning_rate: 0.001}\n"
         "max_seq_length: 1024\n")
     code, out, err = run_cli("plan", "--config", str(cfg), "--gpu", "T4", "--emit", "yaml")
-    assert code == 0
-    assert "your setup as given:" in err and "H101" in err  # bf16 on a T4
+    assert code == 1  # the setup as given breaks H101 (bf16 on a T4); the plan avoids it
+    assert "your setup as given:" in err and "H101" in err
+    assert "error: your setup as given breaks H101" in err
     setup = load_setup_file_text(out, tmp_path)
     assert setup.max_seq_length == 1024 and setup.effective_batch_size == 32
     assert not setup.training.bf16

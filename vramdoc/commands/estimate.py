@@ -24,7 +24,8 @@ examples:
   vramdoc estimate --config my_run.yaml --gpu RTX-3060-12GB
   vramdoc estimate --config my_run.yaml --json
 
-exit codes: 0 fits (or no --gpu), 1 does not fit the --gpu, 2 bad input."""
+exit codes: 0 fits (or no --gpu), 1 does not fit the --gpu or breaks an error-severity
+hardware rule (H101 bf16 before Ampere ...: the run would stop at start), 2 bad input."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,14 +34,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramdoc.doctor.checks import judge
     from vramdoc.estimate import estimate
     from vramdoc.estimate.render import render_estimate
+    from vramdoc.models import resolve_model
 
     setup = setup_from_args(args)
-    est = estimate(setup)
+    spec = resolve_model(setup.model)
+    est = estimate(setup, model=spec)
     if args.json:
         json.dump(est.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_estimate(est))
+    # the memory may fit while the setup cannot run at all (bf16 or FlashAttention-2 on a T4)
+    broken = [f for f in judge(est.setup, spec, est.gpu, est)
+              if f.kind == "constraint" and f.severity == "error"]
+    for f in broken:
+        sys.stderr.write(f"error: {f.code} {f.message}\nhint: {f.fix}\n")
+    if broken:
+        return EXIT_DOES_NOT_FIT
     return EXIT_DOES_NOT_FIT if est.fits is False else EXIT_OK

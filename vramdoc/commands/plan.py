@@ -27,8 +27,9 @@ examples:
   vramdoc plan --config my_run.yaml --gpu auto
   vramdoc plan --model mistral-7b --gpu T4 --emit yaml > my_run.yaml
 
-exit codes: 0 a plan fits, 1 nothing fits (the report says what would), 2 bad input,
-3 --gpu auto without a usable GPU."""
+exit codes: 0 a plan fits, 1 nothing fits (the report says what would) or the --config setup
+as given breaks an error-severity hardware rule (H), 2 bad input, 3 --gpu auto without a
+usable GPU."""
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_EFFECTIVE_BATCH = 16
@@ -131,4 +132,11 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(render_yaml(result.best, header=f"vramdoc plan: {result.best.label}"))
         else:
             sys.stdout.write(render_python(result.best, result.spec, result.gpu))
+    broken = [f for f in (result.user_plan.findings if result.user_plan else ())
+              if f.kind == "constraint" and f.severity == "error"]
+    if broken:
+        codes = ", ".join(f.code for f in broken)
+        sys.stderr.write(f"error: your setup as given breaks {codes} (marked x above); "
+                         "the plans above avoid it\n")
+        return EXIT_DOES_NOT_FIT
     return EXIT_OK if result.fits else EXIT_DOES_NOT_FIT

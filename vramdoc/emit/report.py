@@ -89,5 +89,5 @@ def render_report(result: Any) -> str:
         lines.append("")
         lines.append(f"your setup as given: {up.label}")
         lines += _plan_rows([up], gpu)[1:]
-        lines += [line for line in _steps(up) if not line.lstrip().startswith("·")]
+        lines += _steps(up)
     return "\n".join(lines) + "\n"

@@ -6,6 +6,16 @@ Each reader module exposes ``detect(path, text) -> bool`` and ``read(path, text)
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from vramdoc.errors import UsageError
+
+if TYPE_CHECKING:
+    from vramdoc.readers.findings import SourceReport
+
 # Reader modules, tried in this order; the first whose ``detect`` accepts the file reads it.
 # A module listed here but not present yet is skipped (readers land one by one).
 READER_MODULES: tuple[str, ...] = (
@@ -19,3 +29,57 @@ READER_MODULES: tuple[str, ...] = (
     "vramdoc.readers.trl",  # TRL config YAML (model_name_or_path + SFTConfig keys)
     "vramdoc.readers.runs",  # config.json / adapter_config.json / trainer_state.json
 )
+
+
+def reader_modules() -> list[ModuleType]:
+    """The reader modules present, in :data:`READER_MODULES` order (imported on first use)."""
+    mods = []
+    for name in READER_MODULES:
+        try:
+            mods.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a reader that is there but broken must not hide
+                raise
+    return mods
+
+
+def read_text(path: str | Path) -> str:
+    """The text of a user's file, or a UsageError (exit 2) saying why it cannot be read."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such file", "check the path")
+    if not p.is_file():
+        raise UsageError(f"{p}: not a file", "give a script, notebook or config file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{p}: not a UTF-8 text file",
+                         "give a script, notebook or config file saved as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"{p}: cannot be read ({exc.strerror or exc})",
+                         "check the file's permissions") from None
+
+
+def reader_for(path: str | Path, text: str) -> ModuleType | None:
+    """The first reader whose ``detect`` accepts the file, or None."""
+    for mod in reader_modules():
+        if mod.detect(str(path), text):
+            return mod
+    return None
+
+
+def read_source(path: str | Path) -> SourceReport:
+    """Read one user file with the reader that recognises it.
+
+    Raises:
+        UsageError: the file cannot be read or no reader recognises it (exit code 2).
+    """
+    text = read_text(path)
+    mod = reader_for(path, text)
+    if mod is None:
+        raise UsageError(f"{path}: not a file vramdoc can read",
+                         "give a Python script or notebook, a shell script, an axolotl / "
+                         "LLaMA-Factory / TRL / accelerate YAML, a DeepSpeed JSON, a run's "
+                         "config.json, or a vramdoc setup file")
+    report: SourceReport = mod.read(str(path), text)
+    return report

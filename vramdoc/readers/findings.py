@@ -41,11 +41,15 @@ class Finding:
     fix: str = ""
     column: int | None = None
     edits: tuple[Edit, ...] = ()  # a mechanical rewrite, applied by ``doctor --fix``
+    cell: int | None = None  # notebooks: 1-based code-cell number; ``line`` is within the cell
 
     def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "severity": self.severity, "line": self.line,
-                "column": self.column, "message": self.message, "fix": self.fix,
-                "fixable": bool(self.edits)}
+        out = {"code": self.code, "severity": self.severity, "line": self.line,
+               "column": self.column, "message": self.message, "fix": self.fix,
+               "fixable": bool(self.edits)}
+        if self.cell is not None:
+            out["cell"] = self.cell
+        return out
 
 
 @dataclass(frozen=True)
@@ -64,3 +68,5 @@ class SourceReport:
     setup: dict[str, Any] | None
     findings: tuple[Finding, ...] = ()
     lines: dict[str, int] = field(default_factory=dict)
+    # notebooks: the cell of each entry of ``lines`` (whose lines then count within the cell)
+    cells: dict[str, int] = field(default_factory=dict)

@@ -111,6 +111,8 @@ def test_axolotl_defaults_and_shorthands() -> None:
     assert any("offload" in f.message for f in report.findings if f.code == "R201")
     assert "R205" in by_code  # flash_attention: true is the legacy spelling
     setup_from_mapping(s)
+    dpo = axolotl.read(Path("d.yml"), "base_model: gpt2\nrl: dpo\n")
+    assert any(f.code == "R201" and "rl: dpo" in f.message for f in dpo.findings)
 
 
 def test_axolotl_lora_with_4bit_is_not_quantized() -> None:

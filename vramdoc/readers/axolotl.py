@@ -340,6 +340,11 @@ def _kernels(col: Collector, cfg: dict[str, Any], ln: Any, used: set[str]) -> No
         col.add("R201", "warning", "Cut Cross-Entropy never materialises the logits; the "
                 "estimate counts them, so it overstates the logits memory", "",
                 ln("cut_cross_entropy") or ln("plugins"))
+    if cfg.get("rl"):
+        used.add("rl")
+        col.add("R201", "warning", f"rl: {cfg['rl']} holds more than one policy forward (a "
+                "reference model, paired or generated sequences); estimated as supervised "
+                "fine-tuning of one model, which understates the memory", "", ln("rl"))
     if cfg.get("unfrozen_parameters"):
         used.add("unfrozen_parameters")
         col.add("R201", "warning", "unfrozen_parameters trains only the listed parameters; "

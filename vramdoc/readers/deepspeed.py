@@ -19,7 +19,8 @@ from vramdoc.readers.findings import SourceReport
 KIND = "deepspeed"
 
 
-def detect(path: Path, text: str) -> bool:
+def detect(path: str | Path, text: str) -> bool:
+    path = Path(path)
     if path.suffix.lower() != ".json":
         return False
     head = text[:20000]
@@ -74,7 +75,8 @@ def load(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def read(path: Path, text: str) -> SourceReport:
+def read(path: str | Path, text: str) -> SourceReport:
+    path = Path(path)
     col = Collector(path, KIND)
     try:
         data = json.loads(text)

@@ -32,7 +32,8 @@ from vramdoc.setup import REMOVED_TRAINING_KEYS, hf_names
 KIND = "shell"
 
 
-def detect(path: Path, text: str) -> bool:
+def detect(path: str | Path, text: str) -> bool:
+    path = Path(path)
     if path.suffix.lower() in (".sh", ".bash"):
         return True
     if path.suffix.lower() not in ("", ".txt", ".cmd"):
@@ -41,7 +42,8 @@ def detect(path: Path, text: str) -> bool:
                if line.strip() and not line.lstrip().startswith("#"))
 
 
-def read(path: Path, text: str) -> SourceReport:
+def read(path: str | Path, text: str) -> SourceReport:
+    path = Path(path)
     col = Collector(path, KIND)
     cmds = commands(text)
     if not cmds:

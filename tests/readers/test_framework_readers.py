@@ -106,11 +106,14 @@ def test_axolotl_defaults_and_shorthands() -> None:
     by_code = {f.code: f for f in report.findings}
     typo = [f for f in report.findings if f.code == "R203"]
     assert typo and "sequence_len" in typo[0].message and typo[0].line == 12
-    assert any("Liger" in f.message and "logits" in f.message for f in report.findings)
+    assert s["training"]["use_liger_kernel"] is True  # liger_fused_linear_cross_entropy
+    assert any("Liger" in f.message and "use_liger_kernel" in f.message for f in report.findings)
     assert any("Unsloth" in f.message for f in report.findings)
     assert any("offload" in f.message for f in report.findings if f.code == "R201")
     assert "R205" in by_code  # flash_attention: true is the legacy spelling
     setup_from_mapping(s)
+    dpo = axolotl.read(Path("d.yml"), "base_model: gpt2\nrl: dpo\n")
+    assert any(f.code == "R201" and "rl: dpo" in f.message for f in dpo.findings)
 
 
 def test_axolotl_lora_with_4bit_is_not_quantized() -> None:
@@ -157,6 +160,19 @@ def test_llamafactory_examples_estimate_like_their_transcription(name: str,
     same_estimate(report.setup, hand, "qwen3-4b")
     removed = {f.message.split(":")[0] for f in report.findings if f.code == "R205"}
     assert removed == {"overwrite_output_dir", "warmup_ratio"}
+
+
+def test_liger_is_passed_on_where_the_fused_cross_entropy_runs() -> None:
+    sft = llamafactory.read(Path("lf.yaml"), "model_name_or_path: gpt2\nstage: sft\n"
+                            "enable_liger_kernel: true\n")
+    dpo = llamafactory.read(Path("lf.yaml"), "model_name_or_path: gpt2\nstage: dpo\n"
+                            "enable_liger_kernel: true\n")
+    t = trl.read(Path("t.yaml"), "model_name_or_path: gpt2\nuse_liger_kernel: true\n")
+    assert sft.setup and sft.setup["training"]["use_liger_kernel"] is True
+    assert dpo.setup and "use_liger_kernel" not in dpo.setup["training"]
+    assert t.setup and t.setup["training"]["use_liger_kernel"] is True
+    for report in (sft, dpo, t):
+        setup_from_mapping(report.setup)
 
 
 def test_llamafactory_full_without_zero3_holds_fp32_weights() -> None:

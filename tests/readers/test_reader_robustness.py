@@ -115,3 +115,19 @@ def test_each_fixture_is_detected_by_its_reader() -> None:
     # vramdoc's own setup files are none of these formats
     for setup in sorted((ROOT / "examples").rglob("setup.yaml")):
         assert preview.read_file(setup) is None, setup
+
+
+def test_readers_take_the_path_as_a_string_too() -> None:
+    """vramdoc.readers.read_source passes ``str(path)``."""
+    from tests.conftest import ROOT
+    from vramdoc.readers import preview
+
+    fixtures = ROOT / "tests" / "readers" / "fixtures"
+    for f in sorted(fixtures.rglob("*")):
+        if not f.is_file() or f.suffix == ".md":
+            continue
+        text = f.read_text()
+        mods = [m for m in (__import__(f"vramdoc.readers.{n}", fromlist=["x"])
+                            for n in preview.MODULES) if m.detect(str(f), text)]
+        assert mods, f
+        assert mods[0].read(str(f), text) == mods[0].read(f, text)

@@ -20,7 +20,8 @@ from vramdoc.readers.findings import SourceReport
 KIND = "accelerate"
 
 
-def detect(path: Path, text: str) -> bool:
+def detect(path: str | Path, text: str) -> bool:
+    path = Path(path)
     if path.suffix.lower() not in (".yml", ".yaml"):
         return False
     keys = fw.top_keys(text)
@@ -75,7 +76,8 @@ def describe(f: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def read(path: Path, text: str) -> SourceReport:
+def read(path: str | Path, text: str) -> SourceReport:
+    path = Path(path)
     col = Collector(path, KIND)
     data, lines, error = load_yaml(text)
     if error or not isinstance(data, dict):

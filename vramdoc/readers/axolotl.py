@@ -51,14 +51,16 @@ _LEGACY_ATTN = (("flash_attention", "flash_attention_2"), ("sdp_attention", "sdp
 _SCHEMAS = "src/axolotl/utils/schemas"
 
 
-def detect(path: Path, text: str) -> bool:
+def detect(path: str | Path, text: str) -> bool:
+    path = Path(path)
     if path.suffix.lower() not in (".yml", ".yaml"):
         return False
     keys = fw.top_keys(text)
     return "base_model" in keys or sum(k in keys for k in _SIGNS) >= 2
 
 
-def read(path: Path, text: str) -> SourceReport:
+def read(path: str | Path, text: str) -> SourceReport:
+    path = Path(path)
     col = Collector(path, KIND)
     data, lines, error = load_yaml(text)
     if error or not isinstance(data, dict):
@@ -329,17 +331,26 @@ def _kernels(col: Collector, cfg: dict[str, Any], ln: Any, used: set[str]) -> No
     liger = [k for k in cfg if k.startswith("liger_") and cfg[k]]
     used.update(k for k in cfg if k.startswith("liger_"))
     if liger or any("liger" in p.lower() for p in plugins):
-        flce = bool(cfg.get("liger_fused_linear_cross_entropy"))
-        col.add("R201", "warning", "Liger kernels (" + (", ".join(liger) or "plugin") + "): "
-                "the estimate counts transformers' own modules" +
-                ("; the fused linear cross-entropy never holds the full logits, so the logits "
-                 "figure is an overestimate" if flce else ""),
+        flce = bool(as_bool(cfg.get("liger_fused_linear_cross_entropy")))
+        if flce:  # the same fused linear cross-entropy TrainingArguments(use_liger_kernel) applies
+            col.set("training.use_liger_kernel", True, ln("liger_fused_linear_cross_entropy"))
+        col.add("R201", "warning" if not flce else "info",
+                "Liger kernels (" + (", ".join(liger) or "plugin") + "): " +
+                ("the fused linear cross-entropy is passed on as training.use_liger_kernel; "
+                 "Liger's RMSNorm/SwiGLU/RoPE kernels are estimated as transformers' modules "
+                 "(an upper bound)" if flce else "estimated as transformers' own modules (an "
+                 "upper bound)"),
                 "", ln(liger[0]) if liger else ln("plugins"))
     if cfg.get("cut_cross_entropy") or any("cut_cross_entropy" in p for p in plugins):
         used.add("cut_cross_entropy")
         col.add("R201", "warning", "Cut Cross-Entropy never materialises the logits; the "
                 "estimate counts them, so it overstates the logits memory", "",
                 ln("cut_cross_entropy") or ln("plugins"))
+    if cfg.get("rl"):
+        used.add("rl")
+        col.add("R201", "warning", f"rl: {cfg['rl']} holds more than one policy forward (a "
+                "reference model, paired or generated sequences); estimated as supervised "
+                "fine-tuning of one model, which understates the memory", "", ln("rl"))
     if cfg.get("unfrozen_parameters"):
         used.add("unfrozen_parameters")
         col.add("R201", "warning", "unfrozen_parameters trains only the listed parameters; "

@@ -19,12 +19,16 @@ from vramdoc.readers.findings import SourceReport
 KIND = "deepspeed"
 
 
-def detect(path: Path, text: str) -> bool:
+def detect(path: str | Path, text: str) -> bool:
+    path = Path(path)
     if path.suffix.lower() != ".json":
         return False
     head = text[:20000]
+    if path.name in ("config.json", "adapter_config.json", "trainer_state.json") or any(
+            k in head for k in ('"model_type"', '"peft_type"', '"log_history"')):
+        return False  # a run's files (vramdoc.readers.runs), some of which hold bf16/fp16 keys
     return any(k in head for k in ('"zero_optimization"', '"train_micro_batch_size_per_gpu"',
-                                   '"train_batch_size"', '"fp16"', '"bf16"'))
+                                   '"zero_allow_untested_optimizer"'))
 
 
 def zero_facts(data: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +75,8 @@ def load(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def read(path: Path, text: str) -> SourceReport:
+def read(path: str | Path, text: str) -> SourceReport:
+    path = Path(path)
     col = Collector(path, KIND)
     try:
         data = json.loads(text)

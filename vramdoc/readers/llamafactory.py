@@ -42,7 +42,8 @@ _ATTN = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager",
          "fa3": "flash_attention_3"}
 
 
-def detect(path: Path, text: str) -> bool:
+def detect(path: str | Path, text: str) -> bool:
+    path = Path(path)
     if path.suffix.lower() not in (".yml", ".yaml"):
         return False
     keys = fw.top_keys(text)
@@ -51,7 +52,8 @@ def detect(path: Path, text: str) -> bool:
     return sum(k in keys for k in _SIGNS) >= 2 and "base_model" not in keys
 
 
-def read(path: Path, text: str) -> SourceReport:
+def read(path: str | Path, text: str) -> SourceReport:
+    path = Path(path)
     col = Collector(path, KIND)
     data, lines, error = load_yaml(text)
     if error or not isinstance(data, dict):
@@ -221,7 +223,18 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any) -> None:
         col.set("training.bf16", True, ln("pure_bf16"))
 
     # --- kernels and optimizers the schema cannot express ------------------------------
+    if as_bool(cfg.get("enable_liger_kernel")) and stage in ("pt", "sft"):
+        # LLaMA-Factory applies Liger with its fused linear cross-entropy for pt/sft
+        # (src/llamafactory/model/model_utils/liger_kernel.py, model/loader.py require_logits)
+        used.add("enable_liger_kernel")
+        col.set("training.use_liger_kernel", True, ln("enable_liger_kernel"))
+        col.add("R201", "info", "enable_liger_kernel: Liger's fused linear cross-entropy "
+                "(applied for stage pt/sft) is passed on as training.use_liger_kernel; its "
+                "RMSNorm/SwiGLU/RoPE kernels are estimated as transformers' modules (an upper "
+                "bound)", "", ln("enable_liger_kernel"))
     for key, what in _KERNELS.items():
+        if key in used:
+            continue
         if as_bool(cfg.get(key)):
             used.add(key)
             col.add("R201", "warning", f"{key}: {what}", "", ln(key))
@@ -281,8 +294,9 @@ _KERNELS = {
                    "with transformers' and PEFT's modules (usually an overstatement)",
     "use_unsloth_gc": "Unsloth's offloaded gradient checkpointing keeps layer inputs in CPU "
                       "memory; estimated as plain checkpointing (an overstatement)",
-    "enable_liger_kernel": "Liger kernels (fused linear cross-entropy among them) are not "
-                           "modelled; the logits figure is an overestimate",
+    "enable_liger_kernel": "Liger kernels without the fused linear cross-entropy (stage rm, "
+                           "ppo, dpo, kto need the logits) are estimated as transformers' "
+                           "modules (an upper bound)",
     "use_galore": "GaLore's low-rank optimizer states are not modelled; estimated as a full "
                   "fine-tune with the named optimizer",
     "use_apollo": "APOLLO's optimizer states are not modelled; estimated with the named optimizer",

@@ -20,7 +20,8 @@ KIND = "run"
 _NAMES = ("config.json", "adapter_config.json", "trainer_state.json", "training_args.bin")
 
 
-def detect(path: Path, text: str) -> bool:
+def detect(path: str | Path, text: str) -> bool:
+    path = Path(path)
     if path.name == "training_args.bin":
         return True
     if path.name not in _NAMES[:3]:
@@ -38,7 +39,8 @@ def _json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def read(path: Path, text: str) -> SourceReport:
+def read(path: str | Path, text: str) -> SourceReport:
+    path = Path(path)
     col = Collector(path, KIND)
     if path.name == "training_args.bin":
         col.add("R208", "info", "training_args.bin is a pickle; vramdoc never unpickles it "

@@ -46,7 +46,8 @@ _SIGNS = ("use_peft", "max_length", "max_seq_length", "packing", "dataset_name",
           "completion_only_loss", "assistant_only_loss", "padding_free", "use_liger_kernel")
 
 
-def detect(path: Path, text: str) -> bool:
+def detect(path: str | Path, text: str) -> bool:
+    path = Path(path)
     if path.suffix.lower() not in (".yml", ".yaml"):
         return False
     keys = fw.top_keys(text)
@@ -54,7 +55,8 @@ def detect(path: Path, text: str) -> bool:
                                              or "learning_rate" in keys)
 
 
-def read(path: Path, text: str) -> SourceReport:
+def read(path: str | Path, text: str) -> SourceReport:
+    path = Path(path)
     col = Collector(path, KIND)
     data, lines, error = load_yaml(text)
     if error or not isinstance(data, dict):
@@ -209,8 +211,10 @@ def apply(col: Collector, path: Path, cfg: dict[str, Any], ln: Any,
                 col.training(key, value, ln(key))
     for key, what in _KERNELS.items():
         if as_bool(cfg.get(key)):
-            col.add("R201", "warning" if key != "packing" else "info", f"{key}: {what}", "",
-                    ln(key))
+            if key == "use_liger_kernel":
+                col.set("training.use_liger_kernel", True, ln(key))
+            col.add("R201", "warning" if key in ("padding_free", "activation_offloading")
+                    else "info", f"{key}: {what}", "", ln(key))
     fw.unknown_keys(col, cfg, ln, used, "trl", frozenset({"config", "env"}))
 
 
@@ -225,8 +229,9 @@ _KERNELS = {
                "every step, not a worst case",
     "padding_free": "padding-free batches hold only real tokens; the estimate at max_length "
                     "is an upper bound",
-    "use_liger_kernel": "Liger kernels (fused linear cross-entropy among them) are not "
-                        "modelled; the logits figure is an overestimate",
+    "use_liger_kernel": "passed on as training.use_liger_kernel (the fused linear "
+                        "cross-entropy); Liger's RMSNorm/SwiGLU/RoPE kernels are estimated as "
+                        "transformers' modules (an upper bound)",
     "activation_offloading": "activations offloaded to CPU are estimated as kept on the GPU "
                              "(an overstatement)",
 }

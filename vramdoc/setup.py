@@ -133,6 +133,11 @@ class TrainingSetup:
     torch_compile: bool = False
     # TrainingArguments fsdp options, space-joined ("full_shard auto_wrap"); "" = no FSDP
     fsdp: str = ""
+    # TrainingArguments fsdp_config and deepspeed, each as canonical JSON text of the mapping
+    # ("" = not given; a deepspeed path is read when the setup is parsed). Read them through
+    # vramdoc.estimate.fsdp.fsdp_options and vramdoc.estimate.zero.zero_options.
+    fsdp_config: str = ""
+    deepspeed: str = ""
     # Accepted TrainingArguments keys that do not change memory, echoed back as given.
     extra: tuple[tuple[str, Any], ...] = ()
 
@@ -152,7 +157,8 @@ class TrainSetup:
     training: TrainingSetup = field(default_factory=TrainingSetup)
     max_seq_length: int = 512
     gpu: str | None = None
-    num_gpus: int = 1  # data-parallel world size (processes, one GPU each)
+    num_gpus: int = 1  # data-parallel world size (processes, one GPU each), all nodes together
+    nodes: int = 1  # machines the num_gpus processes run on (accelerate's num_machines)
     # The software stack the run uses: "5" (current) or an older transformers release such as
     # "4.48.1". Older releases differ in ways that change memory (see vramdoc.estimate.stack).
     transformers_version: str = "5"
@@ -193,7 +199,7 @@ class TrainSetup:
 
 _TOP_KEYS = (
     "model", "task", "num_labels", "gpu", "num_gpus", "model_kwargs", "quantization", "lora",
-    "training", "max_seq_length", "prepare_model_for_kbit_training", "stack",
+    "training", "max_seq_length", "prepare_model_for_kbit_training", "stack", "nodes",
 )
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "hybrid_shard_zero2", "no_shard",
                 "offload", "auto_wrap")
@@ -327,6 +333,28 @@ def _parse_lora(lo: Any, problems: list[str]) -> LoraSetup | None:
 _TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingSetup)} - {"extra", "use_reentrant"}
 
 
+def _engine_json(key: str, value: Any, problems: list[str]) -> str:
+    """``training.fsdp_config`` / ``training.deepspeed``: a mapping or the path of a JSON file
+    (TrainingArguments accepts both), kept as canonical JSON text."""
+    if value is None or value == "" or value == {}:
+        return ""
+    if isinstance(value, str | Path):
+        path = Path(value)
+        if not path.is_file():
+            problems.append(f"training.{key}: {str(value)!r} is not a file; give a mapping or "
+                            "the path of a JSON file")
+            return ""
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            problems.append(f"training.{key}: {path} is not valid JSON: {str(exc).splitlines()[0]}")
+            return ""
+    if not isinstance(value, dict):
+        problems.append(f"training.{key}: expected a mapping or the path of a JSON file")
+        return ""
+    return json.dumps(value, sort_keys=True)
+
+
 def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
     if t is None:
         return TrainingSetup()
@@ -348,12 +376,15 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
             elif isinstance(v, dict) and "use_reentrant" in v:
                 values["use_reentrant"] = bool(v["use_reentrant"])
         elif k == "fsdp":
-            opts = v.split() if isinstance(v, str) else list(v or [])
+            opts = (v.split() if isinstance(v, str) else ["full_shard"] if v is True
+                    else list(v or []))
             bad = [o for o in opts if o not in FSDP_OPTIONS]
             if bad:
                 problems.append(f"training.fsdp: {', '.join(map(str, bad))} not an FSDP option; "
                                 f"use {', '.join(FSDP_OPTIONS)}")
             values["fsdp"] = " ".join(str(o) for o in opts)
+        elif k in ("fsdp_config", "deepspeed"):
+            values[k] = _engine_json(k, v, problems)
         elif k == "gradient_checkpointing_kwargs":
             if isinstance(v, dict) and "use_reentrant" in v:
                 values["use_reentrant"] = bool(v["use_reentrant"])
@@ -384,6 +415,13 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
     if values.get("bf16") and values.get("fp16"):
         problems.append("training: bf16 and fp16 are both true; choose one")
     return TrainingSetup(**values, extra=tuple(extra))
+
+
+def _major(data: dict[str, Any]) -> int:
+    stack = data.get("stack")
+    version = str(stack.get("transformers", "5")) if isinstance(stack, dict) else "5"
+    head = version.split(".")[0]
+    return int(head) if head.isdigit() else 5
 
 
 def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
@@ -433,6 +471,16 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     num_gpus = _positive_int(data.get("num_gpus", 1), "num_gpus", problems)
     if training.fsdp and num_gpus == 1:
         problems.append("training.fsdp: sharding needs num_gpus > 1 (the data-parallel world size)")
+    nodes = _positive_int(data.get("nodes", 1), "nodes", problems)
+    if num_gpus % nodes:
+        problems.append(f"nodes: {nodes} machines cannot share {num_gpus} GPUs evenly; num_gpus "
+                        "counts the GPUs of all nodes together")
+    if training.fsdp and training.deepspeed:
+        problems.append("training: fsdp and deepspeed are both set; choose one engine")
+    if training.fsdp or training.deepspeed or training.fsdp_config:
+        from vramdoc.parallel import engine_problems
+
+        problems.extend(engine_problems(training, tf_major=_major(data)))
     gpu = data.get("gpu")
     if quant is not None and lora is None:
         problems.append("quantization without lora: a quantized base cannot be fine-tuned "
@@ -463,7 +511,7 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         attn_implementation=attn, quantization=quant, lora=lora,
         prepare_model_for_kbit_training=bool(kbit_prep), training=training,
         max_seq_length=seq, gpu=str(gpu) if gpu is not None else None, num_gpus=num_gpus,
-        transformers_version=tf_version, torch_version=torch_version,
+        nodes=nodes, transformers_version=tf_version, torch_version=torch_version,
     )
 
 
@@ -497,6 +545,8 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
         out["gpu"] = setup.gpu
     if setup.num_gpus != 1:
         out["num_gpus"] = setup.num_gpus
+    if setup.nodes != 1:
+        out["nodes"] = setup.nodes
     out["model_kwargs"] = {"dtype": setup.torch_dtype,
                            "attn_implementation": setup.attn_implementation}
     q = setup.quantization
@@ -534,9 +584,11 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
     t = setup.training
     td: dict[str, Any] = {}
     for f in dataclasses.fields(TrainingSetup):
-        if f.name in ("extra", "use_reentrant") or (f.name == "fsdp" and not t.fsdp):
+        if f.name in ("extra", "use_reentrant") or (
+                f.name in ("fsdp", "fsdp_config", "deepspeed") and not getattr(t, f.name)):
             continue
-        td[f.name] = getattr(t, f.name)
+        value = getattr(t, f.name)
+        td[f.name] = json.loads(value) if f.name in ("fsdp_config", "deepspeed") else value
     if t.use_reentrant is not None:
         td["gradient_checkpointing_kwargs"] = {"use_reentrant": t.use_reentrant}
     td.update(dict(t.extra))

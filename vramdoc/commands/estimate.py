@@ -23,8 +23,13 @@ examples:
       --optim paged_adamw_8bit
   vramdoc estimate --config my_run.yaml --gpu RTX-3060-12GB
   vramdoc estimate --config my_run.yaml --json
+  vramdoc estimate --config run.yaml --num-gpus 4 --deepspeed zero3_offload.json --host-ram 256GB
+  vramdoc estimate --model llama-2-70b --method full --gpu 8xA100-80GB \
+      --fsdp "full_shard auto_wrap" --grad-ckpt --precision bf16
 
-exit codes: 0 fits (or no --gpu), 1 does not fit the --gpu, 2 bad input."""
+With --num-gpus (or --gpu NxNAME) every GPU figure is per GPU; host RAM is per node.
+
+exit codes: 0 fits (or no --gpu), 1 does not fit the --gpu (or --host-ram), 2 bad input."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,14 +38,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramdoc.commands._setup_args import host_ram_limit
     from vramdoc.estimate import estimate
     from vramdoc.estimate.render import render_estimate
 
     setup = setup_from_args(args)
-    est = estimate(setup)
+    est = estimate(setup, host_limit=host_ram_limit(args))
     if args.json:
         json.dump(est.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_estimate(est))
-    return EXIT_DOES_NOT_FIT if est.fits is False else EXIT_OK
+    host_fits = est.host.fits if est.host is not None else None
+    return EXIT_DOES_NOT_FIT if est.fits is False or host_fits is False else EXIT_OK

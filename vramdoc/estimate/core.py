@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
-from vramdoc.estimate.distributed import shard, sharding
+from vramdoc.estimate.distributed import DistParts, sharding
+from vramdoc.estimate.hostram import host_ram
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
 from vramdoc.estimate.overhead import cuda_context_bytes, reserved_bytes
 from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params, is_quantized
@@ -33,6 +34,7 @@ from vramdoc.estimate.stack import (
 )
 from vramdoc.models.spec import EXPERTS, ROUTER
 from vramdoc.setup import TrainSetup
+from vramdoc.units import MiB
 
 PHASES = ("load", "forward", "backward", "optimizer_step")
 COMPONENTS = ("weights", "quant_state", "adapters", "gradients", "optimizer_states",
@@ -57,6 +59,8 @@ class MemoryEstimate:
     gpu: Any = None  # vramdoc.hardware.GpuSpec or None
     notes: tuple[str, ...] = ()
     details: dict[str, int] = field(default_factory=dict)
+    host: Any = None  # vramdoc.estimate.hostram.HostRam: the node's host RAM
+    strategy: str = ""  # the data-parallel strategy ("" on one GPU without an engine)
 
     @property
     def components(self) -> dict[str, int]:
@@ -98,6 +102,13 @@ class MemoryEstimate:
             "setup": setup_to_mapping(self.setup),
             "notes": list(self.notes),
         }
+        if self.setup.num_gpus > 1 or self.strategy:
+            out["per_gpu"] = True
+            out["num_gpus"] = self.setup.num_gpus
+            out["nodes"] = self.setup.nodes
+            out["strategy"] = self.strategy
+        if self.host is not None:
+            out["host_ram"] = self.host.to_json()
         if self.gpu is not None:
             out["gpu"] = {"name": self.gpu.name, "memory_bytes": int(self.gpu.memory_bytes)}
             out["fits"] = self.fits
@@ -119,7 +130,8 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
     )
 
 
-def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -> MemoryEstimate:
+def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
+                   host_limit: int | None = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""
     if experts_are_linear(setup.transformers_version):
         # per-expert nn.Linear modules and an nn.Linear router: bitsandbytes quantizes them
@@ -143,38 +155,22 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
     )
     sh = sharding(setup)
-    # GPTQ/AWQ layers keep qweight/qzeros/scales/g_idx as buffers, which FSDP does not shard;
-    # bitsandbytes' Params4bit/Int8Params are parameters and are sharded like the rest
-    buffers = q is not None and q.quant_method in ("gptq", "awq")
-    packed = params.quantized_weight_bytes if buffers else 0
-    base = {"weights": shard(params.weights_bytes - packed, sh.params_div) + packed,
-            "quant_state": params.quant_state_bytes if buffers
-            else shard(params.quant_state_bytes, sh.params_div),
-            "adapters": shard(params.adapters_bytes, sh.params_div)}
-    grads = shard(params.trainable_bytes, sh.grads_div)
-    states = shard(opt.states_bytes, sh.states_div)
-    temps = shard(opt.temporaries_bytes, sh.states_div)
-    paged = shard(opt.paged_bytes, sh.states_div)
-    gathered = unit_grads = 0
-    if sh.gathered_units:
-        # FULL_SHARD: whole decoder layers all-gathered for compute, and one layer's full
-        # gradient before its reduce-scatter
-        blocks = account_params(setup, spec, tuple(g for g in groups if g.in_block))
-        L = max(spec.num_hidden_layers, 1)
-        sharded_block = blocks.weights_bytes + blocks.adapters_bytes + (
-            0 if buffers else blocks.quant_state_bytes) - (
-            blocks.quantized_weight_bytes if buffers else 0)
-        gathered = sh.gathered_units * sharded_block // L
-        unit_grads = blocks.trainable_bytes // L
-    if sh.cpu_offload:
-        base = dict.fromkeys(base, 0)
-        grads = states = temps = paged = 0
-    if sh.ddp_bucket_copy:
-        grads *= 2  # DDP buckets hold a copy of every gradient
+    parts: DistParts
+    if sh.engine == "deepspeed":
+        from vramdoc.estimate.zero import zero_parts
+
+        parts = zero_parts(setup, spec, groups, params, opt)
+    else:
+        from vramdoc.estimate.fsdp import dp_parts
+
+        parts = dp_parts(setup, spec, groups, params, opt, sh)
+    base, grads, states = parts.base, parts.grads, parts.states
+    temps, paged = parts.temps + parts.step_bytes, parts.paged
+    gathered, unit_grads = parts.gathered, parts.unit_grads
     ga = t.gradient_accumulation_steps
     # gradients live through forward under accumulation, or when zero_grad keeps them
     grads_fwd = grads if ga > 1 or not grads_freed_after_step(setup.torch_version) else 0
-    mode = setup.training.fsdp or "DDP"
+    mode = parts.label or setup.training.fsdp or "DDP"
     notes_dist = [f"figures are per GPU of {sh.world} ({mode})"] if sh.world > 1 else []
     zero = dict.fromkeys(COMPONENTS, 0)
 
@@ -183,18 +179,24 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     # logits chain); both on top of everything saved so far
     in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
     live = {**base, "weights": base["weights"] + gathered}
-    forward = {**zero, **live, "optimizer_states": states, "gradients": grads_fwd,
+    # communication buckets (ZeRO's ipg buffers) are allocated once and kept: through backward,
+    # and through the next forward; counted with the gradients
+    grads_fwd_comm = parts.comm_bytes
+    forward = {**zero, **live, "optimizer_states": states,
+               "gradients": grads_fwd + grads_fwd_comm,
                "activations": acts.saved_total_bytes + acts.autocast_cache_bytes
                + (acts.layer_transient_bytes if in_block else 0),
                "logits": 0 if in_block else acts.logits_forward_bytes}
-    bwd_start = {**zero, **live, "optimizer_states": states, "gradients": grads_fwd + unit_grads,
+    bwd_start = {**zero, **live, "optimizer_states": states,
+                 "gradients": grads_fwd + unit_grads + grads_fwd_comm,
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
-    bwd_end = {**zero, **live, "optimizer_states": states, "gradients": grads + unit_grads,
+    bwd_end = {**zero, **live, "optimizer_states": states,
+               "gradients": grads + unit_grads + grads_fwd_comm,
                "activations": end_acts + (acts.checkpoint_bytes // max(spec.num_hidden_layers, 1))}
     backward = bwd_start if sum(bwd_start.values()) >= sum(bwd_end.values()) else bwd_end
-    step = {**zero, **base, "optimizer_states": states, "gradients": grads,
+    step = {**zero, **base, "optimizer_states": states, "gradients": grads + grads_fwd_comm,
             "optimizer_temporaries": temps}
     phase_components = {"load": load, "forward": forward, "backward": backward,
                         "optimizer_step": step}
@@ -202,13 +204,25 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     peak_phase = max(PHASES, key=lambda p: (totals[p], -PHASES.index(p)))
     peak = totals[peak_phase]
     static = sum(base.values()) + states + grads
-    reserved = reserved_bytes(peak, min(static, peak))
+    if gathered:
+        # the gathered parameters sit in the all-gather stream's own pool (fsdp.py): the
+        # default stream's pool peaks without them, and the two pools add up
+        default_peak = max(totals[p] - (gathered if p in ("forward", "backward") else 0)
+                           for p in PHASES)
+        pool = gathered + parts.pool_bytes
+        reserved = reserved_bytes(default_peak, min(static, default_peak)) + \
+            -(-pool // (2 * MiB)) * (2 * MiB)
+    else:
+        reserved = reserved_bytes(peak, min(static, peak)) + parts.pool_bytes
     ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None,
                              lazy=lazy_module_loading(setup.torch_version))
-    device = reserved + ctx + paged
+    device = reserved + ctx + paged + parts.device_extra_bytes
     notes = list(notes_dist)
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
+    if parts.device_extra_bytes:
+        notes.append("device view includes NCCL's communication buffers "
+                     f"({parts.device_extra_bytes // MiB} MiB, outside torch's allocator)")
     if paged:
         notes.append("paged optimizer states live in CUDA unified memory: not in torch's "
                      "allocated/reserved figures, counted in the device view")
@@ -220,7 +234,8 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
         trainable_params=params.trainable_numel, phase_components=phase_components,
         peak_phase=peak_phase, peak_allocated_bytes=peak, peak_reserved_bytes=reserved,
         device_bytes=device, cuda_context_bytes=ctx, paged_bytes=paged, gpu=gpu,
-        notes=tuple(notes),
+        notes=tuple(notes), strategy=parts.label,
+        host=host_ram(setup, params, parts, paged, host_limit),
         details={"per_layer_activation_bytes": acts.per_layer_bytes,
                  "checkpoint_bytes": acts.checkpoint_bytes,
                  "layer_transient_bytes": acts.layer_transient_bytes,

@@ -184,7 +184,8 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     grads_fwd_comm = parts.comm_bytes
     forward = {**zero, **live, "optimizer_states": states,
                "gradients": grads_fwd + grads_fwd_comm,
-               "activations": acts.saved_total_bytes + acts.autocast_cache_bytes
+               "activations": acts.saved_total_bytes
+               + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
                + (acts.layer_transient_bytes if in_block else 0),
                "logits": 0 if in_block else acts.logits_forward_bytes}
     bwd_start = {**zero, **live, "optimizer_states": states,

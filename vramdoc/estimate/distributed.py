@@ -69,6 +69,9 @@ class DistParts:
     device_extra_bytes: int = 0  # outside torch's allocator (NCCL)
     host: dict[str, int] = field(default_factory=dict)  # host RAM per process, by component
     label: str = ""
+    # torch autocast caches 16-bit copies of the weights through forward; not when the engine
+    # casts them itself (FSDP's MixedPrecision param_dtype, DeepSpeed's 16-bit module)
+    autocast_cache: bool = True
 
 
 def sharding(setup: TrainSetup) -> Sharding:

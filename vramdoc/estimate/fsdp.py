@@ -22,6 +22,10 @@ Option names are the engine's (:class:`vramdoc.parallel.FsdpOptions`). What one 
   gradient to the reduce-scatter stream, so its block stays reserved until the collective
   finishes: one unit's gradient more.
 - Device only: NCCL's buffers (:data:`vramdoc.estimate.distributed.NCCL_BYTES`).
+- Mixed precision: with ``bf16``/``fp16`` Trainer has accelerate give FSDP a mixed-precision
+  policy whose ``param_dtype`` is the 16-bit dtype (accelerate ``FullyShardedDataParallelPlugin``
+  ``set_mixed_precision``): the shards stay in their dtype (fp32 masters), the all-gathered
+  copies are 16-bit, and autocast finds them already cast (no cached weight copies).
 """
 
 from __future__ import annotations
@@ -89,8 +93,11 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         blocks = account_params(setup, spec, tuple(g for g in groups if g.in_block))
         root = account_params(setup, spec, tuple(g for g in groups if not g.in_block))
         L = max(spec.num_hidden_layers, 1)
-        unit = sharded_part(blocks) // L
-        root_full = sharded_part(root)
+        # the mixed-precision policy gathers fp32 parameters as 16-bit copies
+        t = setup.training
+        mp = 2 if (t.bf16 or t.fp16) and params.weight_dtype_after_prep == "float32" else 1
+        unit = sharded_part(blocks) // L // mp
+        root_full = sharded_part(root) // mp
         root_extra = root_full - shard(root_full, sh.params_div)
         gathered = sh.gathered_units * unit + root_extra
         unit_grads = blocks.trainable_bytes // L
@@ -106,5 +113,7 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         grads = states = temps = paged = 0
     if sh.ddp_bucket_copy:
         grads *= 2  # DDP buckets hold a copy of every gradient
+    t = setup.training
     return DistParts(base, grads, states, temps, paged, gathered, unit_grads, pool_bytes=pool,
-                     device_extra_bytes=NCCL_BYTES, host=host, label=sh.label)
+                     device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
+                     autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

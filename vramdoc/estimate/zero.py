@@ -142,4 +142,4 @@ def zero_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any)
     return DistParts(base, grads, states, temps, 0, gathered, unit_grads if s >= 2 else 0,
                      comm_bytes=comm, step_bytes=step_fp32_grads,
                      device_extra_bytes=NCCL_BYTES if n > 1 else 0, host=host,
-                     label=label(zo))
+                     label=label(zo), autocast_cache=half is None)

@@ -101,6 +101,7 @@ class Combo:
     optim: str
     targets: str | None  # "all-linear" | "default" | None (full)
     r: int | None
+    dist: str = ""  # data-parallel strategy (planner/parallel.py); "" = the base's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,7 @@ def to_setup(cand: Candidate, base: TrainSetup, training: TrainingSetup | None =
         lr_scheduler_type=t.lr_scheduler_type,
         logging_nan_inf_filter=t.logging_nan_inf_filter,
         torch_compile=t.torch_compile,
+        fsdp=t.fsdp, fsdp_config=t.fsdp_config, deepspeed=t.deepspeed,
         extra=t.extra,
     )
     lora = None
@@ -199,9 +201,12 @@ def to_setup(cand: Candidate, base: TrainSetup, training: TrainingSetup | None =
             lora_dropout=float(extra.get("lora_dropout", 0.0)),
             use_rslora=bool(extra.get("use_rslora", False)),
         )
-    return TrainSetup(
+    from vramdoc.planner.parallel import apply_strategy
+
+    return apply_strategy(TrainSetup(
         model=base.model, task=base.task, num_labels=base.num_labels, torch_dtype=c.dtype,
         attn_implementation=c.attn, quantization=_quant(c.method, c.amp), lora=lora,
         prepare_model_for_kbit_training=base.prepare_model_for_kbit_training,
-        training=tr, max_seq_length=cand.seq_len, gpu=base.gpu,
-    )
+        training=tr, max_seq_length=cand.seq_len, gpu=base.gpu, num_gpus=base.num_gpus,
+        nodes=base.nodes,
+    ), c.dist)

@@ -159,6 +159,10 @@ class TrainSetup:
     gpu: str | None = None
     num_gpus: int = 1  # data-parallel world size (processes, one GPU each), all nodes together
     nodes: int = 1  # machines the num_gpus processes run on (accelerate's num_machines)
+    # from_pretrained(device_map=..., max_memory=...) when they place layers on the CPU: the
+    # GPU 0 budget in bytes ("auto"/"sequential" placement, vramdoc.estimate.placement);
+    # 0 = everything on the GPU
+    max_memory_gpu_bytes: int = 0
     # The software stack the run uses: "5" (current) or an older transformers release such as
     # "4.48.1". Older releases differ in ways that change memory (see vramdoc.estimate.stack).
     transformers_version: str = "5"
@@ -207,7 +211,7 @@ _VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}$")
 _TOP_ALIASES = {"max_seq_len": "max_seq_length", "seq_len": "max_seq_length",
                 "quantization_config": "quantization", "peft": "lora", "lora_config": "lora",
                 "training_args": "training", "training_arguments": "training"}
-_MODEL_KWARGS = ("dtype", "torch_dtype", "attn_implementation", "device_map",
+_MODEL_KWARGS = ("dtype", "torch_dtype", "attn_implementation", "device_map", "max_memory",
                  "trust_remote_code", "revision", "low_cpu_mem_usage")
 
 
@@ -417,6 +421,33 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
     return TrainingSetup(**values, extra=tuple(extra))
 
 
+def _placement_budget(mk: dict[str, Any], problems: list[str]) -> int:
+    """GPU 0's ``max_memory`` budget when ``device_map`` lets accelerate place layers (0: none).
+
+    A ``max_memory`` without an automatic ``device_map`` does nothing in from_pretrained."""
+    mm = mk.get("max_memory")
+    if mm is None:
+        return 0
+    if mk.get("device_map") not in ("auto", "sequential", "balanced", "balanced_low_0"):
+        problems.append("model_kwargs.max_memory: only used with device_map auto / sequential / "
+                        "balanced; add device_map: auto")
+        return 0
+    if not isinstance(mm, dict):
+        problems.append("model_kwargs.max_memory: expected a mapping such as {0: 6GiB, cpu: 30GiB}")
+        return 0
+    gpu = mm.get(0, mm.get("0", mm.get("cuda:0")))
+    if gpu is None:
+        problems.append("model_kwargs.max_memory: give GPU 0's budget, e.g. {0: 6GiB, cpu: 30GiB}")
+        return 0
+    from vramdoc.units import parse_size
+
+    try:
+        return parse_size(gpu, what="model_kwargs.max_memory[0]")
+    except UsageError as exc:
+        problems.append(exc.message)
+        return 0
+
+
 def _major(data: dict[str, Any]) -> int:
     stack = data.get("stack")
     version = str(stack.get("transformers", "5")) if isinstance(stack, dict) else "5"
@@ -463,6 +494,7 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     if attn not in ATTN_IMPLEMENTATIONS:
         problems.append(f"model_kwargs.attn_implementation: {attn!r} must be one of "
                         f"{', '.join(ATTN_IMPLEMENTATIONS)}")
+    max_gpu = _placement_budget(mk, problems)
     quant = _parse_quant(data.get("quantization"), problems)
     lora = _parse_lora(data.get("lora"), problems)
     training = _parse_training(data.get("training"), problems)
@@ -475,6 +507,10 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     if num_gpus % nodes:
         problems.append(f"nodes: {nodes} machines cannot share {num_gpus} GPUs evenly; num_gpus "
                         "counts the GPUs of all nodes together")
+    if max_gpu and num_gpus > 1:
+        problems.append("model_kwargs.max_memory: device_map placement splits one process's "
+                        "model over GPU and CPU; it does not combine with num_gpus > 1 (use "
+                        "FSDP or DeepSpeed offload instead)")
     if training.fsdp and training.deepspeed:
         problems.append("training: fsdp and deepspeed are both set; choose one engine")
     if training.fsdp or training.deepspeed or training.fsdp_config:
@@ -511,7 +547,8 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         attn_implementation=attn, quantization=quant, lora=lora,
         prepare_model_for_kbit_training=bool(kbit_prep), training=training,
         max_seq_length=seq, gpu=str(gpu) if gpu is not None else None, num_gpus=num_gpus,
-        nodes=nodes, transformers_version=tf_version, torch_version=torch_version,
+        nodes=nodes, max_memory_gpu_bytes=max_gpu, transformers_version=tf_version,
+        torch_version=torch_version,
     )
 
 
@@ -549,6 +586,9 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
         out["nodes"] = setup.nodes
     out["model_kwargs"] = {"dtype": setup.torch_dtype,
                            "attn_implementation": setup.attn_implementation}
+    if setup.max_memory_gpu_bytes:
+        out["model_kwargs"].update(device_map="auto",
+                                   max_memory={0: f"{setup.max_memory_gpu_bytes}B"})
     q = setup.quantization
     if q is not None:
         if q.quant_method == "bitsandbytes":

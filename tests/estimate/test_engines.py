@@ -148,3 +148,38 @@ def test_cli_deepspeed_file_and_gpu_count(tmp_path: Path, capsys: pytest.Capture
     assert out["host_ram"]["fits"] is True
     rc = main(["estimate", "--model", "llama-2-7b", "--gpu", "4xA100-80GB", "--num-gpus", "2"])
     assert rc == 2
+
+
+def _placed(max_memory: str | None) -> Any:
+    mk: dict[str, Any] = {"dtype": "float16"}
+    if max_memory:
+        mk.update(device_map="auto", max_memory={0: max_memory, "cpu": "30GiB"})
+    return setup_from_mapping({
+        "model": "llama-2-7b", "model_kwargs": mk, "quantization": {"load_in_8bit": True},
+        "lora": {"r": 16}, "training": {"per_device_train_batch_size": 1, "fp16": True},
+        "max_seq_length": 256})
+
+
+def test_device_map_max_memory_offloads_the_last_layers() -> None:
+    from vramdoc.estimate.placement import place
+    from vramdoc.models import param_groups, resolve_model
+
+    spec = resolve_model("llama-2-7b")
+    s = _placed("4GiB")
+    pl = place(s, spec, param_groups(spec, task="causal-lm"))
+    assert 0 < pl.gpu_blocks < 32 and pl.gpu_blocks + pl.cpu_blocks == 32
+    # the GPU keeps room for one more layer (the offloaded one being run)
+    assert pl.gpu_bytes + pl.layer_bytes <= 4 * GiB
+    est, whole = estimate(s), estimate(_placed(None))
+    load = est.phase_components["load"]
+    assert load["weights"] + load["quant_state"] == pytest.approx(pl.gpu_bytes, rel=1e-3)
+    assert est.peak_allocated_bytes < whole.peak_allocated_bytes
+    assert est.host is not None
+    assert est.host.per_process["weights offloaded by device_map"] == pl.cpu_bytes
+    assert any("decoder layers on the GPU" in n for n in est.notes)
+
+
+def test_max_memory_needs_an_automatic_device_map() -> None:
+    with pytest.raises(ConfigError, match="add device_map: auto"):
+        setup_from_mapping({"model": "llama-2-7b",
+                            "model_kwargs": {"max_memory": {0: "6GiB"}}})

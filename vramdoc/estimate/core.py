@@ -130,6 +130,17 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
     )
 
 
+def _fsdp_checkpointing(setup: TrainSetup) -> bool:
+    """fsdp_config activation_checkpointing: accelerate wraps every decoder layer with torch's
+    checkpoint wrapper, the same one-input-per-layer memory as gradient checkpointing."""
+    if not setup.training.fsdp or setup.num_gpus <= 1:
+        return False
+    from vramdoc.estimate.fsdp import options
+
+    o = options(setup)
+    return bool(o is not None and o.activation_checkpointing)
+
+
 def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                    host_limit: int | None = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""
@@ -147,7 +158,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     q = setup.quantization
     ckpt = t.gradient_checkpointing or (
         q is not None and q.quant_method in ("bitsandbytes", "gptq")
-        and setup.prepare_model_for_kbit_training)
+        and setup.prepare_model_for_kbit_training) or _fsdp_checkpointing(setup)
     st = _act_setup(setup, params, spec, groups)
     acts: ActivationAccount = account_activations(
         spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
@@ -164,6 +175,21 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         from vramdoc.estimate.fsdp import dp_parts
 
         parts = dp_parts(setup, spec, groups, params, opt, sh)
+    placement = None
+    if setup.max_memory_gpu_bytes and sh.world <= 1:
+        from dataclasses import replace as dc_replace
+
+        from vramdoc.estimate.placement import place
+
+        placement = place(setup, spec, groups)
+        if placement.cpu_bytes:
+            resident = parts.base["weights"] + parts.base["quant_state"]
+            keep = placement.gpu_bytes / max(resident, 1)
+            parts = dc_replace(
+                parts, base={**parts.base, "weights": int(parts.base["weights"] * keep),
+                             "quant_state": int(parts.base["quant_state"] * keep)},
+                gathered=parts.gathered + placement.layer_bytes,
+                host={**parts.host, "weights offloaded by device_map": placement.cpu_bytes})
     base, grads, states = parts.base, parts.grads, parts.states
     temps, paged = parts.temps + parts.step_bytes, parts.paged
     gathered, unit_grads = parts.gathered, parts.unit_grads
@@ -221,6 +247,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     notes = list(notes_dist)
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
+    if placement is not None and placement.cpu_bytes:
+        notes.append(f"device_map places {placement.gpu_blocks} of "
+                     f"{placement.gpu_blocks + placement.cpu_blocks} decoder layers on the GPU "
+                     "within max_memory; the rest, and the LM head, run from host RAM (one "
+                     "layer copied in at a time)")
     if parts.device_extra_bytes:
         notes.append("device view includes NCCL's communication buffers "
                      f"({parts.device_extra_bytes // MiB} MiB, outside torch's allocator)")

@@ -162,6 +162,8 @@ def expand(combos: Any, base: TrainSetup) -> Any:
         for strategy in strategies:
             if strategy.startswith("zero") and combo.optim not in ZERO_OPTIMIZERS:
                 continue  # ZeRO steps torch optimizers on its fp32 partitions
+            if strategy == "zero3_offload" and combo.optim != ZERO_OPTIMIZERS[0]:
+                continue  # the config's own optimizer (DeepSpeedCPUAdam) replaces Trainer's
             yield dc_replace(combo, dist=strategy) if strategy else combo
 
 

@@ -93,7 +93,12 @@ def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) 
         "max_seq_length": seq,
     }
     if not ddp:
+        # train.py wraps with torch's FullyShardedDataParallel (FSDP1): BACKWARD_PRE prefetch,
+        # limit_all_gathers=True, use_orig_params=False
         setup["training"]["fsdp"] = "full_shard auto_wrap"
+        setup["training"]["fsdp_config"] = {"version": 1, "backward_prefetch": "BACKWARD_PRE",
+                                            "limit_all_gathers": True,
+                                            "use_orig_params": False}
     if method == "qlora":
         setup["quantization"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
                                  "bnb_4bit_compute_dtype": "bfloat16",

@@ -49,7 +49,7 @@ def _fsdp_accelerate(setup: Any) -> dict[str, Any]:
         "fsdp_version": o.version,
         "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
         "fsdp_offload_params": o.cpu_offload,
-        "fsdp_cpu_ram_efficient_loading": True,
+        "fsdp_cpu_ram_efficient_loading": o.cpu_ram_efficient_loading,
         "fsdp_state_dict_type": "SHARDED_STATE_DICT",
         "fsdp_activation_checkpointing": bool(setup.training.gradient_checkpointing),
     }

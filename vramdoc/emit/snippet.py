@@ -125,7 +125,8 @@ def engine_kwargs(s: Any) -> list[tuple[str, Any, str]]:
     if o.cpu_offload:
         cfg["cpu_offload"] = True
     given = json.loads(t.fsdp_config) if t.fsdp_config else {}
-    cfg.update({k: v for k, v in given.items() if k not in ("version", "fsdp_version")})
+    cfg.update({(k[5:] if k.startswith("fsdp_") else k): v for k, v in given.items()
+                if k not in ("version", "fsdp_version")})
     return [("fsdp", True, f"FSDP{o.version} over {s.num_gpus} GPUs"),
             ("fsdp_config", cfg, "")]
 

@@ -83,7 +83,10 @@ def apply_strategy(setup: TrainSetup, strategy: str) -> TrainSetup:
     fsdp = FSDP_WORDS.get(strategy, "")
     ds = json.dumps(deepspeed_config(strategy), sort_keys=True) if strategy.startswith(
         "zero") else ""
-    out = setup.replace_training(fsdp=fsdp, fsdp_config="", deepspeed=ds)
+    # FSDP plans load the checkpoint on one process and broadcast it (accelerate's
+    # cpu_ram_efficient_loading): one copy in host RAM instead of one per GPU
+    fsdp_config = json.dumps({"cpu_ram_efficient_loading": True}) if fsdp else ""
+    out = setup.replace_training(fsdp=fsdp, fsdp_config=fsdp_config, deepspeed=ds)
     q = out.quantization
     if q is not None and q.quant_method == "bitsandbytes" and q.bits == 4 and (fsdp or ds):
         # FSDP and ZeRO-3 flatten a unit's parameters into one dtype: the 4-bit weights must be

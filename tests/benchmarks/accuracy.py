@@ -44,7 +44,8 @@ def _result(
 ) -> dict[str, object]:
     c = compare(case_id, est, metric, round(measured_gib * GiB))
     return {"id": case_id, "model": est.model_name, "method": est.setup.method,
-            "gpus": est.setup.num_gpus, "strategy": est.strategy, "comparison": c, "metric": metric, "view": c.view, "measured": measured_gib,
+            "gpus": est.setup.num_gpus, "strategy": est.strategy, "comparison": c,
+            "metric": metric, "view": c.view, "measured": measured_gib,
             "predicted": c.predicted_bytes / GiB, "error": c.error, "peak_phase": c.peak_phase,
             "b": est.setup.training.per_device_train_batch_size, "s": est.setup.max_seq_length}
 

@@ -57,8 +57,6 @@ def add_setup_arguments(p: argparse.ArgumentParser, *, with_gpu: bool = True) ->
                         "transformers does")
     g.add_argument("--nodes", type=int, metavar="M",
                    help="machines the --num-gpus GPUs are spread over (default 1)")
-    g.add_argument("--host-ram", metavar="SIZE",
-                   help="host RAM per node (e.g. 256GB) to check offload and loading against")
     if with_gpu:
         g.add_argument("--gpu", "-g", metavar="GPU",
                        help="catalog name (RTX-3060-12GB, T4, a100-80gb), a size (6GB, 24GB,sm89) "

@@ -34,6 +34,8 @@ exit codes: 0 fits (or no --gpu), 1 does not fit the --gpu (or --host-ram), 2 ba
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_setup_arguments(p)
+    p.add_argument("--host-ram", metavar="SIZE",
+                   help="host RAM per node (e.g. 256GB) to check offload and loading against")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 

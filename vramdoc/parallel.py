@@ -128,6 +128,27 @@ def fsdp_options(training: Any, tf_major: int = 5) -> FsdpOptions | None:
     return _fsdp(training.fsdp, training.fsdp_config, tf_major)[0]
 
 
+def split_gpu_count(text: str) -> tuple[int | None, str]:
+    """``"8xA100-80GB"`` -> ``(8, "A100-80GB")``; ``"A100"`` -> ``(None, "A100")``.
+
+    >>> split_gpu_count("8xA100-80GB")
+    (8, 'A100-80GB')
+    >>> split_gpu_count("4 x H100")
+    (4, 'H100')
+    >>> split_gpu_count("RTX-4090")
+    (None, 'RTX-4090')
+    """
+    import re
+
+    m = re.match(r"^\s*(\d+)\s*[x×]\s*(\S.*)$", text, re.IGNORECASE)
+    if not m:
+        return None, text
+    count = int(m.group(1))
+    if count <= 0:
+        raise ValueError("the GPU count must be larger than zero")
+    return count, m.group(2).strip()
+
+
 # --- DeepSpeed ---------------------------------------------------------------------------
 
 # deepspeed 0.19 DeepSpeedZeroConfig field names and aliases that change memory or speed

@@ -501,6 +501,21 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     seq = _positive_int(data.get("max_seq_length", 512), "max_seq_length", problems)
     num_labels = _positive_int(data.get("num_labels", 2), "num_labels", problems)
     num_gpus = _positive_int(data.get("num_gpus", 1), "num_gpus", problems)
+    gpu_raw = data.get("gpu")
+    if isinstance(gpu_raw, str):
+        from vramdoc.parallel import split_gpu_count
+
+        try:
+            count, name = split_gpu_count(gpu_raw)
+        except ValueError as exc:
+            problems.append(f"gpu: {gpu_raw!r}: {exc}")
+            count, name = None, gpu_raw
+        if count is not None:
+            if "num_gpus" in data and num_gpus != count:
+                problems.append(f"gpu: {gpu_raw!r} says {count} GPUs but num_gpus says "
+                                f"{num_gpus}; give the count once")
+            num_gpus = count
+            data = {**data, "gpu": name}
     if training.fsdp and num_gpus == 1:
         problems.append("training.fsdp: sharding needs num_gpus > 1 (the data-parallel world size)")
     nodes = _positive_int(data.get("nodes", 1), "nodes", problems)

@@ -183,3 +183,17 @@ def test_max_memory_needs_an_automatic_device_map() -> None:
     with pytest.raises(ConfigError, match="add device_map: auto"):
         setup_from_mapping({"model": "llama-2-7b",
                             "model_kwargs": {"max_memory": {0: "6GiB"}}})
+
+
+def test_setup_file_gpu_count_and_hybrid_shard_within_a_node() -> None:
+    s = setup_from_mapping({"model": "llama-2-7b", "gpu": "16xA100-80GB", "nodes": 2,
+                            "training": {"fsdp": "hybrid_shard auto_wrap",
+                                         "fsdp_config": {"version": 1}}})
+    assert s.num_gpus == 16 and s.gpu == "A100-80GB"
+    step = estimate(s).phase_components["optimizer_step"]
+    full = estimate(s.replace_training(fsdp="full_shard auto_wrap")).phase_components[
+        "optimizer_step"]
+    # hybrid_shard shards over the 8 GPUs of a node, full_shard over all 16
+    assert step["weights"] == pytest.approx(2 * full["weights"], rel=1e-3)
+    with pytest.raises(ConfigError, match="give the count once"):
+        setup_from_mapping({"model": "llama-2-7b", "gpu": "8xA100-80GB", "num_gpus": 4})

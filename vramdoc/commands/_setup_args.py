@@ -150,25 +150,13 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def split_gpu_count(text: str) -> tuple[int | None, str]:
-    """``"8xA100-80GB"`` -> ``(8, "A100-80GB")``; ``"A100"`` -> ``(None, "A100")``.
+    """``"8xA100-80GB"`` -> ``(8, "A100-80GB")`` (see :func:`vramdoc.parallel.split_gpu_count`)."""
+    from vramdoc.parallel import split_gpu_count as split
 
-    >>> split_gpu_count("8xA100-80GB")
-    (8, 'A100-80GB')
-    >>> split_gpu_count("4 x H100")
-    (4, 'H100')
-    >>> split_gpu_count("RTX-4090")
-    (None, 'RTX-4090')
-    """
-    import re
-
-    m = re.match(r"^\s*(\d+)\s*[x×]\s*(\S.*)$", text, re.IGNORECASE)
-    if not m:
-        return None, text
-    count = int(m.group(1))
-    if count <= 0:
-        raise UsageError(f"--gpu {text}: the GPU count must be larger than zero",
-                         "e.g. --gpu 8xA100-80GB")
-    return count, m.group(2).strip()
+    try:
+        return split(text)
+    except ValueError as exc:
+        raise UsageError(f"--gpu {text}: {exc}", "e.g. --gpu 8xA100-80GB") from None
 
 
 def host_ram_limit(args: argparse.Namespace) -> int | None:

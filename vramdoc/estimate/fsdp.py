@@ -22,6 +22,13 @@ Option names are the engine's (:class:`vramdoc.parallel.FsdpOptions`). What one 
   gradient to the reduce-scatter stream, so its block stays reserved until the collective
   finishes: one unit's gradient more.
 - Device only: NCCL's buffers (:data:`vramdoc.estimate.distributed.NCCL_BYTES`).
+- Units: Trainer wraps each decoder layer (``_no_split_modules``) and, for PEFT models, each
+  LoRA leaf separately (peft ``fsdp_auto_wrap_policy``), so a unit's parameters are all
+  frozen or all trainable: FSDP1's ``use_orig_params`` then changes no memory (with mixed
+  units FSDP1 would allocate the whole flat gradient). ``backward_prefetch`` /
+  ``forward_prefetch`` do not change the two gathered layers: without them the CPU still
+  issues the next all-gather ahead, bounded at two by the rate limiter (FSDP1) or the
+  implicit prefetch (FSDP2).
 - Mixed precision: with ``bf16``/``fp16`` Trainer has accelerate give FSDP a mixed-precision
   policy whose ``param_dtype`` is the 16-bit dtype (accelerate ``FullyShardedDataParallelPlugin``
   ``set_mixed_precision``): the shards stay in their dtype (fp32 masters), the all-gathered

@@ -167,6 +167,7 @@ class TrainSetup:
     # "4.48.1". Older releases differ in ways that change memory (see vramdoc.estimate.stack).
     transformers_version: str = "5"
     torch_version: str = "2.13"
+    peft_version: str = "0.21"
 
     # --- convenience views -------------------------------------------------------------
     @property
@@ -540,6 +541,13 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     kbit_prep = data.get("prepare_model_for_kbit_training", True)
     stack = data.get("stack") or {}
     tf_version, torch_version = "5", "2.13"
+    peft_version = "0.21"
+    if isinstance(stack, dict) and "peft" in stack:
+        stack = dict(stack)
+        peft_version = str(stack.pop("peft"))
+        if not _VERSION_RE.match(peft_version) or int(peft_version.split(".")[0]) > 9:
+            problems.append(f"stack.peft: {peft_version!r} is not a peft release such as 0.10")
+            peft_version = "0.21"
     if not isinstance(stack, dict) or set(stack) - {"transformers", "torch"}:
         problems.append("stack: expected {transformers: VERSION, torch: VERSION}, "
                         "e.g. {transformers: 4.48.1, torch: 2.4}")
@@ -563,7 +571,7 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         prepare_model_for_kbit_training=bool(kbit_prep), training=training,
         max_seq_length=seq, gpu=str(gpu) if gpu is not None else None, num_gpus=num_gpus,
         nodes=nodes, max_memory_gpu_bytes=max_gpu, transformers_version=tf_version,
-        torch_version=torch_version,
+        torch_version=torch_version, peft_version=peft_version,
     )
 
 
@@ -654,6 +662,8 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
         stack_out["transformers"] = setup.transformers_version
     if setup.torch_version != "2.13":
         stack_out["torch"] = setup.torch_version
+    if setup.peft_version != "0.21":
+        stack_out["peft"] = setup.peft_version
     if stack_out:
         out["stack"] = stack_out
     return out

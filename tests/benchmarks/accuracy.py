@@ -139,9 +139,11 @@ Mistral-7B (FMS-16/18) measured 20 % less than estimated while its 70B run (FMS-
 TRL skips `prepare_model_for_kbit_training` for sharded QLoRA, which would explain the 7B rows
 but not the 70B one, so the cases keep the documented default. Under FSDP the estimate models
 the all-gather stream's own allocator pool, the root unit kept unsharded, FSDP1's
-`record_stream`ed gradients and NCCL's buffers; fsdp_qlora's reserved peaks still sit 0-13 %
-above (FSDPQ-05 the worst), and fms' full fine-tune FMS-08 shows 14 GiB more on nvidia-smi than
-any of these explain.
+`record_stream`ed gradients and NCCL's buffers; fsdp_qlora's reserved peaks still sit 3-16 %
+above, the most at 1x512 (FSDPQ-03), whose measured reserved equals the 1x2048 run's (10.2 GiB):
+memory cached before the step (train.py moves the whole model to the GPU before FSDP shards
+it, and resets only the peak counters per step), which a per-step model does not see; fms'
+full fine-tune FMS-08 shows 14 GiB more on nvidia-smi than any of these explain.
 """
 
 

@@ -197,3 +197,18 @@ def test_setup_file_gpu_count_and_hybrid_shard_within_a_node() -> None:
     assert step["weights"] == pytest.approx(2 * full["weights"], rel=1e-3)
     with pytest.raises(ConfigError, match="give the count once"):
         setup_from_mapping({"model": "llama-2-7b", "gpu": "8xA100-80GB", "num_gpus": 4})
+
+
+def test_older_peft_gives_adapters_the_base_dtype() -> None:
+    def setup(stack: dict[str, str] | None) -> Any:
+        m: dict[str, Any] = {"model": "llama-2-7b", "model_kwargs": {"dtype": "bfloat16"},
+                             "lora": {"r": 16}}
+        if stack:
+            m["stack"] = stack
+        return setup_from_mapping(m)
+
+    new = estimate(setup(None)).phase_components["load"]["adapters"]
+    old_setup = setup({"peft": "0.10"})
+    old = estimate(old_setup).phase_components["load"]["adapters"]
+    assert old == pytest.approx(new / 2, rel=1e-3)  # bf16 instead of fp32
+    assert setup_from_mapping(setup_to_mapping(old_setup)) == old_setup

@@ -202,7 +202,7 @@ class _Search:
                          and not (r.propose and set(r.propose) <= MEMORY_NEUTRAL_KEYS)]
         self.guidance = [r for r in self.rules if r.kind == "guidance" and r.propose
                          and set(r.propose) <= MEMORY_NEUTRAL_KEYS]
-        self.base_ctx = {**model_context(spec), **gpu_context(self.gpu)}
+        self.base_ctx = {**model_context(spec), **gpu_context(self.gpu, base.num_gpus)}
         self.groups = param_groups(spec, task=base.task, num_labels=base.num_labels)
         self.dims: ModelDims = model_dims(spec)
         self.stats = SearchStats()
@@ -407,7 +407,9 @@ def _trainable_guess(combo: Combo, search: _Search) -> float:
 
 def fidelity(c: Combo) -> tuple[int, ...]:
     """Lower is better: method, master weights, optimizer-state precision, LoRA shape."""
-    master = 1 if c.method == "full" and c.dtype != "float32" else 0
+    # DeepSpeed keeps an fp32 master copy whatever the module's dtype (zero.py)
+    master = 1 if c.method == "full" and c.dtype != "float32" and not c.dist.startswith(
+        "zero") else 0
     param_dtype = c.dtype if c.method == "full" else "float32"
     state = STATE_RANK[optim_state_bits(c.optim, param_dtype)]
     targets = 0 if c.targets in (None, "all-linear") else 1

@@ -231,7 +231,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     peak_phase = max(PHASES, key=lambda p: (totals[p], -PHASES.index(p)))
     peak = totals[peak_phase]
     static = sum(base.values()) + states + grads
-    if gathered:
+    if gathered and sh.world > 1:
         # the gathered parameters sit in the all-gather stream's own pool (fsdp.py): the
         # default stream's pool peaks without them, and the two pools add up
         default_peak = max(totals[p] - (gathered if p in ("forward", "backward") else 0)

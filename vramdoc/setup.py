@@ -136,6 +136,11 @@ class TrainingSetup:
     # Liger kernels (Trainer patches the model): the fused linear cross-entropy never
     # materialises the logits (vramdoc.estimate.liger)
     use_liger_kernel: bool = False
+    # TrainingArguments fsdp_config and deepspeed, each as canonical JSON text of the mapping
+    # ("" = not given; a deepspeed path is read when the setup is parsed). Read them through
+    # vramdoc.estimate.fsdp.fsdp_options and vramdoc.estimate.zero.zero_options.
+    fsdp_config: str = ""
+    deepspeed: str = ""
     # Accepted TrainingArguments keys that do not change memory, echoed back as given.
     extra: tuple[tuple[str, Any], ...] = ()
 
@@ -155,11 +160,17 @@ class TrainSetup:
     training: TrainingSetup = field(default_factory=TrainingSetup)
     max_seq_length: int = 512
     gpu: str | None = None
-    num_gpus: int = 1  # data-parallel world size (processes, one GPU each)
+    num_gpus: int = 1  # data-parallel world size (processes, one GPU each), all nodes together
+    nodes: int = 1  # machines the num_gpus processes run on (accelerate's num_machines)
+    # from_pretrained(device_map=..., max_memory=...) when they place layers on the CPU: the
+    # GPU 0 budget in bytes ("auto"/"sequential" placement, vramdoc.estimate.placement);
+    # 0 = everything on the GPU
+    max_memory_gpu_bytes: int = 0
     # The software stack the run uses: "5" (current) or an older transformers release such as
     # "4.48.1". Older releases differ in ways that change memory (see vramdoc.estimate.stack).
     transformers_version: str = "5"
     torch_version: str = "2.13"
+    peft_version: str = "0.21"
 
     # --- convenience views -------------------------------------------------------------
     @property
@@ -196,7 +207,7 @@ class TrainSetup:
 
 _TOP_KEYS = (
     "model", "task", "num_labels", "gpu", "num_gpus", "model_kwargs", "quantization", "lora",
-    "training", "max_seq_length", "prepare_model_for_kbit_training", "stack",
+    "training", "max_seq_length", "prepare_model_for_kbit_training", "stack", "nodes",
 )
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "hybrid_shard_zero2", "no_shard",
                 "offload", "auto_wrap")
@@ -204,7 +215,7 @@ _VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}$")
 _TOP_ALIASES = {"max_seq_len": "max_seq_length", "seq_len": "max_seq_length",
                 "quantization_config": "quantization", "peft": "lora", "lora_config": "lora",
                 "training_args": "training", "training_arguments": "training"}
-_MODEL_KWARGS = ("dtype", "torch_dtype", "attn_implementation", "device_map",
+_MODEL_KWARGS = ("dtype", "torch_dtype", "attn_implementation", "device_map", "max_memory",
                  "trust_remote_code", "revision", "low_cpu_mem_usage")
 
 
@@ -330,6 +341,28 @@ def _parse_lora(lo: Any, problems: list[str]) -> LoraSetup | None:
 _TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingSetup)} - {"extra", "use_reentrant"}
 
 
+def _engine_json(key: str, value: Any, problems: list[str]) -> str:
+    """``training.fsdp_config`` / ``training.deepspeed``: a mapping or the path of a JSON file
+    (TrainingArguments accepts both), kept as canonical JSON text."""
+    if value is None or value == "" or value == {}:
+        return ""
+    if isinstance(value, str | Path):
+        path = Path(value)
+        if not path.is_file():
+            problems.append(f"training.{key}: {str(value)!r} is not a file; give a mapping or "
+                            "the path of a JSON file")
+            return ""
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            problems.append(f"training.{key}: {path} is not valid JSON: {str(exc).splitlines()[0]}")
+            return ""
+    if not isinstance(value, dict):
+        problems.append(f"training.{key}: expected a mapping or the path of a JSON file")
+        return ""
+    return json.dumps(value, sort_keys=True)
+
+
 def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
     if t is None:
         return TrainingSetup()
@@ -351,12 +384,15 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
             elif isinstance(v, dict) and "use_reentrant" in v:
                 values["use_reentrant"] = bool(v["use_reentrant"])
         elif k == "fsdp":
-            opts = v.split() if isinstance(v, str) else list(v or [])
+            opts = (v.split() if isinstance(v, str) else ["full_shard"] if v is True
+                    else list(v or []))
             bad = [o for o in opts if o not in FSDP_OPTIONS]
             if bad:
                 problems.append(f"training.fsdp: {', '.join(map(str, bad))} not an FSDP option; "
                                 f"use {', '.join(FSDP_OPTIONS)}")
             values["fsdp"] = " ".join(str(o) for o in opts)
+        elif k in ("fsdp_config", "deepspeed"):
+            values[k] = _engine_json(k, v, problems)
         elif k == "gradient_checkpointing_kwargs":
             if isinstance(v, dict) and "use_reentrant" in v:
                 values["use_reentrant"] = bool(v["use_reentrant"])
@@ -388,6 +424,40 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
     if values.get("bf16") and values.get("fp16"):
         problems.append("training: bf16 and fp16 are both true; choose one")
     return TrainingSetup(**values, extra=tuple(extra))
+
+
+def _placement_budget(mk: dict[str, Any], problems: list[str]) -> int:
+    """GPU 0's ``max_memory`` budget when ``device_map`` lets accelerate place layers (0: none).
+
+    A ``max_memory`` without an automatic ``device_map`` does nothing in from_pretrained."""
+    mm = mk.get("max_memory")
+    if mm is None:
+        return 0
+    if mk.get("device_map") not in ("auto", "sequential", "balanced", "balanced_low_0"):
+        problems.append("model_kwargs.max_memory: only used with device_map auto / sequential / "
+                        "balanced; add device_map: auto")
+        return 0
+    if not isinstance(mm, dict):
+        problems.append("model_kwargs.max_memory: expected a mapping such as {0: 6GiB, cpu: 30GiB}")
+        return 0
+    gpu = mm.get(0, mm.get("0", mm.get("cuda:0")))
+    if gpu is None:
+        problems.append("model_kwargs.max_memory: give GPU 0's budget, e.g. {0: 6GiB, cpu: 30GiB}")
+        return 0
+    from vramdoc.units import parse_size
+
+    try:
+        return parse_size(gpu, what="model_kwargs.max_memory[0]")
+    except UsageError as exc:
+        problems.append(exc.message)
+        return 0
+
+
+def _major(data: dict[str, Any]) -> int:
+    stack = data.get("stack")
+    version = str(stack.get("transformers", "5")) if isinstance(stack, dict) else "5"
+    head = version.split(".")[0]
+    return int(head) if head.isdigit() else 5
 
 
 def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
@@ -429,14 +499,44 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     if attn not in ATTN_IMPLEMENTATIONS:
         problems.append(f"model_kwargs.attn_implementation: {attn!r} must be one of "
                         f"{', '.join(ATTN_IMPLEMENTATIONS)}")
+    max_gpu = _placement_budget(mk, problems)
     quant = _parse_quant(data.get("quantization"), problems)
     lora = _parse_lora(data.get("lora"), problems)
     training = _parse_training(data.get("training"), problems)
     seq = _positive_int(data.get("max_seq_length", 512), "max_seq_length", problems)
     num_labels = _positive_int(data.get("num_labels", 2), "num_labels", problems)
     num_gpus = _positive_int(data.get("num_gpus", 1), "num_gpus", problems)
+    gpu_raw = data.get("gpu")
+    if isinstance(gpu_raw, str):
+        from vramdoc.parallel import split_gpu_count
+
+        try:
+            count, name = split_gpu_count(gpu_raw)
+        except ValueError as exc:
+            problems.append(f"gpu: {gpu_raw!r}: {exc}")
+            count, name = None, gpu_raw
+        if count is not None:
+            if "num_gpus" in data and num_gpus != count:
+                problems.append(f"gpu: {gpu_raw!r} says {count} GPUs but num_gpus says "
+                                f"{num_gpus}; give the count once")
+            num_gpus = count
+            data = {**data, "gpu": name}
     if training.fsdp and num_gpus == 1:
         problems.append("training.fsdp: sharding needs num_gpus > 1 (the data-parallel world size)")
+    nodes = _positive_int(data.get("nodes", 1), "nodes", problems)
+    if num_gpus % nodes:
+        problems.append(f"nodes: {nodes} machines cannot share {num_gpus} GPUs evenly; num_gpus "
+                        "counts the GPUs of all nodes together")
+    if max_gpu and num_gpus > 1:
+        problems.append("model_kwargs.max_memory: device_map placement splits one process's "
+                        "model over GPU and CPU; it does not combine with num_gpus > 1 (use "
+                        "FSDP or DeepSpeed offload instead)")
+    if training.fsdp and training.deepspeed:
+        problems.append("training: fsdp and deepspeed are both set; choose one engine")
+    if training.fsdp or training.deepspeed or training.fsdp_config:
+        from vramdoc.parallel import engine_problems
+
+        problems.extend(engine_problems(training, tf_major=_major(data)))
     gpu = data.get("gpu")
     if quant is not None and lora is None:
         problems.append("quantization without lora: a quantized base cannot be fine-tuned "
@@ -445,6 +545,13 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     kbit_prep = data.get("prepare_model_for_kbit_training", True)
     stack = data.get("stack") or {}
     tf_version, torch_version = "5", "2.13"
+    peft_version = "0.21"
+    if isinstance(stack, dict) and "peft" in stack:
+        stack = dict(stack)
+        peft_version = str(stack.pop("peft"))
+        if not _VERSION_RE.match(peft_version) or int(peft_version.split(".")[0]) > 9:
+            problems.append(f"stack.peft: {peft_version!r} is not a peft release such as 0.10")
+            peft_version = "0.21"
     if not isinstance(stack, dict) or set(stack) - {"transformers", "torch"}:
         problems.append("stack: expected {transformers: VERSION, torch: VERSION}, "
                         "e.g. {transformers: 4.48.1, torch: 2.4}")
@@ -467,7 +574,8 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         attn_implementation=attn, quantization=quant, lora=lora,
         prepare_model_for_kbit_training=bool(kbit_prep), training=training,
         max_seq_length=seq, gpu=str(gpu) if gpu is not None else None, num_gpus=num_gpus,
-        transformers_version=tf_version, torch_version=torch_version,
+        nodes=nodes, max_memory_gpu_bytes=max_gpu, transformers_version=tf_version,
+        torch_version=torch_version, peft_version=peft_version,
     )
 
 
@@ -527,8 +635,13 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
         out["gpu"] = setup.gpu
     if setup.num_gpus != 1:
         out["num_gpus"] = setup.num_gpus
+    if setup.nodes != 1:
+        out["nodes"] = setup.nodes
     out["model_kwargs"] = {"dtype": setup.torch_dtype,
                            "attn_implementation": setup.attn_implementation}
+    if setup.max_memory_gpu_bytes:
+        out["model_kwargs"].update(device_map="auto",
+                                   max_memory={0: f"{setup.max_memory_gpu_bytes}B"})
     q = setup.quantization
     if q is not None:
         if q.quant_method == "bitsandbytes":
@@ -564,10 +677,12 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
     t = setup.training
     td: dict[str, Any] = {}
     for f in dataclasses.fields(TrainingSetup):
-        if f.name in ("extra", "use_reentrant") or (f.name == "fsdp" and not t.fsdp) or (
-                f.name == "use_liger_kernel" and not t.use_liger_kernel):
+        if f.name in ("extra", "use_reentrant") or (
+                f.name in ("fsdp", "fsdp_config", "deepspeed", "use_liger_kernel")
+                and not getattr(t, f.name)):
             continue
-        td[f.name] = getattr(t, f.name)
+        value = getattr(t, f.name)
+        td[f.name] = json.loads(value) if f.name in ("fsdp_config", "deepspeed") else value
     if t.use_reentrant is not None:
         td["gradient_checkpointing_kwargs"] = {"use_reentrant": t.use_reentrant}
     td.update(dict(t.extra))
@@ -578,6 +693,8 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
         stack_out["transformers"] = setup.transformers_version
     if setup.torch_version != "2.13":
         stack_out["torch"] = setup.torch_version
+    if setup.peft_version != "0.21":
+        stack_out["peft"] = setup.peft_version
     if stack_out:
         out["stack"] = stack_out
     return out

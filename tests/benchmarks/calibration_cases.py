@@ -84,6 +84,11 @@ def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) 
     setup: dict[str, Any] = {
         "model": model,
         "num_gpus": 2,
+        # March 2024 (train.py pins no versions; the releases of the benchmark's month):
+        # transformers 4.39, whose LlamaForCausalLM loss (train.py passes labels=) shifts a
+        # contiguous fp32 copy of the logits; peft 0.10, whose adapters take the base weight's
+        # dtype (bf16 here, "bf16 params/states" in shared/calibration/NOTES.md)
+        "stack": {"transformers": "4.39", "peft": "0.10"},
         "model_kwargs": {"dtype": "bfloat16", "attn_implementation": "sdpa"},
         "lora": {"r": 64, "lora_alpha": 16, "lora_dropout": 0.1,
                  "target_modules": ["k_proj", "q_proj", "v_proj", "up_proj", "down_proj",
@@ -93,7 +98,12 @@ def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) 
         "max_seq_length": seq,
     }
     if not ddp:
+        # train.py wraps with torch's FullyShardedDataParallel (FSDP1): BACKWARD_PRE prefetch,
+        # limit_all_gathers=True, use_orig_params=False
         setup["training"]["fsdp"] = "full_shard auto_wrap"
+        setup["training"]["fsdp_config"] = {"version": 1, "backward_prefetch": "BACKWARD_PRE",
+                                            "limit_all_gathers": True,
+                                            "use_orig_params": False}
     if method == "qlora":
         setup["quantization"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
                                  "bnb_4bit_compute_dtype": "bfloat16",

@@ -51,6 +51,12 @@ def add_setup_arguments(p: argparse.ArgumentParser, *, with_gpu: bool = True) ->
                    help="data-parallel GPUs (figures are per GPU); DDP unless --fsdp")
     g.add_argument("--fsdp", metavar="OPTIONS",
                    help='TrainingArguments fsdp, e.g. "full_shard auto_wrap" (with --num-gpus)')
+    g.add_argument("--deepspeed", metavar="FILE",
+                   help="DeepSpeed config JSON (TrainingArguments deepspeed); ZeRO stage, "
+                        "offload and buckets are read from it, \"auto\" resolved as "
+                        "transformers does")
+    g.add_argument("--nodes", type=int, metavar="M",
+                   help="machines the --num-gpus GPUs are spread over (default 1)")
     if with_gpu:
         g.add_argument("--gpu", "-g", metavar="GPU",
                        help="catalog name (RTX-3060-12GB, T4, a100-80gb), a size (6GB, 24GB,sm89) "
@@ -116,8 +122,20 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
         base["num_gpus"] = args.num_gpus
     if getattr(args, "fsdp", None):
         training["fsdp"] = args.fsdp
+    if getattr(args, "deepspeed", None):
+        training["deepspeed"] = args.deepspeed
+        training.pop("fsdp", None)
+        training.pop("fsdp_config", None)
+    if getattr(args, "nodes", None) is not None:
+        base["nodes"] = args.nodes
     if getattr(args, "gpu", None):
-        base["gpu"] = args.gpu
+        count, name = split_gpu_count(args.gpu)
+        base["gpu"] = name
+        if count is not None:
+            if getattr(args, "num_gpus", None) not in (None, count):
+                raise UsageError(f"--gpu {args.gpu} says {count} GPUs but --num-gpus says "
+                                 f"{args.num_gpus}", "give the count once")
+            base["num_gpus"] = count
     lora_flags = {"r": args.lora_r, "lora_alpha": args.lora_alpha}
     if args.lora_targets:
         t = args.lora_targets.strip()
@@ -129,6 +147,26 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
                              "add --method lora (or qlora), or drop --lora-* flags")
         base["lora"].update({k: v for k, v in lora_flags.items() if v is not None})
     return base
+
+
+def split_gpu_count(text: str) -> tuple[int | None, str]:
+    """``"8xA100-80GB"`` -> ``(8, "A100-80GB")`` (see :func:`vramdoc.parallel.split_gpu_count`)."""
+    from vramdoc.parallel import split_gpu_count as split
+
+    try:
+        return split(text)
+    except ValueError as exc:
+        raise UsageError(f"--gpu {text}: {exc}", "e.g. --gpu 8xA100-80GB") from None
+
+
+def host_ram_limit(args: argparse.Namespace) -> int | None:
+    """--host-ram in bytes, or None."""
+    value = getattr(args, "host_ram", None)
+    if not value:
+        return None
+    from vramdoc.units import parse_size
+
+    return parse_size(value, what="--host-ram")
 
 
 def setup_from_args(args: argparse.Namespace) -> TrainSetup:

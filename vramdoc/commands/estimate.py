@@ -23,17 +23,26 @@ examples:
       --optim paged_adamw_8bit
   vramdoc estimate --config my_run.yaml --gpu RTX-3060-12GB
   vramdoc estimate --config my_run.yaml --json
+  vramdoc estimate --config run.yaml --num-gpus 4 --deepspeed zero3_offload.json --host-ram 256GB
+  vramdoc estimate --model llama-2-70b --method full --gpu 8xA100-80GB \
+      --fsdp "full_shard auto_wrap" --grad-ckpt --precision bf16
 
-exit codes: 0 fits (or no --gpu), 1 does not fit the --gpu or breaks an error-severity
-hardware rule (H101 bf16 before Ampere ...: the run would stop at start), 2 bad input."""
+With --num-gpus (or --gpu NxNAME) every GPU figure is per GPU; host RAM is per node.
+
+exit codes: 0 fits (or no --gpu), 1 does not fit the --gpu (or --host-ram) or breaks an
+error-severity hardware rule (H101 bf16 before Ampere ...: the run would stop at start),
+2 bad input."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_setup_arguments(p)
+    p.add_argument("--host-ram", metavar="SIZE",
+                   help="host RAM per node (e.g. 256GB) to check offload and loading against")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramdoc.commands._setup_args import host_ram_limit
     from vramdoc.doctor.checks import judge
     from vramdoc.estimate import estimate
     from vramdoc.estimate.render import render_estimate
@@ -41,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup = setup_from_args(args)
     spec = resolve_model(setup.model)
-    est = estimate(setup, model=spec)
+    est = estimate(setup, model=spec, host_limit=host_ram_limit(args))
     if args.json:
         json.dump(est.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -54,4 +63,5 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"error: {f.code} {f.message}\nhint: {f.fix}\n")
     if broken:
         return EXIT_DOES_NOT_FIT
-    return EXIT_DOES_NOT_FIT if est.fits is False else EXIT_OK
+    host_fits = est.host.fits if est.host is not None else None
+    return EXIT_DOES_NOT_FIT if est.fits is False or host_fits is False else EXIT_OK

@@ -26,10 +26,22 @@ examples:
   vramdoc plan --model meta-llama/Llama-3.1-8B --gpu RTX-4090 --seq-len 4096 --effective-batch 32
   vramdoc plan --config my_run.yaml --gpu auto
   vramdoc plan --model mistral-7b --gpu T4 --emit yaml > my_run.yaml
+  vramdoc plan --model llama-2-70b --gpu 8xA100-80GB --method full --out kit/
+  vramdoc plan --model meta-llama/Llama-3.1-70B --gpu H100 --num-gpus 16 --nodes 2 --out kit/
+
+Several GPUs (--gpu NxNAME or --num-gpus N, --nodes M): the search adds the data-parallel
+strategy (DDP, FSDP full_shard / shard_grad_op / CPU offload, DeepSpeed ZeRO-2 / ZeRO-3 /
+ZeRO-3 offload) and ranks by fidelity, then step time with its communication; memory figures
+are per GPU, host RAM per node, the effective batch is split over the GPUs. When nothing
+fits, the report names the fewest GPUs that would, at what per-GPU and host-RAM cost.
+
+--out DIR writes the run kit: snippet.py, setup.yaml, accelerate_config.yaml (several GPUs),
+ds_config.json (DeepSpeed plans), launch.sh. Existing files are never replaced (exit 2 names
+them) unless --force.
 
 exit codes: 0 a plan fits, 1 nothing fits (the report says what would) or the --config setup
-as given breaks an error-severity hardware rule (H), 2 bad input, 3 --gpu auto without a
-usable GPU."""
+as given breaks an error-severity hardware rule (H), 2 bad input (or a kit file exists),
+3 --gpu auto without a usable GPU."""
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_EFFECTIVE_BATCH = 16
@@ -55,6 +67,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="plans to show (default 3)")
     p.add_argument("--allow-shorter-seq", action="store_true",
                    help="let the planner halve the sequence length (down to 128) to fit")
+    p.add_argument("--num-gpus", type=int, metavar="N",
+                   help="GPUs to spread the run over (data parallel; also --gpu NxNAME)")
+    p.add_argument("--nodes", type=int, metavar="M",
+                   help="machines the GPUs are on (default 1; num-gpus counts all of them)")
+    p.add_argument("--host-ram", metavar="SIZE",
+                   help="host RAM per node, to judge offload and loading (e.g. 512GB)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write the run kit (snippet.py, setup.yaml, accelerate_config.yaml, "
+                        "ds_config.json, launch.sh) into DIR")
+    p.add_argument("--force", action="store_true",
+                   help="with --out: replace kit files that already exist")
     p.add_argument("--margin", metavar="SIZE",
                    help="memory to keep free on the GPU (default max(256MiB, 4%% of it))")
     out = p.add_mutually_exclusive_group()
@@ -95,6 +118,18 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     gpu_text = args.gpu or (base.gpu if base else None)
     if not gpu_text:
         raise UsageError("no GPU given", "add --gpu NAME, a size such as --gpu 6GB, or --gpu auto")
+    from vramdoc.commands._setup_args import split_gpu_count
+
+    count, gpu_text = split_gpu_count(gpu_text)
+    num_gpus = getattr(args, "num_gpus", None)
+    if count is not None and num_gpus not in (None, count):
+        raise UsageError(f"--gpu says {count} GPUs but --num-gpus says {num_gpus}",
+                         "give the count once")
+    num_gpus = count or num_gpus or (base.num_gpus if base else 1)
+    nodes = getattr(args, "nodes", None) or (base.nodes if base else 1)
+    if num_gpus <= 0 or nodes <= 0 or num_gpus % nodes:
+        raise UsageError(f"{num_gpus} GPUs cannot be spread evenly over {nodes} node(s)",
+                         "--num-gpus counts the GPUs of all nodes: e.g. --num-gpus 16 --nodes 2")
     gpu = resolve_gpu(gpu_text)
     seq = args.seq_len if args.seq_len is not None else (
         base.max_seq_length if base else DEFAULT_SEQ_LEN)
@@ -107,14 +142,18 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     # the setup file names the GPU the way the user did, so `vramdoc estimate` resolves the same
     gpu_name = gpu.name if gpu_text.strip().lower() == "auto" else gpu_text
     if base is None:
-        base = TrainSetup(model=model, max_seq_length=seq, gpu=gpu_name)
+        base = TrainSetup(model=model, max_seq_length=seq, gpu=gpu_name, num_gpus=num_gpus,
+                          nodes=nodes)
     else:
-        base = base.replace(model=model, max_seq_length=seq, gpu=gpu_name)
+        base = base.replace(model=model, max_seq_length=seq, gpu=gpu_name, num_gpus=num_gpus,
+                            nodes=nodes)
     margin = parse_size(args.margin, what="--margin") if args.margin else None
     return PlanRequest(model=model, gpu=gpu, seq_len=seq, effective_batch=eb,
                        methods=_methods(args.method), base=base,
                        allow_shorter_seq=args.allow_shorter_seq, top_k=args.top,
-                       margin_bytes=margin, judge_base=args.config is not None)
+                       margin_bytes=margin, judge_base=args.config is not None,
+                       host_ram_bytes=parse_size(args.host_ram, what="--host-ram")
+                       if getattr(args, "host_ram", None) else None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,8 +161,17 @@ def run(args: argparse.Namespace) -> int:
     from vramdoc.planner import plan
 
     req = build_request(args)
+    if args.out:
+        from vramdoc.emit.kit import check_kit_dir
+
+        check_kit_dir(args.out, force=args.force)
     result = plan(req)
     sys.stderr.write(render_report(result))
+    if args.out and result.best is not None:
+        from vramdoc.emit.kit import write_kit
+
+        written = write_kit(args.out, result.best, result.spec, result.gpu, force=args.force)
+        sys.stderr.write(f"\nrun kit written to {args.out}: {', '.join(written)}\n")
     if args.json:
         json.dump(result_to_json(result), sys.stdout, indent=2)
         sys.stdout.write("\n")

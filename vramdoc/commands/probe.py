@@ -90,13 +90,15 @@ def _run(args: argparse.Namespace) -> int:
         training["max_grad_norm"] = args.max_grad_norm
     _check_probe_flags(args)
     setup = setup_from_mapping(base, source=args.config or "command line")
-    if setup.num_gpus > 1:
+    if setup.num_gpus > 1 or setup.training.deepspeed:
         # the probe runs one process: it measures (and compares with) one GPU's share of a
         # single-GPU run, not the sharded or data-parallel setup
-        print(f"note: the probe runs one process; num_gpus={setup.num_gpus}"
-              f"{' and fsdp' if setup.training.fsdp else ''} are set aside (single GPU)",
-              file=sys.stderr)
-        setup = setup.replace(num_gpus=1).replace_training(fsdp="")
+        engine = " and deepspeed" if setup.training.deepspeed else (
+            " and fsdp" if setup.training.fsdp else "")
+        print(f"note: the probe runs one process; num_gpus={setup.num_gpus}{engine} are set "
+              "aside (single GPU, no engine)", file=sys.stderr)
+        setup = setup.replace(num_gpus=1, nodes=1).replace_training(
+            fsdp="", fsdp_config="", deepspeed="")
     spec = resolve_model(setup.model)
     if getattr(spec, "remote_code", False):
         from vramdoc.errors import UsageError

@@ -32,12 +32,33 @@ def _plan_rows(plans: list[Any], gpu: Any) -> list[str]:
     rows = []
     for i, p in enumerate(plans, 1):
         est = p.estimate
+        s = p.setup
+        per = " per GPU" if s.num_gpus > 1 else ""
         rows.append(f" {i}  {p.label}")
         rows.append(f"    {memory_bar(est.device_bytes, p.margin_bytes, gpu.memory_bytes)} "
-                    f"{format_bytes(est.device_bytes)} of {format_bytes(gpu.memory_bytes)}"
+                    f"{format_bytes(est.device_bytes)} of {format_bytes(gpu.memory_bytes)}{per}"
                     f" · headroom {format_bytes(p.headroom_bytes, signed=True)}"
                     f" · ~{_secs(p.step.total_s)}/step, {p.tokens_per_s:,.0f} tok/s")
+        if s.num_gpus > 1 or (est.host is not None and est.host.per_process):
+            rows.append("    " + _node_line(p))
     return rows
+
+
+def _node_line(p: Any) -> str:
+    """Per-node figures of a multi-GPU plan: GPU memory, host RAM, exposed communication."""
+    s, est = p.setup, p.estimate
+    per_node = max(s.num_gpus // max(s.nodes, 1), 1)
+    parts = [f"per node ({per_node} GPUs{f', {s.nodes} nodes' if s.nodes > 1 else ''}): "
+             f"{format_bytes(est.device_bytes * per_node)} GPU"]
+    h = est.host
+    if h is not None:
+        txt = f"host RAM {format_bytes(h.peak_bytes)}"
+        if h.limit_bytes is not None:
+            txt += f" of {format_bytes(h.limit_bytes)}"
+        parts.append(txt)
+    if p.step.comm_s:
+        parts.append(f"communication not hidden {_secs(p.step.comm_s)}/step")
+    return " · ".join(parts)
 
 
 def _steps(plan: Any) -> list[str]:
@@ -59,6 +80,10 @@ def render_report(result: Any) -> str:
         f"vramdoc plan: {spec.name} ({format_count(spec.n_params)} params) on {gpu.name} "
         f"({format_bytes(gpu.memory_bytes)}{sm}) · seq {req.seq_len} · effective batch {eb}",
     ]
+    base = req.base
+    if base is not None and base.num_gpus > 1:
+        lines.append(f"  {base.num_gpus} GPUs on {base.nodes} node(s): memory per GPU, effective "
+                     f"batch {max(eb // base.num_gpus, 1)} per GPU")
     if gpu.assumed:
         lines.append(f"  note: {gpu.source or 'GPU generation assumed from a bare size'}")
     rejected = " · ".join(f"{c} {n:,}" for c, n in sorted(st.rejected_by_rule.items()))

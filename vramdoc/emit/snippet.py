@@ -93,11 +93,45 @@ def training_kwargs(plan: Any) -> list[tuple[str, Any, str]]:
         value = getattr(t, name)
         code = applied.get(name)
         out.append((name, value, f"rule {code}" if code else ""))
+    out += engine_kwargs(s)
     for k, v in t.extra:
         if k not in {n for n, _v, _c in out}:
             out.append((k, v, ""))
     out.append(("logging_steps", 10, "watch loss and grad_norm"))
     return out
+
+
+def engine_kwargs(s: Any) -> list[tuple[str, Any, str]]:
+    """TrainingArguments' fsdp / fsdp_config / deepspeed for a multi-GPU setup, in the form
+    transformers 5 prefers (``fsdp=True`` + ``fsdp_config``; the DeepSpeed file of the kit)."""
+    import json
+
+    t = s.training
+    if t.deepspeed:
+        from vramdoc.parallel import zero_options
+
+        zo = zero_options(s)
+        stage = zo.stage if zo is not None else 0
+        return [("deepspeed", "ds_config.json",
+                 f"DeepSpeed ZeRO-{stage} (vramdoc plan --out writes the file)")]
+    if not t.fsdp:
+        return []
+    from vramdoc.parallel import fsdp_options
+
+    o = fsdp_options(t)
+    assert o is not None
+    cfg: dict[str, Any] = {} if o.version == 2 else {"version": 1}
+    if o.version == 2:
+        cfg["reshard_after_forward"] = o.reshard_after_forward
+    else:
+        cfg["reshard_after_forward"] = o.strategy.lower().lstrip("_")
+    if o.cpu_offload:
+        cfg["cpu_offload"] = True
+    given = json.loads(t.fsdp_config) if t.fsdp_config else {}
+    cfg.update({(k[5:] if k.startswith("fsdp_") else k): v for k, v in given.items()
+                if k not in ("version", "fsdp_version")})
+    return [("fsdp", True, f"FSDP{o.version} over {s.num_gpus} GPUs"),
+            ("fsdp_config", cfg, "")]
 
 
 def render_python(plan: Any, spec: Any, gpu: Any) -> str:

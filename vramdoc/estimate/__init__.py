@@ -21,13 +21,15 @@ from vramdoc.setup import TrainSetup
 __all__ = ["COMPONENTS", "PHASES", "MemoryEstimate", "estimate"]
 
 
-def estimate(setup: TrainSetup, model: Any = None, gpu: Any = None) -> MemoryEstimate:
+def estimate(setup: TrainSetup, model: Any = None, gpu: Any = None,
+             host_limit: int | None = None) -> MemoryEstimate:
     """Estimate the memory of one training step of ``setup``.
 
     Args:
         setup: the run, as read from a setup file or CLI flags.
         model: a ``ModelSpec``; resolved from ``setup.model`` when None.
         gpu: a ``GpuSpec``; resolved from ``setup.gpu`` when None and the setup names one.
+        host_limit: host RAM per node in bytes (``--host-ram``), to judge the host view.
 
     Raises:
         UnknownModelError, UnknownGpuError: the model or GPU is not known.
@@ -54,7 +56,7 @@ def estimate(setup: TrainSetup, model: Any = None, gpu: Any = None) -> MemoryEst
 
         setup = setup.replace(task=default_task(spec))
     groups = param_groups(spec, task=setup.task, num_labels=setup.num_labels)
-    est = build_estimate(setup, spec, groups, gpu)
+    est = build_estimate(setup, spec, groups, gpu, host_limit=host_limit)
     if notes:
         from dataclasses import replace
 

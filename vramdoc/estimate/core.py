@@ -21,7 +21,8 @@ from typing import Any
 
 from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
 from vramdoc.estimate.adapters import check_lora_targets, zero_trainable_error
-from vramdoc.estimate.distributed import shard, sharding
+from vramdoc.estimate.distributed import DistParts, sharding
+from vramdoc.estimate.hostram import host_ram
 from vramdoc.estimate.liger import flce_bytes, liger_applies
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
 from vramdoc.estimate.overhead import cuda_context_bytes, reserved_bytes
@@ -35,6 +36,7 @@ from vramdoc.estimate.stack import (
 )
 from vramdoc.models.spec import EXPERTS, ROUTER
 from vramdoc.setup import TrainSetup
+from vramdoc.units import MiB
 
 PHASES = ("load", "forward", "backward", "optimizer_step")
 COMPONENTS = ("weights", "quant_state", "adapters", "gradients", "optimizer_states",
@@ -59,6 +61,8 @@ class MemoryEstimate:
     gpu: Any = None  # vramdoc.hardware.GpuSpec or None
     notes: tuple[str, ...] = ()
     details: dict[str, int] = field(default_factory=dict)
+    host: Any = None  # vramdoc.estimate.hostram.HostRam: the node's host RAM
+    strategy: str = ""  # the data-parallel strategy ("" on one GPU without an engine)
 
     @property
     def components(self) -> dict[str, int]:
@@ -100,6 +104,13 @@ class MemoryEstimate:
             "setup": setup_to_mapping(self.setup),
             "notes": list(self.notes),
         }
+        if self.setup.num_gpus > 1 or self.strategy:
+            out["per_gpu"] = True
+            out["num_gpus"] = self.setup.num_gpus
+            out["nodes"] = self.setup.nodes
+            out["strategy"] = self.strategy
+        if self.host is not None:
+            out["host_ram"] = self.host.to_json()
         if self.gpu is not None:
             out["gpu"] = {"name": self.gpu.name, "memory_bytes": int(self.gpu.memory_bytes)}
             out["fits"] = self.fits
@@ -131,7 +142,19 @@ def _liger_logits(acts: ActivationAccount, spec: Any, st: ActSetup, params: Para
                    logits_saved_bytes=saved)
 
 
-def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -> MemoryEstimate:
+def _fsdp_checkpointing(setup: TrainSetup) -> bool:
+    """fsdp_config activation_checkpointing: accelerate wraps every decoder layer with torch's
+    checkpoint wrapper, the same one-input-per-layer memory as gradient checkpointing."""
+    if not setup.training.fsdp or setup.num_gpus <= 1:
+        return False
+    from vramdoc.estimate.fsdp import options
+
+    o = options(setup)
+    return bool(o is not None and o.activation_checkpointing)
+
+
+def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
+                   host_limit: int | None = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""
     if experts_are_linear(setup.transformers_version):
         # per-expert nn.Linear modules and an nn.Linear router: bitsandbytes quantizes them
@@ -153,7 +176,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     q = setup.quantization
     ckpt = t.gradient_checkpointing or (
         q is not None and q.quant_method in ("bitsandbytes", "gptq")
-        and setup.prepare_model_for_kbit_training)
+        and setup.prepare_model_for_kbit_training) or _fsdp_checkpointing(setup)
     st = _act_setup(setup, params, spec, groups)
     acts: ActivationAccount = account_activations(
         spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
@@ -163,38 +186,37 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     if t.use_liger_kernel and liger_applies(spec.model_type, setup.task, spec.is_encoder):
         acts = _liger_logits(acts, spec, st, params, head_elem=st.weight_elem)
     sh = sharding(setup)
-    # GPTQ/AWQ layers keep qweight/qzeros/scales/g_idx as buffers, which FSDP does not shard;
-    # bitsandbytes' Params4bit/Int8Params are parameters and are sharded like the rest
-    buffers = q is not None and q.quant_method in ("gptq", "awq")
-    packed = params.quantized_weight_bytes if buffers else 0
-    base = {"weights": shard(params.weights_bytes - packed, sh.params_div) + packed,
-            "quant_state": params.quant_state_bytes if buffers
-            else shard(params.quant_state_bytes, sh.params_div),
-            "adapters": shard(params.adapters_bytes, sh.params_div)}
-    grads = shard(params.trainable_bytes, sh.grads_div)
-    states = shard(opt.states_bytes, sh.states_div)
-    temps = shard(opt.temporaries_bytes, sh.states_div)
-    paged = shard(opt.paged_bytes, sh.states_div)
-    gathered = unit_grads = 0
-    if sh.gathered_units:
-        # FULL_SHARD: whole decoder layers all-gathered for compute, and one layer's full
-        # gradient before its reduce-scatter
-        blocks = account_params(setup, spec, tuple(g for g in groups if g.in_block))
-        L = max(spec.num_hidden_layers, 1)
-        sharded_block = blocks.weights_bytes + blocks.adapters_bytes + (
-            0 if buffers else blocks.quant_state_bytes) - (
-            blocks.quantized_weight_bytes if buffers else 0)
-        gathered = sh.gathered_units * sharded_block // L
-        unit_grads = blocks.trainable_bytes // L
-    if sh.cpu_offload:
-        base = dict.fromkeys(base, 0)
-        grads = states = temps = paged = 0
-    if sh.ddp_bucket_copy:
-        grads *= 2  # DDP buckets hold a copy of every gradient
+    parts: DistParts
+    if sh.engine == "deepspeed":
+        from vramdoc.estimate.zero import zero_parts
+
+        parts = zero_parts(setup, spec, groups, params, opt)
+    else:
+        from vramdoc.estimate.fsdp import dp_parts
+
+        parts = dp_parts(setup, spec, groups, params, opt, sh)
+    placement = None
+    if setup.max_memory_gpu_bytes and sh.world <= 1:
+        from dataclasses import replace as dc_replace
+
+        from vramdoc.estimate.placement import place
+
+        placement = place(setup, spec, groups)
+        if placement.cpu_bytes:
+            resident = parts.base["weights"] + parts.base["quant_state"]
+            keep = placement.gpu_bytes / max(resident, 1)
+            parts = dc_replace(
+                parts, base={**parts.base, "weights": int(parts.base["weights"] * keep),
+                             "quant_state": int(parts.base["quant_state"] * keep)},
+                gathered=parts.gathered + placement.layer_bytes,
+                host={**parts.host, "weights offloaded by device_map": placement.cpu_bytes})
+    base, grads, states = parts.base, parts.grads, parts.states
+    temps, paged = parts.temps + parts.step_bytes, parts.paged
+    gathered, unit_grads = parts.gathered, parts.unit_grads
     ga = t.gradient_accumulation_steps
     # gradients live through forward under accumulation, or when zero_grad keeps them
     grads_fwd = grads if ga > 1 or not grads_freed_after_step(setup.torch_version) else 0
-    mode = setup.training.fsdp or "DDP"
+    mode = parts.label or setup.training.fsdp or "DDP"
     notes_dist = [f"figures are per GPU of {sh.world} ({mode})"] if sh.world > 1 else []
     zero = dict.fromkeys(COMPONENTS, 0)
 
@@ -203,18 +225,25 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     # logits chain); both on top of everything saved so far
     in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
     live = {**base, "weights": base["weights"] + gathered}
-    forward = {**zero, **live, "optimizer_states": states, "gradients": grads_fwd,
-               "activations": acts.saved_total_bytes + acts.autocast_cache_bytes
+    # communication buckets (ZeRO's ipg buffers) are allocated once and kept: through backward,
+    # and through the next forward; counted with the gradients
+    grads_fwd_comm = parts.comm_bytes
+    forward = {**zero, **live, "optimizer_states": states,
+               "gradients": grads_fwd + grads_fwd_comm,
+               "activations": acts.saved_total_bytes
+               + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
                + (acts.layer_transient_bytes if in_block else 0),
                "logits": 0 if in_block else acts.logits_forward_bytes}
-    bwd_start = {**zero, **live, "optimizer_states": states, "gradients": grads_fwd + unit_grads,
+    bwd_start = {**zero, **live, "optimizer_states": states,
+                 "gradients": grads_fwd + unit_grads + grads_fwd_comm,
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
-    bwd_end = {**zero, **live, "optimizer_states": states, "gradients": grads + unit_grads,
+    bwd_end = {**zero, **live, "optimizer_states": states,
+               "gradients": grads + unit_grads + grads_fwd_comm,
                "activations": end_acts + (acts.checkpoint_bytes // max(spec.num_hidden_layers, 1))}
     backward = bwd_start if sum(bwd_start.values()) >= sum(bwd_end.values()) else bwd_end
-    step = {**zero, **base, "optimizer_states": states, "gradients": grads,
+    step = {**zero, **base, "optimizer_states": states, "gradients": grads + grads_fwd_comm,
             "optimizer_temporaries": temps}
     phase_components = {"load": load, "forward": forward, "backward": backward,
                         "optimizer_step": step}
@@ -222,13 +251,30 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
     peak_phase = max(PHASES, key=lambda p: (totals[p], -PHASES.index(p)))
     peak = totals[peak_phase]
     static = sum(base.values()) + states + grads
-    reserved = reserved_bytes(peak, min(static, peak))
+    if gathered and sh.world > 1:
+        # the gathered parameters sit in the all-gather stream's own pool (fsdp.py): the
+        # default stream's pool peaks without them, and the two pools add up
+        default_peak = max(totals[p] - (gathered if p in ("forward", "backward") else 0)
+                           for p in PHASES)
+        pool = gathered + parts.pool_bytes
+        reserved = reserved_bytes(default_peak, min(static, default_peak)) + \
+            -(-pool // (2 * MiB)) * (2 * MiB)
+    else:
+        reserved = reserved_bytes(peak, min(static, peak)) + parts.pool_bytes
     ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None,
                              lazy=lazy_module_loading(setup.torch_version))
-    device = reserved + ctx + paged
+    device = reserved + ctx + paged + parts.device_extra_bytes
     notes = [*lora_notes, *notes_dist]
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
+    if placement is not None and placement.cpu_bytes:
+        notes.append(f"device_map places {placement.gpu_blocks} of "
+                     f"{placement.gpu_blocks + placement.cpu_blocks} decoder layers on the GPU "
+                     "within max_memory; the rest, and the LM head, run from host RAM (one "
+                     "layer copied in at a time)")
+    if parts.device_extra_bytes:
+        notes.append("device view includes NCCL's communication buffers "
+                     f"({parts.device_extra_bytes // MiB} MiB, outside torch's allocator)")
     if paged:
         notes.append("paged optimizer states live in CUDA unified memory: not in torch's "
                      "allocated/reserved figures, counted in the device view")
@@ -240,7 +286,8 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
         trainable_params=params.trainable_numel, phase_components=phase_components,
         peak_phase=peak_phase, peak_allocated_bytes=peak, peak_reserved_bytes=reserved,
         device_bytes=device, cuda_context_bytes=ctx, paged_bytes=paged, gpu=gpu,
-        notes=tuple(notes),
+        notes=tuple(notes), strategy=parts.label,
+        host=host_ram(setup, params, parts, paged, host_limit),
         details={"per_layer_activation_bytes": acts.per_layer_bytes,
                  "checkpoint_bytes": acts.checkpoint_bytes,
                  "layer_transient_bytes": acts.layer_transient_bytes,

@@ -1,15 +1,20 @@
-"""Per-GPU memory under data parallelism: DDP and FSDP (TrainingArguments ``fsdp`` options).
+"""Per-GPU memory under data parallelism: which strategy holds what on one rank.
+
+The setup picks the engine (TrainingArguments names): ``deepspeed`` -> DeepSpeed ZeRO
+(:mod:`vramdoc.estimate.zero`); ``fsdp`` -> PyTorch FSDP1 / FSDP2 (:mod:`vramdoc.estimate.fsdp`);
+``num_gpus > 1`` alone -> DDP. Each returns a :class:`DistParts`: the per-rank bytes of every
+resident component, what is materialised during forward and backward, communication buffers,
+memory that only the reserved or device views see, and what lives in host RAM.
 
 PyTorch FSDP (Zhao et al. 2023, "PyTorch FSDP", arXiv 2304.11277, section 3; ZeRO stages in
-Rajbhandari et al. 2020, arXiv 1910.02054) flattens each wrapped unit's parameters and keeps
-1/N of them per rank:
+Rajbhandari et al. 2020, arXiv 1910.02054) keeps 1/N of each wrapped unit's parameters per rank:
 
 - ``full_shard`` (ZeRO-3): parameters, gradients and optimizer states sharded 1/N. Before a
-  unit runs, its parameters are all-gathered to full size and freed after; with the default
-  backward prefetch two units are materialised at once. A unit's full gradient exists until
-  its reduce-scatter.
+  unit runs, its parameters are all-gathered to full size and freed after; two units are
+  materialised at once (the one computing and the next one gathered). A unit's full gradient
+  exists until its reduce-scatter.
 - ``shard_grad_op`` (ZeRO-2): gradients and optimizer states sharded; parameters stay whole.
-- ``hybrid_shard*``: the same within a node; we treat the node as the given GPUs.
+- ``hybrid_shard*``: the same within a node, replicated across nodes.
 - ``no_shard`` / plain DDP (``num_gpus > 1`` without ``fsdp``): nothing sharded; DDP copies
   gradients into its communication buckets (``gradient_as_bucket_view=False``): one more
   gradient-sized buffer.
@@ -19,9 +24,17 @@ With HF Trainer's ``auto_wrap`` the unit is the decoder layer (``_no_split_modul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vramdoc.setup import TrainSetup
+from vramdoc.units import MiB
+
+# NCCL's device buffers, outside torch's allocator (nvidia-smi sees them, reserved does not):
+# NCCL_BUFFSIZE is 4 MiB per channel and peer for the Simple protocol (NCCL environment
+# variables documentation), the LL128 protocol keeps a buffer of about the same size; a ring
+# has two peers; NCCL opens up to 16 channels between NVLink-connected GPUs (fewer over PCIe).
+# 16 channels x 2 peers x 2 protocols x 4 MiB = 256 MiB per communicator.
+NCCL_BYTES = 256 * MiB
 
 
 @dataclass(frozen=True)
@@ -35,20 +48,46 @@ class Sharding:
     gathered_units: int  # decoder layers materialised at full size at once (FULL_SHARD)
     ddp_bucket_copy: bool  # DDP's gradient buckets: one more gradient-sized buffer
     cpu_offload: bool  # fsdp "offload": parameters, gradients, states live on the CPU
+    engine: str = "none"  # none | ddp | fsdp | deepspeed
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class DistParts:
+    """Per-rank bytes of one strategy (what ``build_estimate`` assembles into phases)."""
+
+    base: dict[str, int]  # resident weights, quant_state, adapters
+    grads: int  # gradients held after backward (per rank)
+    states: int  # optimizer states (ZeRO: + the fp32 master copy)
+    temps: int  # optimizer-step temporaries
+    paged: int  # paged optimizer states (CUDA unified memory)
+    gathered: int  # parameters materialised beyond the resident ones in forward / backward
+    unit_grads: int  # one unit's unsharded gradient before its reduce-scatter
+    comm_bytes: int = 0  # communication buckets allocated through backward
+    step_bytes: int = 0  # allocated during the optimizer step only (fp32 gradient partition)
+    pool_bytes: int = 0  # reserved by other streams' pools beyond the default stream's peak
+    device_extra_bytes: int = 0  # outside torch's allocator (NCCL)
+    host: dict[str, int] = field(default_factory=dict)  # host RAM per process, by component
+    label: str = ""
+    # torch autocast caches 16-bit copies of the weights through forward; not when the engine
+    # casts them itself (FSDP's MixedPrecision param_dtype, DeepSpeed's 16-bit module)
+    autocast_cache: bool = True
 
 
 def sharding(setup: TrainSetup) -> Sharding:
     n = setup.num_gpus
+    if setup.training.deepspeed:
+        from vramdoc.estimate.zero import zero_sharding
+
+        return zero_sharding(setup)
     opts = set(setup.training.fsdp.split())
     if n <= 1:
         return Sharding(1, 1, 1, 1, 0, False, False)
-    if not opts or "no_shard" in opts:
-        return Sharding(n, 1, 1, 1, 0, not opts, False)
-    offload = "offload" in opts
-    if "shard_grad_op" in opts or "hybrid_shard_zero2" in opts:
-        return Sharding(n, 1, n, n, 0, False, offload)
-    # full_shard / hybrid_shard: 1 unit in use + 1 prefetched (BACKWARD_PRE default)
-    return Sharding(n, n, n, n, 2, False, offload)
+    if not opts:
+        return Sharding(n, 1, 1, 1, 0, True, False, "ddp", "DDP")
+    from vramdoc.estimate.fsdp import fsdp_sharding
+
+    return fsdp_sharding(setup)
 
 
 def shard(n_bytes: int, div: int) -> int:

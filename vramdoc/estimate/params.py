@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from vramdoc.estimate.stack import adapters_fp32
 from vramdoc.models.spec import (
     EMBEDDING,
     EXPERTS,
@@ -192,9 +193,15 @@ def account_params(
     dense_b = DTYPE_BYTES[dense_dtype]
     lora = setup.lora
     targets = lora_targets(setup, spec) if lora else ()
-    # Adapters are fp32 unless the base is already fp32 (peft autocast_adapter_dtype=True).
+    # Adapters are fp32 unless the base is already fp32 (peft autocast_adapter_dtype=True);
+    # peft < 0.12 gave them the base weight's float dtype (vramdoc.estimate.stack)
     adapter_dtype = "float32"
-    adapter_b = 4
+    if not adapters_fp32(setup.peft_version):
+        storage = load_dtype if q is None else (
+            q.bnb_4bit_quant_storage if bnb and q.bits == 4 else "uint8")
+        if storage in ("bfloat16", "float16"):
+            adapter_dtype = storage
+    adapter_b = DTYPE_BYTES[adapter_dtype]
 
     weights = quant = adapters = packed = 0
     trainable: list[tuple[int, int, int, int]] = []  # (rows, cols, count, elem bytes)

@@ -36,6 +36,33 @@ def describe_setup(est: MemoryEstimate) -> str:
     return " · ".join(parts)
 
 
+def _host_lines(est: MemoryEstimate) -> list[str]:
+    """Per-GPU / per-node figures and the host RAM view of a multi-GPU or offloaded run."""
+    h = est.host
+    s = est.setup
+    out: list[str] = []
+    if s.num_gpus > 1 or est.strategy:
+        per_node = max(s.num_gpus // max(s.nodes, 1), 1)
+        out.append(f"strategy: {est.strategy or 'single GPU'} · {s.num_gpus} GPU(s) on "
+                   f"{s.nodes} node(s): device {format_bytes(est.device_bytes)} per GPU, "
+                   f"{format_bytes(est.device_bytes * per_node)} per node")
+    if h is None or (not h.per_process and not h.paged_spill_bytes and s.num_gpus <= 1
+                     and h.limit_bytes is None):
+        return out
+    line = (f"host RAM per node: {format_bytes(h.peak_bytes)} peak "
+            f"(training {format_bytes(h.training_bytes)}, loading "
+            f"{format_bytes(h.loading_bytes)}; {h.processes} process(es))")
+    if h.limit_bytes is not None:
+        line += (f" of {format_bytes(h.limit_bytes)}: "
+                 + ("fits" if h.fits else "does NOT fit"))
+    out.append(line)
+    for name, value in h.per_process.items():
+        out.append(f"  per process: {name} {format_bytes(value)}")
+    if h.paged_spill_bytes:
+        out.append(f"  paged optimizer states that may spill: {format_bytes(h.paged_spill_bytes)}")
+    return out
+
+
 def render_estimate(est: MemoryEstimate) -> str:
     """The table users read: components x phases, the peak and the three views."""
     pct = 100 * est.trainable_params / est.n_params if est.n_params else 0.0
@@ -74,6 +101,7 @@ def render_estimate(est: MemoryEstimate) -> str:
         room = "headroom" if head_b >= 0 else "missing"
         lines.append(f"GPU {est.gpu.name} ({format_bytes(est.gpu.memory_bytes)}): {verdict}, "
                      f"{format_bytes(abs(head_b))} {room}")
+    lines += _host_lines(est)
     for n in est.notes:
         lines.append(f"note: {n}")
     return "\n".join(lines) + "\n"

@@ -22,6 +22,13 @@ and ``stack: {torch: 1.12}``:
   "Efficient training on a single GPU", transformers v4.21).
 - Gradients: before torch 2.0, ``zero_grad()`` defaulted to ``set_to_none=False``, so gradient
   buffers stay allocated (zeroed) through the next forward instead of being freed.
+
+and ``stack: {peft: 0.10}``:
+
+- LoRA adapter dtype: from peft 0.12 ``get_peft_model`` upcasts adapters to fp32 on a 16-bit
+  base (``autocast_adapter_dtype=True``); before, ``_move_adapter_to_device_of_base_layer``
+  gave them the base weight's dtype when it is a float (bf16 / fp16 bases, and 4-bit bases
+  stored as bf16 / fp16 with ``bnb_4bit_quant_storage``).
 """
 
 from __future__ import annotations
@@ -55,3 +62,8 @@ def lazy_module_loading(torch_version: str) -> bool:
 def grads_freed_after_step(torch_version: str) -> bool:
     """True when zero_grad() frees gradients (set_to_none=True default, torch >= 2.0)."""
     return version_tuple(torch_version) >= (2, 0)
+
+
+def adapters_fp32(peft_version: str) -> bool:
+    """True when PEFT upcasts LoRA adapters on 16-bit bases to fp32 (peft >= 0.12)."""
+    return version_tuple(peft_version) >= (0, 12)

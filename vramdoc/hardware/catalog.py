@@ -58,6 +58,15 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 
 
+# Optional keys: the GPU-to-GPU link of parts that have NVLink (per direction, GB/s, with its
+# source); cards without them talk over PCIe (vramdoc.hardware.interconnect).
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "interconnect": str,
+    "interconnect_gbps": (int, float),
+    "interconnect_source": str,
+}
+
+
 def name_tokens(text: str) -> tuple[str, ...]:
     """Order-free identity of a GPU name: sorted letter/digit runs without brand words.
 
@@ -93,7 +102,7 @@ def validate_catalog(data: Any) -> list[str]:
         if missing:
             problems.append(f"{where}: missing {', '.join(missing)}")
             continue
-        unknown = sorted(set(entry) - set(_REQUIRED))
+        unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
         if unknown:
             problems.append(f"{where}: unknown keys {', '.join(unknown)}")
         for key, typ in _REQUIRED.items():
@@ -181,6 +190,8 @@ def _spec_from_entry(entry: dict[str, Any]) -> GpuSpec:
         memory_gb_marketed=int(entry["memory_gb_marketed"]),
         memory_source=entry["memory_source"],
         notes=entry["notes"],
+        interconnect=str(entry.get("interconnect", "")),
+        interconnect_gbps=float(entry.get("interconnect_gbps", 0.0)),
     )
 
 

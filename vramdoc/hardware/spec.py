@@ -116,6 +116,8 @@ class GpuSpec:
         memory_gb_marketed: the size on the box, in GB as the vendor writes it.
         memory_source: where the NVML total comes from.
         notes: caveats (variants, derived figures).
+        interconnect / interconnect_gbps: the NVLink of parts that have one (per direction,
+            GB/s); empty for PCIe cards (``vramdoc.hardware.interconnect`` gives their link).
     """
 
     name: str
@@ -138,6 +140,8 @@ class GpuSpec:
     memory_gb_marketed: int = 0
     memory_source: str = ""
     notes: str = ""
+    interconnect: str = ""  # GPU-to-GPU link of NVLink parts ("" = PCIe, see interconnect.py)
+    interconnect_gbps: float = 0.0  # per direction, GB/s
 
     @property
     def sm(self) -> int:

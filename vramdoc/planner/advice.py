@@ -9,8 +9,6 @@ from vramdoc.units import format_bytes
 if TYPE_CHECKING:
     from vramdoc.planner.search import Plan, _Search
 
-MAX_GPUS = 8
-
 
 def _larger_gpu(search: _Search, closest: Plan) -> str | None:
     from vramdoc.estimate.core import build_estimate
@@ -47,17 +45,9 @@ def _shorter_seq(search: _Search, closest: Plan) -> str | None:
 
 
 def _more_gpus(search: _Search, closest: Plan) -> str | None:
-    comp = closest.estimate.components
-    shardable = sum(comp.get(k, 0) for k in ("weights", "quant_state", "adapters", "gradients",
-                                              "optimizer_states"))
-    device = closest.estimate.device_bytes
-    for n in range(2, MAX_GPUS + 1):
-        per_gpu = device - shardable + shardable / n
-        if per_gpu <= search.budget:
-            return (f"more GPUs: {n} x {search.gpu.name} with FSDP / ZeRO-3 sharding of weights, "
-                    f"gradients and optimizer states (about {format_bytes(per_gpu)} each; a "
-                    "rough figure until the multi-GPU planner plans it)")
-    return None
+    from vramdoc.planner.parallel import fewest_gpus
+
+    return fewest_gpus(search, closest, start=2 * max(closest.setup.num_gpus, 1))
 
 
 def what_would_fit(search: _Search, closest: Plan) -> list[str]:

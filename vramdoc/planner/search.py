@@ -40,6 +40,7 @@ from vramdoc.planner.context import (
     model_context,
     setup_context,
 )
+from vramdoc.planner.parallel import ZERO_OPTIMIZERS, expand
 from vramdoc.planner.space import (
     ALL_METHODS,
     DEFAULT_METHODS,
@@ -87,6 +88,7 @@ class PlanRequest:
     top_k: int = 3
     margin_bytes: int | None = None
     judge_base: bool = False  # also estimate and judge ``base`` as given (it came from --config)
+    host_ram_bytes: int | None = None  # host RAM per node (--host-ram): offload must fit it
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,9 @@ class Plan:
 
     @property
     def tokens_per_s(self) -> float:
-        return self.step.tokens_per_s(self.setup.effective_batch_size * self.setup.max_seq_length)
+        """All GPUs together (each processes its own effective batch per step)."""
+        return self.step.tokens_per_s(self.setup.effective_batch_size * self.setup.max_seq_length
+                                      * max(self.setup.num_gpus, 1))
 
     @property
     def label(self) -> str:
@@ -180,7 +184,10 @@ def describe(setup: TrainSetup) -> str:
     parts.append(t.optim)
     parts.append(f"{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}")
     parts.append(f"seq {setup.max_seq_length}")
-    return " · ".join(parts)
+    from vramdoc.planner.parallel import label, strategy_of
+
+    dist = label(strategy_of(setup), setup.num_gpus)
+    return " · ".join([dist, *parts] if dist else parts)
 
 
 class _Search:
@@ -199,7 +206,7 @@ class _Search:
                          and not (r.propose and set(r.propose) <= MEMORY_NEUTRAL_KEYS)]
         self.guidance = [r for r in self.rules if r.kind == "guidance" and r.propose
                          and set(r.propose) <= MEMORY_NEUTRAL_KEYS]
-        self.base_ctx = {**model_context(spec), **gpu_context(self.gpu)}
+        self.base_ctx = {**model_context(spec), **gpu_context(self.gpu, base.num_gpus)}
         self.groups = param_groups(spec, task=base.task, num_labels=base.num_labels)
         self.dims: ModelDims = model_dims(spec)
         self.stats = SearchStats()
@@ -211,6 +218,13 @@ class _Search:
             "lora_dropout": lo.lora_dropout, "modules_to_save": lo.modules_to_save,
             "use_rslora": lo.use_rslora}
 
+    def world(self, combo: Combo) -> dict[str, Any]:
+        """step_time's data-parallel arguments for a combo on this search's GPUs."""
+        from vramdoc.planner.parallel import strategy_of
+
+        return {"num_gpus": self.base.num_gpus, "nodes": self.base.nodes,
+                "strategy": combo.dist or strategy_of(self.base)}
+
     def setup_of(self, cand: Candidate) -> TrainSetup:
         """The TrainSetup of a candidate on this search's base."""
         return to_setup(cand, self.base, lora_extra=self.lora_extra)
@@ -221,13 +235,16 @@ class _Search:
         if est is None:
             from vramdoc.estimate.core import build_estimate
 
-            est = build_estimate(self.setup_of(cand), self.spec, self.groups, self.gpu)
+            est = build_estimate(self.setup_of(cand), self.spec, self.groups, self.gpu,
+                                 host_limit=self.req.host_ram_bytes)
             self.cache[cand] = est
             self.stats.estimated += 1
         return est
 
     def fits(self, cand: Candidate) -> bool:
-        return bool(self.estimate(cand).device_bytes <= self.budget)
+        est = self.estimate(cand)
+        host_ok = est.host is None or est.host.fits is not False
+        return bool(est.device_bytes <= self.budget and host_ok)
 
     # -- rules on the lever space ----------------------------------------------------------
     def _split(self, rules: list[Rule]) -> tuple[list[Rule], list[Rule]]:
@@ -250,7 +267,7 @@ class _Search:
         from vramdoc.estimate.liger import liger_applies
 
         liger = liger_applies(self.spec.model_type, self.base.task, self.spec.is_encoder)
-        for combo in combos(self.req.methods, liger=liger):
+        for combo in expand(combos(self.req.methods, liger=liger), self.base):
             if combo.targets == "default" and not peft_default:
                 continue
             n = len(seqs) * len(mbs)
@@ -274,7 +291,8 @@ class _Search:
                             self.stats.rejected_by_rule[bad.code] += 1
                             continue
                         w += sum(1 for r in warn_cand if holds(r, c2))
-                    st = step_time(cand, self.dims, self.gpu, eb, _trainable_guess(combo, self))
+                    st = step_time(cand, self.dims, self.gpu, eb, _trainable_guess(combo, self),
+                                   **self.world(combo))
                     ranked.append(((si, *fid[:3], w, *fid[3:], st.total_s), cand))
         ranked.sort(key=lambda kc: kc[0])
         return ranked
@@ -282,7 +300,8 @@ class _Search:
     # -- the walk ----------------------------------------------------------------------------
     def group_feasible(self, cand: Candidate, memo: dict[tuple[Any, ...], bool]) -> bool:
         c = cand.combo
-        key = (c.method, c.dtype, c.amp, c.targets, c.r, c.upcast, c.liger, cand.seq_len)
+        key = (c.method, c.dtype, c.amp, c.targets, c.r, c.upcast, c.liger, cand.seq_len,
+               c.dist)
         if key not in memo:
             from vramdoc.planner.space import OPTIMIZERS_ADAPTER, OPTIMIZERS_FULL
 
@@ -290,8 +309,9 @@ class _Search:
             # micro-batch 1 without accumulation: below every rung of every combo in the group
             memo[key] = any(
                 self.fits(Candidate(Combo(c.method, c.dtype, c.amp, attn, True, o, c.targets,
-                                          c.r, c.upcast, c.liger), 1, 1, cand.seq_len))
-                for o in optims for attn in ("sdpa", "flash_attention_2"))
+                                          c.r, c.upcast, c.liger, c.dist), 1, 1, cand.seq_len))
+                for o in optims for attn in ("sdpa", "flash_attention_2")
+                if not (c.dist.startswith("zero") and o not in ZERO_OPTIMIZERS))
         return memo[key]
 
     def fitting_mbs(self, cand: Candidate, memo: dict[tuple[Combo, int], frozenset[int]]
@@ -376,11 +396,12 @@ class _Search:
 
         setup, applied = apply_guidance(self.setup_of(cand), self.spec, self.base_ctx,
                                         self.guidance, self.user_seq)
-        est = build_estimate(setup, self.spec, self.groups, self.gpu)
+        est = build_estimate(setup, self.spec, self.groups, self.gpu,
+                             host_limit=self.req.host_ram_bytes)
         ctx = memory_context(setup_context(setup, self.spec, self.base_ctx, self.user_seq),
                              est, self.gpu.memory_bytes, self.margin)
         st = step_time(cand, self.dims, self.gpu, self.req.effective_batch,
-                       float(est.trainable_params))
+                       float(est.trainable_params), **self.world(cand.combo))
         return Plan(setup=setup, estimate=est, step=st, margin_bytes=self.margin,
                     gpu_memory_bytes=self.gpu.memory_bytes,
                     findings=tuple(evaluate(self.rules, ctx)), applied=tuple(applied),
@@ -391,7 +412,8 @@ def shape(cand: Candidate) -> tuple[Any, ...]:
     """What makes two plans different alternatives (attention and checkpointing are free
     choices the best of each shape makes)."""
     c = cand.combo
-    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, c.upcast, c.liger, cand.seq_len)
+    return (c.method, c.dtype, c.amp, c.optim, c.targets, c.r, c.upcast, c.liger, cand.seq_len,
+            c.dist)
 
 
 def _trainable_guess(combo: Combo, search: _Search) -> float:
@@ -407,8 +429,10 @@ def _trainable_guess(combo: Combo, search: _Search) -> float:
 def fidelity(c: Combo) -> tuple[int, ...]:
     """Lower is better: method, master weights, optimizer-state precision, LoRA shape."""
     # 16-bit trainable weights (pure bf16 full) or 16-bit frozen norms / head / embeddings
-    # (k-bit upcast skipped, M219) give up fp32 where the usual recipe keeps it
-    master = 1 if (c.method == "full" and c.dtype != "float32") or not c.upcast else 0
+    # (k-bit upcast skipped, M219) give up fp32 where the usual recipe keeps it; DeepSpeed
+    # keeps an fp32 master copy whatever the module's dtype (zero.py)
+    master = 1 if (c.method == "full" and c.dtype != "float32" and not c.dist.startswith(
+        "zero")) or not c.upcast else 0
     param_dtype = c.dtype if c.method == "full" else "float32"
     state = STATE_RANK[optim_state_bits(c.optim, param_dtype)]
     targets = 0 if c.targets in (None, "all-linear") else 1
@@ -476,6 +500,12 @@ def plan(req: PlanRequest) -> PlanResult:
         base = base.replace(task=default_task(spec))
     margin = req.margin_bytes if req.margin_bytes is not None else default_margin(
         req.gpu.memory_bytes)
+    asked = req
+    if base.num_gpus > 1:
+        # the effective batch is the global one: each GPU takes its share (at least 1)
+        from dataclasses import replace as dc_replace
+
+        req = dc_replace(req, effective_batch=max(req.effective_batch // base.num_gpus, 1))
     search = _Search(req, spec, base, margin)
     ranked = search.judge()
     chosen = search.walk(ranked)
@@ -484,7 +514,7 @@ def plan(req: PlanRequest) -> PlanResult:
     if req.base is not None and req.judge_base:
         user_plan = _judge_user(search, req.base.replace(task=base.task))
     if plans:
-        return PlanResult(req, spec, req.gpu, margin, plans, None, 0, (), search.stats,
+        return PlanResult(asked, spec, req.gpu, margin, plans, None, 0, (), search.stats,
                           user_plan)
     closest_cand = search.closest([c for _k, c in ranked])
     closest = search.make_plan(closest_cand) if closest_cand is not None else None
@@ -492,7 +522,7 @@ def plan(req: PlanRequest) -> PlanResult:
     from vramdoc.planner.advice import what_would_fit
 
     suggestions = what_would_fit(search, closest) if closest else ()
-    return PlanResult(req, spec, req.gpu, margin, (), closest, missing, tuple(suggestions),
+    return PlanResult(asked, spec, req.gpu, margin, (), closest, missing, tuple(suggestions),
                       search.stats, user_plan)
 
 
@@ -533,7 +563,7 @@ def _judge_user(search: _Search, setup: TrainSetup) -> Plan | None:
     cand = Candidate(combo, t.per_device_train_batch_size, t.gradient_accumulation_steps,
                      setup.max_seq_length)
     st = step_time(cand, search.dims, search.gpu, setup.effective_batch_size,
-                   float(est.trainable_params))
+                   float(est.trainable_params), **search.world(cand.combo))
     return Plan(setup=setup, estimate=est, step=st, margin_bytes=search.margin,
                 gpu_memory_bytes=search.gpu.memory_bytes,
                 findings=tuple(evaluate(search.rules, ctx)), applied=(), candidate=cand)

@@ -111,6 +111,7 @@ class Combo:
     upcast: bool = True
     # Trainer's use_liger_kernel (fused linear cross-entropy), for the model types Liger patches
     liger: bool = False
+    dist: str = ""  # data-parallel strategy (planner/parallel.py); "" = the base's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,7 @@ def to_setup(cand: Candidate, base: TrainSetup, training: TrainingSetup | None =
         logging_nan_inf_filter=t.logging_nan_inf_filter,
         torch_compile=t.torch_compile,
         use_liger_kernel=c.liger,
+        fsdp=t.fsdp, fsdp_config=t.fsdp_config, deepspeed=t.deepspeed,
         extra=t.extra,
     )
     lora = None
@@ -229,9 +231,12 @@ def to_setup(cand: Candidate, base: TrainSetup, training: TrainingSetup | None =
             lora_dropout=float(extra.get("lora_dropout", 0.0)),
             use_rslora=bool(extra.get("use_rslora", False)),
         )
-    return TrainSetup(
+    from vramdoc.planner.parallel import apply_strategy
+
+    return apply_strategy(TrainSetup(
         model=base.model, task=base.task, num_labels=base.num_labels, torch_dtype=c.dtype,
         attn_implementation=c.attn, quantization=_quant(c.method, c.amp), lora=lora,
         prepare_model_for_kbit_training=base.prepare_model_for_kbit_training and c.upcast,
-        training=tr, max_seq_length=cand.seq_len, gpu=base.gpu,
-    )
+        training=tr, max_seq_length=cand.seq_len, gpu=base.gpu, num_gpus=base.num_gpus,
+        nodes=base.nodes,
+    ), c.dist)

@@ -45,10 +45,12 @@ class StepTime:
     attention_s: float
     optimizer_s: float
     flops: float
+    comm_s: float = 0.0  # communication not hidden behind compute (planner/parallel.py)
 
     @property
     def total_s(self) -> float:
-        return self.compute_s + self.dequant_s + self.attention_s + self.optimizer_s
+        return (self.compute_s + self.dequant_s + self.attention_s + self.optimizer_s
+                + self.comm_s)
 
     def tokens_per_s(self, tokens: int) -> float:
         return tokens / self.total_s if self.total_s > 0 else 0.0
@@ -99,8 +101,11 @@ def utilization(tokens_per_micro_batch: int) -> float:
 
 
 def step_time(cand: Candidate, dims: ModelDims, gpu: Any, effective_batch: int,
-              trainable_params: float) -> StepTime:
-    """Seconds per optimizer step of ``cand`` on ``gpu`` (see the module docstring)."""
+              trainable_params: float, *, num_gpus: int = 1, nodes: int = 1,
+              strategy: str = "") -> StepTime:
+    """Seconds per optimizer step of ``cand`` on ``gpu`` (see the module docstring); with
+    ``num_gpus`` > 1, per GPU (its ``effective_batch``) plus the exposed communication of
+    ``strategy`` (planner/parallel.py)."""
     c = cand.combo
     s, mb = cand.seq_len, cand.micro_batch
     tokens = effective_batch * s
@@ -126,8 +131,19 @@ def step_time(cand: Candidate, dims: ModelDims, gpu: Any, effective_batch: int,
     param_bytes = 2 if param_dtype in ("bfloat16", "float16") else 4
     update = adamw_step_bytes(int(trainable_params), param_bytes=param_bytes,
                               grad_bytes=param_bytes, state_bytes=(bits or 8) / 8)
+    comm_s = 0.0
+    if num_gpus > 1 or strategy:
+        from vramdoc.planner.parallel import OVERLAP, comm_seconds
+
+        kbit = c.method in ("qlora", "gptq-lora", "awq-lora")
+        over, serial = comm_seconds(
+            strategy, n_params=dims.n_quant + 2 * dims.n_head, trainable=trainable_params,
+            param_bytes=1 if kbit else (4 if dtype == "fp32" and c.amp is None else 2),
+            grad_bytes=param_bytes, grad_accum=cand.grad_accum, ckpt=c.ckpt, gpu=gpu,
+            num_gpus=num_gpus, nodes=nodes)
+        comm_s = max(0.0, over - OVERLAP * compute_s) + serial
     return StepTime(
-        compute_s=compute_s,
+        compute_s=compute_s, comm_s=comm_s,
         dequant_s=step_time_s(0.0, dequant, gpu, dtype),
         attention_s=step_time_s(0.0, scores, gpu, dtype),
         optimizer_s=step_time_s(0.0, update, gpu, dtype),

@@ -1,0 +1,126 @@
+"""PyTorch FSDP as accelerate and HF Trainer run it: FSDP1 and FSDP2, per rank.
+
+Option names are the engine's (:class:`vramdoc.parallel.FsdpOptions`). What one rank holds:
+
+- Sharded 1/N: parameters (FULL_SHARD, HYBRID_SHARD within a node), gradients and optimizer
+  states (all but NO_SHARD). ``cpu_offload`` moves the sharded parameters, gradients and
+  states to host RAM (torch ``CPUOffload(offload_params=True)``); the optimizer steps there.
+- Gathered for compute: two decoder layers at full size at once (the one computing and the
+  next one all-gathered: FSDP1's rate limiter ``limit_all_gathers`` allows two in flight;
+  FSDP2 prefetches one ahead), and the *root* unit (embeddings, final norm, LM head):
+  neither FSDP1 (``_post_forward_reshard``: the root is not resharded) nor FSDP2
+  (``fully_shard``: "the root FSDP state has its value specially set to False") frees the
+  root's parameters after forward, since backward needs them at once.
+- A unit's unsharded gradient before its reduce-scatter.
+- Reserved, beyond what is allocated: all-gathers run on their own CUDA stream and the
+  caching allocator never hands a block cached for one stream to another
+  (``CUDACachingAllocator``: blocks are pooled per stream), so the gathered parameters form a
+  pool of their own whose high-water mark adds to the default stream's. FSDP1 holds one more
+  unit there (a freed unit's block waits for the next all-gather); FSDP2 all-gathers into one
+  flat output buffer and copies out to the parameters (``foreach_all_gather`` /
+  ``foreach_all_gather_copy_out``), one more unit. FSDP1 ``record_stream``s each unsharded
+  gradient to the reduce-scatter stream, so its block stays reserved until the collective
+  finishes: one unit's gradient more.
+- Device only: NCCL's buffers (:data:`vramdoc.estimate.distributed.NCCL_BYTES`).
+- Units: Trainer wraps each decoder layer (``_no_split_modules``) and, for PEFT models, each
+  LoRA leaf separately (peft ``fsdp_auto_wrap_policy``), so a unit's parameters are all
+  frozen or all trainable: FSDP1's ``use_orig_params`` then changes no memory (with mixed
+  units FSDP1 would allocate the whole flat gradient). ``backward_prefetch`` /
+  ``forward_prefetch`` do not change the two gathered layers: without them the CPU still
+  issues the next all-gather ahead, bounded at two by the rate limiter (FSDP1) or the
+  implicit prefetch (FSDP2).
+- Mixed precision: with ``bf16``/``fp16`` Trainer has accelerate give FSDP a mixed-precision
+  policy whose ``param_dtype`` is the 16-bit dtype (accelerate ``FullyShardedDataParallelPlugin``
+  ``set_mixed_precision``): the shards stay in their dtype (fp32 masters), the all-gathered
+  copies are 16-bit, and autocast finds them already cast (no cached weight copies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vramdoc.estimate.distributed import NCCL_BYTES, DistParts, Sharding, shard
+from vramdoc.parallel import FsdpOptions, fsdp_options
+from vramdoc.setup import TrainSetup
+
+
+def _tf_major(setup: TrainSetup) -> int:
+    head = setup.transformers_version.split(".")[0]
+    return int(head) if head.isdigit() else 5
+
+
+def options(setup: TrainSetup) -> FsdpOptions | None:
+    return fsdp_options(setup.training, _tf_major(setup))
+
+
+def fsdp_sharding(setup: TrainSetup) -> Sharding:
+    n = setup.num_gpus
+    o = options(setup)
+    assert o is not None
+    per_node = max(n // max(setup.nodes, 1), 1)
+    label = f"FSDP{o.version} {o.strategy}" + (" + CPU offload" if o.cpu_offload else "")
+    if o.strategy == "NO_SHARD":
+        return Sharding(n, 1, 1, 1, 0, True, o.cpu_offload, "fsdp", label)
+    if o.strategy == "SHARD_GRAD_OP":
+        return Sharding(n, 1, n, n, 0, False, o.cpu_offload, "fsdp", label)
+    if o.strategy == "_HYBRID_SHARD_ZERO2":
+        return Sharding(n, 1, per_node, per_node, 0, False, o.cpu_offload, "fsdp", label)
+    div = per_node if o.strategy == "HYBRID_SHARD" else n
+    return Sharding(n, div, div, div, 2, False, o.cpu_offload, "fsdp", label)
+
+
+def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
+             sh: Sharding) -> DistParts:
+    """Per-rank parts for a single GPU, DDP or FSDP."""
+    from vramdoc.estimate.params import account_params
+
+    q = setup.quantization
+    # GPTQ/AWQ layers keep qweight/qzeros/scales/g_idx as buffers, which FSDP does not shard;
+    # bitsandbytes' Params4bit/Int8Params are parameters and are sharded like the rest
+    buffers = q is not None and q.quant_method in ("gptq", "awq")
+    packed = params.quantized_weight_bytes if buffers else 0
+    base = {"weights": shard(params.weights_bytes - packed, sh.params_div) + packed,
+            "quant_state": params.quant_state_bytes if buffers
+            else shard(params.quant_state_bytes, sh.params_div),
+            "adapters": shard(params.adapters_bytes, sh.params_div)}
+    grads = shard(params.trainable_bytes, sh.grads_div)
+    states = shard(opt.states_bytes, sh.states_div)
+    temps = shard(opt.temporaries_bytes, sh.states_div)
+    paged = shard(opt.paged_bytes, sh.states_div)
+    if sh.world <= 1:
+        return DistParts(base, grads, states, temps, paged, 0, 0)
+    o = options(setup) if sh.engine == "fsdp" else None
+    gathered = unit_grads = pool = 0
+    if sh.gathered_units:
+        def sharded_part(acc: Any) -> int:
+            return int(acc.weights_bytes + acc.adapters_bytes
+                       + (0 if buffers else acc.quant_state_bytes)
+                       - (acc.quantized_weight_bytes if buffers else 0))
+
+        blocks = account_params(setup, spec, tuple(g for g in groups if g.in_block))
+        root = account_params(setup, spec, tuple(g for g in groups if not g.in_block))
+        L = max(spec.num_hidden_layers, 1)
+        # the mixed-precision policy gathers fp32 parameters as 16-bit copies
+        t = setup.training
+        mp = 2 if (t.bf16 or t.fp16) and params.weight_dtype_after_prep == "float32" else 1
+        unit = sharded_part(blocks) // L // mp
+        root_full = sharded_part(root) // mp
+        root_extra = root_full - shard(root_full, sh.params_div)
+        gathered = sh.gathered_units * unit + root_extra
+        unit_grads = blocks.trainable_bytes // L
+        extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output
+        pool = extra_units * unit
+        if o is not None and o.version == 1:
+            pool += unit_grads  # record_stream'ed unsharded gradient
+    host: dict[str, int] = {}
+    if sh.cpu_offload:
+        host = {"offloaded parameters": sum(base.values()), "offloaded gradients": grads,
+                "offloaded optimizer states": states + paged}
+        base = dict.fromkeys(base, 0)
+        grads = states = temps = paged = 0
+    if sh.ddp_bucket_copy:
+        grads *= 2  # DDP buckets hold a copy of every gradient
+    t = setup.training
+    return DistParts(base, grads, states, temps, paged, gathered, unit_grads, pool_bytes=pool,
+                     device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
+                     autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

@@ -53,7 +53,7 @@ class Kwarg:
 @dataclass
 class CallSite:
     """A call the doctor knows: ``kind`` is model, quant, lora, kbit, peft, training, trainer,
-    gc (gradient_checkpointing_enable), peft_load (PeftModel.from_pretrained) or aux_load (a
+    gc (gradient_checkpointing_enable), accelerator, peft_load (PeftModel.from_pretrained) or aux_load (a
     tokenizer or config from_pretrained: API checks only)."""
 
     kind: str
@@ -149,6 +149,8 @@ def classify(func: ast.expr) -> tuple[str, str] | None:
         return "trainer", last
     if last == "gradient_checkpointing_enable":
         return "gc", last
+    if last == "Accelerator":
+        return "accelerator", last
     return None
 
 

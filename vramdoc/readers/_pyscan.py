@@ -53,8 +53,8 @@ class Kwarg:
 @dataclass
 class CallSite:
     """A call the doctor knows: ``kind`` is model, quant, lora, kbit, peft, training, trainer,
-    gc (gradient_checkpointing_enable), accelerator, peft_load (PeftModel.from_pretrained) or aux_load (a
-    tokenizer or config from_pretrained: API checks only)."""
+    gc (gradient_checkpointing_enable), accelerator, peft_load (PeftModel.from_pretrained) or
+    aux_load (a tokenizer or config from_pretrained: API checks only)."""
 
     kind: str
     cls: str  # class (or function) name: TrainingArguments, AutoModelForCausalLM, LoraConfig

@@ -14,7 +14,7 @@ from vramdoc.doctor.fixer import apply_edits
 from vramdoc.readers._pysource import parse_tolerant
 
 SNIPPETS = sorted((Path(__file__).parent / "snippets").glob("*.py"))
-VERSIONS = {"transformers": "5.24.0", "peft": "0.21.2", "trl": "1.16.0"}
+VERSIONS = {"transformers": "5.24.0", "peft": "0.21.2", "trl": "1.16.0", "accelerate": "1.15.0"}
 CHECKED = re.compile(r"^(A1\d\d|S101)$")
 
 

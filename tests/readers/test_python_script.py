@@ -179,3 +179,17 @@ def test_estimate_accepts_a_script_as_config(tmp_path, run_cli) -> None:
     data = json.loads(out)
     assert data["setup"]["quantization"]["load_in_4bit"] is True
     assert data["setup"]["max_seq_length"] == 1024
+
+
+def test_a_reader_bug_is_a_one_line_error_not_a_traceback(tmp_path, monkeypatch, run_cli) -> None:
+    import vramdoc.readers.python_script as py
+
+    def broken(path, text):
+        raise AttributeError("'str' object has no attribute 'suffix'")
+
+    monkeypatch.setattr(py, "detect", broken)
+    p = tmp_path / "t.py"
+    p.write_text("x = 1\n")
+    code, out, _err = run_cli("doctor", str(p))
+    assert code == 2
+    assert "the python_script reader failed (AttributeError" in out

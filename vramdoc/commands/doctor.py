@@ -9,7 +9,7 @@ import sys
 from vramdoc.errors import EXIT_DOES_NOT_FIT, EXIT_OK, EXIT_USAGE, UsageError
 
 # the libraries with API-change data in rules/api/
-LIBRARY_FLAGS = ("transformers", "peft", "trl")
+LIBRARY_FLAGS = ("transformers", "peft", "trl", "accelerate")
 
 NAME = "doctor"
 ORDER = 15

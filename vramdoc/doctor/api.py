@@ -112,7 +112,7 @@ def _groups(site: CallSite) -> set[str]:
     g = {site.cls}
     if site.cls in TRAINING_CLASSES:
         g.add("TrainingArguments")
-    if site.kind in ("model", "peft_load"):
+    if site.kind in ("model", "peft_load", "aux_load"):
         g.add("from_pretrained")
     if site.cls in ("Trainer", "Seq2SeqTrainer"):
         g.add("Trainer")

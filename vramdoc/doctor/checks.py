@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vramdoc.errors import ConfigError, UnknownGpuError, UnknownModelError, UsageError
+from vramdoc.errors import (
+    ConfigError,
+    UnknownGpuError,
+    UnknownModelError,
+    UsageError,
+    VramdocError,
+)
 from vramdoc.readers.findings import Finding, SourceReport
 
 # A context name of the plan rules -> the setup key whose line a finding points at.
@@ -195,7 +201,7 @@ def gpu_named_in(text: str) -> tuple[str, int] | None:
 
 def doctor_file(path: str, opts: DoctorOptions) -> FileResult:
     """Run every check on one file. Unreadable files come back with ``error`` set."""
-    from vramdoc.readers import read_text, reader_for
+    from vramdoc.readers import read_text, read_with, reader_for
 
     res = FileResult(path=path)
     p = Path(path)
@@ -205,8 +211,8 @@ def doctor_file(path: str, opts: DoctorOptions) -> FileResult:
         if mod is None:
             raise UsageError(f"{p}: not a file vramdoc can read",
                              "give a script, notebook, framework config or setup file")
-        report: SourceReport = mod.read(str(p), text)
-    except UsageError as exc:
+        report = read_with(mod, p, text)
+    except VramdocError as exc:
         res.error = exc.message + (f" ({exc.hint})" if exc.hint else "")
         return res
     res.kind, res.text = report.kind, text

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from vramdoc.errors import UsageError
+from vramdoc.errors import UsageError, VramdocError
 
 if TYPE_CHECKING:
     from vramdoc.readers.findings import SourceReport
@@ -60,12 +60,39 @@ def read_text(path: str | Path) -> str:
                          "check the file's permissions") from None
 
 
+class ReaderError(VramdocError):
+    """A reader failed on a file (a vramdoc bug, reported without a traceback)."""
+
+
+def _failed(mod: ModuleType, path: str | Path, exc: Exception) -> ReaderError:
+    name = mod.__name__.rsplit(".", 1)[-1]
+    return ReaderError(f"{path}: the {name} reader failed ({type(exc).__name__}: {exc})",
+                       "this is a vramdoc bug: rerun with --debug for the traceback and report it")
+
+
 def reader_for(path: str | Path, text: str) -> ModuleType | None:
     """The first reader whose ``detect`` accepts the file, or None."""
     for mod in reader_modules():
-        if mod.detect(str(path), text):
+        try:
+            found = mod.detect(str(path), text)
+        except VramdocError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reader bug must not become a traceback
+            raise _failed(mod, path, exc) from exc
+        if found:
             return mod
     return None
+
+
+def read_with(mod: ModuleType, path: str | Path, text: str) -> SourceReport:
+    """``mod.read`` with a reader's own bug turned into a ReaderError."""
+    try:
+        report: SourceReport = mod.read(str(path), text)
+    except VramdocError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _failed(mod, path, exc) from exc
+    return report
 
 
 def read_source(path: str | Path) -> SourceReport:
@@ -81,5 +108,4 @@ def read_source(path: str | Path) -> SourceReport:
                          "give a Python script or notebook, a shell script, an axolotl / "
                          "LLaMA-Factory / TRL / accelerate YAML, a DeepSpeed JSON, a run's "
                          "config.json, or a vramdoc setup file")
-    report: SourceReport = mod.read(str(path), text)
-    return report
+    return read_with(mod, path, text)

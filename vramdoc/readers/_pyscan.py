@@ -53,7 +53,8 @@ class Kwarg:
 @dataclass
 class CallSite:
     """A call the doctor knows: ``kind`` is model, quant, lora, kbit, peft, training, trainer,
-    gc (gradient_checkpointing_enable) or tokenize."""
+    gc (gradient_checkpointing_enable), accelerator, peft_load (PeftModel.from_pretrained) or
+    aux_load (a tokenizer or config from_pretrained: API checks only)."""
 
     kind: str
     cls: str  # class (or function) name: TrainingArguments, AutoModelForCausalLM, LoraConfig
@@ -128,7 +129,7 @@ def classify(func: ast.expr) -> tuple[str, str] | None:
     if last == "from_pretrained" and len(parts) >= 2:
         cls = parts[-2]
         if any(s in cls for s in _NOT_MODELS):
-            return None
+            return "aux_load", cls  # a tokenizer or config: API checks only, no setup
         if cls in ("PeftModel", "AutoPeftModelForCausalLM", "PeftModelForCausalLM"):
             return "peft_load", cls
         if "Model" in cls or cls.startswith("Auto") or cls.endswith("LM"):
@@ -148,6 +149,8 @@ def classify(func: ast.expr) -> tuple[str, str] | None:
         return "trainer", last
     if last == "gradient_checkpointing_enable":
         return "gc", last
+    if last == "Accelerator":
+        return "accelerator", last
     return None
 
 

@@ -140,11 +140,11 @@ def test_run_outputs(tmp_path: Path) -> None:
                          "target_modules": ["q_proj", "v_proj"]}
     assert s["training"]["per_device_train_batch_size"] == 4  # from trainer_state.json beside
     assert rep.lines["lora.r"] == 1
-    from vramdoc.readers import preview
+    from vramdoc.readers import read_source
 
     for name in ("adapter_config.json", "trainer_state.json"):  # not taken for DeepSpeed files
-        report = preview.read_file(ckpt / name)
-        assert report is not None and report.kind == "run"
+        report = read_source(ckpt / name)
+        assert report.kind == "run"
     state = _read(runs, ckpt / "trainer_state.json")
     assert state.setup is not None and state.setup["lora"]["r"] == 16
     assert runs.detect(ckpt / "training_args.bin", "")

@@ -1,12 +1,13 @@
-"""examples/doctor-axolotl and examples/doctor-llamafactory: the documented command prints the
-documented output (regenerate: run the README's command, redirect it to expected_output.txt)."""
+"""examples/doctor-axolotl and examples/doctor-llamafactory: the documented `vramdoc doctor`
+command prints the documented output (regenerate: run the README's command, redirect it to
+expected_output.txt)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import ROOT
-from vramdoc.readers import preview
+from vramdoc.cli import main
 
 CASES = [
     ("doctor-axolotl", "qlora.yml", "RTX-4090", 1),
@@ -21,9 +22,9 @@ def test_example_prints_its_expected_output(folder: str, config: str, gpu: str, 
     example = ROOT / "examples" / folder
     readme = (example / "README.md").read_text()
     path = f"examples/{folder}/{config}"
-    assert f"python -m vramdoc.readers.preview {path} --gpu {gpu}" in readme
+    assert f"vramdoc doctor {path} --gpu {gpu}" in readme
     monkeypatch.chdir(ROOT)
-    assert preview.main([path, "--gpu", gpu]) == code
+    assert main(["doctor", path, "--gpu", gpu]) == code
     out = capsys.readouterr().out
     assert out == (example / "expected_output.txt").read_text(), (
         "regenerate with the README's command and review the difference")

@@ -10,10 +10,10 @@ from tests.conftest import ROOT
 CODE = """
 import sys
 from pathlib import Path
-from vramdoc.readers import preview
+from vramdoc.readers import read_source
 for f in sorted(Path('tests/readers/fixtures').rglob('*')):
     if f.is_file() and f.suffix != '.md':
-        preview.read_file(f)
+        read_source(f)
 heavy = {'torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate', 'deepspeed', 'trl',
          'textual', 'pynvml'}
 print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))

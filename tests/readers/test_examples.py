@@ -30,12 +30,13 @@ def test_example_prints_its_expected_output(folder: str, config: str, gpu: str, 
         "regenerate with the README's command and review the difference")
 
 
-def test_preview_says_what_it_cannot_read(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_doctor_says_what_it_cannot_read(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     odd = tmp_path / "notes.md"
     odd.write_text("hello")
-    assert preview.main([str(odd)]) == 2
-    assert "not a format these readers know" in capsys.readouterr().err
-    assert preview.main([str(tmp_path / "missing.yml")]) == 2
+    assert main(["doctor", str(odd)]) == 2
+    captured = capsys.readouterr()
+    assert "not a file vramdoc can read" in captured.out + captured.err
+    assert main(["doctor", str(tmp_path / "missing.yml")]) == 2
 
 
 def test_readme_code_table_is_the_readers_table() -> None:

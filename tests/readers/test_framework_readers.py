@@ -3,6 +3,7 @@ transcription into the setup schema (fixtures name their source repository and p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,8 @@ LF_QLORA = {  # train_qlora/qwen3_lora_sft_otfq.yaml
 }
 LF_FULL = {  # train_full/qwen3_full_sft.yaml with ZeRO-3 (params kept as loaded)
     "model": "Qwen/Qwen3-4B-Instruct-2507", "model_kwargs": {"dtype": "auto"},
-    "training": {**LF_COMMON_TRAIN, "gradient_accumulation_steps": 2},
+    "training": {**LF_COMMON_TRAIN, "gradient_accumulation_steps": 2,
+                 "deepspeed": json.loads((LF / "deepspeed" / "ds_z3_config.json").read_text())},
     "max_seq_length": 2048,
 }
 

@@ -92,17 +92,20 @@ def test_malformed_files_are_one_finding_each() -> None:
     assert [f.code for f in shell.read(Path("x.sh"), "echo hi\n").findings] == ["R200"]
 
 
+# the readers of framework configs, command lines and run outputs
+FRAMEWORK_READERS = ("shell", "deepspeed", "accelerate", "axolotl", "llamafactory", "trl", "runs")
+
+
 def test_each_fixture_is_detected_by_its_reader() -> None:
     from tests.conftest import ROOT
-    from vramdoc.readers import preview
+    from vramdoc.readers import read_source, reader_for
 
     fixtures = ROOT / "tests" / "readers" / "fixtures"
     expected = {"axolotl": "axolotl", "llamafactory": "llamafactory", "trl": "trl"}
     for f in sorted(fixtures.rglob("*")):
         if not f.is_file() or f.suffix == ".md":
             continue
-        report = preview.read_file(f)
-        assert report is not None, f
+        report = read_source(f)
         if f.suffix == ".json":
             want = "deepspeed"
         elif f.suffix == ".sh":
@@ -114,13 +117,12 @@ def test_each_fixture_is_detected_by_its_reader() -> None:
         assert report.kind == want, f
     # vramdoc's own setup files are none of these formats
     for setup in sorted((ROOT / "examples").rglob("setup.yaml")):
-        assert preview.read_file(setup) is None, setup
+        assert reader_for(setup, setup.read_text()) is None, setup
 
 
 def test_readers_take_the_path_as_a_string_too() -> None:
     """vramdoc.readers.read_source passes ``str(path)``."""
     from tests.conftest import ROOT
-    from vramdoc.readers import preview
 
     fixtures = ROOT / "tests" / "readers" / "fixtures"
     for f in sorted(fixtures.rglob("*")):
@@ -128,6 +130,6 @@ def test_readers_take_the_path_as_a_string_too() -> None:
             continue
         text = f.read_text()
         mods = [m for m in (__import__(f"vramdoc.readers.{n}", fromlist=["x"])
-                            for n in preview.MODULES) if m.detect(str(f), text)]
+                            for n in FRAMEWORK_READERS) if m.detect(str(f), text)]
         assert mods, f
         assert mods[0].read(str(f), text) == mods[0].read(f, text)

@@ -14,9 +14,9 @@ Cache folder: ``$VRAMDOC_CACHE_DIR``, else ``$XDG_CACHE_HOME/vramdoc``, else
 from __future__ import annotations
 
 import copy
-import zlib
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 

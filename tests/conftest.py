@@ -13,6 +13,11 @@ SHARED = ROOT.parent / "shared"
 # No test reaches the network: force Hugging Face libraries offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The parsed-rules cache goes to a folder of this test session, not the user's ~/.cache.
+if "VRAMDOC_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["VRAMDOC_CACHE_DIR"] = tempfile.mkdtemp(prefix="vramdoc-test-cache-")
 
 
 @pytest.fixture

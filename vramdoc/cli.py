@@ -12,9 +12,18 @@ from vramdoc import __version__
 from vramdoc.errors import EXIT_USAGE, VramdocError
 
 
-def _command_modules() -> list[ModuleType]:
+def _command_modules(only: str | None = None) -> list[ModuleType]:
+    """Every command module, or only ``only``'s when a module of that name defines it (the
+    cold path of one command then imports nothing the other commands need)."""
     import vramdoc.commands as pkg
 
+    if only is not None and not only.startswith("_"):
+        try:
+            mod = importlib.import_module(f"vramdoc.commands.{only}")
+        except ImportError:
+            mod = None
+        if mod is not None and getattr(mod, "NAME", None) == only and hasattr(mod, "run"):
+            return [mod]
     mods = []
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name.startswith("_"):
@@ -32,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
         raise VramdocError(message, f"see `{self.prog} --help`")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``command`` alone when it names one."""
     parser = _Parser(
         prog="vramdoc",
         description="GPU-memory planner and training doctor for fine-tuning Hugging Face LLMs.",
@@ -42,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the full traceback when something fails"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for mod in _command_modules():
+    for mod in _command_modules(command):
         p = sub.add_parser(
             mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -59,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        parser = build_parser()
+        first = next((a for a in argv if not a.startswith("-")), None)
+        parser = build_parser(first if first and first.isidentifier() else None)
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
             parser.print_help(sys.stderr)

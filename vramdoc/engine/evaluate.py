@@ -64,14 +64,16 @@ def holds(rule: Rule, context: Mapping[str, Any], *, strict: bool = False) -> bo
         strict: raise :class:`RuleEvaluationError` when the condition fails to evaluate
             (e.g. ``None > 4``); otherwise such a rule simply does not fire.
     """
-    values = {n: context.get(n) for n in rule.names}
+    get = context.get
+    key: tuple[Any, ...] | None = tuple([get(n) for n in rule.names])
     try:
-        key: tuple[Any, ...] | None = tuple(values.values())
         memo = _MEMO.setdefault(rule.when, {})
         if key in memo:  # raises TypeError for unhashable values (lists)
             return memo[key]
     except TypeError:
         key, memo = None, {}
+    values = dict(zip(rule.names, key if key is not None else
+                      [get(n) for n in rule.names], strict=True))
     assert rule.tree is not None
     try:
         result = bool(evaluate_condition(rule.tree, values, rule.when))

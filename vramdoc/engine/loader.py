@@ -62,8 +62,15 @@ def _resolve_dir(rules_dir: str | Path | None) -> Path:
 
 
 def _read_yaml(path: Path, problems: list[str], label: str) -> Any:
+    from vramdoc.engine import yamlcache
+
+    hit, cached = yamlcache.get(path)
+    if hit:
+        return cached
     try:
-        return _yaml_load(path.read_text(encoding="utf-8"))
+        data = _yaml_load(path.read_text(encoding="utf-8"))
+        yamlcache.put(path, data)
+        return data
     except OSError as exc:
         problems.append(f"{label}: cannot be read: {exc.strerror or exc}")
     except Exception as exc:  # yaml.YAMLError: keep the first line, it names the position
@@ -318,6 +325,10 @@ def _load(rules_dir: Path, scope: str | None) -> tuple[Rule, ...]:
             problems.append(f"{p.name}: duplicate name {n!r} (also {seen_names[n]})")
         seen_codes.setdefault(c, p.name)
         seen_names.setdefault(n, p.name)
+    from vramdoc.engine import yamlcache
+
+    yamlcache.flush(rules_dir)
+    yamlcache.flush(rules_dir / CONTEXTS_DIR)
     if problems:
         raise ConfigError(problems, f"rules in {rules_dir}",
                           "fix the rule files above; `vramdoc rules test` checks them")

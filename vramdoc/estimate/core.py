@@ -132,6 +132,24 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
     )
 
 
+_PARAMS_MEMO: dict[tuple[Any, ...], tuple[Any, ParamAccount]] = {}
+
+
+def _account_params(setup: TrainSetup, spec: Any, groups: Any) -> ParamAccount:
+    """``account_params``, memoized on what it reads (the planner estimates many candidates
+    that differ only in batch, sequence, attention or optimizer)."""
+    key = (id(groups), spec.name, spec.model_type, setup.torch_dtype, setup.quantization,
+           setup.lora, setup.prepare_model_for_kbit_training, setup.task)
+    hit = _PARAMS_MEMO.get(key)
+    if hit is not None and hit[0] is groups:  # the same inventory object, not a reused id
+        return hit[1]
+    params = account_params(setup, spec, groups)
+    if len(_PARAMS_MEMO) > 256:
+        _PARAMS_MEMO.clear()
+    _PARAMS_MEMO[key] = (groups, params)
+    return params
+
+
 def _liger_logits(acts: ActivationAccount, spec: Any, st: ActSetup, params: ParamAccount,
                   head_elem: int) -> ActivationAccount:
     """Liger's fused linear cross-entropy in place of transformers' logits chain."""
@@ -164,7 +182,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     if setup.lora is not None:
         # where PEFT itself would raise (no default targets, no match), so do we
         lora_notes = check_lora_targets(setup.lora.target_modules, spec, groups)
-    params = account_params(setup, spec, groups)
+    params = _account_params(setup, spec, groups)
     if params.trainable_numel == 0:
         raise zero_trainable_error(spec)
     t = setup.training

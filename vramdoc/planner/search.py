@@ -259,6 +259,7 @@ class _Search:
         err_combo, err_cand = self._split(self.errors)
         warn_combo, warn_cand = self._split(self.warnings)
         ranked: list[tuple[tuple[Any, ...], Candidate]] = []
+        times: dict[tuple[Any, ...], StepTime] = {}
         from vramdoc.estimate.adapters import has_default_targets
 
         # PEFT raises for LoraConfig() without target_modules on a model type it has no
@@ -291,8 +292,15 @@ class _Search:
                             self.stats.rejected_by_rule[bad.code] += 1
                             continue
                         w += sum(1 for r in warn_cand if holds(r, c2))
-                    st = step_time(cand, self.dims, self.gpu, eb, _trainable_guess(combo, self),
-                                   **self.world(combo))
+                    # the k-bit upcast and Liger do not change the step-time model: one
+                    # figure per (levers it reads, micro-batch, sequence)
+                    tkey = (combo.method, combo.dtype, combo.amp, combo.attn, combo.ckpt,
+                            combo.optim, combo.targets, combo.r, combo.dist, mb, seq)
+                    st = times.get(tkey)
+                    if st is None:
+                        st = times[tkey] = step_time(cand, self.dims, self.gpu, eb,
+                                                     _trainable_guess(combo, self),
+                                                     **self.world(combo))
                     ranked.append(((si, *fid[:3], w, *fid[3:], st.total_s), cand))
         ranked.sort(key=lambda kc: kc[0])
         return ranked

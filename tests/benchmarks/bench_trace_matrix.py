@@ -68,6 +68,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 # "lora" uses PEFT's default targets; where the pinned PEFT has none for the family, these
 LORA_TARGETS = {"mixtral": ["q_proj", "v_proj"], "phi3": ["qkv_proj"]}
+# peft 0.21 wraps fused MoE experts in a ParamWrapper, which refuses lora_dropout != 0
+NO_LORA_DROPOUT = {"mixtral"}
 METHODS = ("full", "lora", "lora-all", "dora", "qlora")
 ATTNS = ("eager", "sdpa")
 SHAPES = ((2, 128), (1, 256))
@@ -120,7 +122,8 @@ def setup_for(case: Case, spec: Any) -> Any:
     if spec.is_encoder:
         data["task"] = "sequence-classification"
     if case.method != "full":
-        lora: dict[str, Any] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05}
+        lora: dict[str, Any] = {"r": 8, "lora_alpha": 16,
+                                "lora_dropout": 0.0 if case.family in NO_LORA_DROPOUT else 0.05}
         if case.method != "lora":
             lora["target_modules"] = "all-linear"
         elif case.family in LORA_TARGETS:

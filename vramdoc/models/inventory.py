@@ -115,7 +115,9 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
     if mt == "gemma3" and not (config.get("dtype") or config.get("torch_dtype")):
         dtype = checkpoint_dtype(config.get("text_config") or {})
     c.check()
-    facts = block_facts(mt, config)
+    text_cfg = config.get("text_config") if mt == "gemma3" else None
+    facts = block_facts(mt, text_cfg if isinstance(text_cfg, Mapping) else config,
+                        summary.num_hidden_layers, summary.sliding_window)
     return ModelSpec(
         name=name, hf_id=hf_id, model_type=mt, family=summary.family,
         hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,
@@ -132,6 +134,10 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
         hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
         rotary=facts.rotary, qk_norm=facts.qk_norm, shared_block_norm=facts.shared_block_norm,
+        use_cache=facts.use_cache, attn_softcap=facts.attn_softcap,
+        final_softcap=facts.final_softcap, sandwich_norms=facts.sandwich_norms,
+        norm_unit_offset=facts.norm_unit_offset, sliding_layers=facts.sliding_layers,
+        always_mask=facts.always_mask, sdpa_repeat_kv=facts.sdpa_repeat_kv,
         n_params=sum(g.numel for g in groups),
     )
 

@@ -51,6 +51,7 @@ class ActSetup:
     attn: str  # eager | sdpa | flash_attention_2 | ...
     adapter_elem: int = 4
     kv_cache: bool = False  # the forward fills a KV cache (config.use_cache, no checkpointing)
+    dora: bool = False  # LoRA with use_dora: weight-decomposed adapters
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,39 @@ class BlockWalker:
             g.save(a_out)
             # result + lora_B(...) * scaling in fp32: a few output-sized transients
             g.transient(3 * st.adapter_elem * self.rows * n_out)
+            if st.dora:
+                self.dora(x, grp, n_out, out_elem)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
+
+    def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int) -> None:
+        """What peft's DoraLinearLayer.forward (peft 0.21 tuners/lora/dora.py) adds.
+
+        ``result_dora = (m / ||W + sBA|| - 1) * base + (m / ||W + sBA||) * lora_B(lora_A(x)) * s``:
+        both products keep their tensor operand (base and lora_result, b*s*out each) and the
+        scale vectors. With LoRA dropout the base is recomputed as ``F.linear(dropout(x), W)``
+        on the adapter-dtype input: autocast's 16-bit copy of W (a new tensor each call, not a
+        leaf, so never cached) is kept for the input's gradient. Without dropout the base layer's
+        own output is reused.
+        """
+        g, st = self.g, self.st
+        e = 2 if st.autocast else st.adapter_elem
+        rows = self.rows
+        if st.lora_dropout > 0:
+            if x.grad:
+                g.save_bytes(grp.weight_numel * e)  # W cast for F.linear, kept for grad of x
+            g.save_bytes(rows * n_out * e)  # base_result
+        else:
+            g.save_bytes(rows * n_out * out_elem)  # the base layer's output, reused
+        g.save_bytes(rows * n_out * e)  # lora_result
+        # transients of the weight norm: get_lora_weight runs lora_B(lora_A(eye(in))), whose
+        # graph keeps the (autocast-cast) in x in identity until the forward returns; then,
+        # all out x in in the input dtype: B @ A, W cast to it, s * BA and W + s * BA
+        g.transient(e * grp.in_features ** 2 + 4 * st.adapter_elem * grp.weight_numel)
+        # ||W + sBA|| (fp32), m / norm and (m / norm - 1): out-sized vectors
+        g.save_bytes(4 * n_out)
+        g.save_bytes(4 * n_out)
+        if x.grad:
+            g.save_bytes(4 * n_out)
 
     def activation(self, x: T) -> T:
         n = _ACT_SAVED_TENSORS.get(self.act_name, 1)
@@ -261,7 +294,8 @@ class BlockWalker:
         a, kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
         rows = self.rows
         ln_trains = st.full
-        n1 = self.norm(x, ln_trains)
+        # post-LN encoders (BERT) normalise after the residual add: no norm on the way in
+        n1 = x if spec.family == "encoder" else self.norm(x, ln_trains)
         # attention projections
         if len(lin.attn_in) == 1:  # fused qkv (c_attn, qkv_proj, query_key_value, W_pack)
             qkv = self.linear(n1, lin.attn_in[0])

@@ -109,6 +109,7 @@ class BlockWalker:
                  masked: bool = False) -> None:
         self.spec = spec
         self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
+        self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -336,7 +337,14 @@ class BlockWalker:
         if spec.family == "encoder":  # post-LN: LayerNorm(x + attn)
             x1 = self.norm(x1, ln_trains)
             m = self.mlp(x1)
-            return self.norm(g.add(x1, m), ln_trains)
+            out = self.norm(g.add(x1, m), ln_trains)
+            # live at the output LayerNorm (the forward's peak for a classifier): BertLayer
+            # still holds attention_output and intermediate_output, BertOutput the dropout
+            # result; saved ones are counted already
+            held = [x1, self._act_out] if self._act_out is not None else [x1]
+            g.transient(sum(t.nbytes for t in held if t.uid not in g.saved)
+                        + m.nbytes + out.nbytes)
+            return out
         n2 = self.norm(x1, ln_trains)
         m = self.mlp(n2)
         if spec.sandwich_norms:
@@ -363,6 +371,7 @@ class BlockWalker:
         else:
             hidden = self.linear(n2, lin.mlp_in[0])
             prod = self.activation(hidden)
+            self._act_out = prod
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
         return g.dropout(out, self.resid_dropout)
 
@@ -447,6 +456,10 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     walks = {m: walk_block(True, m) for m in kinds}
     per_layer = max(w.g.saved_bytes for w in walks.values())
     transient = max(w.g.transient_peak for w in walks.values())
+    if spec.is_encoder:
+        # BertModel holds embedding_output (LayerNorm's output: fp32 under autocast) through
+        # the whole encoder loop
+        transient += rows * h * (4 if st.autocast else st.r)
     # Gemma 2/3 lay sliding layers out first in each pattern: layer 0 is a masked one
     first_masked = n_masked > 0
     # Without checkpointing, the first block's input needs no gradient unless the embedding

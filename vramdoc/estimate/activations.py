@@ -140,6 +140,11 @@ class BlockWalker:
             g.save(xf)
             g.save_bytes(4 * rows)  # rsqrt result
         hn = g.new(x.numel, 4, x.grad or trainable)
+        if self.spec.norm_fp32_product:
+            # Olmo2RMSNorm: (weight * normed).to(input_dtype), the product in fp32
+            if trainable:
+                g.save(hn)
+            return g.new(x.numel, x.elem, x.grad or trainable)
         if self.spec.norm_unit_offset:
             # GemmaRMSNorm: normed * (1.0 + weight.float()) in fp32, then .type_as(x)
             if x.grad or trainable:
@@ -295,8 +300,10 @@ class BlockWalker:
         a, kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
         rows = self.rows
         ln_trains = st.full
-        # post-LN encoders (BERT) normalise after the residual add: no norm on the way in
-        n1 = x if spec.family == "encoder" else self.norm(x, ln_trains)
+        # post-LN encoders (BERT) normalise after the residual add, OLMo 2 after attention
+        # and MLP: no norm on the way in
+        pre = spec.family != "encoder" and not spec.post_norms_only
+        n1 = self.norm(x, ln_trains) if pre else x
         # attention projections
         if len(lin.attn_in) == 1:  # fused qkv (c_attn, qkv_proj, query_key_value, W_pack)
             qkv = self.linear(n1, lin.attn_in[0])
@@ -319,14 +326,14 @@ class BlockWalker:
                 q = g.new(q.numel, q.elem, q.grad)
                 k = g.new(k.numel, k.elem, k.grad)
             if spec.qk_norm:
-                q = self.norm(q, ln_trains, d)
-                k = self.norm(k, ln_trains, d)
+                q = self.norm(q, ln_trains, a * d if spec.qk_norm_full else d)
+                k = self.norm(k, ln_trains, kv * d if spec.qk_norm_full else d)
             if st.kv_cache:  # torch.cat copies in the cache (see above)
                 k, v = g.new(k.numel, k.elem, k.grad), g.new(v.numel, v.elem, v.grad)
             attn_out = self.attention(q, k, v)
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
-        if spec.sandwich_norms:
-            o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3)
+        if spec.sandwich_norms or spec.post_norms_only:
+            o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3, OLMo 2)
         o = g.dropout(o, self.resid_dropout)
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
@@ -345,9 +352,9 @@ class BlockWalker:
             g.transient(sum(t.nbytes for t in held if t.uid not in g.saved)
                         + m.nbytes + out.nbytes)
             return out
-        n2 = self.norm(x1, ln_trains)
+        n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
         m = self.mlp(n2)
-        if spec.sandwich_norms:
+        if spec.sandwich_norms or spec.post_norms_only:
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm
         return g.add(x1, m)
 

@@ -44,6 +44,9 @@ class BlockFacts:
     sliding_layers: int = 0
     always_mask: bool = False
     sdpa_repeat_kv: bool = True
+    post_norms_only: bool = False
+    norm_fp32_product: bool = False
+    qk_norm_full: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -113,6 +116,10 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # FalconModel: create_causal_mask(..., allow_is_causal_skip=False), then its own
         # F.scaled_dot_product_attention call with the model's k/v heads
         always_mask=model_type == "falcon",
+        # Olmo2DecoderLayer / Olmo2RMSNorm / Olmo2Attention (transformers 5.24 modeling_olmo2.py)
+        post_norms_only=model_type == "olmo2",
+        norm_fp32_product=model_type == "olmo2",
+        qk_norm_full=model_type == "olmo2",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

@@ -26,7 +26,7 @@ TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION)
 
 # model_type -> (builder module, builder factory or function, argument, tasks). The builder
 # modules are imported on first use: resolving one model imports one of them.
-_LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+_LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "olmo2",
                "gemma3_text", "phi3")
 _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     **{mt: ("_llama_like", "build_llama_like", mt, TASKS) for mt in _LLAMA_LIKE},
@@ -138,6 +138,8 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         final_softcap=facts.final_softcap, sandwich_norms=facts.sandwich_norms,
         norm_unit_offset=facts.norm_unit_offset, sliding_layers=facts.sliding_layers,
         always_mask=facts.always_mask, sdpa_repeat_kv=facts.sdpa_repeat_kv,
+        post_norms_only=facts.post_norms_only, norm_fp32_product=facts.norm_fp32_product,
+        qk_norm_full=facts.qk_norm_full,
         n_params=sum(g.numel for g in groups),
     )
 

@@ -138,5 +138,8 @@ class ModelSpec:
     norm_unit_offset: bool = False  # Gemma RMSNorm: normed * (1 + weight) in fp32
     sliding_layers: int = 0  # layers with a sliding-window attention (masked when s >= window)
     always_mask: bool = False  # the causal mask is always materialized (Falcon)
+    post_norms_only: bool = False  # norms after attention and MLP, none before (OLMo 2)
+    norm_fp32_product: bool = False  # RMSNorm returns (weight * normed).to(dtype) (OLMo 2)
+    qk_norm_full: bool = False  # q/k norms span the whole projection, not one head (OLMo 2)
     sdpa_repeat_kv: bool = True  # transformers' sdpa_attention_forward repeats k/v for GQA
     #                              under a mask; False: the model calls SDPA with fewer k/v heads

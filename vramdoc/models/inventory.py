@@ -57,6 +57,9 @@ def _load(model_type: str) -> _Arch:
 
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_REGISTRY))
+# Architectures read from a config.json only: no catalog entry yet (its numbers need a public
+# config.json to cite), but a user's config of this model_type is inventoried and estimated.
+CONFIG_ONLY_MODEL_TYPES: frozenset[str] = frozenset({"olmo2"})
 
 # "yi" is Yi's old remote-code name for the Llama architecture; Yi checkpoints on the Hub now
 # say "llama" (see the catalog's yi-34b entry).

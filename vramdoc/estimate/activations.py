@@ -22,7 +22,7 @@ Gradient checkpointing (transformers 5 default: non-reentrant) keeps each block'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramdoc.estimate.graph import Graph, T
 from vramdoc.models.spec import EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamGroup
@@ -50,6 +50,8 @@ class ActSetup:
     quantized: frozenset[str]  # leaves whose base is a k-bit layer (output cast to input dtype)
     attn: str  # eager | sdpa | flash_attention_2 | ...
     adapter_elem: int = 4
+    kv_cache: bool = False  # the forward fills a KV cache (config.use_cache, no checkpointing)
+    dora: bool = False  # LoRA with use_dora: weight-decomposed adapters
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,11 @@ def block_linears(groups: tuple[ParamGroup, ...]) -> BlockLinears:
 class BlockWalker:
     """Walks one block of ``spec`` and records what autograd keeps."""
 
-    def __init__(self, spec: ModelSpec, lin: BlockLinears, st: ActSetup) -> None:
+    def __init__(self, spec: ModelSpec, lin: BlockLinears, st: ActSetup,
+                 masked: bool = False) -> None:
         self.spec = spec
+        self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
+        self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -116,19 +121,37 @@ class BlockWalker:
         self.layer_norm = spec.family in ("gpt", "encoder", "parallel")
 
     # --- building blocks ---------------------------------------------------------------
-    def norm(self, x: T, trainable: bool) -> T:
+    def norm(self, x: T, trainable: bool, dim: int = 0) -> T:
         g, st = self.g, self.st
+        dim = dim or self.spec.hidden_size
+        rows = x.numel // dim  # one statistic per normalised row
         if self.layer_norm:
             xs = g.cast(x, 4) if st.autocast else x
             if x.grad or trainable:
                 g.save(xs)
-                g.save_bytes(2 * 4 * self.rows)  # mean and rstd, fp32
+                g.save_bytes(2 * 4 * rows)  # mean and rstd, fp32
+                if st.autocast and st.weight_elem != 4:
+                    # CUDA autocast's fp32 policy casts the 16-bit weight and bias too, and
+                    # native_layer_norm keeps both for backward
+                    g.save_bytes(2 * 4 * dim)
             return g.new(x.numel, 4 if st.autocast else x.elem, x.grad or trainable)
         xf = g.cast(x, 4)  # LlamaRMSNorm: hidden_states.to(torch.float32)
         if x.grad or trainable:
             g.save(xf)
-            g.save_bytes(4 * self.rows)  # rsqrt result
+            g.save_bytes(4 * rows)  # rsqrt result
         hn = g.new(x.numel, 4, x.grad or trainable)
+        if self.spec.norm_fp32_product:
+            # Olmo2RMSNorm: (weight * normed).to(input_dtype), the product in fp32
+            if trainable:
+                g.save(hn)
+            return g.new(x.numel, x.elem, x.grad or trainable)
+        if self.spec.norm_unit_offset:
+            # GemmaRMSNorm: normed * (1.0 + weight.float()) in fp32, then .type_as(x)
+            if x.grad or trainable:
+                g.save_bytes(4 * dim)  # (1 + weight), fp32
+            if trainable:
+                g.save(hn)
+            return g.new(x.numel, x.elem, x.grad or trainable)
         hn_c = g.cast(hn, x.elem)
         if trainable:
             g.save(hn_c)
@@ -167,12 +190,54 @@ class BlockWalker:
             g.save(a_out)
             # result + lora_B(...) * scaling in fp32: a few output-sized transients
             g.transient(3 * st.adapter_elem * self.rows * n_out)
+            if st.dora:
+                self.dora(x, grp, n_out, out_elem)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
+
+    def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int) -> None:
+        """What peft's DoraLinearLayer.forward (peft 0.21 tuners/lora/dora.py) adds.
+
+        ``result_dora = (m / ||W + sBA|| - 1) * base + (m / ||W + sBA||) * lora_B(lora_A(x)) * s``:
+        both products keep their tensor operand (base and lora_result, b*s*out each) and the
+        scale vectors. With LoRA dropout the base is recomputed as ``F.linear(dropout(x), W)``
+        on the adapter-dtype input: autocast's 16-bit copy of W (a new tensor each call, not a
+        leaf, so never cached) is kept for the input's gradient. Without dropout the base layer's
+        own output is reused.
+        """
+        g, st = self.g, self.st
+        e = 2 if st.autocast else st.adapter_elem
+        rows = self.rows
+        if st.lora_dropout > 0:
+            if x.grad:
+                g.save_bytes(grp.weight_numel * e)  # W cast for F.linear, kept for grad of x
+            g.save_bytes(rows * n_out * e)  # base_result
+        else:
+            g.save_bytes(rows * n_out * out_elem)  # the base layer's output, reused
+        g.save_bytes(rows * n_out * e)  # lora_result
+        # transients of the weight norm: get_lora_weight runs lora_B(lora_A(eye(in))), whose
+        # graph keeps the (autocast-cast) in x in identity until the forward returns; then,
+        # all out x in in the input dtype: B @ A, W cast to it, s * BA and W + s * BA
+        g.transient(e * grp.in_features ** 2 + 4 * st.adapter_elem * grp.weight_numel)
+        # ||W + sBA|| (fp32), m / norm and (m / norm - 1): out-sized vectors
+        g.save_bytes(4 * n_out)
+        g.save_bytes(4 * n_out)
+        if x.grad:
+            g.save_bytes(4 * n_out)
 
     def activation(self, x: T) -> T:
         n = _ACT_SAVED_TENSORS.get(self.act_name, 1)
         if self.act_name == "relu":
             return self.g.unary_saves_result(x)
+        if self.act_name in ("gelu_new", "gelu_fast") and x.grad:
+            # NewGELUActivation: 0.5 * x * (1 + tanh(c * (x + 0.044715 * pow(x, 3)))). Kept:
+            # pow's input, tanh's result, 0.5 * x and (1 + tanh). CUDA autocast runs pow in fp32
+            # (its fp32 list), so from pow on the chain is fp32 and the output is too.
+            g = self.g
+            inner = 4 if self.st.autocast else x.elem
+            g.save(g.cast(x, inner))
+            g.save_bytes(x.numel * x.elem)  # 0.5 * x
+            g.save_bytes(2 * x.numel * inner)  # tanh result, 1 + tanh
+            return g.new(x.numel, max(x.elem, inner), True)
         out = self.g.unary_saves_input(x)
         for _ in range(n - 1):
             self.g.save_bytes(x.nbytes)
@@ -186,6 +251,22 @@ class BlockWalker:
         if fused:
             e = 2 if (st.attn.startswith("flash") or st.autocast) else q.elem
             qs, ks, vs = g.cast(q, e), g.cast(k, e), g.cast(v, e)
+            if st.attn == "sdpa" and self.masked:
+                if kv < a and not spec.sdpa_repeat_kv:
+                    # fewer k/v heads and a mask: neither fused kernel takes it, CUDA runs
+                    # torch's math kernel (_scaled_dot_product_attention_math), which upcasts
+                    # 16-bit q/k/v to fp32 and keeps scaled q, expanded k and v and the
+                    # fp32 softmax
+                    g.save_bytes(3 * 4 * b * s * a * d)
+                    g.save_bytes(4 * b * a * s * s)
+                    return g.new(b * s * a * d, e)
+                if kv < a:
+                    # sdpa_attention_forward: no enable_gqa under a mask, repeat_kv copies
+                    ks, vs = g.new(b * s * a * d, e), g.new(b * s * a * d, e)
+                    v_storage = None
+                # the boolean mask converted to an additive one in q's dtype, per call, kept
+                # by the memory-efficient kernel (flash takes no mask)
+                g.save_bytes(b * s * s * e)
             g.save(qs, ks)
             g.save(vs if (vs is not v or v_storage is None) else v_storage)
             out = g.new(b * s * a * d, e)
@@ -197,14 +278,20 @@ class BlockWalker:
         rep = kv < a
         k_rep = g.new(b * s * a * d, k.elem) if rep else k
         v_rep = g.new(b * s * a * d, v.elem) if rep else v
-        g.save(g.cast(q, e), g.cast(k_rep, e))
+        # matmul(q, k^T) folds q to (b*a, s, d): q, a transposed view of the projection (or
+        # of rotary's output, which keeps its strides), is copied to a contiguous tensor first
+        g.save(g.new(b * s * a * d, e), g.cast(k_rep, e))
         scores = b * a * s * s
+        if spec.attn_softcap:
+            g.save_bytes(scores * e)  # tanh(scores / softcap): its result
         probs32 = g.new(scores, 4)
         g.save(probs32)  # softmax (fp32 under autocast or by HF's dtype=float32)
         g.transient(scores * (e + 4))
         probs = g.cast(probs32, e if self.spec.family != "encoder" or st.autocast else q.elem)
         probs_d = g.dropout(probs, self.attn_dropout)
-        g.save(g.cast(probs_d, e), g.cast(v_rep, e) if v_storage is None else v_storage)
+        # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
+        g.save(g.cast(probs_d, e), g.cast(v_rep, e) if v_storage is None
+               else g.new(b * s * a * d, e))
         return g.new(b * s * a * d, e)  # transpose(1, 2).contiguous()
 
     # --- one block ------------------------------------------------------------------------
@@ -213,16 +300,23 @@ class BlockWalker:
         a, kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
         rows = self.rows
         ln_trains = st.full
-        n1 = self.norm(x, ln_trains)
+        # post-LN encoders (BERT) normalise after the residual add, OLMo 2 after attention
+        # and MLP: no norm on the way in
+        pre = spec.family != "encoder" and not spec.post_norms_only
+        n1 = self.norm(x, ln_trains) if pre else x
         # attention projections
         if len(lin.attn_in) == 1:  # fused qkv (c_attn, qkv_proj, query_key_value, W_pack)
             qkv = self.linear(n1, lin.attn_in[0])
             q = g.new(rows * a * d, qkv.elem, qkv.grad)
             k = g.new(rows * kv * d, qkv.elem, qkv.grad)
-            v_storage = qkv  # v stays a view of the fused output
+            v_storage: T | None = qkv  # v stays a view of the fused output
             v = g.new(rows * kv * d, qkv.elem, qkv.grad)
             if not spec.rotary:
                 q = k = qkv
+            if st.kv_cache:
+                # DynamicLayer.update: torch.cat([empty, k]) -> k and v are fresh copies
+                k = g.new(rows * kv * d, qkv.elem, qkv.grad)
+                v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
             attn_out = self.attention(q, k, v, v_storage=v_storage)
         else:
             outs = [self.linear(n1, grp) for grp in lin.attn_in]
@@ -232,10 +326,14 @@ class BlockWalker:
                 q = g.new(q.numel, q.elem, q.grad)
                 k = g.new(k.numel, k.elem, k.grad)
             if spec.qk_norm:
-                q = self.norm(q, ln_trains)
-                k = self.norm(k, ln_trains)
+                q = self.norm(q, ln_trains, a * d if spec.qk_norm_full else d)
+                k = self.norm(k, ln_trains, kv * d if spec.qk_norm_full else d)
+            if st.kv_cache:  # torch.cat copies in the cache (see above)
+                k, v = g.new(k.numel, k.elem, k.grad), g.new(v.numel, v.elem, v.grad)
             attn_out = self.attention(q, k, v)
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
+        if spec.sandwich_norms or spec.post_norms_only:
+            o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3, OLMo 2)
         o = g.dropout(o, self.resid_dropout)
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
@@ -246,9 +344,18 @@ class BlockWalker:
         if spec.family == "encoder":  # post-LN: LayerNorm(x + attn)
             x1 = self.norm(x1, ln_trains)
             m = self.mlp(x1)
-            return self.norm(g.add(x1, m), ln_trains)
-        n2 = self.norm(x1, ln_trains)
+            out = self.norm(g.add(x1, m), ln_trains)
+            # live at the output LayerNorm (the forward's peak for a classifier): BertLayer
+            # still holds attention_output and intermediate_output, BertOutput the dropout
+            # result; saved ones are counted already
+            held = [x1, self._act_out] if self._act_out is not None else [x1]
+            g.transient(sum(t.nbytes for t in held if t.uid not in g.saved)
+                        + m.nbytes + out.nbytes)
+            return out
+        n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
         m = self.mlp(n2)
+        if spec.sandwich_norms or spec.post_norms_only:
+            m = self.norm(m, ln_trains)  # post_feedforward_layernorm
         return g.add(x1, m)
 
     def mlp(self, n2: T) -> T:
@@ -271,6 +378,7 @@ class BlockWalker:
         else:
             hidden = self.linear(n2, lin.mlp_in[0])
             prod = self.activation(hidden)
+            self._act_out = prod
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
         return g.dropout(out, self.resid_dropout)
 
@@ -337,20 +445,39 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     b, s, h, V = st.b, st.s, spec.hidden_size, spec.vocab_size
     L = spec.num_hidden_layers
     rows = b * s
+    # A forward without checkpointing fills the KV cache when config.use_cache is on
+    # (transformers' merge_with_config_defaults turns it off under checkpointing).
+    st = replace(st, kv_cache=spec.use_cache and not checkpointing)
+    # Which layers hand SDPA an explicit mask: all of them (Falcon), or the sliding-window
+    # layers once the sequence reaches the window (masking_utils._ignore_causal_mask_sdpa).
+    n_sliding = spec.sliding_layers if (
+        spec.sliding_window and s >= spec.sliding_window) else 0
+    n_masked = L if spec.always_mask else min(n_sliding, L)
 
-    def walk_block(input_grad: bool) -> BlockWalker:
-        w = BlockWalker(spec, lin, st)
+    def walk_block(input_grad: bool, masked: bool) -> BlockWalker:
+        w = BlockWalker(spec, lin, st, masked)
         w.walk(w.g.new(rows * h, st.r, input_grad))
         return w
 
-    inner = walk_block(True)
-    per_layer = inner.g.saved_bytes
-    transient = inner.g.transient_peak
+    kinds = ([True] if n_masked > 0 else []) + ([False] if n_masked < L else [])
+    walks = {m: walk_block(True, m) for m in kinds}
+    per_layer = max(w.g.saved_bytes for w in walks.values())
+    transient = max(w.g.transient_peak for w in walks.values())
+    if spec.is_encoder:
+        # BertModel holds embedding_output (LayerNorm's output: fp32 under autocast) through
+        # the whole encoder loop
+        transient += rows * h * (4 if st.autocast else st.r)
+    # Gemma 2/3 lay sliding layers out first in each pattern: layer 0 is a masked one
+    first_masked = n_masked > 0
     # Without checkpointing, the first block's input needs no gradient unless the embedding
     # trains: its first norm keeps nothing. Checkpointing with PEFT calls
     # enable_input_require_grads(), so every block input needs a gradient there.
     first_grad = st.full or checkpointing
-    first_layer = per_layer if first_grad else walk_block(False).g.saved_bytes
+    first_layer = walks[first_masked].g.saved_bytes if first_grad else walk_block(
+        False, first_masked).g.saved_bytes
+    blocks_total = (n_masked * walks[True].g.saved_bytes if n_masked else 0) + (
+        (L - n_masked) * walks[False].g.saved_bytes if n_masked < L else 0)
+    blocks_total += first_layer - walks[first_masked].g.saved_bytes
     ckpt_bytes = L * rows * h * st.r if checkpointing else 0
 
     # Outside the blocks: token ids and labels (int64), rotary cos/sin, the final norm and
@@ -395,6 +522,11 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             fwd += 4 * n  # logits[..., :-1, :].contiguous() of the fp32 logits (< 4.50)
         bwd = 3 * 4 * n
         saved = 4 * n
+    if spec.final_softcap and not encoder:
+        # Gemma 2: logits = tanh(logits / cap) * cap in the logits' dtype; tanh keeps its result
+        fwd += n * logit_elem
+        bwd += n * logit_elem
+        saved += n * logit_elem
     f32 = saved
     # torch.autocast caches the 16-bit copy of every fp32 leaf weight that requires grad for
     # the whole autocast region (aten/src/ATen/autocast_mode.cpp, cached_cast), also inside
@@ -408,7 +540,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         saved_total = ckpt_bytes + other
         recompute = per_layer
     else:
-        saved_total = (L - 1) * per_layer + first_layer + other
+        saved_total = blocks_total + other
         recompute = 0
     return ActivationAccount(
         per_layer_bytes=per_layer, layer_transient_bytes=transient, checkpoint_bytes=ckpt_bytes,
@@ -419,6 +551,4 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
 
 
 def _with_full(st: ActSetup, full: bool) -> ActSetup:
-    from dataclasses import replace
-
     return replace(st, full=full)

@@ -129,6 +129,7 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
         lora=frozenset(m.leaf for m in params.lora_modules),
         lora_r=lora.r if lora else 0, lora_dropout=lora.lora_dropout if lora else 0.0,
         quantized=quantized, attn=setup.attn_implementation,
+        dora=bool(lora is not None and lora.use_dora),
     )
 
 

@@ -36,6 +36,17 @@ class BlockFacts:
     rotary: bool
     qk_norm: bool
     shared_block_norm: bool  # parallel block whose attention and MLP read one norm (Falcon-7B)
+    use_cache: bool = True
+    attn_softcap: bool = False
+    final_softcap: bool = False
+    sandwich_norms: bool = False
+    norm_unit_offset: bool = False
+    sliding_layers: int = 0
+    always_mask: bool = False
+    sdpa_repeat_kv: bool = True
+    post_norms_only: bool = False
+    norm_fp32_product: bool = False
+    qk_norm_full: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -45,7 +56,43 @@ def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) 
     return default
 
 
-def block_facts(model_type: str, config: Mapping[str, Any]) -> BlockFacts:
+# Gemma's RMSNorm scales by (1 + weight) in fp32 (modeling_gemma*.py, GemmaRMSNorm.forward)
+_UNIT_OFFSET_NORM = {"gemma", "gemma2", "gemma3_text", "gemma3"}
+# post-attention and post-MLP norms on top of the two pre-norms (Gemma2DecoderLayer)
+_SANDWICH = {"gemma2", "gemma3_text", "gemma3"}
+# soft-capping defaults of the config classes (transformers 5.24 configuration_gemma2.py:
+# attn_logit_softcapping 50.0, final_logit_softcapping 30.0; Gemma 3: None for both)
+_SOFTCAP_DEFAULTS = {"gemma2": (50.0, 30.0)}
+# encoders fill no cache: BertModel builds one only when config.is_decoder
+_NO_CACHE = {"bert", "roberta"}
+
+
+def sliding_layer_count(model_type: str, config: Mapping[str, Any], layers: int,
+                        window: int | None) -> int:
+    """How many layers attend through a sliding window, as the config class lays them out.
+
+    ``layer_types`` when config.json has it; else the config classes' ``__post_init__``
+    (transformers 5.24): Gemma 2 alternates starting with a sliding layer, Gemma 3 has one full
+    layer in every ``sliding_window_pattern`` (6), Qwen2/3 slide from ``max_window_layers`` on,
+    Mistral/Mixtral slide everywhere.
+    """
+    if not window:
+        return 0
+    types = config.get("layer_types")
+    if isinstance(types, list) and types:
+        return sum(1 for t in types if t == "sliding_attention")
+    if model_type == "gemma2":
+        return (layers + 1) // 2
+    if model_type in ("gemma3_text", "gemma3"):
+        pattern = int(config.get("sliding_window_pattern") or 6)
+        return layers - layers // pattern
+    if model_type in ("qwen2", "qwen3"):
+        return max(0, layers - int(config.get("max_window_layers") or 28))
+    return layers
+
+
+def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
+                window: int | None = None) -> BlockFacts:
     act = config.get("hidden_act", config.get("activation_function"))
     d_attn, d_resid, d_emb = _DROPOUT_DEFAULTS.get(model_type, (0.0, 0.0, 0.0))
     return BlockFacts(
@@ -60,4 +107,27 @@ def block_facts(model_type: str, config: Mapping[str, Any]) -> BlockFacts:
         qk_norm=bool(config.get("use_qk_norm")) or model_type in _QK_NORM,
         shared_block_norm=model_type == "falcon"
         and not config.get("new_decoder_architecture", False),
+        use_cache=bool(config.get("use_cache", True)) and model_type not in _NO_CACHE,
+        attn_softcap=bool(_softcap(config, "attn_logit_softcapping", model_type, 0)),
+        final_softcap=bool(_softcap(config, "final_logit_softcapping", model_type, 1)),
+        sandwich_norms=model_type in _SANDWICH,
+        norm_unit_offset=model_type in _UNIT_OFFSET_NORM,
+        sliding_layers=sliding_layer_count(model_type, config, layers, window),
+        # FalconModel: create_causal_mask(..., allow_is_causal_skip=False), then its own
+        # F.scaled_dot_product_attention call with the model's k/v heads
+        always_mask=model_type == "falcon",
+        # Olmo2DecoderLayer / Olmo2RMSNorm / Olmo2Attention (transformers 5.24 modeling_olmo2.py)
+        post_norms_only=model_type == "olmo2",
+        norm_fp32_product=model_type == "olmo2",
+        qk_norm_full=model_type == "olmo2",
+        sdpa_repeat_kv=not (model_type == "falcon"
+                            and not config.get("new_decoder_architecture", False)),
     )
+
+
+def _softcap(config: Mapping[str, Any], key: str, model_type: str, i: int) -> float | None:
+    if key in config:
+        v = config[key]
+        return float(v) if v else None
+    d = _SOFTCAP_DEFAULTS.get(model_type)
+    return d[i] if d else None

@@ -64,6 +64,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma3_text": dict(V=262_208, h=2304, ffn=9216, L=26, a=8, kv=4, pos=131_072, tie=True,
                         hd=256),
     "phi3": dict(V=32064, h=3072, ffn=8192, L=32, a=32, kv=None, pos=4096, tie=False),
+    # transformers 5.24 configuration_olmo2.py (Olmo2Config class defaults)
+    "olmo2": dict(V=50304, h=4096, ffn=11008, L=32, a=32, kv=None, pos=2048, tie=False),
 }
 _SLIDING_DEFAULT = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
 
@@ -94,7 +96,7 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     ffn = c.int("intermediate_size", default=d["ffn"])
     tie = c.flag("tie_word_embeddings", default=d["tie"])
     attn_bias = c.flag("attention_bias", default=False) if mt in (
-        "llama", "qwen3", "gemma", "gemma2", "gemma3_text") else False
+        "llama", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2") else False
     mlp_bias = c.flag("mlp_bias", default=False) if mt == "llama" else False
     blk = f"{prefix}.layers.{{i}}"
     g: list[ParamGroup] = [embedding(f"{prefix}.embed_tokens", V, h)]
@@ -111,6 +113,9 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     if mt in ("qwen3", "gemma3_text"):
         g += [norm(f"{blk}.self_attn.q_norm", hd, bias=False, count=L),
               norm(f"{blk}.self_attn.k_norm", hd, bias=False, count=L)]
+    elif mt == "olmo2":  # Olmo2Attention: RMSNorm over the whole q and k projections
+        g += [norm(f"{blk}.self_attn.q_norm", a * hd, bias=False, count=L),
+              norm(f"{blk}.self_attn.k_norm", kv * hd, bias=False, count=L)]
 
     if mt == "mixtral":
         g += [ParamGroup(path=f"{blk}.mlp.gate", leaf="gate", kind=ROUTER, in_features=h,
@@ -131,6 +136,8 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
               linear(f"{blk}.mlp.down_proj", ffn, h, bias=mlp_bias, count=L)]
 
     norms = ["input_layernorm", "post_attention_layernorm"]
+    if mt == "olmo2":  # Olmo2DecoderLayer: norms after attention and MLP only
+        norms = ["post_attention_layernorm", "post_feedforward_layernorm"]
     if mt in ("gemma2", "gemma3_text"):
         norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
     g += [norm(f"{blk}.{n}", h, bias=False, count=L) for n in norms]

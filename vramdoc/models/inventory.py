@@ -26,7 +26,7 @@ TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION)
 
 # model_type -> (builder module, builder factory or function, argument, tasks). The builder
 # modules are imported on first use: resolving one model imports one of them.
-_LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+_LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "olmo2",
                "gemma3_text", "phi3")
 _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     **{mt: ("_llama_like", "build_llama_like", mt, TASKS) for mt in _LLAMA_LIKE},
@@ -57,6 +57,9 @@ def _load(model_type: str) -> _Arch:
 
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_REGISTRY))
+# Architectures read from a config.json only: no catalog entry yet (its numbers need a public
+# config.json to cite), but a user's config of this model_type is inventoried and estimated.
+CONFIG_ONLY_MODEL_TYPES: frozenset[str] = frozenset({"olmo2"})
 
 # "yi" is Yi's old remote-code name for the Llama architecture; Yi checkpoints on the Hub now
 # say "llama" (see the catalog's yi-34b entry).
@@ -115,7 +118,9 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
     if mt == "gemma3" and not (config.get("dtype") or config.get("torch_dtype")):
         dtype = checkpoint_dtype(config.get("text_config") or {})
     c.check()
-    facts = block_facts(mt, config)
+    text_cfg = config.get("text_config") if mt == "gemma3" else None
+    facts = block_facts(mt, text_cfg if isinstance(text_cfg, Mapping) else config,
+                        summary.num_hidden_layers, summary.sliding_window)
     return ModelSpec(
         name=name, hf_id=hf_id, model_type=mt, family=summary.family,
         hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,
@@ -132,6 +137,12 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
         hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
         rotary=facts.rotary, qk_norm=facts.qk_norm, shared_block_norm=facts.shared_block_norm,
+        use_cache=facts.use_cache, attn_softcap=facts.attn_softcap,
+        final_softcap=facts.final_softcap, sandwich_norms=facts.sandwich_norms,
+        norm_unit_offset=facts.norm_unit_offset, sliding_layers=facts.sliding_layers,
+        always_mask=facts.always_mask, sdpa_repeat_kv=facts.sdpa_repeat_kv,
+        post_norms_only=facts.post_norms_only, norm_fp32_product=facts.norm_fp32_product,
+        qk_norm_full=facts.qk_norm_full,
         n_params=sum(g.numel for g in groups),
     )
 

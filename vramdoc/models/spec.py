@@ -130,3 +130,16 @@ class ModelSpec:
     rotary: bool = True  # rotary q/k (new tensors) vs learned/ALiBi positions
     qk_norm: bool = False  # per-head RMSNorm on q and k (Qwen3, Gemma 3)
     shared_block_norm: bool = False  # parallel block with one norm for attention and MLP
+    use_cache: bool = True  # config.use_cache: a forward without checkpointing fills a KV cache,
+    #                         whose torch.cat copies of k and v are what attention keeps
+    attn_softcap: bool = False  # tanh soft-capping of the attention scores (Gemma 2)
+    final_softcap: bool = False  # tanh soft-capping of the logits (Gemma 2)
+    sandwich_norms: bool = False  # norms after attention and MLP too, 4 per block (Gemma 2/3)
+    norm_unit_offset: bool = False  # Gemma RMSNorm: normed * (1 + weight) in fp32
+    sliding_layers: int = 0  # layers with a sliding-window attention (masked when s >= window)
+    always_mask: bool = False  # the causal mask is always materialized (Falcon)
+    post_norms_only: bool = False  # norms after attention and MLP, none before (OLMo 2)
+    norm_fp32_product: bool = False  # RMSNorm returns (weight * normed).to(dtype) (OLMo 2)
+    qk_norm_full: bool = False  # q/k norms span the whole projection, not one head (OLMo 2)
+    sdpa_repeat_kv: bool = True  # transformers' sdpa_attention_forward repeats k/v for GQA
+    #                              under a mask; False: the model calls SDPA with fewer k/v heads

@@ -173,6 +173,9 @@ def modes(device: str, tracker: MemoryTracker) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_cuda_autocast_query())
         stack.enter_context(_gpu_attention_dropout())
+        from vramdoc.probe.cuda_semantics import cuda_semantics
+
+        stack.enter_context(cuda_semantics())
         if device == "fake":
             from torch._subclasses.fake_tensor import FakeTensorMode
 

@@ -139,8 +139,9 @@ _PARAMS_MEMO: dict[tuple[Any, ...], tuple[Any, ParamAccount]] = {}
 def _account_params(setup: TrainSetup, spec: Any, groups: Any) -> ParamAccount:
     """``account_params``, memoized on what it reads (the planner estimates many candidates
     that differ only in batch, sequence, attention or optimizer)."""
+    # every setup field account_params reads (tests/estimate/test_engines.py: peft_version)
     key = (id(groups), spec.name, spec.model_type, setup.torch_dtype, setup.quantization,
-           setup.lora, setup.prepare_model_for_kbit_training, setup.task)
+           setup.lora, setup.prepare_model_for_kbit_training, setup.task, setup.peft_version)
     hit = _PARAMS_MEMO.get(key)
     if hit is not None and hit[0] is groups:  # the same inventory object, not a reused id
         return hit[1]

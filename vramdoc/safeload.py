@@ -170,6 +170,20 @@ def _check_expansion(root: Any) -> None:
         size(root, 0)
 
 
+def _bracket_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting, counting brackets inside quotes too (an over-count
+    is harmless at 4x the limit). PyYAML's scanner is quadratic in flow nesting: 20,000
+    brackets take seconds before its composer would fail, so they are refused first."""
+    depth = peak = 0
+    for ch in _NOT_BRACKET.sub("", text):
+        depth = depth + 1 if ch in "[{" else max(0, depth - 1)
+        peak = max(peak, depth)
+    return peak
+
+
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
 def load_yaml(text: str, source: str) -> Any:
     """Parse one YAML document safely (see the module docstring).
 
@@ -178,6 +192,9 @@ def load_yaml(text: str, source: str) -> Any:
             expands (through aliases) beyond the limits above.
     """
     yaml = _yaml_module()
+    if _bracket_depth(text) > 4 * MAX_DEPTH:
+        raise UsageError(f"{short(source)}: the YAML nests deeper than {MAX_DEPTH} levels",
+                         "a setup file nests a few levels; check the brackets")
     try:
         return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except _TooMany as exc:

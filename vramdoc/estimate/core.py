@@ -31,7 +31,7 @@ from vramdoc.estimate.stack import (
     lazy_module_loading,
     loss_shift_copy,
 )
-from vramdoc.models.spec import EXPERTS, ROUTER
+from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, ROUTER
 from vramdoc.setup import TrainSetup
 
 PHASES = ("load", "forward", "backward", "optimizer_step")
@@ -119,6 +119,15 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
     )
 
 
+def _untied_embedding_grads(setup: TrainSetup, spec: Any, groups: Any, div: int) -> int:
+    """Gradient bytes of the input embeddings when they train and no head shares them (their
+    gradient is then the last one backward allocates); 0 otherwise."""
+    if any(g.kind == HEAD and g.tied_to for g in groups):
+        return 0
+    emb = account_params(setup, spec, tuple(g for g in groups if g.kind == EMBEDDING))
+    return shard(emb.trainable_bytes, div) if emb.embedding_trainable else 0
+
+
 def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""
     if experts_are_linear(setup.transformers_version):
@@ -191,8 +200,25 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
-    bwd_end = {**zero, **live, "optimizer_states": states, "gradients": grads + unit_grads,
-               "activations": end_acts + (acts.checkpoint_bytes // max(spec.num_hidden_layers, 1))}
+    # Backward runs the model in reverse, so an untied input embedding that trains gets its
+    # gradient last: while the first block's backward runs (its saved or recomputed
+    # activations live, plus its checkpointed input), that gradient does not exist yet; when
+    # it is allocated, the first block's tensors are freed and only the gradient of the
+    # embedding output (b*s*h in the compute dtype) is live. Counting all gradients together
+    # with the first block's activations paired two instants that never coincide, which made
+    # a checkpointed step look larger than a plain one (the checkpointed input) for short
+    # sequences, where this end of backward is the peak (fake-tensor trace of llama-2-7b,
+    # full bf16, batch 1, seq 32: 263,168 B of activations at the peak with and without
+    # checkpointing; vramdoc probe --device fake).
+    emb_grads = _untied_embedding_grads(setup, spec, groups, sh.grads_div)
+    block0 = {**zero, **live, "optimizer_states": states,
+              "gradients": grads + unit_grads - emb_grads,
+              "activations": end_acts + (acts.checkpoint_bytes
+                                         // max(spec.num_hidden_layers, 1))}
+    last = {**zero, **live, "optimizer_states": states, "gradients": grads + unit_grads,
+            "activations": t.per_device_train_batch_size * setup.max_seq_length
+            * spec.hidden_size * st.r}
+    bwd_end = block0 if not emb_grads or sum(block0.values()) >= sum(last.values()) else last
     backward = bwd_start if sum(bwd_start.values()) >= sum(bwd_end.values()) else bwd_end
     step = {**zero, **base, "optimizer_states": states, "gradients": grads,
             "optimizer_temporaries": temps}

@@ -119,13 +119,18 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
     )
 
 
-def _untied_embedding_grads(setup: TrainSetup, spec: Any, groups: Any, div: int) -> int:
-    """Gradient bytes of the input embeddings when they train and no head shares them (their
-    gradient is then the last one backward allocates); 0 otherwise."""
-    if any(g.kind == HEAD and g.tied_to for g in groups):
-        return 0
-    emb = account_params(setup, spec, tuple(g for g in groups if g.kind == EMBEDDING))
-    return shard(emb.trainable_bytes, div) if emb.embedding_trainable else 0
+def _embedding_grads(setup: TrainSetup, spec: Any, groups: Any, div: int) -> tuple[int, int]:
+    """Gradient bytes of the trainable input embeddings: (untied ones, ones a head is tied
+    to). An untied one's gradient is allocated last; a tied one's exists from the head's
+    backward on, and its own backward adds a V*h result into it."""
+    heads = {g.tied_to for g in groups if g.kind == HEAD and g.tied_to}
+
+    def grads_of(tied: bool) -> int:
+        emb = account_params(setup, spec, tuple(g for g in groups if g.kind == EMBEDDING
+                                                and (g.path in heads) == tied))
+        return shard(emb.trainable_bytes, div) if emb.embedding_trainable else 0
+
+    return grads_of(False), grads_of(True)
 
 
 def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -> MemoryEstimate:
@@ -200,25 +205,28 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None) -
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
-    # Backward runs the model in reverse, so an untied input embedding that trains gets its
-    # gradient last: while the first block's backward runs (its saved or recomputed
-    # activations live, plus its checkpointed input), that gradient does not exist yet; when
-    # it is allocated, the first block's tensors are freed and only the gradient of the
-    # embedding output (b*s*h in the compute dtype) is live. Counting all gradients together
-    # with the first block's activations paired two instants that never coincide, which made
-    # a checkpointed step look larger than a plain one (the checkpointed input) for short
-    # sequences, where this end of backward is the peak (fake-tensor trace of llama-2-7b,
-    # full bf16, batch 1, seq 32: 263,168 B of activations at the peak with and without
-    # checkpointing; vramdoc probe --device fake).
-    emb_grads = _untied_embedding_grads(setup, spec, groups, sh.grads_div)
+    # Backward runs the model in reverse: a trainable input embedding is the last module it
+    # reaches. When the embedding's backward runs, the first block's tensors (saved or
+    # recomputed activations, its checkpointed input) are freed; live are all gradients, the
+    # gradient of the embedding output (b*s*h in the compute dtype) and, for an untied
+    # embedding, nothing else (its fresh gradient becomes .grad) or, for one tied to the head
+    # (whose backward made .grad long before), embedding_dense_backward's V*h result that is
+    # then added into .grad. Counting all gradients with the first block's activations paired
+    # instants that never coincide, and made a checkpointed step look larger than a plain one
+    # (by its checkpointed input) for short sequences, where this end of backward is the peak.
+    # Fake-tensor traces (vramdoc probe --device fake, full bf16, eager, batch 1) have the
+    # same activations at the backward peak with and without checkpointing: llama-2-7b seq 32
+    # 263,168 B (the output gradient + 1 KiB), qwen2.5-0.5b seq 16 272,270,336 B (V*h*2 + 1 KiB).
+    untied, tied = _embedding_grads(setup, spec, groups, sh.grads_div)
     block0 = {**zero, **live, "optimizer_states": states,
-              "gradients": grads + unit_grads - emb_grads,
+              "gradients": grads + unit_grads - untied,
               "activations": end_acts + (acts.checkpoint_bytes
                                          // max(spec.num_hidden_layers, 1))}
     last = {**zero, **live, "optimizer_states": states, "gradients": grads + unit_grads,
             "activations": t.per_device_train_batch_size * setup.max_seq_length
-            * spec.hidden_size * st.r}
-    bwd_end = block0 if not emb_grads or sum(block0.values()) >= sum(last.values()) else last
+            * spec.hidden_size * st.r + tied}
+    bwd_end = block0 if not (untied or tied) or sum(block0.values()) >= sum(
+        last.values()) else last
     backward = bwd_start if sum(bwd_start.values()) >= sum(bwd_end.values()) else bwd_end
     step = {**zero, **base, "optimizer_states": states, "gradients": grads,
             "optimizer_temporaries": temps}

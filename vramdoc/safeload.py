@@ -90,14 +90,14 @@ def read_text(path: str | Path, *, what: str, max_bytes: int, hint: str) -> str:
 
 # YAML 1.2 core-schema floats (https://yaml.org/spec/1.2.2/#10214-floating-point), plus the
 # YAML 1.1 forms PyYAML reads (underscores, base 60), so nothing that loaded before changes.
-_FLOAT = re.compile(r"""^(?:
+_FLOAT = r"""^(?:
     [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
   | [-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
   | [-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
   | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
   | [-+]?\.(?:inf|Inf|INF)
   | \.(?:nan|NaN|NAN)
-)$""", re.X)
+)$"""  # compiled with re.X on first YAML load: `vramdoc plan` alone never needs it
 
 
 def _yaml_module() -> Any:
@@ -133,7 +133,7 @@ def _loader() -> Any:
         ch: [(tag, rx) for tag, rx in rs if tag != float_tag]
         for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-    Loader.add_implicit_resolver(float_tag, _FLOAT, list("-+0123456789."))
+    Loader.add_implicit_resolver(float_tag, re.compile(_FLOAT, re.X), list("-+0123456789."))
     _LOADER = Loader
     return Loader
 

@@ -479,7 +479,11 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
         elif k in _TRAINING_FIELDS:
             values[k] = v
         elif k in known:
-            extra.append((k, v))
+            bad = _not_plain(v)
+            if bad:
+                problems.append(f"training.{k}: {show(v)} {bad}")
+            else:
+                extra.append((k, v))
         else:
             problems.append(f"training.{k}: not a TrainingArguments key{_did_you_mean(k, known)}")
     for k, cap in (("per_device_train_batch_size", MAX_BATCH),
@@ -509,6 +513,23 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
                         f"effective batch) is more than vramdoc plans for (at most "
                         f"{MAX_EFFECTIVE_BATCH:,}); check for a typo")
     return TrainingSetup(**values, extra=tuple(extra))
+
+
+def _not_plain(value: Any, depth: int = 0) -> str:
+    """Why an echoed value cannot be written back as JSON/YAML ("" when it can): NaN and
+    infinities, YAML dates and timestamps, binary, non-text keys."""
+    if value is None or isinstance(value, bool | int | str):
+        return ""
+    if isinstance(value, float):
+        return "" if math.isfinite(value) else "is not a finite number"
+    if depth < 8 and isinstance(value, list | tuple):
+        return next((w for w in (_not_plain(v, depth + 1) for v in value) if w), "")
+    if depth < 8 and isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            return "has a key that is not a name"
+        return next((w for w in (_not_plain(v, depth + 1) for v in value.values()) if w), "")
+    return (f"is a {type(value).__name__} to YAML, not a number, text or list; quote it"
+            if depth < 8 else "nests too deeply")
 
 
 def _reentrant(v: Any, where: str, values: dict[str, Any], problems: list[str]) -> None:

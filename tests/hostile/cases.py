@@ -189,6 +189,13 @@ setup_yaml("alias-bomb-training", BOMB + "model: llama-2-7b\ntraining: {output_d
            says="alias", base="")
 setup_yaml("alias-bomb-targets", BOMB + "model: llama-2-7b\nlora: {r: 8, target_modules: *i}\n",
            says="alias", base="")
+for name, text in (("nan", "logging_steps: .nan"), ("date", "run_name: 2024-01-01"),
+                   ("nested-inf", "output_dir: [1, {a: .inf}]"),
+                   ("binary", "run_name: !!binary aGk=")):
+    setup_yaml(f"echoed-{name}", f"training: {{{text}}}\n", says="training.")
+    case(f"setup-echoed-json-{name}", ["estimate", "--config", "{d}/s.yaml", "--json"],
+         {"s.yaml": f"model: llama-2-7b\ntraining: {{{text}}}\n"}, says="training.")
+setup_yaml("echoed-ok", "training: {output_dir: out, logging_steps: 10, report_to: [none]}\n", OK)
 setup_yaml("alias-few-ok", "x_defaults: &d {bf16: true}\n", says="x_defaults")
 setup_yaml("huge-file", "# " + "x" * (3 * 2**20) + "\n", says="large")
 
@@ -365,6 +372,15 @@ cfg_case("gpt2-n_embd-not-divisible", {"model_type": "gpt2", "n_embd": 100, "n_h
                                        "n_layer": 2, "vocab_size": 1000}, "n_head")
 cfg_case("qwen3-head_dim-ok", {**LLAMA, "model_type": "qwen3", "hidden_size": 200,
                                "head_dim": 64}, "", OK)
+for key, val in (("attention_dropout", '"x"'), ("attention_dropout", "NaN"),
+                 ("attention_dropout", "[0.1]"), ("attention_dropout", "1.5"),
+                 ("sliding_window", '"x"'), ("sliding_window", "NaN"),
+                 ("sliding_window", "1e400"), ("sliding_window", "[4096]")):
+    body = json.dumps({**LLAMA, "model_type": "mistral"})[:-1] + f', "{key}": {val}}}'
+    cfg_case(f"{key}-{val.strip(chr(34))}", body, key)
+    cfg_case(f"{key}-{val.strip(chr(34))}", body, key, cmd="estimate")
+cfg_case("sliding_window-null-ok", {**LLAMA, "model_type": "mistral", "sliding_window": None},
+         "", OK)
 cfg_case("top-list", "[1, 2]", "object")
 cfg_case("top-str", '"llama"', "object")
 cfg_case("invalid", "{model_type: llama}", "JSON")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from functools import cache, lru_cache
 from typing import Any
 
-from vramdoc.errors import UnknownModelError, UsageError
+from vramdoc.errors import ConfigError, UnknownModelError, UsageError
 from vramdoc.models._block import block_facts
 from vramdoc.models._cfg import Builder, Cfg, checkpoint_dtype
 from vramdoc.models.spec import ModelSpec, ParamGroup
@@ -118,7 +118,10 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
     c.check()  # before reading text_config below: a text_config that is no mapping is listed
     if mt == "gemma3" and not (config.get("dtype") or config.get("torch_dtype")):
         dtype = checkpoint_dtype(config.get("text_config") or {})
-    facts = block_facts(mt, config)
+    try:
+        facts = block_facts(mt, config)
+    except ConfigError as exc:  # name the file, as for the other fields
+        raise ConfigError(exc.problems, c.what, exc.hint) from None
     return ModelSpec(
         name=name, hf_id=hf_id, model_type=mt, family=summary.family,
         hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,

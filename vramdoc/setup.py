@@ -560,8 +560,9 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
             problems.append(f"{k}: unknown key{_did_you_mean(k, _TOP_KEYS)}; "
                             f"known keys: {', '.join(_TOP_KEYS)}")
     model = data.get("model")
-    if not model or not isinstance(model, str):
-        problems.append("model: missing; give a catalog name (vramdoc models), a Hugging Face "
+    if not isinstance(model, str) or not model.strip():
+        what = "missing" if model is None or model == "" else f"{show(model)} is not a name"
+        problems.append(f"model: {what}; give a catalog name (vramdoc models), a Hugging Face "
                         "repo id or a path to config.json")
         model = ""
     task = _string(data.get("task"), "task", problems, "auto")

@@ -478,6 +478,7 @@ csv_case("setup-bad", HEADER + "r1,s.yaml,allocated,10GiB\n", "max_seq_length",
          setup="model: llama-2-7b\nmax_seq_length: .nan\n")
 csv_case("setup-latin1", HEADER + "r1,s.yaml,allocated,10GiB\n", "UTF-8",
          setup="model: llama-2-7b\n# caf\xe9\n".encode("latin-1"))
+csv_case("too-many-rows", HEADER + "r,s.yaml,allocated,10GiB\n" * 10_001, "10,000")
 csv_case("ok", HEADER + "r1,s.yaml,allocated,10GiB\n", "", (0,))
 csv_case("json-ok", HEADER + "r1,s.yaml,allocated,10GiB\n", "", (0,), json_out=True)
 case("validate-missing", ["validate", "{d}/nope.csv"], says="does not exist")

@@ -31,6 +31,9 @@ example:
   vramdoc validate my_runs.csv"""
 
 _COLUMNS = ("id", "setup", "metric", "measured")
+# One row per measured run: 10,000 is far above anyone's log, and keeps the work (one estimate
+# per row) to seconds.
+MAX_ROWS = 10_000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise UsageError(f"{name}: missing column(s) {', '.join(missing)}",
                              f"the header must name {','.join(_COLUMNS)}")
-        rows = list(reader)
+        rows = []
+        for row in reader:
+            rows.append(row)
+            if len(rows) > MAX_ROWS:
+                raise UsageError(f"{name}: more than {MAX_ROWS:,} runs",
+                                 "split the CSV; validate compares one row per measured run")
     except csv.Error as exc:  # a field over csv's size limit, a NUL byte, bad quoting
         raise UsageError(f"{name}: not a readable CSV: {exc}", hint) from None
     problems = []

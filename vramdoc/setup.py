@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.errors import ConfigError, UsageError
+from vramdoc.safeload import MAX_SETUP_BYTES, load_json, load_yaml, read_text, short, show
 
 DTYPES = ("float32", "bfloat16", "float16")
 DTYPE_ALIASES = {
@@ -55,6 +57,23 @@ OPTIMIZERS = (
 # transformers >= 5 with torch >= 2.8 defaults to the fused AdamW
 # (transformers/training_args.py, `default_optim`).
 DEFAULT_OPTIM = "adamw_torch_fused"
+
+# Caps on counts, far above real use; they keep arithmetic and the planner's search bounded and
+# turn a typo (an extra 000) into a message instead of a nonsense answer.
+# Longest context windows shipped today are ~10M tokens (Llama 4 Scout); 2**24 = 16.8M.
+MAX_SEQ_LENGTH = 2**24
+# Per-device micro-batch: even 128-token sequences at 2**20 would need TBs of activations.
+MAX_BATCH = 2**20
+# Sequences per optimizer step (micro-batch x accumulation [x GPUs]): published LLM runs use
+# up to ~16M tokens per step, i.e. thousands of sequences; 2**32 is six orders above and the
+# planner factors it in 2**16 trial divisions.
+MAX_EFFECTIVE_BATCH = 2**32
+# Data-parallel processes: the largest training clusters reported hold ~10**5 GPUs.
+MAX_NUM_GPUS = 2**20
+# Classifier outputs and LoRA ranks: no real vocabulary, label set or weight matrix comes near.
+MAX_NUM_LABELS = 2**24
+MAX_LORA_R = 2**16
+LORA_BIASES = ("none", "all", "lora_only")  # peft LoraConfig.bias
 
 # Keys transformers 5 removed, with what to write instead (shared/REFERENCE.md section 3).
 REMOVED_TRAINING_KEYS = {
@@ -219,35 +238,54 @@ _MODEL_KWARGS = ("dtype", "torch_dtype", "attn_implementation", "device_map", "m
                  "trust_remote_code", "revision", "low_cpu_mem_usage")
 
 
-def _did_you_mean(key: str, known: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+def _did_you_mean(key: Any, known: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(key)[:200], list(known), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def normalize_dtype(value: Any, where: str, problems: list[str], allow_auto: bool = True) -> str:
-    key = str(value).strip().lower()
-    dtype = DTYPE_ALIASES.get(key)
+    key = value.strip().lower() if isinstance(value, str) else None
+    dtype = DTYPE_ALIASES.get(key) if key is not None else None
     if dtype is None or (dtype == "auto" and not allow_auto):
         opts = ", ".join(DTYPES + (("auto",) if allow_auto else ()))
-        problems.append(f"{where}: {value!r} is not a dtype; use one of {opts}")
+        problems.append(f"{where}: {show(value)} is not a dtype; use one of {opts}")
         return "float32"
     return dtype
 
 
-def _as_tuple(value: Any) -> tuple[str, ...]:
+def _as_tuple(value: Any, where: str = "", problems: list[str] | None = None) -> tuple[str, ...]:
+    """A module-name list: one name or a list of names (text, not empty)."""
     if value is None:
         return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
+    items = [value] if isinstance(value, str) else (
+        value if isinstance(value, list | tuple) else None)
+    if items is None or not all(isinstance(v, str) and v.strip() for v in items):
+        if problems is not None:
+            problems.append(f"{where}: {show(value)} is not a module name or a list of names; "
+                            "write e.g. [q_proj, v_proj]")
+        return ()
+    return tuple(items)
 
 
-def _positive_int(value: Any, where: str, problems: list[str]) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        problems.append(f"{where}: {value!r} is not a whole number")
+def _whole(value: Any) -> bool:
+    """A finite whole number (int, or a float such as 8.0), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or (math.isfinite(value) and value == int(value))
+
+
+def _positive_int(value: Any, where: str, problems: list[str], cap: int | None = None) -> int:
+    if not _whole(value):
+        quoted = " (a quoted text; write the number without quotes)" if isinstance(
+            value, str) else ""
+        problems.append(f"{where}: {show(value)} is not a whole number{quoted}")
         return 1
     if value <= 0:
-        problems.append(f"{where}: must be larger than zero, got {value}")
+        problems.append(f"{where}: must be larger than zero, got {show(value)}")
+        return 1
+    if cap is not None and value > cap:
+        problems.append(f"{where}: {int(value):,} is more than vramdoc plans for (at most "
+                        f"{cap:,}); check for a typo")
         return 1
     return int(value)
 
@@ -255,8 +293,61 @@ def _positive_int(value: Any, where: str, problems: list[str]) -> int:
 def _bool(value: Any, where: str, problems: list[str]) -> bool:
     if isinstance(value, bool):
         return value
-    problems.append(f"{where}: {value!r} is not true or false")
+    if isinstance(value, str):
+        problems.append(f"{where}: {show(value)} is text, not true or false; write "
+                        f"{where.rsplit('.', 1)[-1]}: {value.strip().lower()} without quotes"
+                        if value.strip().lower() in ("true", "false") else
+                        f"{where}: {show(value)} is text, not true or false; write true or "
+                        "false without quotes")
+    else:
+        problems.append(f"{where}: {show(value)} is not true or false")
     return False
+
+
+def _opt_bool(data: dict[str, Any], key: str, default: bool, where: str,
+              problems: list[str]) -> bool:
+    """``data[key]`` as a strict boolean (absent or null: ``default``)."""
+    value = data.get(key)
+    return default if value is None else _bool(value, where, problems)
+
+
+def _number(value: Any, where: str, problems: list[str], *, low: float = 0.0,
+            high: float | None = None, high_open: bool = False) -> float | None:
+    """A finite number in [low, high] (or [low, high) with ``high_open``); None when refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        quoted = " (a quoted text; write the number without quotes, e.g. 2e-4)" if isinstance(
+            value, str) else ""
+        problems.append(f"{where}: {show(value)} is not a number{quoted}")
+        return None
+    top = "" if high is None else f" and {'<' if high_open else '<='} {high:g}"
+    if (not math.isfinite(value) or value < low or (high is not None and (
+            value >= high if high_open else value > high))):
+        problems.append(f"{where}: {show(value)} must be a finite number >= {low:g}{top}")
+        return None
+    return value
+
+
+def _string(value: Any, where: str, problems: list[str], default: str) -> str:
+    """Text (a name); a number, list or mapping is refused."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        problems.append(f"{where}: {show(value)} is not a name; write it as text")
+        return default
+    return value
+
+
+def _keyed(value: dict[Any, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    """The mapping with its text keys; every non-text key (1, null, true) is a problem."""
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if isinstance(k, str):
+            out[k] = v
+        else:
+            key = {None: "null", True: "true", False: "false"}.get(k, show(k))  # as in YAML
+            problems.append(f"{where}{'.' if where else ''}{key}: the key {key} is not a name "
+                            "(YAML reads 1, null, true, 1.5 as values); write a key name")
+    return out
 
 
 def _parse_quant(q: Any, problems: list[str]) -> QuantSetup | None:
@@ -265,8 +356,8 @@ def _parse_quant(q: Any, problems: list[str]) -> QuantSetup | None:
     if not isinstance(q, dict):
         problems.append("quantization: expected a mapping of BitsAndBytesConfig/GPTQConfig keys")
         return None
-    q = dict(q)
-    method = str(q.pop("quant_method", "")).lower()
+    q = _keyed(q, "quantization", problems)
+    method = _string(q.pop("quant_method", ""), "quantization.quant_method", problems, "").lower()
     names = hf_names()
     if method in ("gptq", "awq"):
         known = names["GPTQConfig"] if method == "gptq" else names["AwqConfig"]
@@ -276,13 +367,16 @@ def _parse_quant(q: Any, problems: list[str]) -> QuantSetup | None:
             if k not in known:
                 problems.append(f"quantization.{k}: not a {method.upper()} key"
                                 f"{_did_you_mean(k, known)}")
-        if bits != 4:
-            problems.append(f"quantization.bits: vramdoc models {method} 4-bit bases, got {bits}")
+        if isinstance(bits, bool) or bits != 4:
+            problems.append(f"quantization.bits: vramdoc models {method} 4-bit bases, got "
+                            f"{show(bits)}")
         gs = q.get("group_size", 128)
-        if gs != -1:
+        if isinstance(gs, bool) or gs != -1:
             gs = _positive_int(gs, "quantization.group_size", problems)
-        return dataclasses.replace(out, group_size=int(gs), desc_act=bool(q.get("desc_act", False)),
-                                   sym=bool(q.get("sym", True)))
+        return dataclasses.replace(
+            out, group_size=int(gs),
+            desc_act=_opt_bool(q, "desc_act", False, "quantization.desc_act", problems),
+            sym=_opt_bool(q, "sym", True, "quantization.sym", problems))
     if method not in ("", "bitsandbytes"):
         problems.append(f"quantization.quant_method: {method!r} is not supported; "
                         "use bitsandbytes (load_in_4bit / load_in_8bit), gptq or awq")
@@ -293,27 +387,34 @@ def _parse_quant(q: Any, problems: list[str]) -> QuantSetup | None:
             problems.append(
                 f"quantization.{k}: not a BitsAndBytesConfig key{_did_you_mean(k, known)}"
             )
-    four = bool(q.get("load_in_4bit", False))
-    eight = bool(q.get("load_in_8bit", False))
+    four = _opt_bool(q, "load_in_4bit", False, "quantization.load_in_4bit", problems)
+    eight = _opt_bool(q, "load_in_8bit", False, "quantization.load_in_8bit", problems)
     if four and eight:
         problems.append("quantization: load_in_4bit and load_in_8bit are both true; choose one")
     if not four and not eight:
+        if any(not isinstance(q.get(k), bool | None) for k in ("load_in_4bit", "load_in_8bit")):
+            return None  # already reported as not true or false
         problems.append("quantization: set load_in_4bit: true or load_in_8bit: true "
                         "(or remove the section for a 16/32-bit base)")
         return None
-    qt = str(q.get("bnb_4bit_quant_type", "nf4")).lower()
+    qt = _string(q.get("bnb_4bit_quant_type"), "quantization.bnb_4bit_quant_type", problems,
+                 "nf4").lower()
     if qt not in ("nf4", "fp4"):
-        problems.append(f"quantization.bnb_4bit_quant_type: {qt!r} must be nf4 or fp4")
-    storage = str(q.get("bnb_4bit_quant_storage", "uint8")).replace("torch.", "").lower()
+        problems.append(f"quantization.bnb_4bit_quant_type: {show(qt)} must be nf4 or fp4")
+    storage = _string(q.get("bnb_4bit_quant_storage"), "quantization.bnb_4bit_quant_storage",
+                      problems, "uint8").replace("torch.", "").lower()
     if storage not in ("uint8", "int8", "float16", "bfloat16", "float32"):
-        problems.append(f"quantization.bnb_4bit_quant_storage: {storage!r} is not a storage dtype")
+        problems.append(f"quantization.bnb_4bit_quant_storage: {show(storage)} is not a "
+                        "storage dtype")
     compute = normalize_dtype(q.get("bnb_4bit_compute_dtype", "float32"),
                               "quantization.bnb_4bit_compute_dtype", problems, allow_auto=False)
     return QuantSetup(
         quant_method="bitsandbytes", bits=4 if four else 8, bnb_4bit_quant_type=qt,
-        bnb_4bit_use_double_quant=bool(q.get("bnb_4bit_use_double_quant", False)),
+        bnb_4bit_use_double_quant=_opt_bool(q, "bnb_4bit_use_double_quant", False,
+                                            "quantization.bnb_4bit_use_double_quant", problems),
         bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=storage,
-        llm_int8_skip_modules=_as_tuple(q.get("llm_int8_skip_modules")),
+        llm_int8_skip_modules=_as_tuple(q.get("llm_int8_skip_modules"),
+                                        "quantization.llm_int8_skip_modules", problems),
     )
 
 
@@ -323,18 +424,27 @@ def _parse_lora(lo: Any, problems: list[str]) -> LoraSetup | None:
     if not isinstance(lo, dict):
         problems.append("lora: expected a mapping of LoraConfig keys")
         return None
+    lo = _keyed(lo, "lora", problems)
     known = hf_names()["LoraConfig"]
     for k in lo:
         if k not in known:
             problems.append(f"lora.{k}: not a LoraConfig key{_did_you_mean(k, known)}")
-    r = _positive_int(lo.get("r", 8), "lora.r", problems)
+    r = _positive_int(lo.get("r", 8), "lora.r", problems, cap=MAX_LORA_R)
     tm = lo.get("target_modules")
-    targets = ("all-linear",) if tm == "all-linear" else _as_tuple(tm)
+    targets = ("all-linear",) if tm == "all-linear" else _as_tuple(
+        tm, "lora.target_modules", problems)
+    dropout = _number(lo.get("lora_dropout", 0.0), "lora.lora_dropout", problems, high=1.0,
+                      high_open=True)
+    bias = _string(lo.get("bias"), "lora.bias", problems, "none")
+    if bias not in LORA_BIASES:
+        problems.append(f"lora.bias: {show(bias)} must be one of {', '.join(LORA_BIASES)}")
     return LoraSetup(
-        r=r, lora_alpha=int(lo.get("lora_alpha", 8)), target_modules=targets,
-        modules_to_save=_as_tuple(lo.get("modules_to_save")),
-        lora_dropout=float(lo.get("lora_dropout", 0.0)), bias=str(lo.get("bias", "none")),
-        use_dora=bool(lo.get("use_dora", False)), use_rslora=bool(lo.get("use_rslora", False)),
+        r=r, lora_alpha=_positive_int(lo.get("lora_alpha", 8), "lora.lora_alpha", problems),
+        target_modules=targets,
+        modules_to_save=_as_tuple(lo.get("modules_to_save"), "lora.modules_to_save", problems),
+        lora_dropout=float(dropout or 0.0), bias=bias,
+        use_dora=_opt_bool(lo, "use_dora", False, "lora.use_dora", problems),
+        use_rslora=_opt_bool(lo, "use_rslora", False, "lora.use_rslora", problems),
     )
 
 
@@ -369,6 +479,7 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
     if not isinstance(t, dict):
         problems.append("training: expected a mapping of TrainingArguments keys")
         return TrainingSetup()
+    t = _keyed(t, "training", problems)
     known = hf_names()["TrainingArguments"]
     values: dict[str, Any] = {}
     extra: list[tuple[str, Any]] = []
@@ -381,48 +492,65 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
             key = k.replace("activation_", "gradient_")
             if key == "gradient_checkpointing":
                 values[key] = v
-            elif isinstance(v, dict) and "use_reentrant" in v:
-                values["use_reentrant"] = bool(v["use_reentrant"])
+            else:
+                _reentrant(v, f"training.{k}", values, problems)
         elif k == "fsdp":
-            opts = (v.split() if isinstance(v, str) else ["full_shard"] if v is True
-                    else list(v or []))
-            bad = [o for o in opts if o not in FSDP_OPTIONS]
-            if bad:
-                problems.append(f"training.fsdp: {', '.join(map(str, bad))} not an FSDP option; "
-                                f"use {', '.join(FSDP_OPTIONS)}")
-            values["fsdp"] = " ".join(str(o) for o in opts)
+            if v is None or v is False:
+                opts: list[Any] = []
+            elif isinstance(v, str):
+                opts = v.split()
+            elif isinstance(v, list):
+                opts = v
+            else:
+                problems.append(f"training.fsdp: {show(v)} is not a list of FSDP options; write "
+                                "e.g. fsdp: full_shard auto_wrap")
+                opts = []
+            bad = [o for o in opts if not isinstance(o, str) or o not in FSDP_OPTIONS]
+            if bad:  # "" (TrainingArguments' old default) means no FSDP, as in transformers
+                problems.append(f"training.fsdp: {', '.join(show(o) for o in bad)} "
+                                f"not an FSDP option; use {', '.join(FSDP_OPTIONS)}")
+            values["fsdp"] = " ".join(str(o) for o in opts if o not in bad)
         elif k in ("fsdp_config", "deepspeed"):
             values[k] = _engine_json(k, v, problems)
         elif k == "gradient_checkpointing_kwargs":
-            if isinstance(v, dict) and "use_reentrant" in v:
-                values["use_reentrant"] = bool(v["use_reentrant"])
+            _reentrant(v, "training.gradient_checkpointing_kwargs", values, problems)
         elif k in _TRAINING_FIELDS:
             values[k] = v
         elif k in known:
-            extra.append((k, v))
+            bad = _not_plain(v)
+            if bad:
+                problems.append(f"training.{k}: {show(v)} {bad}")
+            else:
+                extra.append((k, v))
         else:
             problems.append(f"training.{k}: not a TrainingArguments key{_did_you_mean(k, known)}")
-    for k in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+    for k, cap in (("per_device_train_batch_size", MAX_BATCH),
+                   ("gradient_accumulation_steps", MAX_EFFECTIVE_BATCH)):
         if k in values:
-            values[k] = _positive_int(values[k], f"training.{k}", problems)
+            values[k] = _positive_int(values[k], f"training.{k}", problems, cap)
     for k in ("gradient_checkpointing", "bf16", "fp16", "logging_nan_inf_filter", "torch_compile",
               "use_liger_kernel"):
         if k in values:
             values[k] = _bool(values[k], f"training.{k}", problems)
     for k in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_steps"):
-        if k in values:
-            v = values[k]
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                problems.append(f"training.{k}: {v!r} must be a number >= 0")
-                values.pop(k)
+        if k in values and _number(values[k], f"training.{k}", problems) is None:
+            values.pop(k)
+    if "lr_scheduler_type" in values:
+        values["lr_scheduler_type"] = _string(values["lr_scheduler_type"],
+                                              "training.lr_scheduler_type", problems, "linear")
     if "optim" in values:
-        opt = str(values["optim"])
+        opt = _string(values["optim"], "training.optim", problems, DEFAULT_OPTIM)
         if opt not in OPTIMIZERS:
-            problems.append(f"training.optim: {opt!r} is not an optimizer vramdoc models"
+            problems.append(f"training.optim: {show(opt)} is not an optimizer vramdoc models"
                             f"{_did_you_mean(opt, OPTIMIZERS)}; one of: {', '.join(OPTIMIZERS)}")
         values["optim"] = opt
     if values.get("bf16") and values.get("fp16"):
         problems.append("training: bf16 and fp16 are both true; choose one")
+    if (values.get("per_device_train_batch_size", 1) * values.get("gradient_accumulation_steps", 1)
+            > MAX_EFFECTIVE_BATCH):
+        problems.append(f"training: per_device_train_batch_size x gradient_accumulation_steps (the "
+                        f"effective batch) is more than vramdoc plans for (at most "
+                        f"{MAX_EFFECTIVE_BATCH:,}); check for a typo")
     return TrainingSetup(**values, extra=tuple(extra))
 
 
@@ -460,6 +588,36 @@ def _major(data: dict[str, Any]) -> int:
     return int(head) if head.isdigit() else 5
 
 
+def _not_plain(value: Any, depth: int = 0) -> str:
+    """Why an echoed value cannot be written back as JSON/YAML ("" when it can): NaN and
+    infinities, YAML dates and timestamps, binary, non-text keys."""
+    if value is None or isinstance(value, bool | int | str):
+        return ""
+    if isinstance(value, float):
+        return "" if math.isfinite(value) else "is not a finite number"
+    if depth < 8 and isinstance(value, list | tuple):
+        return next((w for w in (_not_plain(v, depth + 1) for v in value) if w), "")
+    if depth < 8 and isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            return "has a key that is not a name"
+        return next((w for w in (_not_plain(v, depth + 1) for v in value.values()) if w), "")
+    return (f"is a {type(value).__name__} to YAML, not a number, text or list; quote it"
+            if depth < 8 else "nests too deeply")
+
+
+def _reentrant(v: Any, where: str, values: dict[str, Any], problems: list[str]) -> None:
+    """``gradient_checkpointing_kwargs``: a mapping whose ``use_reentrant`` is read."""
+    if v is None:
+        return
+    if not isinstance(v, dict):
+        problems.append(f"{where}: {show(v)} is not a mapping; write e.g. "
+                        "{use_reentrant: false}")
+        return
+    v = _keyed(v, where, problems)
+    if v.get("use_reentrant") is not None:
+        values["use_reentrant"] = _bool(v["use_reentrant"], f"{where}.use_reentrant", problems)
+
+
 def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     """Build and validate a TrainSetup from a parsed YAML/JSON mapping.
 
@@ -469,23 +627,25 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     problems: list[str] = []
     if not isinstance(data, dict):
         raise ConfigError(["the file must hold a mapping (key: value pairs) at the top"], source)
-    data = {_TOP_ALIASES.get(k, k): v for k, v in data.items()}
+    data = {_TOP_ALIASES.get(k, k): v for k, v in _keyed(data, "", problems).items()}
     for k in data:
         if k not in _TOP_KEYS:
             problems.append(f"{k}: unknown key{_did_you_mean(k, _TOP_KEYS)}; "
                             f"known keys: {', '.join(_TOP_KEYS)}")
     model = data.get("model")
-    if not model or not isinstance(model, str):
-        problems.append("model: missing; give a catalog name (vramdoc models), a Hugging Face "
+    if not isinstance(model, str) or not model.strip():
+        what = "missing" if model is None or model == "" else f"{show(model)} is not a name"
+        problems.append(f"model: {what}; give a catalog name (vramdoc models), a Hugging Face "
                         "repo id or a path to config.json")
         model = ""
-    task = str(data.get("task", "auto"))
+    task = _string(data.get("task"), "task", problems, "auto")
     if task not in TASKS:
-        problems.append(f"task: {task!r} must be one of {', '.join(TASKS)}")
+        problems.append(f"task: {show(task)} must be one of {', '.join(TASKS)}")
     mk = data.get("model_kwargs") or {}
     if not isinstance(mk, dict):
         problems.append("model_kwargs: expected a mapping of from_pretrained keywords")
         mk = {}
+    mk = _keyed(mk, "model_kwargs", problems)
     for k in mk:
         if k in REMOVED_MODEL_KEYS:
             problems.append(f"model_kwargs.{k}: removed in transformers 5; use "
@@ -495,33 +655,35 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
                             f"{_did_you_mean(k, _MODEL_KWARGS)}")
     dtype = normalize_dtype(mk.get("dtype", mk.get("torch_dtype", "auto")),
                             "model_kwargs.dtype", problems)
-    attn = str(mk.get("attn_implementation", "sdpa"))
+    attn = _string(mk.get("attn_implementation"), "model_kwargs.attn_implementation", problems,
+                   "sdpa")
     if attn not in ATTN_IMPLEMENTATIONS:
-        problems.append(f"model_kwargs.attn_implementation: {attn!r} must be one of "
+        problems.append(f"model_kwargs.attn_implementation: {show(attn)} must be one of "
                         f"{', '.join(ATTN_IMPLEMENTATIONS)}")
     max_gpu = _placement_budget(mk, problems)
     quant = _parse_quant(data.get("quantization"), problems)
     lora = _parse_lora(data.get("lora"), problems)
     training = _parse_training(data.get("training"), problems)
-    seq = _positive_int(data.get("max_seq_length", 512), "max_seq_length", problems)
-    num_labels = _positive_int(data.get("num_labels", 2), "num_labels", problems)
-    num_gpus = _positive_int(data.get("num_gpus", 1), "num_gpus", problems)
+    seq = _positive_int(data.get("max_seq_length", 512), "max_seq_length", problems,
+                        MAX_SEQ_LENGTH)
+    num_labels = _positive_int(data.get("num_labels", 2), "num_labels", problems, MAX_NUM_LABELS)
+    num_gpus = _positive_int(data.get("num_gpus", 1), "num_gpus", problems, MAX_NUM_GPUS)
     gpu_raw = data.get("gpu")
-    if isinstance(gpu_raw, str):
+    if isinstance(gpu_raw, str) and gpu_raw.strip():
         from vramdoc.parallel import split_gpu_count
 
         try:
             count, name = split_gpu_count(gpu_raw)
         except ValueError as exc:
-            problems.append(f"gpu: {gpu_raw!r}: {exc}")
+            problems.append(f"gpu: {show(gpu_raw)}: {exc}")
             count, name = None, gpu_raw
         if count is not None:
             if "num_gpus" in data and num_gpus != count:
-                problems.append(f"gpu: {gpu_raw!r} says {count} GPUs but num_gpus says "
+                problems.append(f"gpu: {show(gpu_raw)} says {count} GPUs but num_gpus says "
                                 f"{num_gpus}; give the count once")
             num_gpus = count
             data = {**data, "gpu": name}
-    if training.fsdp and num_gpus == 1:
+    if training.fsdp and num_gpus == 1 and "num_gpus" not in " ".join(problems):
         problems.append("training.fsdp: sharding needs num_gpus > 1 (the data-parallel world size)")
     nodes = _positive_int(data.get("nodes", 1), "nodes", problems)
     if num_gpus % nodes:
@@ -538,31 +700,43 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
 
         problems.extend(engine_problems(training, tf_major=_major(data)))
     gpu = data.get("gpu")
+    if gpu is not None and (not isinstance(gpu, str) or not gpu.strip()):
+        problems.append(f"gpu: {show(gpu)} is not a GPU; write a catalog name or a size as text, "
+                        "e.g. gpu: A100-80GB or gpu: 24GB (see `vramdoc gpus`)")
+        gpu = None
     if quant is not None and lora is None:
         problems.append("quantization without lora: a quantized base cannot be fine-tuned "
                         "directly (Trainer refuses it); add a lora section, or drop quantization "
                         "for a full fine-tune")
-    kbit_prep = data.get("prepare_model_for_kbit_training", True)
+    kbit_prep = _opt_bool(data, "prepare_model_for_kbit_training", True,
+                          "prepare_model_for_kbit_training", problems)
     stack = data.get("stack") or {}
     tf_version, torch_version = "5", "2.13"
     peft_version = "0.21"
-    if isinstance(stack, dict) and "peft" in stack:
-        stack = dict(stack)
-        peft_version = str(stack.pop("peft"))
-        if not _VERSION_RE.match(peft_version) or int(peft_version.split(".")[0]) > 9:
-            problems.append(f"stack.peft: {peft_version!r} is not a peft release such as 0.10")
-            peft_version = "0.21"
+    if isinstance(stack, dict):
+        stack = _keyed(stack, "stack", problems)
+        if "peft" in stack:
+            stack = dict(stack)
+            peft_version = _version(stack.pop("peft"), "stack.peft", problems) or "0.21"
+            if not _VERSION_RE.match(peft_version) or int(peft_version.split(".")[0]) > 9:
+                problems.append(f"stack.peft: {show(peft_version)} is not a peft release such "
+                                "as 0.10")
+                peft_version = "0.21"
     if not isinstance(stack, dict) or set(stack) - {"transformers", "torch"}:
         problems.append("stack: expected {transformers: VERSION, torch: VERSION}, "
-                        "e.g. {transformers: 4.48.1, torch: 2.4}")
+                        "e.g. {transformers: \"4.48.1\", torch: \"2.4\"}")
     else:
-        tf_version = str(stack.get("transformers", "5"))
-        torch_version = str(stack.get("torch", "2.13"))
-        if not _VERSION_RE.match(tf_version) or not 4 <= int(tf_version.split(".")[0]) <= 9:
-            problems.append(f"stack.transformers: {tf_version!r} is not a transformers release "
-                            "such as 4.48.1 or 5")
-        if not _VERSION_RE.match(torch_version) or not 1 <= int(torch_version.split(".")[0]) <= 9:
-            problems.append(f"stack.torch: {torch_version!r} is not a torch release such as 2.4")
+        tf_version = _version(stack.get("transformers", "5"), "stack.transformers", problems)
+        torch_version = _version(stack.get("torch", "2.13"), "stack.torch", problems)
+        if tf_version and (not _VERSION_RE.match(tf_version)
+                           or not 4 <= int(tf_version.split(".")[0]) <= 9):
+            problems.append(f"stack.transformers: {show(tf_version)} is not a transformers "
+                            "release such as 4.48.1 or 5")
+        if torch_version and (not _VERSION_RE.match(torch_version)
+                              or not 1 <= int(torch_version.split(".")[0]) <= 9):
+            problems.append(f"stack.torch: {show(torch_version)} is not a torch release such as "
+                            "2.4")
+        tf_version, torch_version = tf_version or "5", torch_version or "2.13"
     if (training.optim == "adamw_hf" and _VERSION_RE.match(tf_version)
             and int(tf_version.split(".")[0]) >= 5):
         problems.append("training.optim: adamw_hf was removed in transformers 5; use "
@@ -572,7 +746,7 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     return TrainSetup(
         model=model, task=task, num_labels=num_labels, torch_dtype=dtype,
         attn_implementation=attn, quantization=quant, lora=lora,
-        prepare_model_for_kbit_training=bool(kbit_prep), training=training,
+        prepare_model_for_kbit_training=kbit_prep, training=training,
         max_seq_length=seq, gpu=str(gpu) if gpu is not None else None, num_gpus=num_gpus,
         nodes=nodes, max_memory_gpu_bytes=max_gpu, transformers_version=tf_version,
         torch_version=torch_version, peft_version=peft_version,
@@ -596,34 +770,46 @@ def _setup_from_reader(p: Path) -> TrainSetup:
     return setup_from_mapping(report.setup, source=str(p))
 
 
+def _version(value: Any, where: str, problems: list[str]) -> str:
+    """A release number as text. YAML reads 4.50 as the float 4.5, so floats are refused."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, float) and math.isfinite(value):
+        problems.append(f"{where}: {value!r} is a number, and numbers lose trailing zeros "
+                        "(4.50 is read as 4.5); write the release in quotes, e.g. "
+                        f"{where.split('.')[-1]}: \"{value!r}0\" or \"{value!r}\"")
+    else:
+        problems.append(f"{where}: {show(value)} is not a release; write it in quotes, "
+                        "e.g. \"4.48.1\"")
+    return ""
+
+
 def load_setup_file(path: str | Path) -> TrainSetup:
     """Read a YAML or JSON setup file, or any file a reader of vramdoc.readers recognises
-    (a training script, a notebook, an axolotl / LLaMA-Factory / TRL config ...)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"setup file {str(p)!r} does not exist",
-                         "give the path of a YAML or JSON setup (see README 'Setup files')")
-    if p.suffix.lower() not in (".yaml", ".yml", ".json"):
-        return _setup_from_reader(p)
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+    (a training script, a notebook, an axolotl / LLaMA-Factory / TRL config ...).
 
-            data = yaml.safe_load(text)
-    except Exception as exc:  # yaml.YAMLError or json.JSONDecodeError
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {first}",
-                         "fix the syntax at the position named above") from None
+    Raises:
+        UsageError: the file cannot be read, is not UTF-8, or does not parse (see
+            :mod:`vramdoc.safeload` for the limits).
+        ConfigError: the setup's keys and values, every problem listed.
+    """
+    p = Path(path)
+    hint = "give the path of a YAML or JSON setup (see README 'Setup files')"
+    if p.suffix.lower() not in (".yaml", ".yml", ".json"):
+        read_text(path, what="setup file", max_bytes=MAX_SETUP_BYTES, hint=hint)
+        return _setup_from_reader(p)
+    text = read_text(path, what="setup file", max_bytes=MAX_SETUP_BYTES, hint=hint)
+    source = short(str(p))
+    data = load_json(text, source) if p.suffix.lower() == ".json" else load_yaml(text, source)
     if isinstance(data, dict) and data and not any(
-            k in _TOP_KEYS or k in _TOP_ALIASES for k in data):
+            isinstance(k, str) and (k in _TOP_KEYS or k in _TOP_ALIASES) for k in data):
         from vramdoc.readers import reader_for
 
         if reader_for(p, text) is not None:  # a framework's config, not the setup schema
             return _setup_from_reader(p)
-    return setup_from_mapping(data, source=str(p))
+    return setup_from_mapping(data, source=source)
 
 
 def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import math
 import re
 
 from vramdoc.errors import UsageError
@@ -54,6 +55,10 @@ _MULTIPLIERS = {
     "tib": TiB,
 }
 
+# The largest size vramdoc reads: 1 PiB. The biggest GPUs hold ~0.2 TiB and a measured peak is
+# one GPU's; anything larger is a typo (or 1e400), refused rather than computed with.
+MAX_SIZE_BYTES = 2**50
+
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
@@ -61,19 +66,31 @@ def parse_size(text: str | int | float, *, what: str = "size") -> int:
     """Parse ``"6GB"``, ``"24GiB"``, ``"512 MiB"`` or a number of bytes into int bytes.
 
     Raises:
-        UsageError: the text is not a size, or it is zero or negative.
+        UsageError: the text is not a size, or it is zero, negative, not finite or over
+            ``MAX_SIZE_BYTES``.
+
+    >>> parse_size("1e400", what="--margin")
+    Traceback (most recent call last):
+    ...
+    vramdoc.errors.UsageError: --margin '1e400' is larger than 1 PiB
     """
     if isinstance(text, bool):
         raise UsageError(f"{what} {text!r} is not a size", "write it like 6GB, 24GiB or 512MiB")
+    shown = repr(text) if len(str(text)) <= 60 else f"{str(text)[:40]!r}..."
     if isinstance(text, int | float):
         value, unit = float(text), ""
     else:
-        m = _SIZE_RE.match(str(text))
+        m = _SIZE_RE.match(str(text)) if len(str(text)) <= 100 else None
         if not m or m.group(2).lower() not in _MULTIPLIERS:
             raise UsageError(
-                f"{what} {text!r} is not a size", "write it like 6GB, 24GiB or 512MiB (GB = GiB)"
+                f"{what} {shown} is not a size", "write it like 6GB, 24GiB or 512MiB (GB = GiB)"
             )
         value, unit = float(m.group(1)), m.group(2).lower()
+    if math.isnan(value):
+        raise UsageError(f"{what} {shown} is not a size", "write it like 6GB, 24GiB or 512MiB")
+    if value * _MULTIPLIERS[unit] > MAX_SIZE_BYTES:
+        raise UsageError(f"{what} {shown} is larger than 1 PiB", "check for a typo; give the "
+                         "size like 6GB, 24GiB or 512MiB")
     n = int(round(value * _MULTIPLIERS[unit]))
     if n <= 0:
         raise UsageError(f"{what} {text!r} must be larger than zero", "give a positive size")

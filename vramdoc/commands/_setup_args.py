@@ -93,8 +93,8 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The setup mapping: the --config file's (if any) with the flags applied on top."""
     base = setup_to_mapping(load_setup_file(args.config)) if args.config else {}
     base = copy.deepcopy(base)
-    if args.model:
-        base["model"] = args.model
+    if args.model is not None:  # an empty --model is refused, not replaced by the file's
+        base["model"] = args.model.strip()
     if not base.get("model"):
         raise UsageError("no model given", "pass --model NAME (see `vramdoc models`) or --config")
     if args.method:
@@ -128,7 +128,7 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
         training.pop("fsdp_config", None)
     if getattr(args, "nodes", None) is not None:
         base["nodes"] = args.nodes
-    if getattr(args, "gpu", None):
+    if getattr(args, "gpu", None) is not None:  # --gpu '' is refused by setup_from_mapping
         count, name = split_gpu_count(args.gpu)
         base["gpu"] = name
         if count is not None:
@@ -137,10 +137,13 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
                                  f"{args.num_gpus}", "give the count once")
             base["num_gpus"] = count
     lora_flags = {"r": args.lora_r, "lora_alpha": args.lora_alpha}
-    if args.lora_targets:
+    if args.lora_targets is not None:
         t = args.lora_targets.strip()
         lora_flags["target_modules"] = t if t == "all-linear" else [x.strip() for x in t.split(",")
                                                                     if x.strip()]
+        if not lora_flags["target_modules"]:
+            raise UsageError(f"--lora-targets {args.lora_targets!r} names no target module",
+                             "give module names such as q_proj,v_proj, or all-linear")
     if any(v is not None for v in lora_flags.values()):
         if "lora" not in base:
             raise UsageError("LoRA flags given for a full fine-tune",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from vramdoc.commands._setup_args import add_setup_arguments, setup_from_args
 from vramdoc.errors import EXIT_DOES_NOT_FIT, EXIT_OK
+from vramdoc.safeload import dumps_strict
 
 NAME = "estimate"
 ORDER = 10
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_model(setup.model)
     est = estimate(setup, model=spec, host_limit=host_ram_limit(args))
     if args.json:
-        json.dump(est.to_json(), sys.stdout, indent=2)
+        sys.stdout.write(dumps_strict(est.to_json(), indent=2))
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_estimate(est))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
 from vramdoc.errors import UsageError
 from vramdoc.hardware import GpuSpec, gpu_catalog, resolve_gpu
 from vramdoc.hardware.spec import ARCHITECTURES
+from vramdoc.safeload import dumps_strict
 from vramdoc.units import gib, parse_size
 
 NAME = "gpus"
@@ -115,15 +115,16 @@ def run(args: argparse.Namespace) -> int:
     if args.gpu:
         spec = resolve_gpu(args.gpu)
         if args.json:
-            print(json.dumps(spec.to_json(), indent=2))
+            print(dumps_strict(spec.to_json(), indent=2))
         else:
             print(render_one(spec))
         return 0
-    min_bytes = parse_size(args.min_memory, what="--min-memory") if args.min_memory else None
-    arch = _arch(args.arch) if args.arch else None
+    min_bytes = (parse_size(args.min_memory, what="--min-memory")
+                 if args.min_memory is not None else None)
+    arch = _arch(args.arch) if args.arch is not None else None
     gpus = select(gpu_catalog(), min_memory_bytes=min_bytes, arch=arch)
     if args.json:
-        print(json.dumps([g.to_json() for g in gpus], indent=2))
+        print(dumps_strict([g.to_json() for g in gpus], indent=2))
         return 0
     if not gpus:
         print("no catalog GPU matches these filters", file=sys.stderr)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from vramdoc.errors import UsageError
+from vramdoc.safeload import dumps_strict
 
 NAME = "models"
 HELP = "list the offline model catalog with exact parameter counts, or show one model"
@@ -49,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         if args.family:
             raise UsageError("--family filters the catalog list, not one MODEL",
                              "drop --family, or drop MODEL")
+        from vramdoc.setup import MAX_NUM_LABELS
+
+        if args.num_labels > MAX_NUM_LABELS:
+            raise UsageError(f"--num-labels {args.num_labels:,} is more than vramdoc plans for "
+                             f"(at most {MAX_NUM_LABELS:,})", "check for a typo")
         spec = models.resolve_model(args.model)
         groups = models.param_groups(spec, args.task, args.num_labels)
         task = args.task or models.default_task(spec)
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dump(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=1)
+    sys.stdout.write(dumps_strict(obj, indent=1))
     sys.stdout.write("\n")
 
 

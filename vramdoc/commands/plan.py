@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from vramdoc.errors import EXIT_DOES_NOT_FIT, EXIT_OK, UsageError
+from vramdoc.safeload import dumps_strict
 
 NAME = "plan"
 ORDER = 20
@@ -108,15 +108,21 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The PlanRequest the flags describe (also used by tests and the benchmark)."""
     from vramdoc.hardware import resolve_gpu
     from vramdoc.planner import PlanRequest
-    from vramdoc.setup import TrainSetup, load_setup_file
+    from vramdoc.setup import (
+        MAX_EFFECTIVE_BATCH,
+        MAX_SEQ_LENGTH,
+        TrainSetup,
+        load_setup_file,
+    )
     from vramdoc.units import parse_size
 
     base = load_setup_file(args.config) if args.config else None
-    model = args.model or (base.model if base else None)
+    # an empty --model or --gpu is refused, never replaced by the setup file's
+    model = args.model.strip() if args.model is not None else (base.model if base else None)
     if not model:
         raise UsageError("no model given", "add --model NAME (see `vramdoc models`) or --config")
-    gpu_text = args.gpu or (base.gpu if base else None)
-    if not gpu_text:
+    gpu_text = args.gpu if args.gpu is not None else (base.gpu if base else None)
+    if not gpu_text or not gpu_text.strip():
         raise UsageError("no GPU given", "add --gpu NAME, a size such as --gpu 6GB, or --gpu auto")
     from vramdoc.commands._setup_args import split_gpu_count
 
@@ -135,10 +141,15 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         base.max_seq_length if base else DEFAULT_SEQ_LEN)
     eb = args.effective_batch if args.effective_batch is not None else (
         base.effective_batch_size if base else DEFAULT_EFFECTIVE_BATCH)
-    for flag, value in (("--seq-len", seq), ("--effective-batch", eb), ("--top", args.top)):
+    for flag, value, cap in (("--seq-len", seq, MAX_SEQ_LENGTH),
+                             ("--effective-batch", eb, MAX_EFFECTIVE_BATCH),
+                             ("--top", args.top, None)):
         if value <= 0:
             raise UsageError(f"{flag} must be larger than zero, got {value}",
                              f"e.g. {flag} {16 if flag != '--top' else 3}")
+        if cap is not None and value > cap:
+            raise UsageError(f"{flag} {value:,} is more than vramdoc plans for (at most {cap:,})",
+                             "check for a typo")
     # the setup file names the GPU the way the user did, so `vramdoc estimate` resolves the same
     gpu_name = gpu.name if gpu_text.strip().lower() == "auto" else gpu_text
     if base is None:
@@ -147,7 +158,7 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     else:
         base = base.replace(model=model, max_seq_length=seq, gpu=gpu_name, num_gpus=num_gpus,
                             nodes=nodes)
-    margin = parse_size(args.margin, what="--margin") if args.margin else None
+    margin = parse_size(args.margin, what="--margin") if args.margin is not None else None
     return PlanRequest(model=model, gpu=gpu, seq_len=seq, effective_batch=eb,
                        methods=_methods(args.method), base=base,
                        allow_shorter_seq=args.allow_shorter_seq, top_k=args.top,
@@ -173,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         written = write_kit(args.out, result.best, result.spec, result.gpu, force=args.force)
         sys.stderr.write(f"\nrun kit written to {args.out}: {', '.join(written)}\n")
     if args.json:
-        json.dump(result_to_json(result), sys.stdout, indent=2)
+        sys.stdout.write(dumps_strict(result_to_json(result), indent=2))
         sys.stdout.write("\n")
     elif result.best is not None:
         if args.emit == "yaml":

@@ -21,7 +21,7 @@ from typing import Any
 
 from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
 from vramdoc.estimate.adapters import check_lora_targets, zero_trainable_error
-from vramdoc.estimate.distributed import DistParts, sharding
+from vramdoc.estimate.distributed import DistParts, shard, sharding
 from vramdoc.estimate.hostram import host_ram
 from vramdoc.estimate.liger import flce_bytes, liger_applies
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
@@ -34,7 +34,7 @@ from vramdoc.estimate.stack import (
     lazy_module_loading,
     loss_shift_copy,
 )
-from vramdoc.models.spec import EXPERTS, ROUTER
+from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, ROUTER
 from vramdoc.setup import TrainSetup
 from vramdoc.units import MiB
 
@@ -173,6 +173,20 @@ def _fsdp_checkpointing(setup: TrainSetup) -> bool:
     return bool(o is not None and o.activation_checkpointing)
 
 
+def _embedding_grads(setup: TrainSetup, spec: Any, groups: Any, div: int) -> tuple[int, int]:
+    """Gradient bytes of the trainable input embeddings: (untied ones, ones a head is tied
+    to). An untied one's gradient is allocated last; a tied one's exists from the head's
+    backward on, and its own backward adds a V*h result into it."""
+    heads = {g.tied_to for g in groups if g.kind == HEAD and g.tied_to}
+
+    def grads_of(tied: bool) -> int:
+        emb = account_params(setup, spec, tuple(g for g in groups if g.kind == EMBEDDING
+                                                and (g.path in heads) == tied))
+        return shard(emb.trainable_bytes, div) if emb.embedding_trainable else 0
+
+    return grads_of(False), grads_of(True)
+
+
 def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                    host_limit: int | None = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""
@@ -259,9 +273,29 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
-    bwd_end = {**zero, **live, "optimizer_states": states,
-               "gradients": grads + unit_grads + grads_fwd_comm,
-               "activations": end_acts + (acts.checkpoint_bytes // max(spec.num_hidden_layers, 1))}
+    # Backward runs the model in reverse: a trainable input embedding is the last module it
+    # reaches. When the embedding's backward runs, the first block's tensors (saved or
+    # recomputed activations, its checkpointed input) are freed; live are all gradients, the
+    # gradient of the embedding output (b*s*h in the compute dtype) and, for an untied
+    # embedding, nothing else (its fresh gradient becomes .grad) or, for one tied to the head
+    # (whose backward made .grad long before), embedding_dense_backward's V*h result that is
+    # then added into .grad. Counting all gradients with the first block's activations paired
+    # instants that never coincide, and made a checkpointed step look larger than a plain one
+    # (by its checkpointed input) for short sequences, where this end of backward is the peak.
+    # Fake-tensor traces (vramdoc probe --device fake, full bf16, eager, batch 1) have the
+    # same activations at the backward peak with and without checkpointing: llama-2-7b seq 32
+    # 263,168 B (the output gradient + 1 KiB), qwen2.5-0.5b seq 16 272,270,336 B (V*h*2 + 1 KiB).
+    untied, tied = _embedding_grads(setup, spec, groups, sh.grads_div)
+    block0 = {**zero, **live, "optimizer_states": states,
+              "gradients": grads + unit_grads + grads_fwd_comm - untied,
+              "activations": end_acts + (acts.checkpoint_bytes
+                                         // max(spec.num_hidden_layers, 1))}
+    last = {**zero, **live, "optimizer_states": states,
+            "gradients": grads + unit_grads + grads_fwd_comm,
+            "activations": t.per_device_train_batch_size * setup.max_seq_length
+            * spec.hidden_size * st.r + tied}
+    bwd_end = block0 if not (untied or tied) or sum(block0.values()) >= sum(
+        last.values()) else last
     backward = bwd_start if sum(bwd_start.values()) >= sum(bwd_end.values()) else bwd_end
     step = {**zero, **base, "optimizer_states": states, "gradients": grads + grads_fwd_comm,
             "optimizer_temporaries": temps}

@@ -12,7 +12,7 @@ from the library's source at the named release:
   bitsandbytes quantized them; transformers 5 fuses each layer's experts into 3-D parameters
   that bitsandbytes leaves unquantized (see vramdoc/models/_llama_like.py).
 
-and ``stack: {torch: 1.12}``:
+and ``stack: {torch: "1.12"}`` (quoted: YAML reads 1.12 as a number, and 2.10 as 2.1):
 
 - Optimizer: from torch 2.0 ``torch.optim`` picks the multi-tensor (foreach) implementation by
   default on CUDA (``_default_to_fused_or_foreach``); before, the per-parameter loop, whose

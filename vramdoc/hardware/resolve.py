@@ -74,6 +74,8 @@ def resolve_gpu(text: str) -> GpuSpec:
     if not isinstance(text, str) or not text.strip():
         raise UnknownGpuError("no GPU given", HINT_LIST)
     raw = text.strip()
+    if len(raw) > 100:  # no GPU name or size is this long; keep the message one line
+        raise UnknownGpuError(f"unknown GPU {raw[:40]!r}... ({len(raw):,} characters)", HINT_LIST)
     auto = _AUTO_RE.match(raw)
     if auto:
         return resolve_local(int(auto.group(1) or 0))

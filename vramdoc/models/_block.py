@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vramdoc.errors import ConfigError
+from vramdoc.safeload import show
+
 # activation of each config class when config.json leaves it out
 _ACT_DEFAULTS = {
     "gpt2": "gelu_new", "gpt_bigcode": "gelu_pytorch_tanh", "opt": "relu", "bloom": "gelu",
@@ -51,8 +54,12 @@ class BlockFacts:
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
     for k in keys:
-        if cfg.get(k) is not None:
-            return float(cfg[k])
+        v = cfg.get(k)
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+                raise ConfigError([f"{k} must be a probability between 0 and 1, got {show(v)}"],
+                                  "model config", "fix the config.json fields named above")
+            return float(v)
     return default
 
 

@@ -8,12 +8,18 @@ legacy aliases of the matching ``transformers`` config class (checked against
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vramdoc.errors import ConfigError
 from vramdoc.models.spec import ATTN_ALL, EMBEDDING, HEAD, LINEAR, NORM, OTHER, ParamGroup
+from vramdoc.safeload import show
+
+# The largest size a config.json dimension may have: no released model has a width, depth,
+# vocabulary or position count near 2**31 (vocabularies are ~2**18, widths ~2**16).
+MAX_DIM = 2**31
 
 # config.json "torch_dtype" (transformers < 5) or "dtype" (transformers >= 5) -> canonical name.
 _DTYPES = {
@@ -32,7 +38,7 @@ def checkpoint_dtype(config: Mapping[str, Any]) -> str:
     raw = config.get("dtype") or config.get("torch_dtype")
     if raw is None:
         return "float32"
-    name = _DTYPES.get(str(raw).lower())
+    name = _DTYPES.get(raw.lower()) if isinstance(raw, str) else None
     if name is None:
         raise ConfigError([f"dtype {raw!r} is not float32, bfloat16 or float16"], "model config")
     return name
@@ -61,17 +67,25 @@ class Cfg:
     def int(self, *names: str, default: int | None = None) -> int:
         """A positive int under one of ``names``; a problem is recorded when missing or bad."""
         v = self.get(*names, default=default)
-        if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v <= 0:
+        whole = (not isinstance(v, bool) and isinstance(v, int | float)
+                 and (isinstance(v, int) or (math.isfinite(v) and v == int(v))))
+        if not whole or v <= 0 or v > MAX_DIM:
             self.problems.append(
-                f"{names[0]} must be a positive integer, got {v!r}" if v is not None
-                else f"{names[0]} is missing"
+                f"{names[0]} must be a positive integer up to 2**31, got {show(v)}"
+                if v is not None else f"{names[0]} is missing"
             )
             return 1
         return int(v)
 
     def flag(self, *names: str, default: bool) -> bool:
-        """A boolean under one of ``names`` (``default`` when absent or null)."""
-        return bool(self.get(*names, default=default))
+        """A boolean under one of ``names`` (``default`` when absent or null).
+
+        A quoted ``"false"`` is recorded as a problem, never read as true."""
+        v = self.get(*names, default=default)
+        if not isinstance(v, bool):
+            self.problems.append(f"{names[0]} must be true or false, got {show(v)}")
+            return default
+        return v
 
     def sub(self, key: str, what: str) -> Cfg:
         """The nested config under ``key`` (``text_config``, ``vision_config``), maybe empty."""

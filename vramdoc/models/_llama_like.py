@@ -47,6 +47,7 @@ from vramdoc.models._cfg import (
     score_head,
 )
 from vramdoc.models.spec import ATTN_ALL, EXPERTS, ROUTER, ParamGroup
+from vramdoc.safeload import show
 
 SEQ_CLS = "sequence-classification"
 
@@ -75,7 +76,13 @@ def _sliding(c: Cfg, mt: str) -> int | None:
     sw = c.raw["sliding_window"] if "sliding_window" in c.raw else _SLIDING_DEFAULT.get(mt)
     if mt in ("qwen2", "qwen3") and not c.flag("use_sliding_window", default=False):
         return None
-    return int(sw) if sw else None
+    if sw is None or sw is False or sw == 0:
+        return None
+    number = not isinstance(sw, bool) and isinstance(sw, int | float)
+    if not number or not 0 < sw <= 2**31 or sw != int(sw):
+        c.problems.append(f"sliding_window must be a positive integer or null, got {show(sw)}")
+        return None
+    return int(sw)
 
 
 def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from functools import cache, lru_cache
 from typing import Any
 
-from vramdoc.errors import UnknownModelError, UsageError
+from vramdoc.errors import ConfigError, UnknownModelError, UsageError
 from vramdoc.models._block import block_facts
 from vramdoc.models._cfg import Builder, Cfg, checkpoint_dtype
 from vramdoc.models.spec import ModelSpec, ParamGroup
+from vramdoc.safeload import show
 
 CAUSAL_LM = "causal-lm"
 SEQUENCE_CLASSIFICATION = "sequence-classification"
@@ -70,7 +71,7 @@ def _arch(model_type: Any) -> tuple[str, _Arch]:
     mt = str(model_type or "")
     mt = _MODEL_TYPE_ALIASES.get(mt, mt)
     if mt not in _REGISTRY:
-        shown = repr(model_type) if model_type else "no model_type"
+        shown = f"model_type {show(model_type)}" if model_type else "no model_type"
         raise UnknownModelError(
             f"config has {shown}; vramdoc knows the architectures "
             + ", ".join(SUPPORTED_MODEL_TYPES),
@@ -114,13 +115,18 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
     c = Cfg(config, f"{name}: config")
     task = arch.tasks[0] if mt not in ("bert", "roberta") else SEQUENCE_CLASSIFICATION
     summary, groups = arch.build(c, task, 2)
+    if not c.problems:  # shapes are compared only when every number read is sound
+        _check_shapes(mt, summary, config, c.problems)
     dtype = checkpoint_dtype(config)
+    c.check()  # before reading text_config below: a text_config that is no mapping is listed
     if mt == "gemma3" and not (config.get("dtype") or config.get("torch_dtype")):
         dtype = checkpoint_dtype(config.get("text_config") or {})
-    c.check()
     text_cfg = config.get("text_config") if mt == "gemma3" else None
-    facts = block_facts(mt, text_cfg if isinstance(text_cfg, Mapping) else config,
-                        summary.num_hidden_layers, summary.sliding_window)
+    try:
+        facts = block_facts(mt, text_cfg if isinstance(text_cfg, Mapping) else config,
+                            summary.num_hidden_layers, summary.sliding_window)
+    except ConfigError as exc:  # name the file, as for the other fields
+        raise ConfigError(exc.problems, c.what, exc.hint) from None
     return ModelSpec(
         name=name, hf_id=hf_id, model_type=mt, family=summary.family,
         hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,
@@ -145,6 +151,31 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         qk_norm_full=facts.qk_norm_full,
         n_params=sum(g.numel for g in groups),
     )
+
+
+def _check_shapes(mt: str, s: Any, config: Mapping[str, Any], problems: list[str]) -> None:
+    """What transformers refuses when it builds the config or the model (transformers 5.24:
+    ``LlamaConfig.validate_architecture``, ``GPT2Attention.__init__``, the GQA ``repeat_kv``
+    and the router's ``topk``), so that vramdoc does not estimate a model that cannot run."""
+    a, kv, h = s.num_attention_heads, s.num_key_value_heads, s.hidden_size
+
+    def absent(*keys: str) -> str:
+        return "" if any(config.get(k) is not None for k in keys) else (
+            " (absent from config.json, so transformers' default)")
+
+    if h % a and (config.get("head_dim") is None or mt == "llama"):
+        problems.append(
+            f"hidden_size / n_embd = {h} is not a multiple of num_attention_heads / n_head = "
+            f"{a}{absent('num_attention_heads', 'n_head', 'num_heads', 'n_heads')}; transformers "
+            "refuses this shape: give heads that divide the hidden size")
+    if kv > a or a % kv:
+        problems.append(
+            f"num_key_value_heads = {kv} must divide num_attention_heads = {a} (each key/value "
+            "head serves a whole group of query heads)")
+    e, k = s.num_local_experts, s.num_experts_per_tok
+    if e and not 1 <= k <= e:
+        problems.append(f"num_experts_per_tok = {k} must be between 1 and the number of experts "
+                        f"({e}); the router picks top-k of the experts")
 
 
 def param_groups(spec: ModelSpec, task: str | None = None,

@@ -2,16 +2,17 @@
 
 Order: catalog short name, official repo id or alias (any case) -> a local ``config.json``
 file or a model directory holding one -> (only when ``huggingface_hub`` is installed and
-``HF_HUB_OFFLINE`` is not set) the repo's config.json from the Hub, which huggingface_hub
-caches on disk. Anything else is an :class:`~vramdoc.errors.UnknownModelError` with a
-did-you-mean and the hint to run ``vramdoc models``.
+``HF_HUB_OFFLINE`` is not set) the repo's config.json in huggingface_hub's disk cache, else one
+request to the Hub, with a 10 s timeout and no retries: an unreachable Hub is an error naming
+``HF_HUB_OFFLINE`` and the local-path alternative, at once. Anything else is an
+:class:`~vramdoc.errors.UnknownModelError` with a did-you-mean and the hint to run
+``vramdoc models``.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
-import json
 import os
 import re
 from functools import lru_cache
@@ -22,6 +23,11 @@ from vramdoc.errors import ConfigError, UnknownModelError, UsageError
 from vramdoc.models import _catalog
 from vramdoc.models.inventory import spec_from_config
 from vramdoc.models.spec import ModelSpec
+from vramdoc.safeload import MAX_DATA_BYTES, load_json, read_text, short
+
+HUB_TIMEOUT_S = 10.0
+_HUB_HINT = ("set HF_HUB_OFFLINE=1 to skip the Hub, or pass the path of a local config.json or "
+             "model directory")
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 _HUB_PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf.co/")
@@ -46,22 +52,35 @@ def resolve_model(text: str) -> ModelSpec:
     if spec is not None:
         return spec
     path = Path(os.path.expanduser(t))
-    if path.exists():
+    if _exists(path):
         return _from_path(path)
     if _REPO_ID.match(t) and _hub_allowed():
         spec = _from_hub(t)
         if spec is not None:
             return spec
+    elif _REPO_ID.match(t) and importlib.util.find_spec("huggingface_hub") is not None:
+        raise UnknownModelError(
+            f"{_unknown(t).message}; it is not in the offline catalog and HF_HUB_OFFLINE (or "
+            "TRANSFORMERS_OFFLINE) is set, so the Hub was not asked",
+            "pass the path of a local config.json or model directory, or unset HF_HUB_OFFLINE")
     raise _unknown(text.strip())
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a path the OS refuses (too long, a NUL byte) does not."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _unknown(text: str) -> UnknownModelError:
     names = _catalog.known_names()
     by_lower = {n.lower(): n for n in reversed(names)}
-    close = difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(text.lower()[:200], list(by_lower), n=3, cutoff=0.6)
     suggest = f"; did you mean {', '.join(by_lower[c] for c in close)}?" if close else ""
     return UnknownModelError(
-        f"unknown model {text!r}{suggest}",
+        f"unknown model {short(text)!r}{suggest}",
         "run `vramdoc models` to list the offline catalog, or pass the path of a config.json "
         "or model directory",
     )
@@ -72,11 +91,13 @@ def _from_path(path: Path) -> ModelSpec:
     if not file.is_file():
         raise UnknownModelError(f"{path} has no config.json",
                                 "pass a model directory that contains config.json, or the file")
+    hint = "pass a Hugging Face config.json"
     try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError([f"not a readable JSON file: {exc}"], str(file),
-                          "pass a Hugging Face config.json") from exc
+        config = load_json(read_text(file, what="config.json", max_bytes=MAX_DATA_BYTES,
+                                     hint=hint), str(file))
+    except UsageError as exc:  # too large, not UTF-8, not JSON: one message, file named
+        raise ConfigError([f"not a readable JSON file: {exc.message}"], short(str(file)),
+                          hint) from None
     if not isinstance(config, dict):
         raise ConfigError(["the top level is not a JSON object"], str(file),
                           "pass a Hugging Face config.json")
@@ -119,26 +140,67 @@ def _reach_hub_once(repo_id: str) -> None:
 
 @lru_cache(maxsize=64)
 def _from_hub(repo_id: str) -> ModelSpec | None:
-    """The repo's config.json via huggingface_hub (disk-cached by it), or None when missing."""
-    try:
-        from huggingface_hub import hf_hub_download  # lazy: only for names off the catalog
-    except Exception:  # noqa: BLE001
-        return None
-    try:  # the disk cache first: no network at all
-        file = Path(hf_hub_download(repo_id, "config.json", local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached
-        _reach_hub_once(repo_id)
-        try:
-            file = Path(hf_hub_download(repo_id, "config.json"))
-        except Exception:  # noqa: BLE001 - any hub failure means "not found" to the user
+    """The repo's config.json from huggingface_hub's disk cache, else from one Hub request;
+    None when the Hub says the repo has no config.json.
+
+    Raises:
+        UnknownModelError: the Hub cannot be reached, or refuses access (gated repo), at once
+            (one try, ``HUB_TIMEOUT_S``): no retry loop between the user and the answer.
+    """
+    from huggingface_hub import try_to_load_from_cache  # lazy: only for names off the catalog
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    if isinstance(cached, str):
+        file = Path(cached)
+        config: Any = load_json(read_text(file, what="config.json", max_bytes=MAX_DATA_BYTES,
+                                          hint=_HUB_HINT), str(file))
+        # .../snapshots/<commit>/config.json: cite the exact revision that was read.
+        revision = file.parent.name
+    else:
+        config, revision = _fetch_config(repo_id)
+        if config is None:
             return None
-    try:
-        config: Any = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
     if not isinstance(config, dict):
-        return None
-    # .../snapshots/<commit>/config.json: cite the exact revision that was read.
-    revision = file.parent.name
+        raise ConfigError(["the top level is not a JSON object"], f"{repo_id}: config.json",
+                          "pass a Hugging Face config.json")
     source = f"https://huggingface.co/{repo_id}/blob/{revision}/config.json"
     return spec_from_config(config, name=repo_id, hf_id=repo_id, source=source)
+
+
+def _fetch_config(repo_id: str) -> tuple[Any, str]:
+    """One GET of the repo's config.json: (parsed JSON, commit) or (None, "") when missing."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import get_token
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    req = urllib.request.Request(f"{endpoint}/{repo_id}/resolve/main/config.json")
+    token = get_token()
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=HUB_TIMEOUT_S) as resp:  # noqa: S310 - https
+            data = resp.read(MAX_DATA_BYTES + 1)
+            revision = resp.headers.get("X-Repo-Commit") or "main"
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None, ""
+        if exc.code in (401, 403):
+            raise UnknownModelError(
+                f"the Hugging Face Hub refuses {repo_id!r} (HTTP {exc.code}: gated or private)",
+                "accept the licence on its Hub page and log in (`hf auth login`), or pass the "
+                "path of a local config.json") from None
+        raise UnknownModelError(f"the Hugging Face Hub answered HTTP {exc.code} for {repo_id!r}",
+                                _HUB_HINT) from None
+    except (OSError, ValueError) as exc:  # URLError, timeouts, DNS failures
+        reason = getattr(exc, "reason", None) or exc
+        raise UnknownModelError(f"cannot reach the Hugging Face Hub for {repo_id!r} ({reason})",
+                                _HUB_HINT) from None
+    if len(data) > MAX_DATA_BYTES:
+        raise UnknownModelError(f"{repo_id}: config.json is larger than 16 MiB", _HUB_HINT)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UnknownModelError(f"{repo_id}: config.json is not UTF-8 text", _HUB_HINT) from None
+    return load_json(text, f"{repo_id}: config.json"), revision

@@ -47,7 +47,7 @@ from vramdoc.planner.space import (
     Candidate,
     Combo,
     combos,
-    divisors,
+    micro_batches,
     optim_state_bits,
     seq_lengths,
     to_setup,
@@ -254,7 +254,7 @@ class _Search:
     def judge(self) -> list[tuple[tuple[Any, ...], Candidate]]:
         """Every candidate, rule-filtered, with its ranking key."""
         seqs = seq_lengths(self.req.seq_len, self.req.allow_shorter_seq)
-        mbs = divisors(self.req.effective_batch)
+        mbs = micro_batches(self.req.effective_batch)
         eb = self.req.effective_batch
         err_combo, err_cand = self._split(self.errors)
         warn_combo, warn_cand = self._split(self.warnings)
@@ -342,7 +342,7 @@ class _Search:
 
             fit: set[int] = set()
             if ok(1, 1):
-                ladder = [mb for mb in divisors(eb) if mb < eb]
+                ladder = [mb for mb in micro_batches(eb) if mb < eb]
                 if ladder and ok(ladder[0]):
                     lo, hi = 0, len(ladder) - 1  # ladder[lo] fits; find the last that fits
                     while lo < hi:

@@ -125,8 +125,52 @@ class Candidate:
 
 
 def divisors(n: int) -> tuple[int, ...]:
-    """Micro-batch sizes that divide the effective batch exactly, ascending."""
-    return tuple(d for d in range(1, n + 1) if n % d == 0)
+    """Micro-batch sizes that divide the effective batch exactly, ascending.
+
+    Trial division up to sqrt(n), each hit giving its pair: 2**16 steps for n = 2**32.
+
+    >>> divisors(12)
+    (1, 2, 3, 4, 6, 12)
+    >>> divisors(1_000_000_007)
+    (1, 1000000007)
+    """
+    small, large = [], []
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d * d != n:
+                large.append(n // d)
+        d += 1
+    return (*small, *reversed(large))
+
+
+# An effective batch with more divisors than this gets one micro-batch rung per power of two.
+# Only effective batches from 10,080 up have more than 64 divisors (7,560 has exactly 64), so
+# every everyday value keeps all of its micro-batches.
+MAX_RUNGS = 64
+
+
+def micro_batches(n: int) -> tuple[int, ...]:
+    """The micro-batch rungs the planner tries for effective batch ``n``, ascending.
+
+    Every divisor while there are at most ``MAX_RUNGS``; beyond that (720,720 has 240, some
+    numbers below 2**32 have 1,344) the largest divisor in each power-of-two range [2**k,
+    2**(k+1)), which keeps the search to at most 33 rungs: memory and step time change
+    smoothly with the micro-batch, so a rung within 2x of any divisor loses little.
+
+    >>> micro_batches(48)
+    (1, 2, 3, 4, 6, 8, 12, 16, 24, 48)
+    >>> micro_batches(720720)[:8], len(divisors(720720)), len(micro_batches(720720))
+    ((1, 3, 7, 15, 30, 63, 126, 252), 240, 20)
+    """
+    ds = divisors(n)
+    if len(ds) <= MAX_RUNGS:
+        return ds
+    best: dict[int, int] = {}
+    for d in ds:
+        best[d.bit_length()] = d  # ascending: the last seen in each range is its largest
+    return tuple(sorted({1, n, *best.values()}))
 
 
 def seq_lengths(seq_len: int, allow_shorter: bool) -> tuple[int, ...]:

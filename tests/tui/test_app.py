@@ -40,7 +40,7 @@ def test_replay_of_a_finished_run_shows_everything():
             await until(pilot, lambda: screen(app).done_reading)
             await pilot.pause()
             bar = app.query_one(RunBar).view
-            assert (bar.step, bar.max_steps, bar.status_text) == (54, 54, "ended (finished)")
+            assert (bar.step, bar.max_steps, bar.status_text) == (54, 54, "finished at step 54")
             alerts = app.query_one(AlertList).view
             assert [a.code for a in alerts] == ["W106", "W107", "W111", "W102"]
             loss = app.query_one("#chart-loss", Chart).view

@@ -113,10 +113,17 @@ def run_bar(state: RunState, follower: Follower | None, run_label: str) -> RunBa
     latest = state.latest or {}
     status = follower.status.value if follower is not None else (
         FollowerStatus.ENDED.value if state.ended else FollowerStatus.LIVE.value)
-    text = follower.describe() if follower is not None else status
-    if state.ended and follower is not None and follower.status is FollowerStatus.ENDED:
-        reason = state.ended.get("reason") or "finished"
-        text = text.replace("ended", f"ended ({reason})", 1)
+    if follower is not None and (state.header is None
+                                 or follower.status is FollowerStatus.FOREIGN):
+        text = follower.describe()
+    else:
+        parts = [state.outcome(follower.path if follower is not None else None).text]
+        total = state.sessions + state.skipped_sessions
+        if total > 1:
+            parts.append(f"session {total} of {total}")
+        if follower is not None:
+            parts += follower.problems()
+        text = ", ".join(parts)
     return RunBarView(title=run_label, detail=" · ".join(bits), step=latest.get("step"),
                       max_steps=state.args.get("max_steps"), status=status, status_text=text)
 
@@ -223,5 +230,5 @@ def snapshot(state: RunState, follower: Follower | None, run_label: str,
         alerts=tuple(dataclasses.replace(a) for a in state.alerts),
         rules_error=state.rules_error,
         revision=state.revision,
-        steps=len(state.steps),
+        steps=state.step_count,
     )

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _once(run_dir: str, path: Path, *, as_json: bool) -> int:
     from vramdoc.monitor.follower import Follower, FollowerStatus
+    from vramdoc.monitor.outcome import printable
     from vramdoc.monitor.run import RunState
     from vramdoc.monitor.schema import encode_value
 
@@ -129,7 +130,7 @@ def _once(run_dir: str, path: Path, *, as_json: bool) -> int:
         json.dump(encode_value(summary), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(_text(run_dir, summary, follower.problems()))
+        sys.stdout.write(printable(_text(run_dir, summary, follower.problems())))
     return EXIT_DOES_NOT_FIT if errors else EXIT_OK
 
 
@@ -143,11 +144,15 @@ def read_to_end(follower: Any, state: Any) -> None:
     state.feed(follower.finish())
 
 
-def _session_lines(s: dict[str, Any]) -> list[str]:
+def _sessions_line(s: dict[str, Any]) -> list[str]:
+    if s["sessions"] <= 1:
+        return []
+    return [f"sessions   {s['sessions']} in this log; this is the latest "
+            f"({s['earlier_sessions']} earlier, not shown)"]
+
+
+def _order_line(s: dict[str, Any]) -> list[str]:
     lines = []
-    if s["sessions"] > 1:
-        lines.append(f"sessions   {s['sessions']} in this log; this is the latest "
-                     f"({s['earlier_sessions']} earlier, not shown)")
     order = []
     if s["out_of_order_steps"]:
         order.append(f"{s['out_of_order_steps']} step(s) arrived out of order "
@@ -180,8 +185,9 @@ def _text(run_dir: str, s: dict[str, Any], problems: list[str]) -> str:
     lines = [
         f"run        {run_dir}",
         f"status     {s['status']['text']}",
-        *_session_lines(s),
+        *_sessions_line(s),
         f"steps      {s['steps']} (last {s['last_step']})" if s["steps"] else "steps      none yet",
+        *_order_line(s),
         f"loss       last {_num(s['loss_last'])}, min {_num(s['loss_min'])}, "
         f"{s['nonfinite_losses']} non-finite",
     ]

@@ -271,9 +271,17 @@ class Follower:
         raw = raw.strip()
         if not raw:
             return None
+        if len(raw) > MAX_LINE_BYTES:
+            self.oversized += 1
+            return None
+        if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (an editor's save)
+            raw = raw[3:]
         try:
             event = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
+            self.corrupt += 1
+            return None
+        if b"\\u" in raw and not _encodable(event):  # a lone surrogate escape ("\ud800")
             self.corrupt += 1
             return None
         if not isinstance(event, dict) or event.get("kind") not in KINDS:
@@ -297,6 +305,14 @@ class Follower:
         elif event["kind"] == "end":
             self.status = FollowerStatus.ENDED
         return event
+
+
+def _encodable(event: Any) -> bool:
+    try:
+        json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def iter_events(run: str | Path) -> Iterator[dict[str, Any]]:

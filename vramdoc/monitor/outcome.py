@@ -84,9 +84,27 @@ def _age_text(seconds: float) -> str:
     return f"{s // 86400} days"
 
 
+# C0 and C1 control characters (terminal escapes included) shown as "?"; newlines kept.
+_CONTROLS = {c: "?" for c in [*range(0, 32), *range(127, 160)] if c != 10}
+
+
+def printable(text: Any) -> str:
+    r"""Text from a log made safe for a terminal: no control characters, no lone surrogates.
+
+    >>> printable("ok\x1b[2J") + printable(chr(0xD800)) + printable("line\nnext")
+    'ok?[2J?line\nnext'
+    """
+    out = str(text).translate(_CONTROLS)
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        out = out.encode("utf-8", "replace").decode("utf-8")
+    return out
+
+
 def short_message(text: Any) -> str:
     """The first line of an exception's message, cut to :data:`MESSAGE_CHARS`."""
-    first = str(text or "").strip().splitlines()
+    first = printable(text or "").strip().splitlines()
     line = first[0] if first else ""
     return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 3] + "..."
 
@@ -108,7 +126,7 @@ class Outcome:
 
 
 def _error_text(error: dict[str, Any]) -> str:
-    kind = error.get("type") or "error"
+    kind = printable(error.get("type") or "error")[:MESSAGE_CHARS]
     msg = short_message(error.get("message"))
     return f"{kind}: {msg}" if msg else str(kind)
 
@@ -129,7 +147,8 @@ def from_end(end: dict[str, Any], last_step: int | None,
         return Outcome("crashed", f"crashed at step {at}: {_error_text(error)}", at, error)
     if reason == "interrupted":
         at = (step or 0) + 1
-        by = f"by {signal}" if signal else (f"by {error.get('type')}" if error else "")
+        by = (f"by {short_message(signal)}" if signal
+              else (f"by {short_message(error.get('type'))}" if error else ""))
         text = f"interrupted at step {at}" + (f" {by}" if by else "")
         return Outcome("interrupted", text, at, error, signal)
     if reason == "finished":
@@ -138,6 +157,7 @@ def from_end(end: dict[str, Any], last_step: int | None,
         at = last_error.get("step") if isinstance(last_error.get("step"), int) else None
         return Outcome("crashed", f"crashed at step {at}: {_error_text(last_error)}", at,
                        last_error)
+    reason = short_message(reason)
     return Outcome("exited", f"ended at step {step}: {reason}" if step else f"ended: {reason}",
                    step)
 

@@ -272,7 +272,7 @@ class RunState:
 
     def _on_step(self, ev: dict[str, Any]) -> None:
         raw = ev.get("step")
-        step = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else (
+        step = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else (
             (self._max_step or 0) + 1)
         ev["step"] = step
         if self._max_step is not None and step <= self._max_step:

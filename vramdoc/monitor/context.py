@@ -24,8 +24,12 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
 
+_INF = (math.inf, -math.inf)
+
+
 def _median(values: Any) -> float | None:
-    vals = [v for v in values if _finite(v)]
+    # Inline finiteness test (v == v is False for NaN): this runs three times per step.
+    vals = [v for v in values if v is not None and v == v and v not in _INF]
     return statistics.median(vals) if vals else None
 
 

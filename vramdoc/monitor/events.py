@@ -13,7 +13,7 @@ a GPU does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from vramdoc.monitor.schema import KINDS
@@ -21,41 +21,38 @@ from vramdoc.monitor.schema import KINDS
 MAX_INT = 2**63
 MAX_TEXT = 100_000  # characters in one string field (a traceback fits; a runaway does not)
 
-Check = Callable[[Any], bool]
+# Field kinds (every field may also be null). Checked by type() in one function, since this
+# runs on every line of a log that may hold millions.
+UINT = "a whole number in [0, 2**63)"
+INT = "a whole number"
+NUMBER = "a number"
+TEXT = "a string"
+BOOL = "true or false"
+DICT = "an object"
+_NONFINITE = frozenset(("NaN", "Infinity", "-Infinity"))
 
 
 def _is_uint(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAX_INT
+    return type(v) is int and 0 <= v < MAX_INT
 
 
-def _is_number(v: Any) -> bool:
-    """A float as the recorder writes it: a number, or one of the non-finite strings."""
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return -MAX_INT < v < MAX_INT
-    return isinstance(v, float) or v in ("NaN", "Infinity", "-Infinity")
+def _ok(kind: str, v: Any) -> bool:
+    t = type(v)
+    if kind is NUMBER:  # a float as the recorder writes it: a number or a non-finite string
+        return t is float or (t is int and -MAX_INT < v < MAX_INT) or (
+            t is str and v in _NONFINITE)
+    if kind is UINT:
+        return t is int and 0 <= v < MAX_INT
+    if kind is TEXT:
+        return t is str and len(v) <= MAX_TEXT
+    if kind is BOOL:
+        return t is bool
+    if kind is DICT:
+        return t is dict
+    return t is int and -MAX_INT < v < MAX_INT  # INT
 
 
-def _is_text(v: Any) -> bool:
-    return isinstance(v, str) and len(v) <= MAX_TEXT
-
-
-def _opt(check: Check) -> Check:
-    return lambda v: v is None or check(v)
-
-
-UINT = _opt(_is_uint)
-NUMBER = _opt(_is_number)
-TEXT = _opt(_is_text)
-BOOL = _opt(lambda v: isinstance(v, bool))
-DICT = _opt(lambda v: isinstance(v, dict))
-INT = _opt(lambda v: isinstance(v, int) and not isinstance(v, bool) and -MAX_INT < v < MAX_INT)
-
-_EXPECTED = {UINT: "a whole number in [0, 2**63)", NUMBER: "a number", TEXT: "a string",
-             BOOL: "true or false", DICT: "an object", INT: "a whole number"}
-
-# field -> check; nested objects map to (check of the object, spec of its fields)
+# field -> kind; nested objects map to (DICT, the spec of their fields or "uint-values")
 Spec = Mapping[str, Any]
 
 _MEM: Spec = {k: UINT for k in ("allocated_bytes", "reserved_bytes", "peak_allocated_bytes",
@@ -103,26 +100,23 @@ def _short(v: Any) -> str:
 
 def _check(obj: Mapping[str, Any], spec: Spec, where: str) -> str | None:
     for name, rule in spec.items():
-        if name not in obj:
+        value = obj.get(name)
+        if value is None:
             continue
-        value = obj[name]
         if isinstance(rule, tuple):
-            check, sub = rule
-            if not check(value):
+            _, sub = rule
+            if type(value) is not dict:
                 return f"{where}{name} {_short(value)} is not an object"
-            if value is None:
-                continue
             if sub == "uint-values":
                 bad = next((k for k, x in value.items() if not _is_uint(x)), None)
                 if bad is not None:
-                    return (f"{where}{name}.{bad} {_short(value[bad])} is not "
-                            f"{_EXPECTED[UINT]}")
+                    return f"{where}{name}.{bad} {_short(value[bad])} is not {UINT}"
             else:
                 problem = _check(value, sub, f"{where}{name}.")
                 if problem:
                     return problem
-        elif not rule(value):
-            return f"{where}{name} {_short(value)} is not {_EXPECTED.get(rule, 'valid')}"
+        elif not _ok(rule, value):
+            return f"{where}{name} {_short(value)} is not {rule}"
     return None
 
 

@@ -12,7 +12,8 @@ writing to one folder at once) are skipped and counted, so two runs never mix in
 
 **Step order.** Within a session steps are kept sorted by step number: a step that arrives
 late is put in its place, a repeated step number replaces the earlier event of that number
-(the later write wins). The rules see steps in the order they were written, and only steps
+(the later write wins; beyond the charts' window a repeat cannot be told from a late step and
+is counted as one). The rules see steps in the order they were written, and only steps
 that move the run forward: a late step is drawn, counted and summarised but never compared
 with steps that came after it.
 

@@ -125,7 +125,7 @@ class WatchScreen(Screen[None]):
     def apply(self, snap: Snapshot) -> None:
         if self.paused and self.current is not None:
             self.pending = snap
-            self.query_one(RunBar).set_paused(True, snap.steps - self.current.steps)
+            self.query_one(RunBar).set_paused(True, max(0, snap.steps - self.current.steps))
             return
         self.current = snap
         self.query_one(RunBar).show(snap.bar)

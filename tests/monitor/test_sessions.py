@@ -129,3 +129,16 @@ def test_recorder_lines_carry_their_session(tmp_path):
     events = list(iter_events(tmp_path))
     assert {e["session"] for e in events} == {rec.session}
     assert events[0]["pid"] > 0 and events[0]["host"]
+
+
+def test_the_benchmark_log_is_valid_and_read_whole(tmp_path, run_cli):
+    """bench_watch_once must time real reading, not the skipping of lines it got wrong."""
+    from tests.benchmarks.bench_watch_once import generate
+
+    written, steps = generate(tmp_path / "events.jsonl", 400_000, 3)
+    assert written == (tmp_path / "events.jsonl").stat().st_size and steps == 3 * (steps // 3)
+    code, out, _ = run_cli("watch", str(tmp_path), "--once", "--json")
+    doc = json.loads(out)
+    assert doc["file"]["invalid_lines"] == doc["file"]["corrupt_lines"] == 0
+    assert (doc["sessions"], doc["steps"]) == (3, steps // 3)
+    assert doc["status"]["text"] == f"finished at step {steps // 3}"

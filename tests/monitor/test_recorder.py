@@ -102,7 +102,7 @@ def test_bad_plan_path_is_reported_not_raised(tmp_path, capsys):
     assert [e["kind"] for e in _lines(tmp_path)][-2:] == ["step", "end"]
 
 
-def test_a_second_session_appends_and_replaces_later_steps(tmp_path):
+def test_a_second_session_is_shown_alone(tmp_path):
     with Recorder(tmp_path) as rec:
         for _ in range(5):
             rec.step(loss=1.0)
@@ -112,8 +112,11 @@ def test_a_second_session_appends_and_replaces_later_steps(tmp_path):
     state = RunState()
     state.feed(list(iter_events(tmp_path)))
     assert state.sessions == 2
-    assert state.step_numbers == [1, 2, 3, 4, 5]
-    assert state.series["loss"] == [1.0, 1.0, 1.0, 0.5, 0.4]
+    assert state.step_numbers == [4, 5]
+    assert state.series["loss"] == [0.5, 0.4]
+    assert state.summary()["earlier_sessions"] == 1
+    (earlier,) = state.earlier
+    assert (earlier["steps"], earlier["last_step"]) == (5, 5)
 
 
 def test_encode_decode_round_trip():
@@ -175,4 +178,6 @@ def test_a_crashed_script_still_ends_its_log(tmp_path):
     assert r.returncode == 1 and "CUDA out of memory" in r.stderr
     events = _lines(tmp_path)
     assert [e["kind"] for e in events] == ["header", "step", "end"]
-    assert events[-1]["reason"] == "process exited before the run was closed"
+    assert events[-1]["reason"] == "crashed"
+    assert events[-1]["error"] == {"type": "RuntimeError", "message": "CUDA out of memory",
+                                   "step": 2}

@@ -40,7 +40,7 @@ def test_replay_of_a_finished_run_shows_everything():
             await until(pilot, lambda: screen(app).done_reading)
             await pilot.pause()
             bar = app.query_one(RunBar).view
-            assert (bar.step, bar.max_steps, bar.status_text) == (54, 54, "ended (finished)")
+            assert (bar.step, bar.max_steps, bar.status_text) == (54, 54, "finished at step 54")
             alerts = app.query_one(AlertList).view
             assert [a.code for a in alerts] == ["W106", "W107", "W111", "W102"]
             loss = app.query_one("#chart-loss", Chart).view
@@ -166,4 +166,22 @@ def test_a_file_of_another_schema_version_is_named(tmp_path):
             await pilot.pause()
             text = app.query_one(RunBar).view.status_text
             assert "schema v7; this vramdoc reads v1" in text
+    run(go())
+
+
+def test_a_new_session_appended_while_following_replaces_the_view(tmp_path):
+    path = tmp_path / "events.jsonl"
+    write(path, [gpu_header(), *gpu_steps(28)])
+
+    async def go():
+        app = make_app(tmp_path, follow=True, poll_interval=0.02, label="two runs")
+        async with app.run_test(size=SIZE) as pilot:
+            bar = app.query_one(RunBar)
+            await until(pilot, lambda: bar.view is not None and bar.view.step == 28)
+            write(path, [gpu_header(), *gpu_steps(23)], mode="a")  # a new run, same folder
+            await until(pilot, lambda: "session 2 of 2" in bar.view.status_text)
+            await until(pilot, lambda: bar.view.step == 23)
+            assert screen(app).state.step_numbers == list(range(1, 24))
+            for alert in screen(app).current.alerts:
+                assert alert.first_step <= alert.last_step  # never "steps 28-23"
     run(go())

@@ -13,7 +13,8 @@ from tests.tui.runs import DEMO_RUN, gpu_run
 def test_once_text_on_the_demo(run_cli):
     code, out, err = run_cli("watch", str(DEMO_RUN), "--once")
     assert code == 1  # W102 is an error
-    assert out.startswith(f"run        {DEMO_RUN} (ended)\nsteps      54 (last 54)\n")
+    assert out.startswith(f"run        {DEMO_RUN}\nstatus     finished at step 54\n"
+                          "steps      54 (last 54)\n")
     assert "memory     not measured (the run trained on CPU), GPU limit 15.00 GiB" in out
     assert "loss       last NaN, min 4.796, 3 non-finite" in out
     assert "W102 error   masked-nan (steps 52-54)" in out

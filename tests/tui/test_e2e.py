@@ -30,7 +30,7 @@ def test_train_then_watch(tmp_path, run_cli):
                 await pilot.pause(0.05)
             await pilot.pause()
             bar = app.query_one(RunBar).view
-            assert (bar.step, bar.max_steps, bar.status_text) == (6, 6, "ended (finished)")
+            assert (bar.step, bar.max_steps, bar.status_text) == (6, 6, "finished at step 6")
             assert "LlamaForCausalLM" in bar.detail
             loss = app.query_one("#chart-loss", Chart).view
             assert loss.steps == (1, 2, 3, 4, 5, 6)

@@ -75,5 +75,5 @@ def test_views_of_the_cpu_demo_run():
     assert snap.memory.note == "no CUDA allocator figures: the run trained on CPU"
     assert snap.gpu.name is None and snap.gpu.note == "no GPU: the run trained on CPU"
     assert snap.charts["memory"].title.startswith("lr")  # CPU run: lr instead of memory
-    assert snap.bar.status_text == "ended (finished)"
+    assert snap.bar.status_text == "finished at step 54"
     assert {a.code for a in snap.alerts} >= {"W102", "W106", "W107", "W111"}

@@ -26,7 +26,15 @@ Open a terminal monitor of a training run recorded with vramdoc's Trainer callba
 
 Keys: q quit, p pause, n / N next / previous alert, ? help.
 Exit status of --once: 0 without error alerts, 1 with one or more.
+
+The summary's status says how the run ended: finished, "crashed at step N: Type: message",
+interrupted (SIGTERM, Ctrl-C, or killed: no end event and the process is gone), or running.
+A log holding several runs (sessions) shows the latest and says how many came before.
 """
+
+# --interval bounds: faster than 20 reads a second only burns CPU; slower than an hour is a typo.
+INTERVAL_MIN_S = 0.05
+INTERVAL_MAX_S = 3600.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,15 +50,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between reads of a live file (default 0.5)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from vramdoc.monitor.follower import events_path
-
-    path = events_path(args.run_dir)
+def check_options(args: argparse.Namespace) -> None:
+    """Every option's value, before anything is read (UsageError: exit 2, one message)."""
     if args.json and not args.once:
         raise UsageError("--json needs --once", "vramdoc watch RUN_DIR --once --json")
-    if args.interval <= 0:
-        raise UsageError(f"--interval {args.interval} must be larger than zero",
-                         "e.g. --interval 0.5")
+    interval = args.interval
+    if not math.isfinite(interval) or not INTERVAL_MIN_S <= interval <= INTERVAL_MAX_S:
+        raise UsageError(f"--interval {interval} is not a number of seconds between "
+                         f"{INTERVAL_MIN_S:g} and {INTERVAL_MAX_S:g}", "e.g. --interval 0.5")
+    run_dir = args.run_dir
+    if not run_dir.strip() or "\x00" in run_dir:
+        raise UsageError(f"RUN_DIR {run_dir!r:.60} is not a path",
+                         "give the run directory that holds events.jsonl")
+
+
+def resolve_log(run_dir: str) -> Path:
+    """The event log RUN_DIR names (existing or not); UsageError when the path is unusable."""
+    from vramdoc.monitor.follower import events_path
+
+    try:
+        path = events_path(run_dir)
+        path.is_file()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"cannot use RUN_DIR {run_dir!r:.80}: {why}",
+                         "give the run directory that holds events.jsonl") from None
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    check_options(args)
+    path = resolve_log(args.run_dir)
     if args.once:
         return _once(args.run_dir, path, as_json=args.json)
     try:
@@ -70,19 +100,29 @@ def run(args: argparse.Namespace) -> int:
 
 def _once(run_dir: str, path: Path, *, as_json: bool) -> int:
     from vramdoc.monitor.follower import Follower, FollowerStatus
+    from vramdoc.monitor.outcome import printable
     from vramdoc.monitor.run import RunState
     from vramdoc.monitor.schema import encode_value
 
     if not path.is_file():
         raise UsageError(f"no event log at {path}",
                          "record the run with VramdocCallback(run_dir) or Recorder(run_dir)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}",
+                         "check the file's permissions") from None
     follower = Follower(path)
     state = RunState.with_rules()
-    state.feed(follower.read_all())
-    summary = state.summary()
+    state.skipped_sessions = follower.skip_to_last_session()
+    read_to_end(follower, state)
+    summary = state.summary(path)
     summary["file"] = {"path": str(path), "status": follower.status.value,
                        "corrupt_lines": follower.corrupt, "truncated_lines": follower.truncated,
-                       "foreign_lines": follower.foreign}
+                       "foreign_lines": follower.foreign, "invalid_lines": follower.invalid,
+                       "first_invalid": follower.first_invalid or None,
+                       "oversized_lines": follower.oversized}
     if follower.status is FollowerStatus.FOREIGN:
         raise UsageError(follower.describe(), "upgrade vramdoc to read this run")
     errors = sum(1 for a in state.alerts if a.severity == "error")
@@ -90,8 +130,41 @@ def _once(run_dir: str, path: Path, *, as_json: bool) -> int:
         json.dump(encode_value(summary), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(_text(run_dir, summary, follower.describe()))
+        sys.stdout.write(printable(_text(run_dir, summary, follower.problems())))
     return EXIT_DOES_NOT_FIT if errors else EXIT_OK
+
+
+def read_to_end(follower: Any, state: Any) -> None:
+    """Feed ``state`` the log in slices up to its current end (memory: one slice at a time)."""
+    while True:
+        before = follower.offset
+        state.feed(follower.poll())
+        if follower.at_end() or follower.offset == before:  # the end, or unreadable now
+            break
+    state.feed(follower.finish())
+
+
+def _sessions_line(s: dict[str, Any]) -> list[str]:
+    if s["sessions"] <= 1:
+        return []
+    return [f"sessions   {s['sessions']} in this log; this is the latest "
+            f"({s['earlier_sessions']} earlier, not shown)"]
+
+
+def _order_line(s: dict[str, Any]) -> list[str]:
+    lines = []
+    order = []
+    if s["out_of_order_steps"]:
+        order.append(f"{s['out_of_order_steps']} step(s) arrived out of order "
+                     "(placed by step number)")
+    if s["duplicate_steps"]:
+        order.append(f"{s['duplicate_steps']} step number(s) written twice (the later kept)")
+    if s["other_session_lines"]:
+        order.append(f"{s['other_session_lines']} line(s) of another session skipped "
+                     "(two runs writing to one folder)")
+    if order:
+        lines.append("order      " + "; ".join(order))
+    return lines
 
 
 def _num(v: Any) -> str:
@@ -102,7 +175,7 @@ def _num(v: Any) -> str:
     return f"{v:.4g}"
 
 
-def _text(run_dir: str, s: dict[str, Any], status: str) -> str:
+def _text(run_dir: str, s: dict[str, Any], problems: list[str]) -> str:
     from vramdoc.units import format_bytes
 
     def size(v: Any) -> str:
@@ -110,8 +183,11 @@ def _text(run_dir: str, s: dict[str, Any], status: str) -> str:
 
     plan = s.get("plan") or {}
     lines = [
-        f"run        {run_dir} ({status})",
+        f"run        {run_dir}",
+        f"status     {s['status']['text']}",
+        *_sessions_line(s),
         f"steps      {s['steps']} (last {s['last_step']})" if s["steps"] else "steps      none yet",
+        *_order_line(s),
         f"loss       last {_num(s['loss_last'])}, min {_num(s['loss_min'])}, "
         f"{s['nonfinite_losses']} non-finite",
     ]
@@ -124,6 +200,8 @@ def _text(run_dir: str, s: dict[str, Any], status: str) -> str:
     if plan:
         lines.append(f"plan       peak allocated {size(plan.get('peak_allocated_bytes'))}"
                      + (f" at {plan['peak_phase']}" if plan.get("peak_phase") else ""))
+    if problems:
+        lines.append("file       " + "; ".join(problems))
     if s.get("rules_error"):
         lines.append(f"alerts     {s['rules_error']}")
     elif not s["alerts"]:

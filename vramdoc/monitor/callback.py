@@ -27,6 +27,12 @@ Where the numbers come from (transformers 5.23, ``trainer.py``, ``Trainer._run_e
 - **Tokens and samples:** counted from each micro-batch's ``input_ids`` shape (no device
   sync); Trainer's ``num_input_tokens_seen`` is used instead when it counts.
 
+- **Exceptions** raised in the forward/backward pass (``training_step``) or in the optimizer's
+  ``step`` (the OOM of the first step, when AdamW allocates its states) pass through the
+  wrappers, which record them (type, message, the step they interrupted) and re-raise them
+  untouched. The process's end is recorded by the :class:`Recorder`
+  (:mod:`vramdoc.monitor.exits`): crashed, interrupted by SIGTERM or Ctrl-C.
+
 Reading the loss costs one ``.item()`` per optimizer step. Trainer's default NaN filter
 already synchronises on every micro-batch (``torch.isnan(tr_loss_step)`` in an ``if``), so this
 adds no pipeline drain of its own.
@@ -34,6 +40,7 @@ adds no pipeline drain of its own.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,7 +161,11 @@ class VramdocCallback(TrainerCallback):  # type: ignore[misc]
         original_step = trainer.training_step
 
         def training_step(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-            loss = original_step(model, inputs, *args, **kwargs)
+            try:
+                loss = original_step(model, inputs, *args, **kwargs)
+            except BaseException as exc:
+                self._record_exception(exc)
+                raise
             try:
                 self._losses.append(loss)
                 self._count_batch(inputs)
@@ -177,7 +188,30 @@ class VramdocCallback(TrainerCallback):  # type: ignore[misc]
             self._restore.append((trainer, name, trainer.__dict__.get(name)))
             setattr(trainer, name, grad_norm)
             break
+        optimizer = getattr(trainer, "optimizer", None)
+        original_opt_step = getattr(optimizer, "step", None)
+        if original_opt_step is not None and hasattr(optimizer, "__dict__"):
+
+            # wraps: keeps the attributes torch's LR scheduler marks the step with
+            @functools.wraps(original_opt_step)
+            def optimizer_step(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return original_opt_step(*args, **kwargs)
+                except BaseException as exc:
+                    self._record_exception(exc)
+                    raise
+
+            self._restore.append((optimizer, "step", optimizer.__dict__.get("step")))
+            optimizer.step = optimizer_step
         self.mode = "trainer"
+
+    def _record_exception(self, exc: BaseException) -> None:
+        """Record an exception on its way up (never raises: the original must propagate)."""
+        try:
+            if self.recorder is not None:
+                self.recorder.exception(exc)
+        except Exception:  # noqa: BLE001, S110 - the training error matters, not ours
+            pass
 
     def _install_forward_hook(self, model: Any) -> None:
         def hook(module: Any, args: Any, kwargs: Any, output: Any) -> None:
@@ -222,6 +256,13 @@ class VramdocCallback(TrainerCallback):  # type: ignore[misc]
                        **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
+        if self.recorder is not None:
+            # train() again on the same callback (auto_find_batch_size retrying after an
+            # OOM, or a caught error): the earlier session ends here, with what stopped it.
+            self._uninstall()
+            previous, self.recorder = self.recorder, None
+            error = previous.last_error
+            previous.close("crashed" if error else "exited", error=error)
         try:
             header_args = _args_record(args, state)
             header_args["model"] = _model_record(model)

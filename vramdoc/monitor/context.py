@@ -24,8 +24,12 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
 
+_INF = (math.inf, -math.inf)
+
+
 def _median(values: Any) -> float | None:
-    vals = [v for v in values if _finite(v)]
+    # Inline finiteness test (v == v is False for NaN): this runs three times per step.
+    vals = [v for v in values if v is not None and v == v and v not in _INF]
     return statistics.median(vals) if vals else None
 
 
@@ -86,8 +90,31 @@ class ContextBuilder:
                 return int(value)
         return None
 
-    def push(self, ev: dict[str, Any]) -> dict[str, Any]:
-        """The context of step event ``ev`` (decoded floats), then remember it."""
+    @staticmethod
+    def add_texts(ctx: dict[str, Any]) -> dict[str, Any]:
+        """Add the display strings messages print (``limit_text`` ...) to a context."""
+        top = ctx["mem_peak_reserved_bytes"]
+        if top is None:
+            top = ctx["mem_reserved_bytes"]
+        growth = ctx["mem_growth_bytes_per_step"]
+        ctx.update({
+            "limit_text": _text(ctx["gpu_limit_bytes"]),
+            "peak_reserved_text": _text(top),
+            "peak_allocated_text": _text(ctx["mem_peak_allocated_bytes"]),
+            "plan_peak_text": _text(ctx["plan_peak_allocated_bytes"]),
+            "frag_text": _text(ctx["frag_bytes"]),
+            "growth_text": _text(growth) if growth is not None else "?",
+        })
+        return ctx
+
+    def push(self, ev: dict[str, Any], texts: bool = True) -> dict[str, Any]:
+        """The context of step event ``ev`` (decoded floats), then remember it.
+
+        Args:
+            texts: add the display strings (:meth:`add_texts`); the watch leaves them out and
+                adds them only when a rule fires, since formatting sizes on every step of a
+                long log costs more than the rules.
+        """
         self.steps_seen += 1
         loss, gn = ev.get("loss"), ev.get("grad_norm")
         mem = ev.get("mem") or {}
@@ -179,14 +206,9 @@ class ContextBuilder:
             "gpu_power_w": gpu.get("power_w"),
             "plan_peak_allocated_bytes": self.plan_peak,
             "drift_ratio": _ratio(peak_alloc, self.plan_peak) if peak_alloc else None,
-            # display strings for messages
-            "limit_text": _text(limit),
-            "peak_reserved_text": _text(top),
-            "peak_allocated_text": _text(peak_alloc),
-            "plan_peak_text": _text(self.plan_peak),
-            "frag_text": _text(frag),
-            "growth_text": _text(growth) if growth is not None else "?",
         }
+        if texts:
+            self.add_texts(ctx)
         self.loss_hist.append(loss)
         self.gn_hist.append(gn)
         if allocated:

@@ -5,9 +5,14 @@ The follower copes with what a live or crashed run leaves behind:
 - no file yet (the run has not started): status ``waiting``, poll again later;
 - a last line without its newline (the writer is mid-write, or crashed mid-line): kept in a
   buffer until the rest arrives; on :meth:`Follower.finish` it counts as ``truncated``;
-- lines that are not JSON objects of a known kind: counted in ``corrupt`` and skipped;
+- lines that are not JSON objects of a known kind: counted in ``corrupt`` and skipped; a
+  "line" longer than :data:`MAX_LINE_BYTES` (binary junk without newlines) is dropped as it
+  arrives, so memory stays bounded;
 - lines of another schema version: counted in ``foreign`` and skipped; ``status`` says which
   version the file has and which this vramdoc reads;
+- JSON objects whose known fields have the wrong type (``"step": "x"``): checked once here
+  (:func:`vramdoc.monitor.events.check_event`), counted in ``invalid`` and skipped, the first
+  problem kept with its line number for the message;
 - a file that shrank or was replaced (same path, new run): read again from the start;
 - a finished run: every line is replayed, then status ``ended``.
 """
@@ -16,16 +21,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from vramdoc.monitor.events import check_event
 from vramdoc.monitor.schema import EVENTS_FILE, KINDS, SCHEMA_VERSION
 
 # Bytes read per poll at most, so a huge finished log replays in slices and a UI stays live.
 CHUNK_BYTES = 4 * 2**20
+# The longest line kept; a header with a large plan is some kilobytes.
+MAX_LINE_BYTES = 16 * 2**20
+_HEADER_MARK = re.compile(rb'"kind"\s*:\s*"header"')
 
 
 class FollowerStatus(StrEnum):
@@ -51,11 +61,16 @@ class Follower:
     foreign: int = 0
     foreign_version: Any = None
     truncated: int = 0
+    invalid: int = 0
+    first_invalid: str = ""
+    oversized: int = 0
+    line_no: int = 0  # complete lines read so far (skipped ones included)
     resets: int = 0
     status: FollowerStatus = FollowerStatus.WAITING
     finished: bool = False  # finish() was called: no more data is expected
     _buffer: bytes = b""
     _inode: int | None = None
+    _dropping: bool = False  # inside an over-long line: drop bytes up to its newline
 
     @classmethod
     def for_run(cls, run: str | Path) -> Follower:
@@ -76,13 +91,98 @@ class Follower:
         parts = [self.status.value]
         if self.finished and self.status is FollowerStatus.LIVE:
             parts = ["no end event yet (still training, or stopped without closing)"]
+        return ", ".join(parts + self.problems())
+
+    def problems(self) -> list[str]:
+        """What was skipped and why, one phrase each (empty for a clean file)."""
+        parts = []
         if self.corrupt:
             parts.append(f"{self.corrupt} corrupt line(s) skipped")
+        if self.oversized:
+            parts.append(f"{self.oversized} line(s) over {MAX_LINE_BYTES // 2**20} MiB skipped")
+        if self.invalid:
+            parts.append(f"{self.invalid} line(s) with wrong types skipped "
+                         f"(first: {self.first_invalid})")
         if self.foreign:
-            parts.append(f"{self.foreign} line(s) of schema v{self.foreign_version} skipped")
+            parts.append(f"{self.foreign} line(s) of schema v{self.foreign_version!r:.20} "
+                         "skipped")
         if self.truncated:
             parts.append("last line truncated")
-        return ", ".join(parts)
+        return parts
+
+    def skip_to_last_session(self, chunk: int = 8 * 2**20) -> int:
+        """Start reading at the latest session's header; return how many sessions come before.
+
+        One pass over the file looks for header lines by their bytes (``"kind":"header"``),
+        then each candidate line is decoded to make sure it is a header of this schema (a
+        string or a nested object cannot fake it, and a false candidate is simply not
+        counted). Nothing is skipped when no header is found.
+        """
+        if self.offset or not self.path.is_file():
+            return 0
+        starts: list[int] = []
+        newlines: list[tuple[int, int]] = []  # (chunk start, newlines before it)
+        try:
+            with open(self.path, "rb") as fh:
+                pos, tail, count = 0, b"", 0
+                while True:
+                    data = fh.read(chunk)
+                    if not data:
+                        break
+                    newlines.append((pos, count))
+                    count += data.count(b"\n")
+                    block = tail + data
+                    base = pos - len(tail)
+                    for m in _HEADER_MARK.finditer(block):
+                        starts.append(base + m.start())
+                    tail = block[-64:]  # a mark cut by the chunk boundary is found next time
+                    pos += len(data)
+                headers: list[int] = []
+                for mark in starts:
+                    line_start = self._line_start(fh, mark)
+                    if (not headers or headers[-1] != line_start) and \
+                            self._is_header_line(fh, line_start):
+                        headers.append(line_start)
+                if not headers:
+                    return 0
+                self.offset = headers[-1]
+                chunk_start, before = next(c for c in reversed(newlines)
+                                           if c[0] <= self.offset)
+                fh.seek(chunk_start)
+                self.line_no = before + fh.read(self.offset - chunk_start).count(b"\n")
+        except OSError:
+            return 0
+        return len(headers) - 1
+
+    @staticmethod
+    def _line_start(fh: object, pos: int) -> int:
+        """Offset just after the newline before ``pos`` (0 at the file's start)."""
+        back = 0
+        while pos > 0:
+            step = min(pos, 65536)
+            fh.seek(pos - step)  # type: ignore[attr-defined]
+            data = fh.read(step)  # type: ignore[attr-defined]
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                return pos - step + nl + 1
+            pos -= step
+            back += step
+            if back > MAX_LINE_BYTES:
+                return -1
+        return 0
+
+    def _is_header_line(self, fh: object, start: int) -> bool:
+        if start < 0:
+            return False
+        fh.seek(start)  # type: ignore[attr-defined]
+        line = fh.readline(MAX_LINE_BYTES)  # type: ignore[attr-defined]
+        try:
+            event = json.loads(line)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return False
+        return (isinstance(event, dict) and event.get("kind") == "header"
+                and type(event.get("v")) is int and event.get("v") == SCHEMA_VERSION
+                and check_event(event) is None)
 
     def poll(self, max_bytes: int = CHUNK_BYTES) -> list[dict[str, Any]]:
         """Events completed since the last poll (possibly none). Never raises on bad data."""
@@ -99,15 +199,30 @@ class Follower:
             self.status = FollowerStatus.LIVE
         if st.st_size <= self.offset:
             return []
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
-            data = fh.read(max_bytes)
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(max_bytes)
+        except OSError:  # a directory, a permission change, a vanished file: try again later
+            return []
         self.offset += len(data)
+        if self._dropping:  # the rest of an over-long line
+            nl = data.find(b"\n")
+            if nl < 0:
+                return []
+            data = data[nl + 1:]
+            self._dropping = False
+            self.line_no += 1
         data = self._buffer + data
         lines = data.split(b"\n")
         self._buffer = lines.pop()  # b"" when data ended with a newline
+        if len(self._buffer) > MAX_LINE_BYTES:
+            self._buffer = b""
+            self._dropping = True
+            self.oversized += 1
         events = []
         for raw in lines:
+            self.line_no += 1
             event = self._decode(raw)
             if event is not None:
                 events.append(event)
@@ -134,8 +249,10 @@ class Follower:
         """No more data will come: decode a held-back last line, or count it as truncated."""
         self.finished = True
         raw, self._buffer = self._buffer, b""
+        self._dropping = False
         if not raw.strip():
             return []
+        self.line_no += 1
         corrupt = self.corrupt
         event = self._decode(raw)
         if event is None and self.corrupt > corrupt:
@@ -146,6 +263,7 @@ class Follower:
     def _reset(self) -> None:
         self.offset = 0
         self._buffer = b""
+        self._dropping = False
         self.resets += 1
         self.status = FollowerStatus.WAITING
 
@@ -153,26 +271,48 @@ class Follower:
         raw = raw.strip()
         if not raw:
             return None
+        if len(raw) > MAX_LINE_BYTES:
+            self.oversized += 1
+            return None
+        if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (an editor's save)
+            raw = raw[3:]
         try:
             event = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            self.corrupt += 1
+            return None
+        if b"\\u" in raw and not _encodable(event):  # a lone surrogate escape ("\ud800")
             self.corrupt += 1
             return None
         if not isinstance(event, dict) or event.get("kind") not in KINDS:
             self.corrupt += 1
             return None
         version = event.get("v")
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:
             self.foreign += 1
             self.foreign_version = version
             if event.get("kind") == "header" or self.status is FollowerStatus.FOREIGN:
                 self.status = FollowerStatus.FOREIGN
+            return None
+        problem = check_event(event)
+        if problem is not None:
+            self.invalid += 1
+            if not self.first_invalid:
+                self.first_invalid = f"line {self.line_no}: {problem}"
             return None
         if event["kind"] == "header":
             self.status = FollowerStatus.LIVE
         elif event["kind"] == "end":
             self.status = FollowerStatus.ENDED
         return event
+
+
+def _encodable(event: Any) -> bool:
+    try:
+        json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def iter_events(run: str | Path) -> Iterator[dict[str, Any]]:

@@ -17,21 +17,31 @@ Every line is flushed when written (by a background writer thread, see
 worst one truncated last line, which the follower waits on or skips). The recorder never
 raises into training: an error is reported once on stderr, recorded as a ``note`` event, and
 recording goes on.
+
+Each recorder is one *session*: its header and every line it writes carry a fresh session id,
+so two runs written to one folder (one after the other, or at the same time) stay apart. How
+the process ends is recorded too (:mod:`vramdoc.monitor.exits`): ``close()`` writes
+``finished``; an uncaught exception, a KeyboardInterrupt or SIGTERM write ``crashed`` /
+``interrupted`` with the exception's type, message and step, or the signal's name.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import os
 import platform
 import sys
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vramdoc import __version__
+from vramdoc.monitor.exits import SigtermChain, current_uncaught, error_record
+from vramdoc.monitor.outcome import process_start, this_host
 from vramdoc.monitor.plan import load_plan, plan_from_setup
 from vramdoc.monitor.sampling import CudaMemorySampler, NvmlSampler
 from vramdoc.monitor.schema import EVENTS_FILE, SCHEMA_VERSION
@@ -85,7 +95,7 @@ def library_versions() -> dict[str, str | None]:
 def _close_at_exit(ref: weakref.ref[Recorder]) -> None:
     rec = ref()
     if rec is not None and not rec._closed:
-        rec.close("process exited before the run was closed")
+        rec._close_for_exit()
 
 
 class Recorder:
@@ -126,6 +136,11 @@ class Recorder:
         self._last_t = time.perf_counter()
         self._interrupted = False
         self._skipped_total = 0
+        self.session = uuid.uuid4().hex[:12]
+        self.last_error: dict[str, Any] | None = None  # the last exception recorded
+        self._signal: str | None = None  # a signal received (handled by an earlier handler)
+        # An uncaught exception already on record (an earlier error in a notebook) is not ours.
+        self._stale_exc = id(current_uncaught())
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._writer = LineWriter(self.path, self._report, background=background)
@@ -137,6 +152,11 @@ class Recorder:
         # A training script that dies with an exception never reaches on_train_end: close
         # with a reason at interpreter exit (before the writer drains: atexit is LIFO).
         atexit.register(_close_at_exit, weakref.ref(self))
+        ref = weakref.ref(self)
+        self._sigterm = SigtermChain(
+            on_signal=lambda name: _call(ref, "_on_signal", name),
+            on_default=lambda name: _call(ref, "close", "interrupted", signal=name))
+        self._sigterm.install()
 
     # --- writing --------------------------------------------------------------------------
     def _report(self, where: str, exc: BaseException) -> None:
@@ -155,6 +175,7 @@ class Recorder:
         if self._writer is None or self._closed:
             return
         event = {"v": SCHEMA_VERSION, **event}
+        event.setdefault("session", self.session)
         event.setdefault("time", time.time())
         self._writer.put(event)
 
@@ -174,8 +195,10 @@ class Recorder:
         gpu = self._nvml.sample()
         if gpu and device.get("total_bytes") is None:
             device["total_bytes"] = gpu.get("total_bytes")
+        pid = os.getpid()
         self._write({"kind": "header", "source": source, "versions": library_versions(),
-                     "device": device, "setup": setup_map, "plan": plan_map, "args": args})
+                     "device": device, "setup": setup_map, "plan": plan_map, "args": args,
+                     "pid": pid, "pid_start": process_start(pid), "host": this_host()})
 
     # --- public API -----------------------------------------------------------------------
     @_guarded
@@ -249,17 +272,62 @@ class Recorder:
         """Record a free-form note (shown in the watch's event list)."""
         self._write({"kind": "note", "what": what, "detail": detail, "step": self.step_count})
 
+    @_guarded
+    def exception(self, exc: BaseException, step: int | None = None) -> None:
+        """Record an exception raised in training (type, message, the step it interrupted).
+
+        It is kept as :attr:`last_error`: a run that then ends without ``close()`` reads as
+        crashed with it. ``close("crashed", error=...)`` ends the run explicitly.
+        """
+        record = error_record(exc, step if step is not None else self.step_count + 1)
+        self.last_error = record
+        self._write({"kind": "note", "what": "exception", "step": self.step_count,
+                     "detail": f"{record['type']}: {record['message']}", "error": record})
+
+    def _on_signal(self, name: str) -> None:
+        self._signal = name
+        self.note("signal", f"{name} received")
+
+    def _close_for_exit(self) -> None:
+        """At interpreter exit without close(): say why the process ended."""
+        exc = current_uncaught()
+        if exc is not None and id(exc) != self._stale_exc:
+            error = self.last_error
+            if error is None or error.get("type") != type(exc).__name__:
+                error = error_record(exc, self.step_count + 1)
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "crashed"
+            self.close(reason, error=error)
+        elif self._signal is not None:
+            self.close("interrupted", signal=self._signal)
+        elif self.last_error is not None:
+            self.close("crashed", error=self.last_error)
+        else:
+            self.close("exited")
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event so far is written to the file; False on timeout."""
         return self._writer.flush(timeout) if self._writer is not None else True
 
-    def close(self, reason: str = "finished") -> None:
-        """Write the end event and close the file. Safe to call twice."""
+    def close(self, reason: str = "finished", *, error: dict[str, Any] | None = None,
+              signal: str | None = None) -> None:
+        """Write the end event and close the file. Safe to call twice.
+
+        Args:
+            reason: ``finished``, ``crashed``, ``interrupted`` or ``exited``.
+            error: for ``crashed``: ``{"type", "message", "step"}`` (see :meth:`exception`).
+            signal: for ``interrupted``: the signal's name, e.g. ``SIGTERM``.
+        """
         if self._closed:
             return
+        self._sigterm.uninstall()
         try:
-            self._write({"kind": "end", "step": self.step_count, "reason": reason,
-                         "recorder_errors": sum(self._errors.values())})
+            end: dict[str, Any] = {"kind": "end", "step": self.step_count, "reason": reason,
+                                   "recorder_errors": sum(self._errors.values())}
+            if error is not None:
+                end["error"] = error
+            if signal is not None:
+                end["signal"] = signal
+            self._write(end)
             if self._writer is not None:
                 self._writer.close()
         except Exception as exc:  # noqa: BLE001
@@ -270,5 +338,15 @@ class Recorder:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close("finished" if exc_type is None else f"error: {exc_type.__name__}")
+        if exc is None:
+            self.close("finished")
+        else:
+            self.close("interrupted" if isinstance(exc, KeyboardInterrupt) else "crashed",
+                       error=error_record(exc, self.step_count + 1))
+
+
+def _call(ref: weakref.ref[Recorder], method: str, *args: Any, **kwargs: Any) -> None:
+    rec = ref()
+    if rec is not None and not rec._closed:
+        getattr(rec, method)(*args, **kwargs)
 

@@ -5,16 +5,43 @@ device, arguments), the per-step series the charts draw, Trainer's own logs, not
 alerts the W rules raise, evaluated step by step on :class:`~vramdoc.monitor.context.ContextBuilder`
 contexts. It imports neither torch nor textual: the TUI, ``vramdoc watch --once`` and tests all
 read runs through it.
+
+**Sessions.** Every header starts a session (one ``Recorder``, one ``train()``); the state
+shows the latest and counts the earlier ones. Lines that name another session (two runs
+writing to one folder at once) are skipped and counted, so two runs never mix into one chart.
+
+**Step order.** Within a session steps are kept sorted by step number: a step that arrives
+late is put in its place, a repeated step number replaces the earlier event of that number
+(the later write wins; beyond the charts' window a repeat cannot be told from a late step and
+is counted as one). The rules see steps in the order they were written, and only steps
+that move the run forward: a late step is drawn, counted and summarised but never compared
+with steps that came after it.
+
+**Bounded memory.** The charts' window (:data:`CHART_WINDOW` steps), the notes and logs
+(:data:`KEEP_EVENTS`) and the alert episodes (:data:`MAX_EPISODES` per rule; later firings
+extend the last episode) are bounded; totals (step count, minimum loss, non-finite losses,
+peaks) are kept incrementally over the whole session. Memory does not grow with the log.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vramdoc.monitor.context import ContextBuilder
+from vramdoc.monitor.outcome import Outcome, from_end, without_end
 from vramdoc.monitor.schema import decode_float
+
+CHART_WINDOW = 2048  # steps kept at full resolution (charts, panels)
+KEEP_EVENTS = 200  # logs and notes kept
+MAX_EPISODES = 50  # alert episodes per rule; later firings extend the last one
+KEEP_SESSIONS = 20  # summaries of earlier sessions kept
+_PEAK_KEYS = ("peak_allocated_bytes", "peak_reserved_bytes", "allocated_bytes",
+              "reserved_bytes")
 
 # Step fields that are floats in the file (non-finite ones written as strings).
 _FLOAT_FIELDS = ("loss", "grad_norm", "lr", "loss_scale", "step_time_s", "tokens_per_s",
@@ -83,25 +110,35 @@ def load_alert_rules() -> tuple[list[Any], str]:
 
 @dataclass
 class RunState:
-    """The watch's model of a run. ``revision`` changes whenever anything changed."""
+    """The watch's model of a run's latest session. ``revision`` changes with anything."""
 
     rules: list[Any] = field(default_factory=list)
     rules_error: str = ""
     header: dict[str, Any] | None = None
-    sessions: int = 0
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    series: dict[str, list[float | None]] = field(default_factory=dict)
-    step_numbers: list[int] = field(default_factory=list)
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[dict[str, Any]] = field(default_factory=list)
+    session: str | None = None  # the latest session's id (None in logs without ids)
+    sessions: int = 0  # headers seen (the latest session included)
+    skipped_sessions: int = 0  # sessions before the part of the file that was read
+    earlier: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=KEEP_SESSIONS))
+    steps: list[dict[str, Any]] = field(default_factory=list)  # window, sorted by step
+    step_count: int = 0  # steps of the session (the window holds the last CHART_WINDOW)
+    out_of_order: int = 0  # steps that arrived after a later step (put in their place)
+    duplicates: int = 0  # step numbers written again (the later event kept)
+    other_session_lines: int = 0  # lines of another session, skipped
+    logs: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=KEEP_EVENTS))
+    notes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=KEEP_EVENTS))
     alerts: list[Alert] = field(default_factory=list)
     ended: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None  # the last exception note of the session
     revision: int = 0
+    failed_events: int = 0  # events that raised while being taken in (skipped)
+    failed_reason: str = ""
     last_context: dict[str, Any] = field(default_factory=dict)
     _ctx: ContextBuilder = field(default_factory=ContextBuilder)
-
-    def __post_init__(self) -> None:
-        self.series = {name: [] for name in SERIES}
+    _max_step: int | None = None
+    _loss_min: float | None = None
+    _nonfinite: int = 0
+    _peaks: dict[str, int] = field(default_factory=dict)
+    _episodes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def with_rules(cls) -> RunState:
@@ -123,7 +160,32 @@ class RunState:
 
     @property
     def latest(self) -> dict[str, Any] | None:
+        """The step event of the highest step number."""
         return self.steps[-1] if self.steps else None
+
+    @property
+    def step_numbers(self) -> list[int]:
+        """Step numbers of the window, ascending."""
+        return [s["step"] for s in self.steps]
+
+    @property
+    def series(self) -> dict[str, list[float | None]]:
+        """The charts' series over the window, aligned with :attr:`step_numbers`."""
+        out: dict[str, list[float | None]] = {name: [] for name in SERIES}
+        for ev in self.steps:
+            mem = ev.get("mem") or {}
+            gpu = ev.get("gpu") or {}
+            row = {
+                "mem_allocated_bytes": mem.get("allocated_bytes"),
+                "mem_reserved_bytes": mem.get("reserved_bytes"),
+                "mem_peak_allocated_bytes": mem.get("peak_allocated_bytes"),
+                "mem_peak_reserved_bytes": mem.get("peak_reserved_bytes"),
+                "gpu_used_bytes": gpu.get("used_bytes"),
+                "gpu_util_pct": gpu.get("util_pct"),
+            }
+            for name in SERIES:
+                out[name].append(row[name] if name in row else ev.get(name))
+        return out
 
     @property
     def latest_gpu(self) -> dict[str, Any] | None:
@@ -137,97 +199,171 @@ class RunState:
         return self._ctx.limit_bytes(self.latest_gpu)
 
     def peak(self, key: str) -> int | None:
-        """The highest value of a ``mem`` figure over the run (None on CPU runs)."""
-        values = [s["mem"][key] for s in self.steps if s.get("mem") and key in s["mem"]]
-        return max(values) if values else None
+        """The highest value of a ``mem`` figure over the session (None on CPU runs)."""
+        return self._peaks.get(key)
+
+    def outcome(self, path: Path | None = None, now: float | None = None) -> Outcome:
+        """How the session ended, or whether it still runs (see :mod:`~.outcome`)."""
+        last = self._max_step
+        if self.ended is not None:
+            return from_end(self.ended, last, self.last_error)
+        return without_end(self.header, path, last, now=now)
 
     # --- feeding ---------------------------------------------------------------------------
     def feed(self, events: list[dict[str, Any]]) -> bool:
-        """Take events in file order; True when anything changed."""
+        """Take events in file order; True when anything changed.
+
+        Events are expected to have passed :func:`vramdoc.monitor.events.check_event` (the
+        follower does it). One that still breaks something is counted in
+        :attr:`failed_events` and skipped: a watch never dies on a line.
+        """
         for ev in events:
-            kind = ev.get("kind")
-            if kind == "header":
-                self._on_header(ev)
-            elif kind == "step":
-                self._on_step(decode_step(ev))
-            elif kind == "log":
-                self.logs.append(ev)
-            elif kind == "note":
-                self.notes.append(ev)
-            elif kind == "end":
-                self.ended = ev
+            try:
+                self._feed_one(ev)
+            except Exception as exc:  # noqa: BLE001 - the line, not the watch, is at fault
+                self.failed_events += 1
+                self.failed_reason = f"{type(exc).__name__}: {exc}"[:200]
         if events:
             self.revision += 1
         return bool(events)
 
+    def _feed_one(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("kind")
+        if kind == "header":
+            self._on_header(ev)
+            return
+        sid = ev.get("session")
+        if sid is not None and self.session is not None and sid != self.session:
+            self.other_session_lines += 1
+            return
+        if kind == "step":
+            self._on_step(decode_step(ev))
+        elif kind == "log":
+            self.logs.append(ev)
+        elif kind == "note":
+            self.notes.append(ev)
+            if ev.get("what") == "exception" and isinstance(ev.get("error"), dict):
+                self.last_error = ev["error"]
+        elif kind == "end":
+            self.ended = ev
+
     def _on_header(self, ev: dict[str, Any]) -> None:
+        if self.header is not None or self.steps:
+            self.earlier.append(self._session_record())
         self.header = ev
+        self.session = ev.get("session") if isinstance(ev.get("session"), str) else None
         self.sessions += 1
+        self.steps = []
+        self.step_count = self.out_of_order = self.duplicates = self.other_session_lines = 0
+        self.logs.clear()
+        self.notes.clear()
+        self.alerts = []
         self.ended = None
+        self.last_error = None
+        self.last_context = {}
         self._ctx = ContextBuilder(ev)
+        self._max_step = self._loss_min = None
+        self._nonfinite = 0
+        self._peaks = {}
+        self._episodes = {}
+
+    def _session_record(self) -> dict[str, Any]:
+        return {"session": self.session, "steps": self.step_count, "last_step": self._max_step,
+                "status": self.outcome().text if self.ended is not None else "no end event"}
 
     def _on_step(self, ev: dict[str, Any]) -> None:
-        step = int(ev.get("step") or (self.step_numbers[-1] + 1 if self.step_numbers else 1))
+        raw = ev.get("step")
+        step = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else (
+            (self._max_step or 0) + 1)
         ev["step"] = step
-        if self.step_numbers and step <= self.step_numbers[-1]:
-            self._truncate(step)  # resumed from an earlier checkpoint: later steps are replaced
+        if self._max_step is not None and step <= self._max_step:
+            self._late_step(step, ev)
+            return
+        self._max_step = step
+        self.step_count += 1
         self.steps.append(ev)
-        self.step_numbers.append(step)
-        mem = ev.get("mem") or {}
-        gpu = ev.get("gpu") or {}
-        row = {
-            "mem_allocated_bytes": mem.get("allocated_bytes"),
-            "mem_reserved_bytes": mem.get("reserved_bytes"),
-            "mem_peak_allocated_bytes": mem.get("peak_allocated_bytes"),
-            "mem_peak_reserved_bytes": mem.get("peak_reserved_bytes"),
-            "gpu_used_bytes": gpu.get("used_bytes"),
-            "gpu_util_pct": gpu.get("util_pct"),
-        }
-        for name in SERIES:
-            self.series[name].append(row[name] if name in row else ev.get(name))
-        context = self._ctx.push(ev)
+        self._account(ev, +1)
+        if len(self.steps) > CHART_WINDOW + CHART_WINDOW // 4:
+            del self.steps[:len(self.steps) - CHART_WINDOW]
+        context = self._ctx.push(ev, texts=False)
         self.last_context = context
         if self.rules:
             self._alerts(step, context)
 
-    def _truncate(self, step: int) -> None:
-        keep = sum(1 for s in self.step_numbers if s < step)
-        del self.steps[keep:]
-        del self.step_numbers[keep:]
-        for values in self.series.values():
-            del values[keep:]
+    def _late_step(self, step: int, ev: dict[str, Any]) -> None:
+        """A step number at or below the highest seen: place it, or replace its twin."""
+        i = bisect.bisect_left(self.steps, step, key=lambda s: s["step"])
+        if i < len(self.steps) and self.steps[i]["step"] == step:
+            self.duplicates += 1
+            self._account(self.steps[i], -1)
+            self.steps[i] = ev
+            self._account(ev, +1)
+            return
+        self.out_of_order += 1
+        self.step_count += 1
+        self._account(ev, +1)
+        if i > 0 or len(self.steps) < CHART_WINDOW:
+            self.steps.insert(i, ev)  # else: older than the window, summarised only
+
+    def _account(self, ev: dict[str, Any], sign: int) -> None:
+        """Whole-session totals; ``sign`` -1 takes back a replaced step (counts only)."""
+        loss = ev.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self._nonfinite += sign
+        if sign < 0:
+            return
+        if loss is not None and math.isfinite(loss):
+            self._loss_min = loss if self._loss_min is None else min(self._loss_min, loss)
+        mem = ev.get("mem")
+        if mem:
+            for key in _PEAK_KEYS:
+                v = mem.get(key)
+                if v is not None and v > self._peaks.get(key, -1):
+                    self._peaks[key] = v
 
     def _alerts(self, step: int, context: dict[str, Any]) -> None:
-        from vramdoc.engine import evaluate
+        from vramdoc.engine import finding, holds
 
-        for f in evaluate(self.rules, context):
+        fired = [r for r in self.rules if holds(r, context)]
+        if not fired:
+            return
+        self._ctx.add_texts(context)
+        for rule in fired:
+            f = finding(rule, context)
             episode = next((a for a in reversed(self.alerts) if a.code == f.code), None)
-            if episode is not None and step - episode.last_step <= 1:
+            if episode is not None and (step - episode.last_step <= 1
+                                        or self._episodes.get(f.code, 0) >= MAX_EPISODES):
                 episode.last_step = step
                 episode.count += 1
                 episode.last_message = f.message
                 continue
+            self._episodes[f.code] = self._episodes.get(f.code, 0) + 1
             self.alerts.append(Alert(code=f.code, name=f.name, kind=f.kind,
                                      severity=f.severity, message=f.message, fix=f.fix,
                                      why=f.why, first_step=step, last_step=step,
                                      last_message=f.message))
 
     # --- summary ---------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
+    def summary(self, path: Path | None = None) -> dict[str, Any]:
         """What ``vramdoc watch --once --json`` prints: a run's state in one object."""
         latest = self.latest or {}
-        losses = [v for v in self.series["loss"] if v is not None]
-        finite = [v for v in losses if math.isfinite(v)]
         return {
-            "steps": len(self.steps),
+            "steps": self.step_count,
             "last_step": latest.get("step"),
             "ended": (self.ended or {}).get("reason"),
-            "sessions": self.sessions,
+            "status": self.outcome(path).as_dict(),
+            "sessions": self.sessions + self.skipped_sessions,
+            "session": self.session,
+            "earlier_sessions": self.sessions + self.skipped_sessions - 1
+            if self.sessions else 0,
+            "out_of_order_steps": self.out_of_order,
+            "duplicate_steps": self.duplicates,
+            "other_session_lines": self.other_session_lines,
             "device": self.device,
             "plan": self.plan,
             "loss_last": latest.get("loss"),
-            "loss_min": min(finite) if finite else None,
-            "nonfinite_losses": len(losses) - len(finite),
+            "loss_min": self._loss_min,
+            "nonfinite_losses": self._nonfinite,
             "peak_allocated_bytes": self.peak("peak_allocated_bytes"),
             "peak_reserved_bytes": self.peak("peak_reserved_bytes"),
             "limit_bytes": self.limit_bytes,
@@ -238,4 +374,5 @@ class RunState:
                 for a in self.alerts
             ],
             "rules_error": self.rules_error or None,
+            "failed_events": self.failed_events,
         }

@@ -9,6 +9,9 @@ A run directory holds ``events.jsonl``. Every line is one event with these commo
     ``header`` | ``step`` | ``log`` | ``note`` | ``end``.
 ``time``
     Unix time in seconds (float).
+``session``
+    the id of the training session that wrote the line (a header starts a session). Logs
+    written before sessions existed have none; their lines belong to the last header read.
 
 ``header`` (first line of each training session; a resumed run appends a new one):
     ``versions`` (python, vramdoc, torch, transformers, cuda), ``device`` (type, name,
@@ -16,7 +19,9 @@ A run directory holds ``events.jsonl``. Every line is one event with these commo
     estimate, see :func:`vramdoc.monitor.plan.normalize_plan`, or None), ``args``
     (TrainingArguments that matter to the alerts: fp16, bf16, logging_nan_inf_filter,
     max_grad_norm, gradient_accumulation_steps, per_device_train_batch_size, max_steps,
-    learning_rate, optim), ``source`` ("trainer" or "loop").
+    learning_rate, optim), ``source`` ("trainer" or "loop"), ``pid`` and ``host`` of the
+    writing process and ``pid_start`` (its start time in clock ticks from ``/proc``, Linux
+    only), so a reader can tell whether the writer is still alive.
 ``step`` (one per optimizer step):
     ``step``, ``epoch``, ``loss`` (unfiltered: a NaN is a NaN), ``grad_norm`` (before
     clipping), ``lr``, ``loss_scale`` (fp16 GradScaler scale, else None), ``skipped``
@@ -32,9 +37,14 @@ A run directory holds ``events.jsonl``. Every line is one event with these commo
     ``step`` and ``logs``: what Trainer logged at that step (its loss there is the
     *filtered* window average, see ``logging_nan_inf_filter``).
 ``note``:
-    ``step`` and ``what`` ("evaluate", "save", "recorder_error", ...) with ``detail``.
+    ``step`` and ``what`` ("evaluate", "save", "recorder_error", "exception", "signal", ...)
+    with ``detail``; an ``exception`` note also has ``error`` (see ``end``), a ``signal``
+    note ``signal`` (its name).
 ``end``:
-    ``step`` and ``reason``.
+    ``step`` and ``reason``: ``finished``, ``crashed`` (with ``error``: ``type``,
+    ``message``), ``interrupted`` (with ``signal``, e.g. ``SIGTERM``, or ``error`` for a
+    KeyboardInterrupt) or ``exited`` (the process ended without closing the run and without
+    an exception). Older logs also hold ``error: TYPE`` and free text.
 
 Non-finite floats are written as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``
 so that every line is strict JSON (jq, pandas and browsers read it); :func:`decode_float`

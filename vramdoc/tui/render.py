@@ -120,7 +120,15 @@ def render_chart(view: ChartView, width: int, height: int, styles: ChartStyles |
     hi = max(finite) if finite else 1.0
     if view.zero_based:
         for _, ref in view.refs:
-            hi = max(hi, tf(ref))
+            if math.isfinite(tf(ref)):
+                hi = max(hi, tf(ref))
+    if not math.isfinite(hi - lo):  # values near the float limit (1e308 and -1e308)
+        scale = max(abs(lo), abs(hi))
+        plain = tf
+        lo, hi = lo / scale, hi / scale
+
+        def tf(v: float) -> float:  # noqa: F811 - the same axis, scaled to stay finite
+            return plain(v) / scale
     if hi <= lo:
         hi = lo + (abs(lo) or 1.0)
     levels = rows * 8

@@ -17,6 +17,7 @@ from vramdoc.monitor.run import RunState
 from vramdoc.tui.views import Snapshot, snapshot
 from vramdoc.tui.widgets import AlertDetail, AlertList, Chart, GpuPanel, MemoryPanel, RunBar
 
+REFRESH_S = 5.0  # seconds between redraws of a run that writes nothing
 CHARTS = (("loss", "chart-loss"), ("grad_norm", "chart-grad"), ("memory", "chart-memory"),
           ("throughput", "chart-throughput"))
 
@@ -86,6 +87,9 @@ class WatchScreen(Screen[None]):
         worker = get_current_worker()
         local_gpu = None
         last_status = None
+        last_shown = 0.0
+        if not self.follower.offset:  # a log of many runs: start at the latest one
+            self.state.skipped_sessions = self.follower.skip_to_last_session()
         while not worker.is_cancelled:
             events = self.follower.poll()
             changed = self.state.feed(events)
@@ -94,10 +98,15 @@ class WatchScreen(Screen[None]):
                 changed = self.state.feed(self.follower.finish()) or changed
             if not self.state.latest_gpu and local_gpu is None and self.state.header:
                 local_gpu = _local_gpu() or {}
-            status = (self.follower.status, self.follower.corrupt, self.follower.truncated)
+            status = (self.follower.status, self.follower.corrupt, self.follower.truncated,
+                      self.follower.invalid, self.follower.oversized)
+            # A quiet run is redrawn now and then: its writer may have died since (the
+            # status line then says so), which no new line will announce.
+            stale = time.monotonic() - last_shown > REFRESH_S
             try:
-                if changed or status != last_status:
+                if changed or status != last_status or stale:
                     last_status = status
+                    last_shown = time.monotonic()
                     snap = snapshot(self.state, self.follower, self.label,
                                     local_gpu=local_gpu or None)
                     self.app.call_from_thread(self.apply, snap)
@@ -106,7 +115,7 @@ class WatchScreen(Screen[None]):
                     return
             except RuntimeError:  # the app is shutting down under us
                 return
-            if at_end or self.follower.status is FollowerStatus.WAITING:
+            if at_end or not events or self.follower.status is FollowerStatus.WAITING:
                 time.sleep(self.poll_interval)
 
     def _finished_reading(self) -> None:
@@ -116,7 +125,7 @@ class WatchScreen(Screen[None]):
     def apply(self, snap: Snapshot) -> None:
         if self.paused and self.current is not None:
             self.pending = snap
-            self.query_one(RunBar).set_paused(True, snap.steps - self.current.steps)
+            self.query_one(RunBar).set_paused(True, max(0, snap.steps - self.current.steps))
             return
         self.current = snap
         self.query_one(RunBar).show(snap.bar)

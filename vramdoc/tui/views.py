@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vramdoc.monitor.follower import Follower, FollowerStatus
+from vramdoc.monitor.outcome import printable
 from vramdoc.monitor.run import Alert, RunState
 from vramdoc.units import format_count
 
@@ -113,12 +114,20 @@ def run_bar(state: RunState, follower: Follower | None, run_label: str) -> RunBa
     latest = state.latest or {}
     status = follower.status.value if follower is not None else (
         FollowerStatus.ENDED.value if state.ended else FollowerStatus.LIVE.value)
-    text = follower.describe() if follower is not None else status
-    if state.ended and follower is not None and follower.status is FollowerStatus.ENDED:
-        reason = state.ended.get("reason") or "finished"
-        text = text.replace("ended", f"ended ({reason})", 1)
-    return RunBarView(title=run_label, detail=" · ".join(bits), step=latest.get("step"),
-                      max_steps=state.args.get("max_steps"), status=status, status_text=text)
+    if follower is not None and (state.header is None
+                                 or follower.status is FollowerStatus.FOREIGN):
+        text = follower.describe()
+    else:
+        parts = [state.outcome(follower.path if follower is not None else None).text]
+        total = state.sessions + state.skipped_sessions
+        if total > 1:
+            parts.append(f"session {total} of {total}")
+        if follower is not None:
+            parts += follower.problems()
+        text = ", ".join(parts)
+    return RunBarView(title=printable(run_label), detail=printable(" · ".join(bits)),
+                      step=latest.get("step"), max_steps=state.args.get("max_steps"),
+                      status=status, status_text=printable(text))
 
 
 def memory_view(state: RunState) -> MemoryView:
@@ -130,7 +139,7 @@ def memory_view(state: RunState) -> MemoryView:
     limit = state.limit_bytes
     device = state.device
     gpu_name = device.get("name") or plan.get("gpu_name") or ((state.latest_gpu or {}).get("name"))
-    label = "GPU limit" + (f" ({gpu_name})" if gpu_name else "")
+    label = "GPU limit" + (f" ({printable(gpu_name)})" if gpu_name else "")
     comps = plan.get("components") or {}
     ordered = [(n, comps[n]) for n in COMPONENT_ORDER if comps.get(n)]
     ordered += [(n, v) for n, v in comps.items() if n not in COMPONENT_ORDER and v]
@@ -169,7 +178,8 @@ def gpu_view(state: RunState, local: dict[str, Any] | None = None) -> GpuView:
                else "no GPU figures: NVML was not available to the run")
         return GpuView(name=None, note=why)
     history = tuple((s.get("gpu") or {}).get("util_pct") for s in state.steps[-200:])
-    return GpuView(name=gpu.get("name") or state.device.get("name"),
+    name = gpu.get("name") or state.device.get("name")
+    return GpuView(name=printable(name) if name else name,
                    util_pct=gpu.get("util_pct"), temp_c=gpu.get("temp_c"),
                    power_w=gpu.get("power_w"), used_bytes=gpu.get("used_bytes"),
                    total_bytes=gpu.get("total_bytes"), util_history=history,
@@ -223,5 +233,5 @@ def snapshot(state: RunState, follower: Follower | None, run_label: str,
         alerts=tuple(dataclasses.replace(a) for a in state.alerts),
         rules_error=state.rules_error,
         revision=state.revision,
-        steps=len(state.steps),
+        steps=state.step_count,
     )

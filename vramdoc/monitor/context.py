@@ -14,6 +14,7 @@ import statistics
 from collections import deque
 from typing import Any
 
+from vramdoc.monitor.curves import CurveTracker
 from vramdoc.units import format_bytes
 
 WINDOW = 20  # steps of history for medians and trends
@@ -78,6 +79,13 @@ class ContextBuilder:
         self.skipped_streak = 0
         self.scale_max: float | None = None
         self.prev_retries: int | None = None
+        # a tracker source logs Trainer's window-average loss, after logging_nan_inf_filter
+        self.loss_logged = bool(header.get("loss_logged"))
+        self.curves = CurveTracker(header)
+
+    def observe_log(self, ev: dict[str, Any]) -> None:
+        """A ``log`` event (Trainer's logs, evaluations among them)."""
+        self.curves.observe_log(ev)
 
     def limit_bytes(self, gpu: dict[str, Any] | None) -> int | None:
         """The GPU's memory: the device the run saw, else NVML, else the plan's GPU."""
@@ -187,6 +195,8 @@ class ContextBuilder:
             "frag_text": _text(frag),
             "growth_text": _text(growth) if growth is not None else "?",
         }
+        ctx.update(self.curves.push(step, ev, None if ev.get("interrupted") else rate))
+        ctx["loss_logged"] = self.loss_logged
         self.loss_hist.append(loss)
         self.gn_hist.append(gn)
         if allocated:

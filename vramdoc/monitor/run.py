@@ -152,6 +152,7 @@ class RunState:
                 self._on_step(decode_step(ev))
             elif kind == "log":
                 self.logs.append(ev)
+                self._ctx.observe_log(ev)
             elif kind == "note":
                 self.notes.append(ev)
             elif kind == "end":
@@ -171,6 +172,8 @@ class RunState:
         ev["step"] = step
         if self.step_numbers and step <= self.step_numbers[-1]:
             self._truncate(step)  # resumed from an earlier checkpoint: later steps are replaced
+        # the step recorded before this one (a tracker source logs every logging_steps)
+        prev = self.step_numbers[-1] if self.step_numbers else None
         self.steps.append(ev)
         self.step_numbers.append(step)
         mem = ev.get("mem") or {}
@@ -188,7 +191,7 @@ class RunState:
         context = self._ctx.push(ev)
         self.last_context = context
         if self.rules:
-            self._alerts(step, context)
+            self._alerts(step, context, prev)
 
     def _truncate(self, step: int) -> None:
         keep = sum(1 for s in self.step_numbers if s < step)
@@ -197,12 +200,13 @@ class RunState:
         for values in self.series.values():
             del values[keep:]
 
-    def _alerts(self, step: int, context: dict[str, Any]) -> None:
+    def _alerts(self, step: int, context: dict[str, Any], prev: int | None = None) -> None:
         from vramdoc.engine import evaluate
 
         for f in evaluate(self.rules, context):
             episode = next((a for a in reversed(self.alerts) if a.code == f.code), None)
-            if episode is not None and step - episode.last_step <= 1:
+            if episode is not None and (step - episode.last_step <= 1
+                                        or episode.last_step == prev):
                 episode.last_step = step
                 episode.count += 1
                 episode.last_message = f.message

@@ -30,7 +30,8 @@ ARG_NAMES = (
 # Keys of a training row that become step-event fields (Trainer's name -> event name).
 STEP_FIELDS = {"loss": "loss", "grad_norm": "grad_norm", "learning_rate": "lr", "epoch": "epoch"}
 # Keys of Trainer's final row (trainer.py, Trainer.train: speed_metrics("train", ...)).
-FINAL_KEYS = ("train_runtime", "train_loss", "total_flos")
+FINAL_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second",
+              "train_loss", "total_flos")
 
 
 @dataclass
@@ -92,10 +93,6 @@ def pick_args(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {k: coerce_arg(mapping[k]) for k in ARG_NAMES if k in mapping}
 
 
-def _is_eval(values: Mapping[str, Any]) -> bool:
-    return any(k.startswith("eval_") for k in values)
-
-
 def to_events(run: SourceRun) -> list[dict[str, Any]]:
     """The run as event records, in the order a recorder would have written them.
 
@@ -117,9 +114,12 @@ def to_events(run: SourceRun) -> list[dict[str, Any]]:
         if row.step not in by_step:
             by_step[row.step] = {"train": {}, "eval": {}, "final": {}}
             order.append(row.step)
-        part = ("final" if any(k in row.values for k in FINAL_KEYS)
-                else "eval" if _is_eval(row.values) else "train")
-        by_step[row.step][part].update(row.values)
+        # per key: a tracker may hold a step's training values, its evaluation and Trainer's
+        # final summary under one step (TensorBoard and MLflow do)
+        for key, value in row.values.items():
+            part = ("final" if key in FINAL_KEYS
+                    else "eval" if key.startswith("eval_") else "train")
+            by_step[row.step][part][key] = value
         if row.time is not None:
             times[row.step] = row.time
     last_step = 0

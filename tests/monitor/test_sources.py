@@ -51,7 +51,8 @@ def test_overfitting_run_names_the_best_step_and_checkpoint(tmp_path, run_cli):
     assert a["kind"] == "overfitting" and a["severity"] == "warning"
     # best evaluation at 250; the second evaluation without improvement is at 350
     assert (a["first_step"], a["last_step"]) == (350, 600)
-    assert "1.5 at step 250" in a["message"] and "keep checkpoint-250" in a["message"]
+    assert "1.5 at step 250" in a["message"]
+    assert "the model to keep is checkpoint-250" in a["message"]
     assert "load_best_model_at_end" in a["fix"] and "EarlyStoppingCallback" in a["fix"]
     assert set(_alerts(s)) == {"W113"}
 

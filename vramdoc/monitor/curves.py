@@ -66,6 +66,10 @@ class CurveTracker:
         # Trainer's default max_grad_norm is 1.0 (TrainingArguments); trainer_state.json
         # does not record it, so a Trainer source without arguments is judged against it.
         self.clip_threshold = 1.0 if self.clip_assumed else mgn
+        # steps of the checkpoint-N folders a Trainer output dir held when it was read
+        cks = header.get("checkpoints")
+        self.checkpoints = ({int(c) for c in cks if _finite(c)} if isinstance(cks, list)
+                            else None)
         self.scheduler = args.get("lr_scheduler_type")
         self.warmup_steps = args.get("warmup_steps")
         # training loss
@@ -99,6 +103,22 @@ class CurveTracker:
         self.tput_base: list[float] = []
         self.tput_now: deque[float] = deque(maxlen=TPUT_WINDOW)
         self.tput_points = 0
+
+    def _checkpoint_text(self, best: int) -> str:
+        """Which checkpoint holds the model of step ``best``, as far as the source shows."""
+        saved = self.save_steps is None or best % self.save_steps == 0
+        on_disk = self.checkpoints
+        if on_disk is not None and on_disk and best <= max(on_disk):
+            if best in on_disk:
+                return f"checkpoint-{best}"
+            if saved:
+                return (f"checkpoint-{best}, which is no longer on disk (save_total_limit "
+                        "deleted it; with load_best_model_at_end=True Trainer keeps the best)")
+        if saved:
+            return f"checkpoint-{best}"
+        kept = best // self.save_steps * self.save_steps  # type: ignore[operator]
+        return (f"the checkpoint nearest step {best}: none was saved there (save_steps "
+                f"{self.save_steps}); the nearest earlier is checkpoint-{kept}")
 
     # --- evaluations -----------------------------------------------------------------------
     def observe_log(self, ev: dict[str, Any]) -> None:
@@ -190,14 +210,7 @@ class CurveTracker:
                 decay = statistics.median(self.tput_now) / base if base else None
 
         best_step = self.eval_best_step
-        if best_step is None:
-            checkpoint = "?"
-        elif self.save_steps is None or best_step % self.save_steps == 0:
-            checkpoint = f"checkpoint-{best_step}"
-        else:
-            kept = best_step // self.save_steps * self.save_steps
-            checkpoint = (f"no checkpoint was saved at step {best_step} (save_steps "
-                          f"{self.save_steps}); the nearest earlier is checkpoint-{kept}")
+        checkpoint = "?" if best_step is None else self._checkpoint_text(best_step)
         lr_peak = self.lr_ref
         too_low = lr_peak is not None and lr_peak < (self.lr_low or LR_TINY)
         clip_text = (f"max_grad_norm {self.clip_threshold:g}"

@@ -131,5 +131,5 @@ def read(path: str | Path) -> SourceRun:
             and int(data.get("global_step") or 0) >= max_steps:
         run.ended = "max_steps reached"
     latest_ck = cks[-1][1] if cks else (state_path.parent if state_path.parent != out_dir else None)
-    run.facts = {"method": _method(latest_ck)}
+    run.facts = {"method": _method(latest_ck), "checkpoints": [step for step, _ in cks]}
     return run

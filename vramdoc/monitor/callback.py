@@ -244,7 +244,8 @@ class VramdocCallback(TrainerCallback):  # type: ignore[misc]
                 )
 
                 if trackers_of(getattr(args, "report_to", None)):
-                    self.forwarder = AlertForwarder(args.report_to, trainer=trainer)
+                    self.forwarder = AlertForwarder(args.report_to, trainer=trainer,
+                                                    background=True)
             if self.forwarder is not None:
                 self.recorder = ForwardingRecorder(self.run_dir, listener=self.forwarder,
                                                    **recorder_kwargs)

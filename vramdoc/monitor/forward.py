@@ -11,12 +11,16 @@ trackers named in ``TrainingArguments.report_to``:
   ``SummaryWriter`` of vramdoc's in the same logging dir;
 - ``mlflow``: a run tag ``vramdoc.<CODE>`` when an MLflow run is active.
 
-A tracker that fails is skipped with one warning: the monitor never breaks training.
+A tracker that fails is skipped with one warning: the monitor never breaks training. Rule
+evaluation costs about a millisecond per step (the watch's context and ~20 conditions), so it
+runs on a background thread by default: the training loop only queues the event.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -38,8 +42,8 @@ def trackers_of(report_to: Any) -> list[str]:
 class AlertForwarder:
     """Evaluate the W rules on recorded events; send new alert episodes to trackers."""
 
-    def __init__(self, report_to: Any, *, trainer: Any = None, logging_dir: str | Path | None = None
-                 ) -> None:
+    def __init__(self, report_to: Any, *, trainer: Any = None,
+                 logging_dir: str | Path | None = None, background: bool = False) -> None:
         self.targets = trackers_of(report_to)
         self.rules, self.rules_error = load_alert_rules()
         self.ctx = ContextBuilder()
@@ -50,6 +54,18 @@ class AlertForwarder:
         self._prev_step: int | None = None
         self._warned: set[str] = set()
         self.sent: list[tuple[str, str, int]] = []  # (tracker, code, step) forwarded
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._drain, name="vramdoc-alerts",
+                                            daemon=True)
+            self._thread.start()
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while (event := self._queue.get()) is not None:
+            self._handle(event)
 
     def _warn(self, where: str, exc: BaseException) -> None:
         if where not in self._warned:
@@ -58,6 +74,12 @@ class AlertForwarder:
                   "(training goes on; further errors there are not shown)", file=sys.stderr)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if self._queue is not None:
+            self._queue.put(event)  # the training loop only queues
+        else:
+            self._handle(event)
+
+    def _handle(self, event: dict[str, Any]) -> None:
         try:
             self._on_event(event)
         except Exception as exc:  # noqa: BLE001 - never into training
@@ -143,7 +165,13 @@ class AlertForwarder:
         mlflow.set_tag(f"vramdoc.{f.code}", f"step {step}: {f.message}"[:5000])
         return True
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued (waiting up to ``timeout`` seconds), then close vramdoc's writer."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+            self._queue = None  # later events (the end) are handled in place
         if self._own_writer is not None:
             try:
                 self._own_writer.close()

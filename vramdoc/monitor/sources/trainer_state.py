@@ -39,10 +39,12 @@ def checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
 
 
 def state_files(path: Path) -> list[Path]:
-    """Every ``trainer_state.json`` that belongs to ``path`` (an output dir or the file)."""
+    """The ``trainer_state.json`` files that may be the latest for ``path`` (an output dir or
+    the file): the highest-numbered checkpoint's and the top folder's (``save_state()``).
+    Older checkpoints hold a prefix of the same history, so they are not read."""
     if path.is_file():
         return [path]
-    files = [ck / STATE_FILE for _, ck in checkpoints(path) if (ck / STATE_FILE).is_file()]
+    files = [ck / STATE_FILE for _, ck in checkpoints(path) if (ck / STATE_FILE).is_file()][-1:]
     if (path / STATE_FILE).is_file():
         files.append(path / STATE_FILE)
     return files

@@ -111,3 +111,20 @@ def test_wandb_alert_when_a_run_is_active(monkeypatch):
                       "text": "**W113 overfitting** (warning, step 350): evaluation loss rising"
                               "\n\nfix: keep it",
                       "level": wandb.AlertLevel.WARN}]
+
+
+def test_mlflow_tag_on_the_active_run(monkeypatch):
+    tags = []
+    active = [None]
+    fake = SimpleNamespace(active_run=lambda: active[0],
+                           set_tag=lambda key, value: tags.append((key, value)))
+    monkeypatch.setitem(__import__("sys").modules, "mlflow", fake)
+    fw = AlertForwarder(["mlflow"])
+    finding = SimpleNamespace(code="W116", name="divergence", severity="error",
+                              message="the loss diverged", fix="lower the rate")
+    fw.forward(finding, 40)
+    assert tags == [] and fw.sent == []  # no active MLflow run
+    active[0] = object()
+    fw.forward(finding, 40)
+    assert tags == [("vramdoc.W116", "step 40: the loss diverged")]
+    assert fw.sent == [("mlflow", "W116", 40)]

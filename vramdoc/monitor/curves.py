@@ -217,7 +217,6 @@ class CurveTracker:
                      + (" (Trainer's default; this source does not record it)"
                         if self.clip_assumed else "")) if self.clip_threshold else "?"
         return {
-            "loss_logged": None,  # set by ContextBuilder from the header
             "loss_smooth": smooth,
             "loss_start": self.loss_start,
             "loss_best": self.loss_best,

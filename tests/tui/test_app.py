@@ -42,7 +42,7 @@ def test_replay_of_a_finished_run_shows_everything():
             bar = app.query_one(RunBar).view
             assert (bar.step, bar.max_steps, bar.status_text) == (54, 54, "finished at step 54")
             alerts = app.query_one(AlertList).view
-            assert [a.code for a in alerts] == ["W106", "W107", "W111", "W102"]
+            assert [a.code for a in alerts] == ["W106", "W107", "W116", "W111", "W121", "W102"]
             loss = app.query_one("#chart-loss", Chart).view
             assert len(loss.values) == 54 and loss.steps[-1] == 54
             # nothing selected: the newest alert is described
@@ -60,7 +60,7 @@ def test_n_and_shift_n_step_through_alerts_and_mark_the_charts():
             assert app.query_one(AlertDetail).view.code == "W106"
             assert app.query_one("#chart-loss", Chart).marker_step == 31
             await pilot.press("n", "n")
-            assert app.query_one(AlertDetail).view.code == "W111"
+            assert app.query_one(AlertDetail).view.code == "W116"
             await pilot.press("N")
             assert app.query_one(AlertDetail).view.code == "W107"
             await pilot.press("N", "N")  # wraps around to the newest

@@ -24,6 +24,13 @@ Open a terminal monitor of a training run recorded with vramdoc's Trainer callba
     vramdoc watch runs/exp1 --no-follow  # read what is there, do not wait for more
     vramdoc watch runs/exp1 --once       # print a text summary and the alerts, no UI
 
+Runs recorded by others are read too (the reader is picked from the path):
+
+    vramdoc watch outputs/my-run             # Trainer output dir (its latest checkpoint)
+    vramdoc watch outputs/my-run/runs/Dec02_10-00-00_host   # TensorBoard event files (extra tb)
+    vramdoc watch wandb/offline-run-20261202_100000-abc123  # W&B offline run (extra wandb)
+    vramdoc watch mlruns/0/<run-id>          # MLflow local store run
+
 Keys: q quit, p pause, n / N next / previous alert, ? help.
 Exit status of --once: 0 without error alerts, 1 with one or more.
 
@@ -39,7 +46,10 @@ INTERVAL_MAX_S = 3600.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="the run directory (holding events.jsonl) or the events file")
+                        help="the run directory (holding events.jsonl) or the events file; or a "
+                             "Trainer output dir (checkpoint-*/trainer_state.json), an MLflow "
+                             "run folder (mlruns/<exp>/<run-id>), a TensorBoard log folder "
+                             "(extra tb) or a W&B offline run folder (extra wandb)")
     parser.add_argument("--once", action="store_true",
                         help="print a summary and the alerts of what is recorded now, then exit")
     parser.add_argument("--json", action="store_true",
@@ -48,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read the file to its end and stop following it")
     parser.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
                         help="seconds between reads of a live file (default 0.5)")
+
+
+NO_RUN_HINT = ("record the run with VramdocCallback(run_dir) or Recorder(run_dir), or give a "
+               "Trainer output dir, mlruns/<exp>/<run-id>, a TensorBoard log folder or a "
+               "wandb/offline-run-* folder")
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -79,18 +94,26 @@ def resolve_log(run_dir: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vramdoc.monitor.sources import detect
+
     check_options(args)
     path = resolve_log(args.run_dir)
+    source = detect(args.run_dir)  # None / "events": vramdoc's log; else a tracker format
     if args.once:
+        if source not in (None, "events"):
+            return _once_source(args.run_dir, source, as_json=args.json)
         return _once(args.run_dir, path, as_json=args.json)
     try:
         import textual  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError("textual", "tui", "vramdoc watch") from exc
-    if args.no_follow and not path.is_file():
-        raise UsageError(f"no event log at {path}",
-                         "record the run with VramdocCallback(run_dir) or Recorder(run_dir)")
-    if not path.is_file():  # a run about to start: the watch waits for its first line
+    if source not in (None, "events"):
+        from vramdoc.monitor.sources import read_events
+
+        read_events(args.run_dir, source)  # unreadable or a missing extra: say so before the UI
+    elif args.no_follow and not path.is_file():
+        raise UsageError(f"no event log at {path}", NO_RUN_HINT)
+    elif not path.is_file():  # a run about to start: the watch waits for its first line
         print(f"waiting for {path} (q quits)", file=sys.stderr)
     from vramdoc.tui import make_app
 
@@ -105,8 +128,7 @@ def _once(run_dir: str, path: Path, *, as_json: bool) -> int:
     from vramdoc.monitor.schema import encode_value
 
     if not path.is_file():
-        raise UsageError(f"no event log at {path}",
-                         "record the run with VramdocCallback(run_dir) or Recorder(run_dir)")
+        raise UsageError(f"no event log at {path}", NO_RUN_HINT)
     try:
         with open(path, "rb"):
             pass
@@ -167,6 +189,29 @@ def _order_line(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _once_source(run_dir: str, kind: str, *, as_json: bool) -> int:
+    """``--once`` for a tracker source (trainer_state.json, MLflow, TensorBoard, W&B)."""
+    from vramdoc.monitor.run import RunState
+    from vramdoc.monitor.schema import encode_value
+    from vramdoc.monitor.sources import SourceFollower
+
+    follower = SourceFollower(run_dir, kind)
+    state = RunState.with_rules()
+    state.feed(follower.read_all())  # raises a VramdocError (exit 2) on unreadable input
+    summary = state.summary()
+    summary["source"] = kind
+    summary["file"] = {"path": str(run_dir), "status": follower.status.value}
+    errors = sum(1 for a in state.alerts if a.severity == "error")
+    if as_json:
+        json.dump(encode_value(summary), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from vramdoc.monitor.outcome import printable
+
+        sys.stdout.write(printable(_text(run_dir, summary, follower.problems())))
+    return EXIT_DOES_NOT_FIT if errors else EXIT_OK
+
+
 def _num(v: Any) -> str:
     if v is None:
         return "-"
@@ -184,6 +229,7 @@ def _text(run_dir: str, s: dict[str, Any], problems: list[str]) -> str:
     plan = s.get("plan") or {}
     lines = [
         f"run        {run_dir}",
+        *([f"source     {s['source'].replace('_', ' ')}"] if s.get("source") else []),
         f"status     {s['status']['text']}",
         *_sessions_line(s),
         f"steps      {s['steps']} (last {s['last_step']})" if s["steps"] else "steps      none yet",
@@ -191,7 +237,10 @@ def _text(run_dir: str, s: dict[str, Any], problems: list[str]) -> str:
         f"loss       last {_num(s['loss_last'])}, min {_num(s['loss_min'])}, "
         f"{s['nonfinite_losses']} non-finite",
     ]
-    if s["peak_allocated_bytes"] is None and (s.get("device") or {}).get("type") == "cpu":
+    if s.get("source"):
+        lines.append(f"memory     not recorded ({s['source'].replace('_', ' ')} logs hold no "
+                     "memory figures; VramdocCallback records them)")
+    elif s["peak_allocated_bytes"] is None and (s.get("device") or {}).get("type") == "cpu":
         lines.append(f"memory     not measured (the run trained on CPU), GPU limit "
                      f"{size(s['limit_bytes'])}")
     else:

@@ -54,6 +54,7 @@ _ARG_NAMES = (
     "fp16", "bf16", "logging_nan_inf_filter", "max_grad_norm", "gradient_accumulation_steps",
     "per_device_train_batch_size", "learning_rate", "optim", "gradient_checkpointing",
     "logging_steps", "max_steps", "lr_scheduler_type", "weight_decay", "seed",
+    "warmup_steps", "save_steps", "eval_steps",
 )
 
 
@@ -114,13 +115,18 @@ class VramdocCallback(TrainerCallback):  # type: ignore[misc]
         setup: the run's setup (TrainSetup, mapping or setup-file path); estimated when no
             plan is given and the estimator is installed.
         nvml_interval_s: seconds between NVML samples of the GPU.
+        forward_alerts: send the W rules' alerts to the trackers in ``args.report_to``
+            (a W&B alert, a TensorBoard text entry, an MLflow tag; see
+            :mod:`vramdoc.monitor.forward`). False turns it off.
 
     Only the main process (``state.is_world_process_zero``) writes.
     """
 
     def __init__(self, run_dir: str | Path, plan: Any = None, setup: Any = None, *,
-                 nvml_interval_s: float = 2.0) -> None:
+                 nvml_interval_s: float = 2.0, forward_alerts: bool = True) -> None:
         self.run_dir = Path(run_dir)
+        self.forward_alerts = forward_alerts
+        self.forwarder: Any = None  # an AlertForwarder while a run reports to trackers
         self.plan = plan
         self.setup = setup
         self.nvml_interval_s = nvml_interval_s
@@ -266,10 +272,26 @@ class VramdocCallback(TrainerCallback):  # type: ignore[misc]
         try:
             header_args = _args_record(args, state)
             header_args["model"] = _model_record(model)
-            self.recorder = Recorder(self.run_dir, plan=self.plan, setup=self.setup,
-                                     args=header_args, source="trainer",
-                                     nvml_interval_s=self.nvml_interval_s)
             trainer = _find_trainer()
+            recorder_kwargs: dict[str, Any] = dict(
+                plan=self.plan, setup=self.setup, args=header_args, source="trainer",
+                nvml_interval_s=self.nvml_interval_s)
+            self.forwarder = None
+            if self.forward_alerts:
+                from vramdoc.monitor.forward import (
+                    AlertForwarder,
+                    ForwardingRecorder,
+                    trackers_of,
+                )
+
+                if trackers_of(getattr(args, "report_to", None)):
+                    self.forwarder = AlertForwarder(args.report_to, trainer=trainer,
+                                                    background=True)
+            if self.forwarder is not None:
+                self.recorder = ForwardingRecorder(self.run_dir, listener=self.forwarder,
+                                                   **recorder_kwargs)
+            else:
+                self.recorder = Recorder(self.run_dir, **recorder_kwargs)
             if trainer is not None:
                 self._install_trainer_wrappers(trainer)
             elif model is not None:
@@ -338,6 +360,8 @@ class VramdocCallback(TrainerCallback):  # type: ignore[misc]
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._uninstall()
+        if self.forwarder is not None:
+            self.forwarder.close()
         if self.recorder is not None:
             self.recorder.close("finished")
             self.recorder = None

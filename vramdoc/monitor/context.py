@@ -14,6 +14,7 @@ import statistics
 from collections import deque
 from typing import Any
 
+from vramdoc.monitor.curves import CurveTracker
 from vramdoc.units import format_bytes
 
 WINDOW = 20  # steps of history for medians and trends
@@ -82,6 +83,13 @@ class ContextBuilder:
         self.skipped_streak = 0
         self.scale_max: float | None = None
         self.prev_retries: int | None = None
+        # a tracker source logs Trainer's window-average loss, after logging_nan_inf_filter
+        self.loss_logged = bool(header.get("loss_logged"))
+        self.curves = CurveTracker(header)
+
+    def observe_log(self, ev: dict[str, Any]) -> None:
+        """A ``log`` event (Trainer's logs, evaluations among them)."""
+        self.curves.observe_log(ev)
 
     def limit_bytes(self, gpu: dict[str, Any] | None) -> int | None:
         """The GPU's memory: the device the run saw, else NVML, else the plan's GPU."""
@@ -207,6 +215,8 @@ class ContextBuilder:
             "plan_peak_allocated_bytes": self.plan_peak,
             "drift_ratio": _ratio(peak_alloc, self.plan_peak) if peak_alloc else None,
         }
+        ctx.update(self.curves.push(step, ev, None if ev.get("interrupted") else rate))
+        ctx["loss_logged"] = self.loss_logged
         if texts:
             self.add_texts(ctx)
         self.loss_hist.append(loss)

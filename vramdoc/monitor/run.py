@@ -240,6 +240,7 @@ class RunState:
             self._on_step(decode_step(ev))
         elif kind == "log":
             self.logs.append(ev)
+            self._ctx.observe_log(ev)
         elif kind == "note":
             self.notes.append(ev)
             if ev.get("what") == "exception" and isinstance(ev.get("error"), dict):
@@ -279,6 +280,8 @@ class RunState:
         if self._max_step is not None and step <= self._max_step:
             self._late_step(step, ev)
             return
+        # the step recorded before this one (a tracker source logs every logging_steps)
+        prev = self._max_step
         self._max_step = step
         self.step_count += 1
         self.steps.append(ev)
@@ -288,7 +291,7 @@ class RunState:
         context = self._ctx.push(ev, texts=False)
         self.last_context = context
         if self.rules:
-            self._alerts(step, context)
+            self._alerts(step, context, prev)
 
     def _late_step(self, step: int, ev: dict[str, Any]) -> None:
         """A step number at or below the highest seen: place it, or replace its twin."""
@@ -321,7 +324,7 @@ class RunState:
                 if v is not None and v > self._peaks.get(key, -1):
                     self._peaks[key] = v
 
-    def _alerts(self, step: int, context: dict[str, Any]) -> None:
+    def _alerts(self, step: int, context: dict[str, Any], prev: int | None = None) -> None:
         from vramdoc.engine import finding, holds
 
         fired = [r for r in self.rules if holds(r, context)]
@@ -332,6 +335,7 @@ class RunState:
             f = finding(rule, context)
             episode = next((a for a in reversed(self.alerts) if a.code == f.code), None)
             if episode is not None and (step - episode.last_step <= 1
+                                        or episode.last_step == prev
                                         or self._episodes.get(f.code, 0) >= MAX_EPISODES):
                 episode.last_step = step
                 episode.count += 1

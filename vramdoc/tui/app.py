@@ -6,7 +6,7 @@ from pathlib import Path
 
 from textual.app import App
 
-from vramdoc.monitor.follower import Follower, events_path
+from vramdoc.monitor.follower import Follower
 from vramdoc.monitor.run import RunState
 from vramdoc.tui.screens import WatchScreen
 
@@ -49,6 +49,8 @@ def make_app(run_dir: str | Path, *, follow: bool = True, poll_interval: float =
         state: a RunState to fill (default: one with the W rules loaded).
         label: the run's name in the title bar (default: the path as given).
     """
-    path = events_path(run_dir)
-    return WatchApp(Follower(path), state if state is not None else RunState.with_rules(),
+    from vramdoc.monitor.sources import open_follower
+
+    follower = open_follower(run_dir)  # events.jsonl, or a tracker source found there
+    return WatchApp(follower, state if state is not None else RunState.with_rules(),  # type: ignore[arg-type]
                     label or str(run_dir), follow=follow, poll_interval=poll_interval)

@@ -106,14 +106,14 @@ def _yaml_module() -> Any:
     return yaml
 
 
-class _TooMany(Exception):
-    pass
+class YamlTooLarge(Exception):
+    """A YAML document that expands or nests beyond the limits above."""
 
 
 _LOADER: Any = None
 
 
-def _loader() -> Any:
+def yaml_loader() -> Any:
     """The Loader class (built on first use so that importing this module stays cheap)."""
     global _LOADER
     if _LOADER is not None:
@@ -149,9 +149,9 @@ def _check_expansion(root: Any) -> None:
         if key in sizes:
             return sizes[key]
         if depth > MAX_DEPTH:
-            raise _TooMany(f"nests deeper than {MAX_DEPTH} levels")
+            raise YamlTooLarge(f"nests deeper than {MAX_DEPTH} levels")
         if key in active:
-            raise _TooMany("has an alias inside its own anchor (a recursive structure)")
+            raise YamlTooLarge("has an alias inside its own anchor (a recursive structure)")
         total = 1
         if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
             active.add(key)
@@ -160,7 +160,7 @@ def _check_expansion(root: Any) -> None:
             for child in items:
                 total += size(child, depth + 1)
                 if total > MAX_YAML_VALUES:
-                    raise _TooMany(f"expands to more than {MAX_YAML_VALUES:,} values through "
+                    raise YamlTooLarge(f"expands to more than {MAX_YAML_VALUES:,} values through "
                                    "its aliases (an alias bomb?)")
             active.discard(key)
         sizes[key] = total
@@ -170,7 +170,7 @@ def _check_expansion(root: Any) -> None:
         size(root, 0)
 
 
-def _bracket_depth(text: str) -> int:
+def bracket_depth(text: str) -> int:
     """The deepest ``[``/``{`` nesting, counting brackets inside quotes too (an over-count
     is harmless at 4x the limit). PyYAML's scanner is quadratic in flow nesting: 20,000
     brackets take seconds before its composer would fail, so they are refused first."""
@@ -192,12 +192,12 @@ def load_yaml(text: str, source: str) -> Any:
             expands (through aliases) beyond the limits above.
     """
     yaml = _yaml_module()
-    if _bracket_depth(text) > 4 * MAX_DEPTH:
+    if bracket_depth(text) > 4 * MAX_DEPTH:
         raise UsageError(f"{short(source)}: the YAML nests deeper than {MAX_DEPTH} levels",
                          "a setup file nests a few levels; check the brackets")
     try:
-        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
-    except _TooMany as exc:
+        return yaml.load(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    except YamlTooLarge as exc:
         raise UsageError(f"{short(source)}: the YAML {exc}",
                          "write the values out, with fewer aliases and less nesting") from None
     except RecursionError:

@@ -133,3 +133,20 @@ def test_readers_take_the_path_as_a_string_too() -> None:
                             for n in FRAMEWORK_READERS) if m.detect(str(f), text)]
         assert mods, f
         assert mods[0].read(str(f), text) == mods[0].read(f, text)
+
+
+def test_framework_yaml_is_read_like_setup_files() -> None:
+    """Framework configs go through vramdoc.safeload's loader: 2e-4 is a number (YAML 1.1
+    would read a string) and an alias bomb is refused quickly instead of expanding."""
+    from vramdoc.readers import axolotl
+
+    ok = axolotl.read(Path("a.yml"), "base_model: NousResearch/Meta-Llama-3-8B\n"
+                      "learning_rate: 2e-4\nmicro_batch_size: 2\n")
+    assert ok.setup is not None and ok.setup["training"]["learning_rate"] == 2e-4
+    rows = "".join(f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n"
+                   for p, k in zip("abcdef", "bcdefg", strict=True))
+    bomb = axolotl.read(Path("b.yml"), "a: &a [x, x, x, x, x, x, x, x, x]\n" + rows
+                        + "base_model: x\n")
+    assert bomb.setup is None
+    assert [f.code for f in bomb.findings] == ["R200"]
+    assert "alias" in bomb.findings[0].message

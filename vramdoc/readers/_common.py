@@ -166,14 +166,23 @@ class Collector:
 
 
 def load_yaml(text: str) -> tuple[Any, dict[str, int], str]:
-    """Parse YAML; return (data, {dotted key: 1-based line}, error message or "")."""
+    """Parse YAML as setup files are parsed (vramdoc.safeload: YAML 1.2 floats such as 2e-4,
+    limits on aliases and nesting); return (data, {dotted key: 1-based line}, error or "")."""
     import yaml
 
-    # one parse gives both the values and the key positions (libyaml's loader when present)
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    from vramdoc.safeload import MAX_DEPTH, YamlTooLarge, bracket_depth, yaml_loader
+
+    if bracket_depth(text) > 4 * MAX_DEPTH:
+        return None, {}, f"the YAML nests deeper than {MAX_DEPTH} levels"
+    # one parse gives both the values and the key positions
+    loader = yaml_loader()(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+    except YamlTooLarge as exc:
+        return None, {}, f"the YAML {exc}"
+    except RecursionError:
+        return None, {}, "the YAML nests too deeply"
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         mark = getattr(exc, "problem_mark", None)
@@ -184,6 +193,30 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int], str]:
     lines: dict[str, int] = {}
     _walk(node, "", lines)
     return data, lines, ""
+
+
+def open_mapping(path: Path, text: str, kind: str, what: str
+                 ) -> tuple[Collector, dict[str, Any] | None, dict[str, int]]:
+    """Start reading a framework's YAML: the collector, the top-level mapping with its text
+    keys (None, with an R200 finding, when the file holds none) and the key lines."""
+    col = Collector(path, kind)
+    data, lines, error = load_yaml(text)
+    if error or not isinstance(data, dict):
+        col.add("R200", "error", error or f"{what} holds a mapping at the top", "fix the YAML",
+                None)
+        return col, None, lines
+    return col, {k: v for k, v in data.items() if isinstance(k, str)}, lines
+
+
+def load_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is unreadable or not an object."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _walk(node: Any, prefix: str, lines: dict[str, int]) -> None:

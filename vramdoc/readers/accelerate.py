@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.readers import _frameworks as fw
-from vramdoc.readers._common import Collector, as_bool, as_int, load_yaml
+from vramdoc.readers._common import as_bool, as_int, open_mapping
 from vramdoc.readers.findings import SourceReport
 
 KIND = "accelerate"
@@ -78,11 +78,8 @@ def describe(f: dict[str, Any]) -> str:
 
 def read(path: str | Path, text: str) -> SourceReport:
     path = Path(path)
-    col = Collector(path, KIND)
-    data, lines, error = load_yaml(text)
-    if error or not isinstance(data, dict):
-        col.add("R200", "error", error or "an accelerate config holds a mapping at the top",
-                "fix the YAML", None)
+    col, data, lines = open_mapping(path, text, KIND, "an accelerate config")
+    if data is None:
         return col.report()
     f = facts(data)
     col.add("R207", "info", f"accelerate config: {describe(f)}. It names no model: give it "

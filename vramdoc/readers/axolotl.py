@@ -38,7 +38,7 @@ from vramdoc.readers._common import (
     as_int,
     as_list,
     as_targets,
-    load_yaml,
+    open_mapping,
 )
 from vramdoc.readers.findings import SourceReport
 
@@ -61,13 +61,9 @@ def detect(path: str | Path, text: str) -> bool:
 
 def read(path: str | Path, text: str) -> SourceReport:
     path = Path(path)
-    col = Collector(path, KIND)
-    data, lines, error = load_yaml(text)
-    if error or not isinstance(data, dict):
-        col.add("R200", "error", error or "an axolotl config holds a mapping at the top",
-                "fix the YAML", None)
+    col, cfg, lines = open_mapping(path, text, KIND, "an axolotl config")
+    if cfg is None:
         return col.report()
-    cfg: dict[str, Any] = {k: v for k, v in data.items() if isinstance(k, str)}
     ln = lines.get
     used: set[str] = set()
 

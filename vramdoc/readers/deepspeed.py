@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vramdoc.readers._common import Collector, json_lines, resolve_reference
+from vramdoc.readers._common import Collector, json_lines, load_json_object, resolve_reference
 from vramdoc.readers.findings import SourceReport
 
 KIND = "deepspeed"
@@ -66,15 +66,6 @@ def describe(facts: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def load(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when unreadable."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def read(path: str | Path, text: str) -> SourceReport:
     path = Path(path)
     col = Collector(path, KIND)
@@ -117,7 +108,7 @@ def apply_reference(col: Collector, source: Path, value: Any, line: int | None,
         data = value
     else:
         found = resolve_reference(source, str(value))
-        data = load(found) if found is not None else None
+        data = load_json_object(found) if found is not None else None
         if found is None:
             col.add("R206", "info", f"{key}: {value} is not next to {source.name} (nor in its "
                     "parent folders); its ZeRO stage is unknown", "run vramdoc where the run "

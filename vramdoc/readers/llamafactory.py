@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.readers import _frameworks as fw
-from vramdoc.readers._common import Collector, as_bool, as_float, as_int, as_list, load_yaml
+from vramdoc.readers._common import Collector, as_bool, as_float, as_int, as_list, open_mapping
 from vramdoc.readers.findings import SourceReport
 
 KIND = "llamafactory"
@@ -54,11 +54,8 @@ def detect(path: str | Path, text: str) -> bool:
 
 def read(path: str | Path, text: str) -> SourceReport:
     path = Path(path)
-    col = Collector(path, KIND)
-    data, lines, error = load_yaml(text)
-    if error or not isinstance(data, dict):
-        col.add("R200", "error", error or "a LLaMA-Factory config holds a mapping at the top",
-                "fix the YAML", None)
+    col, data, lines = open_mapping(path, text, KIND, "a LLaMA-Factory config")
+    if data is None:
         return col.report()
     if "model" in data and sum(k in data for k in _V1) >= 2:
         col.add("R201", "warning", "LLaMA-Factory's v1 format (model_class, peft_config, "
@@ -66,7 +63,7 @@ def read(path: str | Path, text: str) -> SourceReport:
                 "write the run in the llamafactory-cli train format (model_name_or_path, "
                 "finetuning_type, ...)", lines.get("model_class") or lines.get("model"))
         return col.report()
-    apply(col, path, {k: v for k, v in data.items() if isinstance(k, str)}, lines.get)
+    apply(col, path, data, lines.get)
     return col.report()
 
 

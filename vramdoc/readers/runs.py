@@ -13,7 +13,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vramdoc.readers._common import Collector, as_float, as_int, as_list, as_targets
+from vramdoc.readers._common import (
+    Collector,
+    as_float,
+    as_int,
+    as_list,
+    as_targets,
+    load_json_object,
+)
 from vramdoc.readers.findings import SourceReport
 
 KIND = "run"
@@ -29,14 +36,6 @@ def detect(path: str | Path, text: str) -> bool:
     head = text[:4000]
     return any(k in head for k in ('"model_type"', '"architectures"', '"peft_type"',
                                    '"log_history"', '"global_step"'))
-
-
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def read(path: str | Path, text: str) -> SourceReport:
@@ -158,7 +157,7 @@ def _siblings(col: Collector, path: Path, skip: str) -> None:
             f = folder / name
             if not f.is_file():
                 continue
-            data = _json(f)
+            data = load_json_object(f)
             if data is None:
                 continue
             if name == "adapter_config.json" and col.get("lora") is None:

@@ -28,7 +28,7 @@ from vramdoc.readers._common import (
     as_int,
     as_list,
     as_targets,
-    load_yaml,
+    open_mapping,
 )
 from vramdoc.readers.findings import SourceReport
 
@@ -57,13 +57,9 @@ def detect(path: str | Path, text: str) -> bool:
 
 def read(path: str | Path, text: str) -> SourceReport:
     path = Path(path)
-    col = Collector(path, KIND)
-    data, lines, error = load_yaml(text)
-    if error or not isinstance(data, dict):
-        col.add("R200", "error", error or "a TRL config holds a mapping at the top",
-                "fix the YAML", None)
-        return col.report()
-    apply(col, path, {k: v for k, v in data.items() if isinstance(k, str)}, lines.get)
+    col, cfg, lines = open_mapping(path, text, KIND, "a TRL config")
+    if cfg is not None:
+        apply(col, path, cfg, lines.get)
     return col.report()
 
 

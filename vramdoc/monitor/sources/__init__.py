@@ -67,7 +67,17 @@ def read_events(path: str | Path, kind: str | None = None) -> list[dict[str, Any
     kind = kind or detect(path)
     if kind is None or kind == "events":
         raise ValueError(f"{path} is not a tracker source")
-    return to_events(reader(kind)(path))
+    try:
+        return to_events(reader(kind)(path))
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+        # a file of the right name with contents the format never holds: one message, the
+        # watch goes on (the readers check what they know; this is the boundary's net)
+        from vramdoc.errors import UsageError
+
+        raise UsageError(f"{path}: not a readable {kind.replace('_', ' ')} run "
+                         f"({type(exc).__name__}: {str(exc)[:120]})",
+                         "point vramdoc watch at the run's folder as the tracker wrote it"
+                         ) from None
 
 
 def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:

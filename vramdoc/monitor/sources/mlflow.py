@@ -77,6 +77,9 @@ def read(path: str | Path) -> SourceRun:
     except Exception as exc:  # yaml.YAMLError, OSError
         raise UsageError(f"{p / 'meta.yaml'}: cannot be read ({str(exc).splitlines()[0]})",
                          "is this an MLflow run folder?") from None
+    if not isinstance(meta, dict):
+        raise UsageError(f"{p / 'meta.yaml'}: not an MLflow run's meta.yaml (no mapping)",
+                         "is this an MLflow run folder?")
     metrics = p / "metrics"
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     times: dict[int, float] = {}

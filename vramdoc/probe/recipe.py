@@ -174,6 +174,8 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                       "compute_capability": list(getattr(gpu, "compute_capability", ()))}
 
     watch: NumericsWatch | None = None
+
+    sigint: _SigintFlag | None = None
     opt: optim.OptimizerRun | None = None
     phase_seconds: list[float] = []
     run_started = time.perf_counter()
@@ -228,7 +230,10 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                 cuda.switch(None)
 
             # 4. The steps.
+            sigint = _SigintFlag()
             for step in range(steps):
+                if sigint.requested:  # a library swallowed the KeyboardInterrupt: stop now
+                    raise KeyboardInterrupt
                 started = time.perf_counter()
                 for _micro in range(ga):
                     _phase("forward", step, tracker, cuda)
@@ -313,6 +318,8 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             tracker.limit_bytes = None
             if watch is not None:
                 watch.close()
+            if sigint is not None:
+                sigint.restore()
 
     # 5. Replay the timeline: per-phase peaks and what was live at each.
     trace = tracker.trace()
@@ -436,3 +443,26 @@ def _with_device(view: MemoryView, used: int | None) -> MemoryView:
     return replace(view, device_bytes=used)
 
 
+class _SigintFlag:
+    """Ctrl-C during the steps: the flag stays set even when a library catches the
+    KeyboardInterrupt the handler raises, so the next step boundary stops the run."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.requested = False
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None

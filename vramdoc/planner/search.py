@@ -33,8 +33,11 @@ from typing import Any
 
 from vramdoc.engine import Finding, Rule, evaluate, holds, load_rules
 from vramdoc.errors import UsageError
-from vramdoc.planner.context import (
+from vramdoc.planner.context import (  # noqa: F401 - the margin is re-exported here
+    MARGIN_FRACTION,
     MEMORY_NAMES,
+    MIN_MARGIN_BYTES,
+    default_margin,
     gpu_context,
     memory_context,
     model_context,
@@ -54,10 +57,7 @@ from vramdoc.planner.space import (
 )
 from vramdoc.planner.steptime import ModelDims, StepTime, model_dims, step_time
 from vramdoc.setup import TrainSetup, setup_from_mapping, setup_to_mapping
-from vramdoc.units import MiB
 
-MIN_MARGIN_BYTES = 256 * MiB
-MARGIN_FRACTION = 0.04
 # Setup keys a guidance rule may change in a plan without changing its memory.
 MEMORY_NEUTRAL_KEYS = frozenset({
     "training.learning_rate", "training.warmup_steps", "training.lr_scheduler_type",
@@ -67,11 +67,6 @@ PER_CANDIDATE_NAMES = frozenset({"micro_batch", "grad_accum", "seq_len", "effect
                                  "user_seq_len"})
 METHOD_RANK = {"full": 0, "lora": 1, "qlora-int8": 2, "qlora": 3, "gptq-lora": 3, "awq-lora": 3}
 STATE_RANK = {32: 0, 16: 1, 8: 2, 4: 3, None: 3}
-
-
-def default_margin(gpu_memory_bytes: int) -> int:
-    """Bytes the planner keeps free on a GPU: max(256 MiB, 4 % of its memory)."""
-    return max(MIN_MARGIN_BYTES, int(gpu_memory_bytes * MARGIN_FRACTION))
 
 
 @dataclass(frozen=True)

@@ -55,19 +55,27 @@ def api_dir() -> Path:
 
 @cache
 def load_changes(directory: Path | None = None) -> tuple[Change, ...]:
-    """Every change of every ``rules/api/*.yaml``, validated; all problems reported at once."""
-    import yaml
+    """Every change of every ``rules/api/*.yaml``, validated; all problems reported at once.
+
+    Parsed files come from the rules' disk cache (``vramdoc.engine.yamlcache``) when their
+    size and mtime match, so a cold ``vramdoc doctor`` need not import PyYAML."""
+    from vramdoc.engine import yamlcache
 
     d = directory or api_dir()
     problems: list[str] = []
     out: list[Change] = []
     for f in sorted(d.glob("*.yaml")):
-        try:
-            data = yaml.load(f.read_text(encoding="utf-8"),
-                             Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except (OSError, yaml.YAMLError) as exc:
-            problems.append(f"{f.name}: cannot be read: {str(exc).splitlines()[0]}")
-            continue
+        hit, data = yamlcache.get(f)
+        if not hit:
+            import yaml
+
+            try:
+                data = yaml.load(f.read_text(encoding="utf-8"),
+                                 Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            except (OSError, yaml.YAMLError) as exc:
+                problems.append(f"{f.name}: cannot be read: {str(exc).splitlines()[0]}")
+                continue
+            yamlcache.put(f, data)
         if not isinstance(data, dict) or data.get("library") != f.stem or \
                 not isinstance(data.get("changes"), list):
             problems.append(f"{f.name}: expected 'library: {f.stem}' and a 'changes:' list")
@@ -101,6 +109,7 @@ def load_changes(directory: Path | None = None) -> tuple[Change, ...]:
                 source=str(e.get("source", "")), applies_to=tuple(e.get("applies_to") or ()),
                 since=e.get("since"), replacement=e.get("replacement"), rewrite=e.get("rewrite"),
                 unless=e.get("unless"), needs_import=e.get("needs_import")))
+    yamlcache.flush(d)
     if problems:
         raise ConfigError(problems, f"API-change data in {d}",
                           "fix the entries above (see rules/api/README.md)")

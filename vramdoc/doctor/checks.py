@@ -107,12 +107,12 @@ def judge(setup: Any, spec: Any, gpu: Any, est: Any = None) -> list[Any]:
     from vramdoc.engine import evaluate, load_rules
     from vramdoc.planner.context import (
         MEMORY_NAMES,
+        default_margin,
         gpu_context,
         memory_context,
         model_context,
         setup_context,
     )
-    from vramdoc.planner.search import default_margin
 
     rules = load_rules("plan")
     gpu_names = set(gpu_context(None)) - {"n_gpus"}

@@ -152,6 +152,26 @@ def _account_params(setup: TrainSetup, spec: Any, groups: Any) -> ParamAccount:
     return params
 
 
+_EMB_MEMO: dict[tuple[Any, ...], tuple[Any, Any, tuple[int, int]]] = {}
+_ACTS_MEMO: dict[tuple[Any, ...], tuple[Any, Any, ActivationAccount]] = {}
+
+
+def _account_activations(spec: Any, groups: Any, st: ActSetup, ckpt: bool,
+                         **kw: Any) -> ActivationAccount:
+    """``account_activations``, memoized on its arguments: the walk reads nothing else, and
+    the planner estimates many candidates that differ only in the optimizer (the account is
+    a frozen dataclass, so sharing it is safe)."""
+    key = (id(spec), id(groups), st, ckpt, *sorted(kw.items()))
+    hit = _ACTS_MEMO.get(key)
+    if hit is not None and hit[0] is spec and hit[1] is groups:
+        return hit[2]
+    acts = account_activations(spec, groups, st, ckpt, **kw)
+    if len(_ACTS_MEMO) > 256:
+        _ACTS_MEMO.clear()
+    _ACTS_MEMO[key] = (spec, groups, acts)
+    return acts
+
+
 def _liger_logits(acts: ActivationAccount, spec: Any, st: ActSetup, params: ParamAccount,
                   head_elem: int) -> ActivationAccount:
     """Liger's fused linear cross-entropy in place of transformers' logits chain."""
@@ -212,7 +232,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         q is not None and q.quant_method in ("bitsandbytes", "gptq")
         and setup.prepare_model_for_kbit_training) or _fsdp_checkpointing(setup)
     st = _act_setup(setup, params, spec, groups)
-    acts: ActivationAccount = account_activations(
+    acts: ActivationAccount = _account_activations(
         spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
@@ -285,7 +305,19 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # Fake-tensor traces (vramdoc probe --device fake, full bf16, eager, batch 1) have the
     # same activations at the backward peak with and without checkpointing: llama-2-7b seq 32
     # 263,168 B (the output gradient + 1 KiB), qwen2.5-0.5b seq 16 272,270,336 B (V*h*2 + 1 KiB).
-    untied, tied = _embedding_grads(setup, spec, groups, sh.grads_div)
+    # memoized on what it reads: the inventory and account_params' setup fields (as
+    # _account_params), and the shard divisor
+    ekey = (id(spec), id(groups), setup.torch_dtype, setup.quantization, setup.lora,
+            setup.prepare_model_for_kbit_training, setup.task, setup.peft_version,
+            sh.grads_div)
+    ehit = _EMB_MEMO.get(ekey)
+    if ehit is not None and ehit[0] is spec and ehit[1] is groups:
+        untied, tied = ehit[2]
+    else:
+        untied, tied = _embedding_grads(setup, spec, groups, sh.grads_div)
+        if len(_EMB_MEMO) > 256:
+            _EMB_MEMO.clear()
+        _EMB_MEMO[ekey] = (spec, groups, (untied, tied))
     block0 = {**zero, **live, "optimizer_states": states,
               "gradients": grads + unit_grads + grads_fwd_comm - untied,
               "activations": end_acts + (acts.checkpoint_bytes

@@ -6,15 +6,30 @@
 'QLoRA NF4 r16 all-linear · fp16+fp16 AMP · sdpa · ckpt · paged_adamw_8bit · 1x16 · seq 512'
 """
 
-from vramdoc.planner.search import (
-    Plan,
-    PlanRequest,
-    PlanResult,
-    SearchStats,
-    default_margin,
-    describe,
-    plan,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vramdoc.planner.search import (
+        Plan,
+        PlanRequest,
+        PlanResult,
+        SearchStats,
+        default_margin,
+        describe,
+        plan,
+    )
 
 __all__ = ["Plan", "PlanRequest", "PlanResult", "SearchStats", "default_margin", "describe",
            "plan"]
+
+
+def __getattr__(name: str) -> Any:
+    # the search is imported on first use: `vramdoc estimate` and `vramdoc doctor` read
+    # vramdoc.planner.context without paying for the search module (PEP 562)
+    if name in __all__:
+        from vramdoc.planner import search
+
+        return getattr(search, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,18 @@ from typing import Any
 
 from vramdoc.planner.space import OPTIM_INFO, optim_state_bits
 from vramdoc.setup import TrainSetup
-from vramdoc.units import GiB
+from vramdoc.units import GiB, MiB
+
+# The margin lives here, not in the search, so that the doctor's fit check (which reads this
+# module) need not import the search module.
+MIN_MARGIN_BYTES = 256 * MiB
+MARGIN_FRACTION = 0.04
+
+
+def default_margin(gpu_memory_bytes: int) -> int:
+    """Bytes the planner keeps free on a GPU: max(256 MiB, 4 % of its memory)."""
+    return max(MIN_MARGIN_BYTES, int(gpu_memory_bytes * MARGIN_FRACTION))
+
 
 MEMORY_NAMES = (
     "peak_bytes", "device_bytes", "peak_gib", "device_gib", "peak_phase", "margin_bytes",

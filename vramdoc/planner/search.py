@@ -33,8 +33,11 @@ from typing import Any
 
 from vramdoc.engine import Finding, Rule, evaluate, holds, load_rules
 from vramdoc.errors import UsageError
-from vramdoc.planner.context import (
+from vramdoc.planner.context import (  # noqa: F401 - the margin is re-exported here
+    MARGIN_FRACTION,
     MEMORY_NAMES,
+    MIN_MARGIN_BYTES,
+    default_margin,
     gpu_context,
     memory_context,
     model_context,
@@ -54,10 +57,7 @@ from vramdoc.planner.space import (
 )
 from vramdoc.planner.steptime import ModelDims, StepTime, model_dims, step_time
 from vramdoc.setup import TrainSetup, setup_from_mapping, setup_to_mapping
-from vramdoc.units import MiB
 
-MIN_MARGIN_BYTES = 256 * MiB
-MARGIN_FRACTION = 0.04
 # Setup keys a guidance rule may change in a plan without changing its memory.
 MEMORY_NEUTRAL_KEYS = frozenset({
     "training.learning_rate", "training.warmup_steps", "training.lr_scheduler_type",
@@ -67,11 +67,6 @@ PER_CANDIDATE_NAMES = frozenset({"micro_batch", "grad_accum", "seq_len", "effect
                                  "user_seq_len"})
 METHOD_RANK = {"full": 0, "lora": 1, "qlora-int8": 2, "qlora": 3, "gptq-lora": 3, "awq-lora": 3}
 STATE_RANK = {32: 0, 16: 1, 8: 2, 4: 3, None: 3}
-
-
-def default_margin(gpu_memory_bytes: int) -> int:
-    """Bytes the planner keeps free on a GPU: max(256 MiB, 4 % of its memory)."""
-    return max(MIN_MARGIN_BYTES, int(gpu_memory_bytes * MARGIN_FRACTION))
 
 
 @dataclass(frozen=True)
@@ -268,6 +263,11 @@ class _Search:
         from vramdoc.estimate.liger import liger_applies
 
         liger = liger_applies(self.spec.model_type, self.base.task, self.spec.is_encoder)
+        combo_names = _names_read(err_combo + warn_combo)
+        cand_names = _names_read(err_cand + warn_cand, exclude=("micro_batch", "grad_accum",
+                                                                 "seq_len"))
+        combo_memo: dict[tuple[Any, ...], tuple[Rule | None, int]] = {}
+        cand_memo: dict[tuple[Any, ...], tuple[Rule | None, int]] = {}
         for combo in expand(combos(self.req.methods, liger=liger), self.base):
             if combo.targets == "default" and not peft_default:
                 continue
@@ -275,23 +275,41 @@ class _Search:
             self.stats.candidates += n
             probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
             ctx = setup_context(self.setup_of(probe), self.spec, self.base_ctx, self.user_seq)
-            bad = next((r for r in err_combo if holds(r, ctx)), None)
+            # a rule's verdict depends only on the names it reads: combos that agree on every
+            # name the rules read share one verdict (most combos differ only in levers no rule
+            # reads), so the rules run once per distinct signature, not once per combo
+            sig = _signature(ctx, combo_names)
+            verdict = combo_memo.get(sig) if sig is not None else None
+            if verdict is None:
+                bad = next((r for r in err_combo if holds(r, ctx)), None)
+                verdict = (bad, 0 if bad is not None else
+                           sum(1 for r in warn_combo if holds(r, ctx)))
+                if sig is not None:
+                    combo_memo[sig] = verdict
+            bad, n_warn = verdict
             if bad is not None:
                 self.stats.rejected_by_rule[bad.code] += n
                 continue
-            n_warn = sum(1 for r in warn_combo if holds(r, ctx))
             fid = fidelity(combo)
+            csig = _signature(ctx, cand_names) if err_cand or warn_cand else None
             for si, seq in enumerate(seqs):
                 for mb in mbs:
                     cand = Candidate(combo, mb, eb // mb, seq)
                     w = n_warn
                     if err_cand or warn_cand:
-                        c2 = dict(ctx, micro_batch=mb, grad_accum=eb // mb, seq_len=seq)
-                        bad = next((r for r in err_cand if holds(r, c2)), None)
+                        cverdict = cand_memo.get((csig, mb, seq)) if csig is not None else None
+                        if cverdict is None:
+                            c2 = dict(ctx, micro_batch=mb, grad_accum=eb // mb, seq_len=seq)
+                            bad = next((r for r in err_cand if holds(r, c2)), None)
+                            cverdict = (bad, 0 if bad is not None else
+                                        sum(1 for r in warn_cand if holds(r, c2)))
+                            if csig is not None:
+                                cand_memo[(csig, mb, seq)] = cverdict
+                        bad = cverdict[0]
                         if bad is not None:
                             self.stats.rejected_by_rule[bad.code] += 1
                             continue
-                        w += sum(1 for r in warn_cand if holds(r, c2))
+                        w += cverdict[1]
                     # the k-bit upcast and Liger do not change the step-time model: one
                     # figure per (levers it reads, micro-batch, sequence)
                     tkey = (combo.method, combo.dtype, combo.amp, combo.attn, combo.ckpt,
@@ -414,6 +432,22 @@ class _Search:
                     gpu_memory_bytes=self.gpu.memory_bytes,
                     findings=tuple(evaluate(self.rules, ctx)), applied=tuple(applied),
                     candidate=cand)
+
+
+def _names_read(rules: list[Rule], exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every context name the rules' conditions read, in a fixed order."""
+    return tuple(sorted({n for r in rules for n in r.names} - set(exclude)))
+
+
+def _signature(ctx: dict[str, Any], names: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """The values of ``names`` in ``ctx`` (missing ones None, as holds() reads them), or None
+    when one is unhashable (then the rules run on the context itself)."""
+    sig = tuple([ctx.get(n) for n in names])
+    try:
+        hash(sig)
+    except TypeError:
+        return None
+    return sig
 
 
 def shape(cand: Candidate) -> tuple[Any, ...]:

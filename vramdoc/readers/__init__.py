@@ -7,6 +7,7 @@ Each reader module exposes ``detect(path, text) -> bool`` and ``read(path, text)
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -43,6 +44,18 @@ def reader_modules() -> list[ModuleType]:
     return mods
 
 
+def _reader_modules_lazily() -> Iterator[ModuleType]:
+    """:func:`reader_modules`, each imported only when the caller gets to it."""
+    for name in READER_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        yield mod
+
+
 def read_text(path: str | Path) -> str:
     """The text of a user's file, or a UsageError (exit 2) saying why it cannot be read."""
     p = Path(path)
@@ -71,8 +84,9 @@ def _failed(mod: ModuleType, path: str | Path, exc: Exception) -> ReaderError:
 
 
 def reader_for(path: str | Path, text: str) -> ModuleType | None:
-    """The first reader whose ``detect`` accepts the file, or None."""
-    for mod in reader_modules():
+    """The first reader whose ``detect`` accepts the file, or None (readers after it are not
+    imported: a cold ``vramdoc doctor train.py`` loads the script reader alone)."""
+    for mod in _reader_modules_lazily():
         try:
             found = mod.detect(str(path), text)
         except VramdocError:

@@ -325,9 +325,9 @@ class RunState:
                     self._peaks[key] = v
 
     def _alerts(self, step: int, context: dict[str, Any], prev: int | None = None) -> None:
-        from vramdoc.engine import finding, holds
+        from vramdoc.engine import finding, holding
 
-        fired = [r for r in self.rules if holds(r, context)]
+        fired = holding(self.rules, context)
         if not fired:
             return
         self._ctx.add_texts(context)

@@ -150,6 +150,19 @@ def _compile(node: ast.expr) -> Compiled:  # noqa: C901 - one branch per node ty
     if isinstance(node, ast.Compare):
         if any(type(o) not in ops for o in node.ops):
             raise _NotCompilable
+        if (len(node.ops) == 1 and isinstance(node.left, ast.Name)
+                and isinstance(node.comparators[0], ast.Constant)
+                and not hasattr(node.comparators[0].value, "__len__")):
+            # `name OP constant`, most of every condition: one closure, not three
+            key, value, cmp0 = node.left.id, node.comparators[0].value, ops[type(node.ops[0])]
+
+            def compare_name(names: Mapping[str, Any]) -> Any:
+                left = names.get(key)
+                if type(left) not in _PRIMITIVE:
+                    _checked(left)
+                result = cmp0(left, value)
+                return result if type(result) in _PRIMITIVE else _checked(result)
+            return compare_name
         first = _compile(node.left)
         if len(node.ops) == 1:
             cmp, right_fn = ops[type(node.ops[0])], _compile(node.comparators[0])

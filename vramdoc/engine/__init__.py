@@ -9,7 +9,14 @@ Rules are data (``rules/<CODE>-<name>.yaml``); conditions are evaluated by simpl
 ``eval``; a malformed rule directory raises one ConfigError listing every problem.
 """
 
-from vramdoc.engine.evaluate import RuleEvaluationError, evaluate, finding, format_message, holds
+from vramdoc.engine.evaluate import (
+    RuleEvaluationError,
+    evaluate,
+    finding,
+    format_message,
+    holding,
+    holds,
+)
 from vramdoc.engine.loader import (
     RuleCases,
     cases_path,
@@ -25,6 +32,6 @@ from vramdoc.engine.selftest import CaseResult, run_rule_tests
 __all__ = [
     "LETTERS", "SCOPES", "SEVERITIES", "CaseResult", "Finding", "Rule", "RuleCases",
     "RuleEvaluationError", "cases_path", "clear_cache", "context_names", "default_rules_dir",
-    "evaluate", "finding", "format_message", "holds", "load_rule_cases", "load_rules",
+    "evaluate", "finding", "format_message", "holding", "holds", "load_rule_cases", "load_rules",
     "run_rule_tests",
 ]

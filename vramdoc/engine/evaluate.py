@@ -6,7 +6,7 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vramdoc.engine.conditions import evaluate_condition
+from vramdoc.engine.conditions import compiled_condition, evaluate_condition
 from vramdoc.engine.schema import Finding, Rule
 from vramdoc.errors import VramdocError
 
@@ -75,8 +75,10 @@ def holds(rule: Rule, context: Mapping[str, Any], *, strict: bool = False) -> bo
     values = dict(zip(rule.names, key if key is not None else
                       [get(n) for n in rule.names], strict=True))
     assert rule.tree is not None
+    fn = compiled_condition(rule.when, rule.tree)
     try:
-        result = bool(evaluate_condition(rule.tree, values, rule.when))
+        result = bool(fn(values) if fn is not None
+                      else evaluate_condition(rule.tree, values, rule.when))
     except Exception as exc:
         if strict:
             raise RuleEvaluationError(
@@ -90,6 +92,29 @@ def holds(rule: Rule, context: Mapping[str, Any], *, strict: bool = False) -> bo
             memo.clear()
         memo[key] = result
     return result
+
+
+def holding(rules: Iterable[Rule], context: Mapping[str, Any]) -> list[Rule]:
+    """The rules whose condition holds on ``context``, in order: :func:`holds` without its memo.
+
+    For contexts that rarely repeat (the watch's, one per logged step, full of new floats),
+    where keying the memo costs more than it saves. Same answers as ``holds(rule, context)``:
+    missing names are None, a condition that raises does not hold.
+    """
+    out: list[Rule] = []
+    for rule in rules:
+        assert rule.tree is not None
+        fn = compiled_condition(rule.when, rule.tree)
+        try:
+            if fn is not None:
+                if fn(context):
+                    out.append(rule)
+            elif evaluate_condition(rule.tree, {n: context.get(n) for n in rule.names},
+                                    rule.when):
+                out.append(rule)
+        except Exception:  # noqa: BLE001, S112 - a condition that raises does not fire
+            continue
+    return out
 
 
 def finding(rule: Rule, context: Mapping[str, Any]) -> Finding:

@@ -98,6 +98,7 @@ class CurveTracker:
         self.loss_at_eval_best: float | None = None
         # clipping, loss scale, throughput
         self.clipped: deque[bool] = deque(maxlen=CLIP_WINDOW)
+        self.clipped_count = 0  # True values in ``clipped`` (kept as it slides)
         self.prev_scale: float | None = None
         self.scale_drops: deque[int] = deque()
         self.tput_base: list[float] = []
@@ -186,8 +187,12 @@ class CurveTracker:
             warmup_fraction = end / self.max_steps if end else None
 
         if _finite(gn) and _finite(self.clip_threshold) and self.clip_threshold > 0:
-            self.clipped.append(gn > self.clip_threshold)
-        clip_fraction = (sum(self.clipped) / len(self.clipped)
+            clipped = gn > self.clip_threshold
+            if len(self.clipped) == CLIP_WINDOW and self.clipped[0]:
+                self.clipped_count -= 1
+            self.clipped.append(clipped)
+            self.clipped_count += clipped
+        clip_fraction = (self.clipped_count / len(self.clipped)
                          if len(self.clipped) >= CLIP_WINDOW // 2 else None)
 
         scale = ev.get("loss_scale")

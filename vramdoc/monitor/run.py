@@ -88,7 +88,17 @@ class Alert:
     first_step: int
     last_step: int
     count: int = 1
-    last_message: str = ""
+    # the latest firing's message: formatted when read, since a rule that holds on most steps
+    # of a long log would otherwise format a message per step that nobody reads
+    _last: tuple[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def last_message(self) -> str:
+        if self._last is None:
+            return self.message
+        from vramdoc.engine import format_message
+
+        return format_message(*self._last)
 
     @property
     def steps_text(self) -> str:
@@ -325,27 +335,28 @@ class RunState:
                     self._peaks[key] = v
 
     def _alerts(self, step: int, context: dict[str, Any], prev: int | None = None) -> None:
-        from vramdoc.engine import finding, holds
+        from vramdoc.engine import finding, holding
 
-        fired = [r for r in self.rules if holds(r, context)]
+        fired = holding(self.rules, context)
         if not fired:
             return
         self._ctx.add_texts(context)
         for rule in fired:
-            f = finding(rule, context)
-            episode = next((a for a in reversed(self.alerts) if a.code == f.code), None)
+            code = rule.code
+            episode = next((a for a in reversed(self.alerts) if a.code == code), None)
             if episode is not None and (step - episode.last_step <= 1
                                         or episode.last_step == prev
-                                        or self._episodes.get(f.code, 0) >= MAX_EPISODES):
+                                        or self._episodes.get(code, 0) >= MAX_EPISODES):
+                # extending an episode needs only the message, not a whole finding
                 episode.last_step = step
                 episode.count += 1
-                episode.last_message = f.message
+                episode._last = (rule.message, context)
                 continue
+            f = finding(rule, context)
             self._episodes[f.code] = self._episodes.get(f.code, 0) + 1
             self.alerts.append(Alert(code=f.code, name=f.name, kind=f.kind,
                                      severity=f.severity, message=f.message, fix=f.fix,
-                                     why=f.why, first_step=step, last_step=step,
-                                     last_message=f.message))
+                                     why=f.why, first_step=step, last_step=step))
 
     # --- summary ---------------------------------------------------------------------------
     def summary(self, path: Path | None = None) -> dict[str, Any]:

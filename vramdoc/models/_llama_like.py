@@ -7,6 +7,8 @@ Shapes and names follow transformers 5.23 ``models/<type>/modeling_<type>.py``:
 - mixtral: attention as above, a ``MixtralTopKRouter`` (bare ``weight``, E x h) and
   ``MixtralExperts`` holding fused 3-D parameters ``gate_up_proj`` (E, 2 ffn, h) and
   ``down_proj`` (E, h, ffn) -- no per-expert nn.Linear in transformers 5.
+- granite: llama's modules (GraniteAttention / GraniteMLP, attention_bias on all four
+  projections, mlp_bias on the MLP); its multipliers are python scalars, no parameters.
 - phi3: fused ``qkv_proj`` ((a + 2 kv) hd rows) and ``gate_up_proj`` (2 ffn rows).
 - gemma3 (multimodal ``Gemma3ForConditionalGeneration``): the gemma3_text decoder under
   ``model.language_model``, a SigLIP vision tower under ``model.vision_tower`` and the
@@ -67,6 +69,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "phi3": dict(V=32064, h=3072, ffn=8192, L=32, a=32, kv=None, pos=4096, tie=False),
     # transformers 5.24 configuration_olmo2.py (Olmo2Config class defaults)
     "olmo2": dict(V=50304, h=4096, ffn=11008, L=32, a=32, kv=None, pos=2048, tie=False),
+    # transformers 5.24 configuration_granite.py (GraniteConfig class defaults)
+    "granite": dict(V=32000, h=4096, ffn=11008, L=32, a=32, kv=None, pos=2048, tie=False),
 }
 _SLIDING_DEFAULT = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
 
@@ -103,8 +107,8 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     ffn = c.int("intermediate_size", default=d["ffn"])
     tie = c.flag("tie_word_embeddings", default=d["tie"])
     attn_bias = c.flag("attention_bias", default=False) if mt in (
-        "llama", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2") else False
-    mlp_bias = c.flag("mlp_bias", default=False) if mt == "llama" else False
+        "llama", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2", "granite") else False
+    mlp_bias = c.flag("mlp_bias", default=False) if mt in ("llama", "granite") else False
     blk = f"{prefix}.layers.{{i}}"
     g: list[ParamGroup] = [embedding(f"{prefix}.embed_tokens", V, h)]
 

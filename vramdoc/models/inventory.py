@@ -32,6 +32,8 @@ _LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2
 _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     **{mt: ("_llama_like", "build_llama_like", mt, TASKS) for mt in _LLAMA_LIKE},
     "gemma3": ("_llama_like", "build_gemma3", None, TASKS),
+    # transformers 5.24 has GraniteForCausalLM but no GraniteForSequenceClassification
+    "granite": ("_llama_like", "build_llama_like", "granite", (CAUSAL_LM,)),
     "qwen": ("_llama_like", "build_qwen_v1", None, (CAUSAL_LM,)),
     "gpt2": ("_classic", "build_gpt2", None, TASKS),
     "gpt_bigcode": ("_classic", "build_gpt_bigcode", None, TASKS),

@@ -19,6 +19,9 @@ ROWS = [
     Case("granite", "lora", "sdpa", False, 2, 128),  # multipliers: scalars, nothing saved
     Case("granite", "full", "sdpa", False, 2, 128),
     Case("granite", "lora-all", "eager", False, 2, 128),
+    Case("qwen2_moe", "full", "sdpa", False, 2, 128),  # shared expert + sigmoid gate
+    Case("qwen2_moe", "lora", "eager", False, 2, 128),
+    Case("qwen2_moe", "lora-all", "sdpa", False, 2, 128),  # experts not wrapped by PEFT
 ]
 
 

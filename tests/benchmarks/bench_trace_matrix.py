@@ -56,6 +56,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "qwen2_moe": {"model_type": "qwen2_moe", **_DENSE, "num_experts": 4,
                   "num_experts_per_tok": 2, "moe_intermediate_size": 128,
                   "shared_expert_intermediate_size": 384},
+    "qwen3_moe": {"model_type": "qwen3_moe", **_DENSE, "head_dim": 32, "num_experts": 4,
+                  "num_experts_per_tok": 2, "moe_intermediate_size": 128},
     "gpt2": {"model_type": "gpt2", "n_embd": 256, "n_layer": 2, "n_head": 8, "vocab_size": 1000,
              "n_positions": 512},
     "gpt_bigcode": {"model_type": "gpt_bigcode", "n_embd": 256, "n_layer": 2, "n_head": 8,
@@ -77,9 +79,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
 # "lora" uses PEFT's default targets; where the pinned PEFT has none for the family, these
 LORA_TARGETS = {"mixtral": ["q_proj", "v_proj"], "phi3": ["qkv_proj"],
                 "olmo2": ["q_proj", "v_proj"], "granite": ["q_proj", "v_proj"],
-                "qwen2_moe": ["q_proj", "v_proj"]}
+                "qwen2_moe": ["q_proj", "v_proj"], "qwen3_moe": ["q_proj", "v_proj"]}
 # peft 0.21 wraps fused MoE experts in a ParamWrapper, which refuses lora_dropout != 0
-NO_LORA_DROPOUT = {"mixtral", "qwen2_moe"}
+NO_LORA_DROPOUT = {"mixtral", "qwen2_moe", "qwen3_moe"}
 METHODS = ("full", "lora", "lora-all", "dora", "qlora")
 ATTNS = ("eager", "sdpa")
 SHAPES = ((2, 128), (1, 256))

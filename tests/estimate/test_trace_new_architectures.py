@@ -2,7 +2,8 @@
 
 Same bar as tests/estimate/test_trace_matrix.py: the estimate within 2 % over and 1 % under a
 CUDA-semantics fake trace of the real transformers modules. Rows the estimator does not meet
-(Granite QLoRA, see README's trace-matrix section) are printed by the benchmark, not hidden.
+(Granite QLoRA, Qwen3-MoE all-linear, see README's trace-matrix section) are printed by the
+benchmark, not hidden.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ ROWS = [
     Case("qwen2_moe", "full", "sdpa", False, 2, 128),  # shared expert + sigmoid gate
     Case("qwen2_moe", "lora", "eager", False, 2, 128),
     Case("qwen2_moe", "lora-all", "sdpa", False, 2, 128),  # experts not wrapped by PEFT
+    Case("qwen3_moe", "full", "sdpa", False, 2, 128),  # qk-norm + routed experts
+    Case("qwen3_moe", "lora", "sdpa", False, 2, 128),
 ]
 
 

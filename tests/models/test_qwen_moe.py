@@ -1,4 +1,4 @@
-"""Qwen2-MoE (model_type qwen2_moe): inventory against transformers' meta-device build,
+"""Qwen2-MoE / Qwen3-MoE (qwen2_moe, qwen3_moe): inventory against transformers' meta-device build,
 with its shared expert, sparse-step and mlp-only layers; PEFT's missing default refused."""
 
 from __future__ import annotations
@@ -32,8 +32,21 @@ def _meta_model(config: dict):
         return transformers.AutoModelForCausalLM.from_config(cfg)
 
 
-@pytest.mark.parametrize("config", QWEN2_MOE, ids=["defaults", "tiny", "dense-layers"])
-def test_qwen2_moe_parameter_count_matches_transformers(config: dict) -> None:
+QWEN3_MOE = [
+    {"model_type": "qwen3_moe"},
+    {"model_type": "qwen3_moe", **{k: v for k, v in _TINY.items()
+                                   if k != "shared_expert_intermediate_size"},
+     "head_dim": 32, "attention_bias": True},
+    {"model_type": "qwen3_moe", **{k: v for k, v in _TINY.items()
+                                   if k != "shared_expert_intermediate_size"},
+     "num_hidden_layers": 3, "mlp_only_layers": [0, 2]},
+]
+
+
+@pytest.mark.parametrize("config", QWEN2_MOE + QWEN3_MOE, ids=[
+    "qwen2-defaults", "qwen2-tiny", "qwen2-dense-layers", "qwen3-defaults", "qwen3-tiny-bias",
+    "qwen3-dense-layers"])
+def test_qwen_moe_parameter_count_matches_transformers(config: dict) -> None:
     model = _meta_model(config)
     spec = spec_from_config(config, name="qwen2-moe")
     assert spec.n_params == sum(p.numel() for p in model.parameters())
@@ -44,7 +57,9 @@ def test_qwen2_moe_parameter_count_matches_transformers(config: dict) -> None:
     flat = {n.replace(".layers.1.", ".layers.0.").replace(".layers.2.", ".layers.0.")
             .replace(".layers.3.", ".layers.0.") for n in names}
     assert ours <= flat, sorted(ours - flat)
-    assert spec.family == "moe" and spec.num_local_experts == (config.get("num_experts") or 60)
+    default_experts = 60 if config["model_type"] == "qwen2_moe" else 128
+    assert spec.family == "moe" and spec.num_local_experts == config.get(
+        "num_experts", default_experts)
 
 
 def test_qwen2_moe_lora_without_targets_is_refused(tmp_path: Path, run_cli) -> None:
@@ -59,17 +74,18 @@ def test_qwen2_moe_lora_without_targets_is_refused(tmp_path: Path, run_cli) -> N
     assert json.loads(out)["peak_allocated_bytes"] > 0
 
 
-def test_qwen2_moe_all_linear_trainable_count_matches_peft() -> None:
+@pytest.mark.parametrize("config", [QWEN2_MOE[1], QWEN3_MOE[1]], ids=["qwen2", "qwen3"])
+def test_qwen_moe_all_linear_trainable_count_matches_peft(config: dict) -> None:
     peft = pytest.importorskip("peft")
     from vramdoc.estimate import estimate
     from vramdoc.setup import setup_from_mapping
 
-    config = QWEN2_MOE[1]
     model = _meta_model(config)
     pm = peft.get_peft_model(model, peft.LoraConfig(r=8, target_modules="all-linear"))
     want = sum(p.numel() for p in pm.parameters() if p.requires_grad)
     spec = spec_from_config({**config, "torch_dtype": "bfloat16"}, name="qwen2-moe")
     setup = setup_from_mapping({"model": "qwen2-moe", "lora": {
         "r": 8, "target_modules": "all-linear"}}, source="test")
-    # peft 0.21 wraps neither the router nor the fused experts of Qwen2-MoE
+    # peft 0.21 wraps neither the router nor the fused experts of Qwen2-MoE; it wraps
+    # Qwen3-MoE's (experts decorated with @use_experts_implementation, as Mixtral's)
     assert estimate(setup, model=spec).trainable_params == want

@@ -73,14 +73,19 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "granite": dict(V=32000, h=4096, ffn=11008, L=32, a=32, kv=None, pos=2048, tie=False),
     # transformers 5.24 configuration_qwen2_moe.py (Qwen2MoeConfig class defaults)
     "qwen2_moe": dict(V=151_936, h=2048, ffn=5632, L=24, a=16, kv=16, pos=32768, tie=False),
+    # transformers 5.24 configuration_qwen3_moe.py (Qwen3MoeConfig class defaults)
+    "qwen3_moe": dict(V=151_936, h=2048, ffn=6144, L=24, a=32, kv=4, pos=32768, tie=False),
 }
+# Expert classes transformers 5.24 decorates with @use_experts_implementation: peft 0.21's
+# all-linear wraps their fused parameters and the router (checked by building them)
+_PEFT_WRAPS_EXPERTS = {"mixtral", "qwen3_moe"}
 _SLIDING_DEFAULT = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
 
 
 def _sliding(c: Cfg, mt: str) -> int | None:
     # null means "no sliding window" here, unlike the numeric fields read through Cfg.get.
     sw = c.raw["sliding_window"] if "sliding_window" in c.raw else _SLIDING_DEFAULT.get(mt)
-    if mt in ("qwen2", "qwen3", "qwen2_moe") and not c.flag("use_sliding_window",
+    if mt in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe") and not c.flag("use_sliding_window",
                                                                default=False):
         return None
     if sw is None or sw is False or sw == 0:
@@ -110,15 +115,17 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     ffn = c.int("intermediate_size", default=d["ffn"])
     expert_ffn = ffn  # one expert's width (Mixtral: intermediate_size)
     sparse = L if mt == "mixtral" else 0  # layers whose MLP is a sparse MoE block
-    if mt == "qwen2_moe":
-        experts = c.int("num_experts", default=60)
-        top_k = c.int("num_experts_per_tok", default=4)
-        expert_ffn = c.int("moe_intermediate_size", default=1408)
-        shared_ffn = c.int("shared_expert_intermediate_size", default=5632)
+    if mt in ("qwen2_moe", "qwen3_moe"):
+        q2 = mt == "qwen2_moe"
+        experts = c.int("num_experts", default=60 if q2 else 128)
+        top_k = c.int("num_experts_per_tok", default=4 if q2 else 8)
+        expert_ffn = c.int("moe_intermediate_size", default=1408 if q2 else 768)
+        shared_ffn = c.int("shared_expert_intermediate_size", default=5632) if q2 else 0
         sparse = _sparse_layers(c, L, experts)
     tie = c.flag("tie_word_embeddings", default=d["tie"])
     attn_bias = c.flag("attention_bias", default=False) if mt in (
-        "llama", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2", "granite") else False
+        "llama", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2", "granite",
+        "qwen3_moe") else False
     mlp_bias = c.flag("mlp_bias", default=False) if mt in ("llama", "granite") else False
     blk = f"{prefix}.layers.{{i}}"
     g: list[ParamGroup] = [embedding(f"{prefix}.embed_tokens", V, h)]
@@ -133,7 +140,7 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
               linear(f"{blk}.self_attn.k_proj", h, kv * hd, bias=qkv_bias, count=L),
               linear(f"{blk}.self_attn.v_proj", h, kv * hd, bias=qkv_bias, count=L)]
     g.append(linear(f"{blk}.self_attn.o_proj", a * hd, h, bias=attn_bias, count=L))
-    if mt in ("qwen3", "gemma3_text"):
+    if mt in ("qwen3", "gemma3_text", "qwen3_moe"):
         g += [norm(f"{blk}.self_attn.q_norm", hd, bias=False, count=L),
               norm(f"{blk}.self_attn.k_norm", hd, bias=False, count=L)]
     elif mt == "olmo2":  # Olmo2Attention: RMSNorm over the whole q and k projections
@@ -143,23 +150,24 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     if sparse:
         g += [ParamGroup(path=f"{blk}.mlp.gate", leaf="gate", kind=ROUTER, in_features=h,
                          out_features=experts, weight_numel=experts * h, count=sparse,
-                         in_block=True, all_linear=mt == "mixtral"),
+                         in_block=True, all_linear=mt in _PEFT_WRAPS_EXPERTS),
               ParamGroup(path=f"{blk}.mlp.experts.gate_up_proj", leaf="gate_up_proj",
                          kind=EXPERTS, in_features=h, out_features=2 * expert_ffn,
                          weight_numel=experts * 2 * expert_ffn * h, count=sparse,
-                         n_experts=experts, in_block=True, all_linear=mt == "mixtral"),
+                         n_experts=experts, in_block=True, all_linear=mt in _PEFT_WRAPS_EXPERTS),
               ParamGroup(path=f"{blk}.mlp.experts.down_proj", leaf="down_proj", kind=EXPERTS,
                          in_features=expert_ffn, out_features=h,
                          weight_numel=experts * h * expert_ffn, count=sparse,
-                         n_experts=experts, in_block=True, all_linear=mt == "mixtral")]
-    if mt == "qwen2_moe":
-        if sparse:  # Qwen2MoeSparseMoeBlock: a dense shared expert and its sigmoid gate
+                         n_experts=experts, in_block=True, all_linear=mt in _PEFT_WRAPS_EXPERTS)]
+    if mt in ("qwen2_moe", "qwen3_moe"):
+        if sparse and mt == "qwen2_moe":
+            # Qwen2MoeSparseMoeBlock: a dense shared expert and its sigmoid gate
             se = f"{blk}.mlp.shared_expert"
             g += [linear(f"{se}.gate_proj", h, shared_ffn, bias=False, count=sparse),
                   linear(f"{se}.up_proj", h, shared_ffn, bias=False, count=sparse),
                   linear(f"{se}.down_proj", shared_ffn, h, bias=False, count=sparse),
                   linear(f"{blk}.mlp.shared_expert_gate", h, 1, bias=False, count=sparse)]
-        if L - sparse:  # mlp_only_layers / decoder_sparse_step: a dense Qwen2MoeMLP
+        if L - sparse:  # mlp_only_layers / decoder_sparse_step: a dense Qwen2/3MoeMLP
             g += [linear(f"{blk}.mlp.gate_proj", h, ffn, bias=False, count=L - sparse),
                   linear(f"{blk}.mlp.up_proj", h, ffn, bias=False, count=L - sparse),
                   linear(f"{blk}.mlp.down_proj", ffn, h, bias=False, count=L - sparse)]

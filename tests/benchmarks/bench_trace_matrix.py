@@ -49,6 +49,15 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "gemma3": {"model_type": "gemma3_text", **_DENSE, "head_dim": 32, "sliding_window": 64},
     "phi3": {"model_type": "phi3", **_DENSE, "pad_token_id": 0},
     "olmo2": {"model_type": "olmo2", **_DENSE, "pad_token_id": 0, "eos_token_id": 1},
+    # Granite's multipliers at granite-3.3-8b's values (scalars: they change no shape)
+    "granite": {"model_type": "granite", **_DENSE, "embedding_multiplier": 12.0,
+                "logits_scaling": 16.0, "residual_multiplier": 0.22,
+                "attention_multiplier": 0.0078125},
+    "qwen2_moe": {"model_type": "qwen2_moe", **_DENSE, "num_experts": 4,
+                  "num_experts_per_tok": 2, "moe_intermediate_size": 128,
+                  "shared_expert_intermediate_size": 384},
+    "qwen3_moe": {"model_type": "qwen3_moe", **_DENSE, "head_dim": 32, "num_experts": 4,
+                  "num_experts_per_tok": 2, "moe_intermediate_size": 128},
     "gpt2": {"model_type": "gpt2", "n_embd": 256, "n_layer": 2, "n_head": 8, "vocab_size": 1000,
              "n_positions": 512},
     "gpt_bigcode": {"model_type": "gpt_bigcode", "n_embd": 256, "n_layer": 2, "n_head": 8,
@@ -69,9 +78,10 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 # "lora" uses PEFT's default targets; where the pinned PEFT has none for the family, these
 LORA_TARGETS = {"mixtral": ["q_proj", "v_proj"], "phi3": ["qkv_proj"],
-                "olmo2": ["q_proj", "v_proj"]}
+                "olmo2": ["q_proj", "v_proj"], "granite": ["q_proj", "v_proj"],
+                "qwen2_moe": ["q_proj", "v_proj"], "qwen3_moe": ["q_proj", "v_proj"]}
 # peft 0.21 wraps fused MoE experts in a ParamWrapper, which refuses lora_dropout != 0
-NO_LORA_DROPOUT = {"mixtral"}
+NO_LORA_DROPOUT = {"mixtral", "qwen2_moe", "qwen3_moe"}
 METHODS = ("full", "lora", "lora-all", "dora", "qlora")
 ATTNS = ("eager", "sdpa")
 SHAPES = ((2, 128), (1, 256))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from vramdoc.errors import UsageError
 from vramdoc.models import (
     CAUSAL_LM,
     SEQUENCE_CLASSIFICATION,
@@ -28,11 +29,19 @@ SPECS = {s.name: s for s in catalog()}
 BUILDABLE = [n for n, s in SPECS.items() if not s.remote_code]
 
 
+def _has_seq_cls(spec) -> bool:
+    try:  # Granite: transformers has no GraniteForSequenceClassification
+        param_groups(spec, SEQUENCE_CLASSIFICATION)
+    except UsageError:
+        return False
+    return True
+
+
 def _smallest_per_type() -> list[str]:
     best: dict[str, str] = {}
     for name in BUILDABLE:
         s = SPECS[name]
-        if not s.is_encoder and (s.model_type not in best
+        if not s.is_encoder and _has_seq_cls(s) and (s.model_type not in best
                                  or s.n_params < SPECS[best[s.model_type]].n_params):
             best[s.model_type] = name
     return sorted(best.values())

@@ -62,6 +62,8 @@ class BlockLinears:
     mlp_out: ParamGroup | None
     router: ParamGroup | None
     experts: tuple[ParamGroup, ...]
+    # Qwen2-MoE's shared expert (gate_proj, up_proj, down_proj) and its sigmoid gate
+    shared: tuple[ParamGroup, ...] = ()
 
 
 def block_linears(groups: tuple[ParamGroup, ...]) -> BlockLinears:
@@ -70,8 +72,12 @@ def block_linears(groups: tuple[ParamGroup, ...]) -> BlockLinears:
     mlp_in: list[ParamGroup] = []
     attn_out = mlp_out = router = None
     experts: list[ParamGroup] = []
+    shared: list[ParamGroup] = []
     for g in groups:
         if not g.in_block:
+            continue
+        if ".shared_expert" in g.path and g.kind == LINEAR:
+            shared.append(g)
             continue
         if g.kind == EXPERTS:
             experts.append(g)
@@ -99,7 +105,8 @@ def block_linears(groups: tuple[ParamGroup, ...]) -> BlockLinears:
                     mlp_out = g
             else:
                 mlp_in.append(g)
-    return BlockLinears(tuple(attn_in), attn_out, tuple(mlp_in), mlp_out, router, tuple(experts))
+    return BlockLinears(tuple(attn_in), attn_out, tuple(mlp_in), mlp_out, router, tuple(experts),
+                        tuple(shared))
 
 
 class BlockWalker:
@@ -399,7 +406,10 @@ class BlockWalker:
         e = n2.elem if quantized else (2 if st.autocast else n2.elem)
         w_trains = st.full and not quantized
         tokens = rows * k
-        lora_experts = any(x.leaf in st.lora for x in lin.experts)
+        # LoRA leaves are names: Qwen2-MoE's shared expert has a down_proj of its own
+        shared_leaves = {x.leaf for x in lin.shared}
+        lora_experts = any(x.leaf in st.lora and x.leaf not in shared_leaves
+                           for x in lin.experts)
         if w_trains or lora_experts:
             g.save_bytes(tokens * h * e)  # gathered expert inputs
             g.save_bytes(tokens * f * e)  # gate*up product, input of down
@@ -412,7 +422,23 @@ class BlockWalker:
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
         if st.autocast and st.weight_elem == 4:
             g.save_bytes(2 * sum(x.weight_numel for x in lin.experts))
-        return g.new(rows * h, n2.elem, True)
+        out = g.new(rows * h, n2.elem, True)
+        if lin.shared:
+            out = g.add(out, self.shared_expert(n2))
+        return out
+
+    def shared_expert(self, n2: T) -> T:
+        """Qwen2MoeSparseMoeBlock (transformers 5.24 modeling_qwen2_moe.py): a dense SwiGLU
+        MLP on every token, scaled by ``sigmoid(shared_expert_gate(x))``; the product keeps
+        both operands, sigmoid its (b*s x 1) result."""
+        g = self.g
+        by_leaf = {x.leaf: x for x in self.lin.shared}
+        gate = self.linear(n2, by_leaf["gate_proj"])
+        up = self.linear(n2, by_leaf["up_proj"])
+        prod = g.mul(self.activation(gate), up)
+        y = self.linear(prod, by_leaf["down_proj"])
+        sig = g.unary_saves_result(self.linear(n2, by_leaf["shared_expert_gate"]))
+        return g.mul(sig, y)
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,8 @@ def _is_lora_target(g: ParamGroup, targets: tuple[str, ...]) -> bool:
     if targets == ("all-linear",) and g.kind in (EXPERTS, ROUTER):
         # peft 0.21 on transformers 5 MoE: all-linear also wraps the router and the fused
         # 3-D expert parameters (checked on a built Mixtral: mlp.gate and mlp.experts get
-        # lora_A/lora_B)
-        return True
+        # lora_A/lora_B); not Qwen2-MoE's (ParamGroup.all_linear)
+        return g.all_linear
     if g.kind not in (LINEAR, HEAD) or g.tied_to is not None:
         return False
     if targets == ("all-linear",):

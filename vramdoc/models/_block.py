@@ -93,7 +93,7 @@ def sliding_layer_count(model_type: str, config: Mapping[str, Any], layers: int,
     if model_type in ("gemma3_text", "gemma3"):
         pattern = int(config.get("sliding_window_pattern") or 6)
         return layers - layers // pattern
-    if model_type in ("qwen2", "qwen3"):
+    if model_type in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe"):
         return max(0, layers - int(config.get("max_window_layers") or 28))
     return layers
 

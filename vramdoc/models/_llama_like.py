@@ -7,6 +7,8 @@ Shapes and names follow transformers 5.23 ``models/<type>/modeling_<type>.py``:
 - mixtral: attention as above, a ``MixtralTopKRouter`` (bare ``weight``, E x h) and
   ``MixtralExperts`` holding fused 3-D parameters ``gate_up_proj`` (E, 2 ffn, h) and
   ``down_proj`` (E, h, ffn) -- no per-expert nn.Linear in transformers 5.
+- granite: llama's modules (GraniteAttention / GraniteMLP, attention_bias on all four
+  projections, mlp_bias on the MLP); its multipliers are python scalars, no parameters.
 - phi3: fused ``qkv_proj`` ((a + 2 kv) hd rows) and ``gate_up_proj`` (2 ffn rows).
 - gemma3 (multimodal ``Gemma3ForConditionalGeneration``): the gemma3_text decoder under
   ``model.language_model``, a SigLIP vision tower under ``model.vision_tower`` and the
@@ -67,14 +69,24 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "phi3": dict(V=32064, h=3072, ffn=8192, L=32, a=32, kv=None, pos=4096, tie=False),
     # transformers 5.24 configuration_olmo2.py (Olmo2Config class defaults)
     "olmo2": dict(V=50304, h=4096, ffn=11008, L=32, a=32, kv=None, pos=2048, tie=False),
+    # transformers 5.24 configuration_granite.py (GraniteConfig class defaults)
+    "granite": dict(V=32000, h=4096, ffn=11008, L=32, a=32, kv=None, pos=2048, tie=False),
+    # transformers 5.24 configuration_qwen2_moe.py (Qwen2MoeConfig class defaults)
+    "qwen2_moe": dict(V=151_936, h=2048, ffn=5632, L=24, a=16, kv=16, pos=32768, tie=False),
+    # transformers 5.24 configuration_qwen3_moe.py (Qwen3MoeConfig class defaults)
+    "qwen3_moe": dict(V=151_936, h=2048, ffn=6144, L=24, a=32, kv=4, pos=32768, tie=False),
 }
+# Expert classes transformers 5.24 decorates with @use_experts_implementation: peft 0.21's
+# all-linear wraps their fused parameters and the router (checked by building them)
+_PEFT_WRAPS_EXPERTS = {"mixtral", "qwen3_moe"}
 _SLIDING_DEFAULT = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
 
 
 def _sliding(c: Cfg, mt: str) -> int | None:
     # null means "no sliding window" here, unlike the numeric fields read through Cfg.get.
     sw = c.raw["sliding_window"] if "sliding_window" in c.raw else _SLIDING_DEFAULT.get(mt)
-    if mt in ("qwen2", "qwen3") and not c.flag("use_sliding_window", default=False):
+    if mt in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe") and not c.flag("use_sliding_window",
+                                                               default=False):
         return None
     if sw is None or sw is False or sw == 0:
         return None
@@ -101,10 +113,20 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     experts = c.int("num_local_experts", "num_experts", default=8) if mt == "mixtral" else 0
     top_k = c.int("num_experts_per_tok", default=2) if mt == "mixtral" else 0
     ffn = c.int("intermediate_size", default=d["ffn"])
+    expert_ffn = ffn  # one expert's width (Mixtral: intermediate_size)
+    sparse = L if mt == "mixtral" else 0  # layers whose MLP is a sparse MoE block
+    if mt in ("qwen2_moe", "qwen3_moe"):
+        q2 = mt == "qwen2_moe"
+        experts = c.int("num_experts", default=60 if q2 else 128)
+        top_k = c.int("num_experts_per_tok", default=4 if q2 else 8)
+        expert_ffn = c.int("moe_intermediate_size", default=1408 if q2 else 768)
+        shared_ffn = c.int("shared_expert_intermediate_size", default=5632) if q2 else 0
+        sparse = _sparse_layers(c, L, experts)
     tie = c.flag("tie_word_embeddings", default=d["tie"])
     attn_bias = c.flag("attention_bias", default=False) if mt in (
-        "llama", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2") else False
-    mlp_bias = c.flag("mlp_bias", default=False) if mt == "llama" else False
+        "llama", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2", "granite",
+        "qwen3_moe") else False
+    mlp_bias = c.flag("mlp_bias", default=False) if mt in ("llama", "granite") else False
     blk = f"{prefix}.layers.{{i}}"
     g: list[ParamGroup] = [embedding(f"{prefix}.embed_tokens", V, h)]
 
@@ -112,32 +134,47 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
         g.append(linear(f"{blk}.self_attn.qkv_proj", h, (a + 2 * kv) * hd, bias=False, count=L))
     else:
         # Qwen2 hard-codes bias=True on q/k/v and bias=False on o_proj (modeling_qwen2.py).
-        qkv_bias = True if mt == "qwen2" else attn_bias
+        qkv_bias = True if mt == "qwen2" else (
+            c.flag("qkv_bias", default=True) if mt == "qwen2_moe" else attn_bias)
         g += [linear(f"{blk}.self_attn.q_proj", h, a * hd, bias=qkv_bias, count=L),
               linear(f"{blk}.self_attn.k_proj", h, kv * hd, bias=qkv_bias, count=L),
               linear(f"{blk}.self_attn.v_proj", h, kv * hd, bias=qkv_bias, count=L)]
     g.append(linear(f"{blk}.self_attn.o_proj", a * hd, h, bias=attn_bias, count=L))
-    if mt in ("qwen3", "gemma3_text"):
+    if mt in ("qwen3", "gemma3_text", "qwen3_moe"):
         g += [norm(f"{blk}.self_attn.q_norm", hd, bias=False, count=L),
               norm(f"{blk}.self_attn.k_norm", hd, bias=False, count=L)]
     elif mt == "olmo2":  # Olmo2Attention: RMSNorm over the whole q and k projections
         g += [norm(f"{blk}.self_attn.q_norm", a * hd, bias=False, count=L),
               norm(f"{blk}.self_attn.k_norm", kv * hd, bias=False, count=L)]
 
-    if mt == "mixtral":
+    if sparse:
         g += [ParamGroup(path=f"{blk}.mlp.gate", leaf="gate", kind=ROUTER, in_features=h,
-                         out_features=experts, weight_numel=experts * h, count=L, in_block=True),
+                         out_features=experts, weight_numel=experts * h, count=sparse,
+                         in_block=True, all_linear=mt in _PEFT_WRAPS_EXPERTS),
               ParamGroup(path=f"{blk}.mlp.experts.gate_up_proj", leaf="gate_up_proj",
-                         kind=EXPERTS, in_features=h, out_features=2 * ffn,
-                         weight_numel=experts * 2 * ffn * h, count=L, n_experts=experts,
-                         in_block=True),
+                         kind=EXPERTS, in_features=h, out_features=2 * expert_ffn,
+                         weight_numel=experts * 2 * expert_ffn * h, count=sparse,
+                         n_experts=experts, in_block=True, all_linear=mt in _PEFT_WRAPS_EXPERTS),
               ParamGroup(path=f"{blk}.mlp.experts.down_proj", leaf="down_proj", kind=EXPERTS,
-                         in_features=ffn, out_features=h, weight_numel=experts * h * ffn, count=L,
-                         n_experts=experts, in_block=True)]
+                         in_features=expert_ffn, out_features=h,
+                         weight_numel=experts * h * expert_ffn, count=sparse,
+                         n_experts=experts, in_block=True, all_linear=mt in _PEFT_WRAPS_EXPERTS)]
+    if mt in ("qwen2_moe", "qwen3_moe"):
+        if sparse and mt == "qwen2_moe":
+            # Qwen2MoeSparseMoeBlock: a dense shared expert and its sigmoid gate
+            se = f"{blk}.mlp.shared_expert"
+            g += [linear(f"{se}.gate_proj", h, shared_ffn, bias=False, count=sparse),
+                  linear(f"{se}.up_proj", h, shared_ffn, bias=False, count=sparse),
+                  linear(f"{se}.down_proj", shared_ffn, h, bias=False, count=sparse),
+                  linear(f"{blk}.mlp.shared_expert_gate", h, 1, bias=False, count=sparse)]
+        if L - sparse:  # mlp_only_layers / decoder_sparse_step: a dense Qwen2/3MoeMLP
+            g += [linear(f"{blk}.mlp.gate_proj", h, ffn, bias=False, count=L - sparse),
+                  linear(f"{blk}.mlp.up_proj", h, ffn, bias=False, count=L - sparse),
+                  linear(f"{blk}.mlp.down_proj", ffn, h, bias=False, count=L - sparse)]
     elif mt == "phi3":
         g += [linear(f"{blk}.mlp.gate_up_proj", h, 2 * ffn, bias=False, count=L),
               linear(f"{blk}.mlp.down_proj", ffn, h, bias=False, count=L)]
-    else:
+    elif mt != "mixtral":
         g += [linear(f"{blk}.mlp.gate_proj", h, ffn, bias=mlp_bias, count=L),
               linear(f"{blk}.mlp.up_proj", h, ffn, bias=mlp_bias, count=L),
               linear(f"{blk}.mlp.down_proj", ffn, h, bias=mlp_bias, count=L)]
@@ -152,9 +189,9 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     g.append(_head(task, head_path, h, V, num_labels, tie, f"{prefix}.embed_tokens"))
 
     summary = Summary(
-        family="moe" if mt == "mixtral" else "llama",
+        family="moe" if sparse else "llama",
         hidden_size=h, num_hidden_layers=L, num_attention_heads=a, num_key_value_heads=kv,
-        head_dim=hd, intermediate_size=ffn, vocab_size=V,
+        head_dim=hd, intermediate_size=expert_ffn if sparse else ffn, vocab_size=V,
         max_position_embeddings=c.int("max_position_embeddings", default=d["pos"]),
         tie_word_embeddings=tie, gated_mlp=True, num_local_experts=experts,
         num_experts_per_tok=top_k, sliding_window=_sliding(c, mt),
@@ -162,6 +199,20 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
         attn_implementations=ATTN_ALL if mt != "gemma2" else tuple(
             x for x in ATTN_ALL if x != "sdpa"))
     return summary, g
+
+
+def _sparse_layers(c: Cfg, L: int, experts: int) -> int:
+    """Qwen2MoeDecoderLayer: layer i is sparse unless it is in mlp_only_layers, when
+    num_experts > 0 and (i + 1) % decoder_sparse_step == 0 (transformers 5.24)."""
+    step = c.int("decoder_sparse_step", default=1)
+    only = c.raw.get("mlp_only_layers") or []
+    if not isinstance(only, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in only):
+        c.problems.append(f"mlp_only_layers must be a list of layer indices, got {show(only)}")
+        only = []
+    if not experts:
+        return 0
+    return sum(1 for i in range(L) if i not in only and (i + 1) % step == 0)
 
 
 def _head(task: str, path: str, h: int, V: int, num_labels: int, tie: bool,

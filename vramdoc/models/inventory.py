@@ -28,10 +28,12 @@ TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION)
 # model_type -> (builder module, builder factory or function, argument, tasks). The builder
 # modules are imported on first use: resolving one model imports one of them.
 _LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "olmo2",
-               "gemma3_text", "phi3")
+               "gemma3_text", "phi3", "qwen2_moe", "qwen3_moe")
 _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     **{mt: ("_llama_like", "build_llama_like", mt, TASKS) for mt in _LLAMA_LIKE},
     "gemma3": ("_llama_like", "build_gemma3", None, TASKS),
+    # transformers 5.24 has GraniteForCausalLM but no GraniteForSequenceClassification
+    "granite": ("_llama_like", "build_llama_like", "granite", (CAUSAL_LM,)),
     "qwen": ("_llama_like", "build_qwen_v1", None, (CAUSAL_LM,)),
     "gpt2": ("_classic", "build_gpt2", None, TASKS),
     "gpt_bigcode": ("_classic", "build_gpt_bigcode", None, TASKS),
@@ -60,7 +62,7 @@ def _load(model_type: str) -> _Arch:
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_REGISTRY))
 # Architectures read from a config.json only: no catalog entry yet (its numbers need a public
 # config.json to cite), but a user's config of this model_type is inventoried and estimated.
-CONFIG_ONLY_MODEL_TYPES: frozenset[str] = frozenset({"olmo2"})
+CONFIG_ONLY_MODEL_TYPES: frozenset[str] = frozenset({"olmo2", "qwen2_moe", "qwen3_moe"})
 
 # "yi" is Yi's old remote-code name for the Llama architecture; Yi checkpoints on the Hub now
 # say "llama" (see the catalog's yi-34b entry).

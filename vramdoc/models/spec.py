@@ -54,6 +54,8 @@ class ParamGroup:
             GPTQ/AWQ quantize the blocks' linear layers: use ``kind == LINEAR and in_block``.
         tied_to: path of the parameter this one shares storage with (lm_head tied to the
             embedding), in which case it adds no memory and is not counted in numel.
+        all_linear: for ROUTER / EXPERTS, whether PEFT's ``all-linear`` wraps it (peft 0.21
+            does for Mixtral's router and fused experts, not for Qwen2-MoE's, as built).
     """
 
     path: str
@@ -68,6 +70,7 @@ class ParamGroup:
     in_block: bool = False
     quantizable: bool = False
     tied_to: str | None = None
+    all_linear: bool = True
 
     @property
     def numel(self) -> int:

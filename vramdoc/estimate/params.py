@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -82,7 +83,45 @@ def lora_targets(setup: TrainSetup, spec: ModelSpec) -> tuple[str, ...]:
     return targets
 
 
-def _is_lora_target(g: ParamGroup, targets: tuple[str, ...]) -> bool:
+# PEFT adds these to modules_to_save for task_type SEQ_CLS (peft 0.21 peft_model.py,
+# PeftModelForSequenceClassification.__init__: classifier_module_names)
+SEQ_CLS_SAVED = ("classifier", "score")
+
+
+def modules_to_save(setup: TrainSetup) -> tuple[str, ...]:
+    """The modules PEFT wraps in ModulesToSaveWrapper: the user's, plus the classification
+    head's names for a sequence-classification task (the probe and the emitted LoraConfig
+    pass ``task_type="SEQ_CLS"`` for it)."""
+    assert setup.lora is not None
+    saved = tuple(setup.lora.modules_to_save)
+    if setup.task == "sequence-classification":
+        saved += tuple(m for m in SEQ_CLS_SAVED if m not in saved)
+    return saved
+
+
+def _module_prefixes(g: ParamGroup) -> list[str]:
+    parts = g.path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _inside_saved(g: ParamGroup, saved: tuple[str, ...]) -> bool:
+    """PEFT never puts LoRA on a module inside one it saves whole (peft 0.21
+    tuners_utils.check_target_module_exists: ``(^|.*\\.){m}($|\\..*)`` against the key)."""
+    return any(re.match(rf"(^|.*\.){re.escape(m)}($|\..*)", g.path) for m in saved)
+
+
+def _is_output_layer(g: ParamGroup, groups: tuple[ParamGroup, ...]) -> bool:
+    """The model's last head Linear: lm_head / score / classifier (BERT) / out_proj (RoBERTa).
+    PEFT's all-linear leaves it out (get_output_embeddings, or the SEQ_CLS head); a head-side
+    Linear before it (BERT's pooler, RoBERTa's classifier.dense) is an ordinary Linear."""
+    heads = [x for x in groups if x.kind == HEAD]
+    return bool(heads) and heads[-1] is g
+
+
+def _is_lora_target(g: ParamGroup, targets: tuple[str, ...],
+                    groups: tuple[ParamGroup, ...] = (), saved: tuple[str, ...] = ()) -> bool:
+    if saved and _inside_saved(g, saved):
+        return False
     if targets == ("all-linear",) and g.kind in (EXPERTS, ROUTER):
         # peft 0.21 on transformers 5 MoE: all-linear also wraps the router and the fused
         # 3-D expert parameters (checked on a built Mixtral: mlp.gate and mlp.experts get
@@ -93,13 +132,19 @@ def _is_lora_target(g: ParamGroup, targets: tuple[str, ...]) -> bool:
     if targets == ("all-linear",):
         # PEFT's all-linear: every Linear except the output layer (peft/tuners/tuners_utils.py,
         # _maybe_include_all_linear_layers).
-        return g.kind == LINEAR
+        return g.kind == LINEAR or (g.kind == HEAD and bool(groups)
+                                    and not _is_output_layer(g, groups))
     return g.leaf in targets or any(g.path.endswith("." + t) for t in targets if "." in t)
 
 
 def _saved_module(g: ParamGroup, modules_to_save: tuple[str, ...]) -> bool:
+    """Whether ``g`` lies in a module PEFT copies: one whose name ends with an entry
+    (peft 0.21 utils/other.py _set_trainable: ``key.endswith(target_key)``), e.g. RoBERTa's
+    whole ``classifier`` head with its dense and out_proj."""
     return bool(modules_to_save) and (
         g.leaf in modules_to_save or g.path.split(".{i}")[0].split(".")[-1] in modules_to_save
+        or any(p.endswith(m) for p in _module_prefixes(g) if "{i}" not in p
+               for m in modules_to_save)
     )
 
 
@@ -193,6 +238,7 @@ def account_params(
     dense_b = DTYPE_BYTES[dense_dtype]
     lora = setup.lora
     targets = lora_targets(setup, spec) if lora else ()
+    saved = modules_to_save(setup) if lora else ()
     # Adapters are fp32 unless the base is already fp32 (peft autocast_adapter_dtype=True);
     # peft < 0.12 gave them the base weight's float dtype (vramdoc.estimate.stack)
     adapter_dtype = "float32"
@@ -246,7 +292,7 @@ def account_params(
                 if g.kind == EMBEDDING:
                     embedding_trainable = True
             continue
-        if _is_lora_target(g, targets):
+        if _is_lora_target(g, targets, groups, saved):
             loras.append(LoraModule(g.leaf, g.in_features, g.out_features, g.count))
             # fused experts: one adapter over all experts, rank r per expert (peft 0.21 gives
             # gate_up_proj 2*E*r and down_proj E*r, as built)
@@ -261,7 +307,7 @@ def account_params(
             if lora.use_dora:
                 adapters += round_block(g.out_features * adapter_b) * g.count
                 trainable.append((g.out_features, 1, g.count, adapter_b))
-        if _saved_module(g, lora.modules_to_save):
+        if _saved_module(g, saved):
             # ModulesToSaveWrapper keeps the original and a trainable deep copy.
             copy = round_block(g.weight_numel * dense_b) + round_block(g.bias_numel * dense_b)
             weights += copy * g.count

@@ -124,7 +124,7 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     gpu_text = args.gpu if args.gpu is not None else (base.gpu if base else None)
     if not gpu_text or not gpu_text.strip():
         raise UsageError("no GPU given", "add --gpu NAME, a size such as --gpu 6GB, or --gpu auto")
-    from vramdoc.commands._setup_args import split_gpu_count
+    from vramdoc.commands._setup_args import host_ram_limit, split_gpu_count
 
     count, gpu_text = split_gpu_count(gpu_text)
     num_gpus = getattr(args, "num_gpus", None)
@@ -163,8 +163,7 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                        methods=_methods(args.method), base=base,
                        allow_shorter_seq=args.allow_shorter_seq, top_k=args.top,
                        margin_bytes=margin, judge_base=args.config is not None,
-                       host_ram_bytes=parse_size(args.host_ram, what="--host-ram")
-                       if getattr(args, "host_ram", None) else None)
+                       host_ram_bytes=host_ram_limit(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -66,6 +66,11 @@ class DistParts:
     comm_bytes: int = 0  # communication buckets allocated through backward
     step_bytes: int = 0  # allocated during the optimizer step only (fp32 gradient partition)
     pool_bytes: int = 0  # reserved by other streams' pools beyond the default stream's peak
+    # the default stream's pool at the start of training beyond the resident parameters:
+    # blocks cached while the engine wrapped the model (FSDP1, fsdp.init_cache_bytes)
+    init_cache_bytes: int = 0
+    # FSDP allocates the sharded gradients on its reduce-scatter stream (their own pool)
+    grads_on_comm_stream: bool = False
     device_extra_bytes: int = 0  # outside torch's allocator (NCCL)
     host: dict[str, int] = field(default_factory=dict)  # host RAM per process, by component
     label: str = ""

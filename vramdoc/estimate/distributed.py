@@ -15,9 +15,10 @@ Rajbhandari et al. 2020, arXiv 1910.02054) keeps 1/N of each wrapped unit's para
   exists until its reduce-scatter.
 - ``shard_grad_op`` (ZeRO-2): gradients and optimizer states sharded; parameters stay whole.
 - ``hybrid_shard*``: the same within a node, replicated across nodes.
-- ``no_shard`` / plain DDP (``num_gpus > 1`` without ``fsdp``): nothing sharded; DDP copies
-  gradients into its communication buckets (``gradient_as_bucket_view=False``): one more
-  gradient-sized buffer.
+- ``no_shard``: nothing sharded; FSDP all-reduces each unit's flat gradient in place.
+- plain DDP (``num_gpus > 1`` without ``fsdp``): nothing sharded; DDP copies gradients into
+  its communication buckets (``gradient_as_bucket_view=False``): one more gradient-sized
+  buffer.
 
 With HF Trainer's ``auto_wrap`` the unit is the decoder layer (``_no_split_modules``).
 """

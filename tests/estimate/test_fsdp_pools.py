@@ -93,3 +93,10 @@ def test_measured_fsdp_lora_reserved() -> None:
     est = estimate(setup_from_mapping(dict(CASES["FSDPQ-03"])))
     assert est.peak_allocated_bytes / GiB == pytest.approx(8.28, rel=0.03)
     assert est.peak_reserved_bytes / GiB == pytest.approx(10.24, rel=0.10)
+
+
+def test_device_line_names_nccl_under_fsdp() -> None:
+    from vramdoc.estimate.render import render_estimate
+
+    assert "+ NCCL buffers 256 MiB" in render_estimate(estimate(_setup()))
+    assert "NCCL" not in render_estimate(estimate(_setup(1))).split("device =")[1].split("\n")[0]

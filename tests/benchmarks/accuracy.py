@@ -135,21 +135,45 @@ Known gaps: the santacoder full fine-tunes (FMS-01/03, and their 2-GPU runs FMS-
 measured less than weights + states + the logits of their batch can occupy under transformers
 5's fp32 loss, so the source's stack must have computed the loss differently; the Qwen v1 rows
 run Qwen's remote code (fused kernels, its own loss) and are under-estimated at short sequences
-by about 1-1.5 GiB (their unit, GB or GiB, and metric are not stated); fms' 2-GPU QLoRA runs of
-Mistral-7B (FMS-16/18) measured 20 % less than estimated while its 70B run (FMS-23) matches:
-TRL skips `prepare_model_for_kbit_training` for sharded QLoRA, which would explain the 7B rows
-but not the 70B one, so the cases keep the documented default. Under FSDP the estimate models
-the all-gather stream's own allocator pool, the root unit kept unsharded, FSDP1's
-`record_stream`ed gradients and NCCL's buffers; fsdp_qlora's reserved peaks still sit 3-16 %
-above, the most at 1x512 (FSDPQ-03), whose measured reserved equals the 1x2048 run's (10.2 GiB):
-memory cached before the step (train.py moves the whole model to the GPU before FSDP shards
-it, and resets only the peak counters per step), which a per-step model does not see; fms'
-full fine-tune FMS-08 shows 14 GiB more on nvidia-smi than any of these explain.
+by about 1-1.5 GiB (their unit, GB or GiB, and metric are not stated). fms' 2-GPU QLoRA runs
+(FMS-16/18/23) load through TRL, which skips `prepare_model_for_kbit_training` when FSDP has
+put the 4-bit weights on the CPU or meta device, with bitsandbytes double quantization (fms'
+loader sets it): the 7B rows then sit 6-7 % below, and the 70B row (FMS-23) 23 % below, about
+the size of its 80 checkpointed layer inputs in fp32 rather than bf16, which nothing in the
+stated setup explains. Under FSDP the reserved view is one caching-allocator pool per stream,
+added up: the all-gather stream's (the gathered units, the unsharded root, one freed unit
+still pending behind `record_stream` and the rate limiter), the reduce-scatter stream's (the
+sharded gradients), and the default stream's, which never drops below what wrapping the model
+left cached (FSDP1 moves and flattens each unit before sharding it: two layers' blocks, and
+the root's flat copy when the root is larger); the device view adds NCCL's buffers.
+fsdp_qlora's NO_SHARD run (FSDPQ-09) is still 11 % below its reserved peak, and fms' 2-GPU
+runs' nvidia-smi peaks exceed their allocated peaks by 2-8 GiB more than these pools, the
+context and NCCL explain (FMS-08/16/18/23; "averaged over devices", so rank 1 counts too).
 """
 
 
 def readme_block(res: list[dict[str, object]]) -> str:
     return README_INTRO + "\n" + markdown(res)
+
+
+MULTI_GPU_MARKS = ("<!-- multi-gpu-accuracy -->", "<!-- /multi-gpu-accuracy -->")
+
+
+def multi_gpu_markdown(res: list[dict[str, object]]) -> str:
+    """The README multi-GPU section's table: the sharded rows and their per-view summary."""
+    lines = ["| case | model | method | b x s | strategy | view | measured GiB | predicted GiB "
+             "| error |", "|---|---|---|---|---|---|---:|---:|---:|"]
+    for r in multi_gpu(res):
+        lines.append(f"| {r['id']} | {r['model']} | {r['method']} | {r['b']}x{r['s']} | "
+                     f"{r['strategy']} | {r['view']} | {r['measured']:.2f} | "
+                     f"{r['predicted']:.2f} | {100 * float(r['error']):+.1f} % |")
+    summary_lines = "".join(f"- {line}\n" for line in multi_gpu_summary(res).splitlines())
+    return "\n".join(lines) + "\n\n" + summary_lines
+
+
+def _replace_between(text: str, start: str, end: str, body: str) -> str:
+    i, j = text.index(start) + len(start), text.index(end)
+    return text[:i] + "\n" + body + text[j:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,9 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_readme:
         readme = ROOT / "README.md"
         text = readme.read_text(encoding="utf-8")
-        start, end = "<!-- section:accuracy -->", "<!-- /section:accuracy -->"
-        i, j = text.index(start) + len(start), text.index(end)
-        readme.write_text(text[:i] + "\n" + readme_block(res) + text[j:], encoding="utf-8")
+        text = _replace_between(text, "<!-- section:accuracy -->",
+                                "<!-- /section:accuracy -->", readme_block(res))
+        if MULTI_GPU_MARKS[0] in text:
+            text = _replace_between(text, *MULTI_GPU_MARKS, multi_gpu_markdown(res))
+        readme.write_text(text, encoding="utf-8")
     if args.markdown:
         print(markdown(res))
         return 0

@@ -53,9 +53,24 @@ def _fms(model: str, method: str, batch: int, **kw: Any) -> dict[str, Any]:
         setup["lora"] = {"r": 16, "lora_alpha": 16, "lora_dropout": 0.1,
                          "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     if method == "qlora":
-        # BitsAndBytesConfig(load_in_4bit, nf4, compute bf16); double quant not recorded -> off
+        # framework_config baseline-peft-bnb is fms' bnb plugin with no_peft_model: true
+        # (sample-configurations/baseline-peft-bnb-nf4-sample-configuration.yaml); its
+        # model_loader builds BitsAndBytesConfig(load_in_4bit, bnb_4bit_use_double_quant=True,
+        # nf4, compute dtype = torch_dtype, and quant_storage = torch_dtype under FSDP)
+        # (plugins/accelerated-peft/src/fms_acceleration_peft/framework_plugin_bnb.py, same
+        # commit); the CSV does not record it, the loader fixes it
         setup["quantization"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
-                                 "bnb_4bit_compute_dtype": "bfloat16"}
+                                 "bnb_4bit_compute_dtype": "bfloat16",
+                                 "bnb_4bit_use_double_quant": True}
+        if kw.get("gpus", 1) > 1:
+            setup["quantization"]["bnb_4bit_quant_storage"] = "bfloat16"
+            # no_peft_model leaves LoRA to TRL's SFTTrainer (0.13.0 pinned), which skips
+            # prepare_model_for_kbit_training when the Params4bit data sit on the CPU or meta
+            # device ("is_sharded_qlora": "one should never call ... prepare_model_for_kbit_
+            # training when doing QLoRA + FSDP"); under FSDP transformers 4.48 quantizes each
+            # weight on the GPU and moves it to "cpu" on local rank 0, "meta" elsewhere
+            # (modeling_utils._load_state_dict_into_meta_model)
+            setup["prepare_model_for_kbit_training"] = False
     if method == "gptq":
         setup["quantization"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
     return setup
@@ -97,13 +112,13 @@ def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) 
                      "optim": ADAMW_FOREACH},
         "max_seq_length": seq,
     }
-    if not ddp:
-        # train.py wraps with torch's FullyShardedDataParallel (FSDP1): BACKWARD_PRE prefetch,
-        # limit_all_gathers=True, use_orig_params=False
-        setup["training"]["fsdp"] = "full_shard auto_wrap"
-        setup["training"]["fsdp_config"] = {"version": 1, "backward_prefetch": "BACKWARD_PRE",
-                                            "limit_all_gathers": True,
-                                            "use_orig_params": False}
+    # train.py wraps with torch's FullyShardedDataParallel (FSDP1): BACKWARD_PRE prefetch,
+    # limit_all_gathers=True, use_orig_params=False; its "ddp" sharding strategy is FSDP's
+    # NO_SHARD (benchmarks_03_2024.md: "This is still using FSDP, but in distributed data
+    # parallel mode. Not DistributedDataParallel.")
+    setup["training"]["fsdp"] = ("no_shard" if ddp else "full_shard") + " auto_wrap"
+    setup["training"]["fsdp_config"] = {"version": 1, "backward_prefetch": "BACKWARD_PRE",
+                                        "limit_all_gathers": True, "use_orig_params": False}
     if method == "qlora":
         setup["quantization"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
                                  "bnb_4bit_compute_dtype": "bfloat16",

@@ -25,7 +25,11 @@ from vramdoc.estimate.distributed import DistParts, shard, sharding
 from vramdoc.estimate.hostram import host_ram
 from vramdoc.estimate.liger import flce_bytes, liger_applies
 from vramdoc.estimate.optimizer import OptimizerAccount, account_optimizer
-from vramdoc.estimate.overhead import cuda_context_bytes, reserved_bytes
+from vramdoc.estimate.overhead import (
+    cuda_context_bytes,
+    reserved_bytes,
+    sharded_reserved_bytes,
+)
 from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params, is_quantized
 from vramdoc.estimate.stack import (
     experts_are_linear,
@@ -338,13 +342,15 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     peak = totals[peak_phase]
     static = sum(base.values()) + states + grads
     if gathered and sh.world > 1:
-        # the gathered parameters sit in the all-gather stream's own pool (fsdp.py): the
-        # default stream's pool peaks without them, and the two pools add up
-        default_peak = max(totals[p] - (gathered if p in ("forward", "backward") else 0)
-                           for p in PHASES)
-        pool = gathered + parts.pool_bytes
-        reserved = reserved_bytes(default_peak, min(static, default_peak)) + \
-            -(-pool // (2 * MiB)) * (2 * MiB)
+        # the gathered parameters (and FSDP's sharded gradients) sit in the collectives'
+        # streams' own allocator pools (overhead.sharded_reserved_bytes)
+        # (the backward's unsharded unit gradient stays on the default stream)
+        sharded_grads = dict.fromkeys(PHASES, 0)
+        if parts.grads_on_comm_stream:
+            sharded_grads.update(forward=grads_fwd, optimizer_step=grads, backward=min(
+                grads, max(backward["gradients"] - unit_grads - grads_fwd_comm, 0)))
+        reserved = sharded_reserved_bytes(totals, gathered, parts.pool_bytes, sharded_grads,
+                                          static, sum(base.values()) + parts.init_cache_bytes)
     else:
         reserved = reserved_bytes(peak, min(static, peak)) + parts.pool_bytes
     ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None,

@@ -15,9 +15,10 @@ Rajbhandari et al. 2020, arXiv 1910.02054) keeps 1/N of each wrapped unit's para
   exists until its reduce-scatter.
 - ``shard_grad_op`` (ZeRO-2): gradients and optimizer states sharded; parameters stay whole.
 - ``hybrid_shard*``: the same within a node, replicated across nodes.
-- ``no_shard`` / plain DDP (``num_gpus > 1`` without ``fsdp``): nothing sharded; DDP copies
-  gradients into its communication buckets (``gradient_as_bucket_view=False``): one more
-  gradient-sized buffer.
+- ``no_shard``: nothing sharded; FSDP all-reduces each unit's flat gradient in place.
+- plain DDP (``num_gpus > 1`` without ``fsdp``): nothing sharded; DDP copies gradients into
+  its communication buckets (``gradient_as_bucket_view=False``): one more gradient-sized
+  buffer.
 
 With HF Trainer's ``auto_wrap`` the unit is the decoder layer (``_no_split_modules``).
 """
@@ -66,6 +67,11 @@ class DistParts:
     comm_bytes: int = 0  # communication buckets allocated through backward
     step_bytes: int = 0  # allocated during the optimizer step only (fp32 gradient partition)
     pool_bytes: int = 0  # reserved by other streams' pools beyond the default stream's peak
+    # the default stream's pool at the start of training beyond the resident parameters:
+    # blocks cached while the engine wrapped the model (FSDP1, fsdp.init_cache_bytes)
+    init_cache_bytes: int = 0
+    # FSDP allocates the sharded gradients on its reduce-scatter stream (their own pool)
+    grads_on_comm_stream: bool = False
     device_extra_bytes: int = 0  # outside torch's allocator (NCCL)
     host: dict[str, int] = field(default_factory=dict)  # host RAM per process, by component
     label: str = ""

@@ -20,7 +20,12 @@ Option names are the engine's (:class:`vramdoc.parallel.FsdpOptions`). What one 
   flat output buffer and copies out to the parameters (``foreach_all_gather`` /
   ``foreach_all_gather_copy_out``), one more unit. FSDP1 ``record_stream``s each unsharded
   gradient to the reduce-scatter stream, so its block stays reserved until the collective
-  finishes: one unit's gradient more.
+  finishes: one unit's gradient more. The sharded gradients are allocated on the
+  reduce-scatter stream and form a third pool; the default stream's pool starts at what
+  wrapping the model left cached (:func:`init_cache_bytes`); the pools add up
+  (:func:`vramdoc.estimate.overhead.sharded_reserved_bytes`).
+- Not sharded: bitsandbytes' quantization constants (``quant_state``), which are module
+  attributes rather than parameters, and GPTQ/AWQ buffers: whole on every rank.
 - Device only: NCCL's buffers (:data:`vramdoc.estimate.distributed.NCCL_BYTES`).
 - Units: Trainer wraps each decoder layer (``_no_split_modules``) and, for PEFT models, each
   LoRA leaf separately (peft ``fsdp_auto_wrap_policy``), so a unit's parameters are all
@@ -60,13 +65,35 @@ def fsdp_sharding(setup: TrainSetup) -> Sharding:
     per_node = max(n // max(setup.nodes, 1), 1)
     label = f"FSDP{o.version} {o.strategy}" + (" + CPU offload" if o.cpu_offload else "")
     if o.strategy == "NO_SHARD":
-        return Sharding(n, 1, 1, 1, 0, True, o.cpu_offload, "fsdp", label)
+        # FSDP's NO_SHARD all-reduces each unit's flat gradient in place
+        # (``_reduce_grad_no_shard``: ``dist.all_reduce(flat_param.grad)``): no bucket copy
+        return Sharding(n, 1, 1, 1, 0, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "SHARD_GRAD_OP":
         return Sharding(n, 1, n, n, 0, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "_HYBRID_SHARD_ZERO2":
         return Sharding(n, 1, per_node, per_node, 0, False, o.cpu_offload, "fsdp", label)
     div = per_node if o.strategy == "HYBRID_SHARD" else n
     return Sharding(n, div, div, div, 2, False, o.cpu_offload, "fsdp", label)
+
+
+def init_cache_bytes(layer_bytes: int, root_bytes: int) -> int:
+    """Blocks FSDP1's wrapping leaves cached in the default stream's pool, beyond the shards.
+
+    Each unit is wrapped in turn (``_recursive_wrap``, children first, the root last):
+    ``_move_module_to_device`` copies the unit's parameters to the GPU (a module on the CPU,
+    as Trainer and fsdp_qlora's ``train.py`` hand it over; with ``param_init_fn`` the
+    ``to_empty`` copy on other ranks), ``FlatParamHandle.flatten_tensors`` concatenates them
+    into one flat tensor (``torch.cat``) while they are still alive, and ``_get_shard`` clones
+    this rank's 1/N; then both full-size copies are freed (torch
+    ``distributed/fsdp/_init_utils.py``, ``_flat_param.py``). The caching allocator keeps the
+    freed blocks (it returns memory to the driver only on an out-of-memory retry or
+    ``empty_cache``), and ``reset_peak_memory_stats`` before training resets the peak reserved
+    to what is reserved, these blocks included: the default stream's pool starts at the shards
+    plus two decoder layers. The root (embeddings, final norm, LM head) is wrapped last; when
+    it is larger than a layer its flat copy fits none of the cached blocks and takes a segment
+    of its own.
+    """
+    return 2 * layer_bytes + (root_bytes if root_bytes > layer_bytes else 0)
 
 
 def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
@@ -76,12 +103,16 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
 
     q = setup.quantization
     # GPTQ/AWQ layers keep qweight/qzeros/scales/g_idx as buffers, which FSDP does not shard;
-    # bitsandbytes' Params4bit/Int8Params are parameters and are sharded like the rest
+    # bitsandbytes' Params4bit/Int8Params are parameters and are sharded like the rest. FSDP
+    # shards parameters only, so the quantization constants stay whole on every rank in both
+    # cases: bitsandbytes keeps a Linear4bit's quant_state (absmax, nested constants) as a
+    # plain attribute of the weight and of the module (bitsandbytes nn/modules.py: Params4bit
+    # sets ``module.quant_state``; ``fix_4bit_weight_quant_state_from_module`` restores it
+    # "for example for fsdp", after FSDP has flattened the weight)
     buffers = q is not None and q.quant_method in ("gptq", "awq")
     packed = params.quantized_weight_bytes if buffers else 0
     base = {"weights": shard(params.weights_bytes - packed, sh.params_div) + packed,
-            "quant_state": params.quant_state_bytes if buffers
-            else shard(params.quant_state_bytes, sh.params_div),
+            "quant_state": params.quant_state_bytes,
             "adapters": shard(params.adapters_bytes, sh.params_div)}
     grads = shard(params.trainable_bytes, sh.grads_div)
     states = shard(opt.states_bytes, sh.states_div)
@@ -90,11 +121,10 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
     if sh.world <= 1:
         return DistParts(base, grads, states, temps, paged, 0, 0)
     o = options(setup) if sh.engine == "fsdp" else None
-    gathered = unit_grads = pool = 0
+    gathered = unit_grads = pool = init_cache = 0
     if sh.gathered_units:
         def sharded_part(acc: Any) -> int:
             return int(acc.weights_bytes + acc.adapters_bytes
-                       + (0 if buffers else acc.quant_state_bytes)
                        - (acc.quantized_weight_bytes if buffers else 0))
 
         blocks = account_params(setup, spec, tuple(g for g in groups if g.in_block))
@@ -104,14 +134,19 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         t = setup.training
         mp = 2 if (t.bf16 or t.fp16) and params.weight_dtype_after_prep == "float32" else 1
         unit = sharded_part(blocks) // L // mp
+        # the unsharded root is a buffer of its own beside the shard each rank keeps (FSDP1
+        # FlatParamHandle: ``_full_param_padded``, the all-gather destination, beside
+        # ``_local_shard``; FSDP2: the all-gather output beside ``_sharded_param_data``): the
+        # whole root, not the half a rank lacks
         root_full = sharded_part(root) // mp
-        root_extra = root_full - shard(root_full, sh.params_div)
-        gathered = sh.gathered_units * unit + root_extra
+        gathered = sh.gathered_units * unit + root_full
         unit_grads = blocks.trainable_bytes // L
         extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output
         pool = extra_units * unit
         if o is not None and o.version == 1:
             pool += unit_grads  # record_stream'ed unsharded gradient
+            if not sh.cpu_offload:
+                init_cache = init_cache_bytes(sharded_part(blocks) // L, sharded_part(root))
     host: dict[str, int] = {}
     if sh.cpu_offload:
         host = {"offloaded parameters": sum(base.values()), "offloaded gradients": grads,
@@ -122,5 +157,7 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         grads *= 2  # DDP buckets hold a copy of every gradient
     t = setup.training
     return DistParts(base, grads, states, temps, paged, gathered, unit_grads, pool_bytes=pool,
+                     init_cache_bytes=init_cache,
+                     grads_on_comm_stream=sh.engine == "fsdp" and sh.grads_div > 1,
                      device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
                      autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

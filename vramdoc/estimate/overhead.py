@@ -56,3 +56,44 @@ def reserved_bytes(allocated_peak: int, static: int) -> int:
     # the allocator hands out whole 2 MiB pages for large blocks
     total = allocated_peak + slack
     return -(-total // (2 * MiB)) * (2 * MiB)
+
+
+def _pages(n_bytes: int) -> int:
+    return -(-n_bytes // (2 * MiB)) * (2 * MiB)
+
+
+def sharded_reserved_bytes(totals: dict[str, int], gathered: int, pool: int,
+                           stream_grads: dict[str, int], static: int, wrapped: int) -> int:
+    """``max_memory_reserved`` of a sharded run: one caching-allocator pool per stream.
+
+    The caching allocator pools blocks per CUDA stream and never hands a block cached for one
+    stream to an allocation on another (``c10/cuda/CUDACachingAllocator.cpp``: a block keeps
+    the stream it was allocated on; ``record_stream`` only delays its reuse), so each
+    stream's pool peaks on its own and the reserved figure is their sum:
+
+    - the all-gather stream: the gathered parameters (``gathered``: the units materialised at
+      once and the unsharded root) plus ``pool`` (what is freed but not yet reusable there:
+      FSDP1 frees an unsharded unit with ``record_stream`` on the compute stream and its
+      rate limiter, ``limit_all_gathers``, lets the next all-gather be issued once the older
+      of two queued frees has completed, so one freed unit is still pending; plus, for FSDP1,
+      the unsharded gradient ``record_stream``ed to the reduce-scatter stream);
+    - the reduce-scatter stream: FSDP's sharded gradients (``stream_grads`` per phase), which
+      FSDP1 allocates there (``_reduce_grad``: ``new_sharded_grad`` under the post-backward
+      stream, kept as ``_saved_grad_shard`` and then ``.grad``; torch's own comment: "for the
+      sharded strategies, the gradient is produced in the post-backward stream") and FSDP2
+      too (``foreach_reduce`` builds the reduce-scatter output on its reduce-scatter stream
+      and the sharded gradients are views of it): blocks the forward's activations can never
+      reuse;
+    - the default (compute) stream: everything else, with the slack of ``reserved_bytes``;
+      never below ``wrapped``, what wrapping the model left reserved there (the resident
+      shards plus the blocks cached while each unit was moved and flattened,
+      ``fsdp.init_cache_bytes``).
+    """
+    phases = list(totals)
+    default_peak = max(totals[p] - (gathered if p in ("forward", "backward") else 0)
+                       - stream_grads.get(p, 0) for p in phases)
+    grads_pool = max(stream_grads.values(), default=0)
+    default_static = max(static - grads_pool, 0)
+    default = max(reserved_bytes(default_peak, min(default_static, default_peak)),
+                  _pages(wrapped))
+    return default + _pages(gathered + pool) + _pages(grads_pool)

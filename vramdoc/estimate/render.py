@@ -83,6 +83,8 @@ def render_estimate(est: MemoryEstimate) -> str:
         lines.append(f"{_LABELS[c]:<{w}}{cells}")
     lines.append("-" * len(head))
     totals = est.phases
+    # what the device view holds outside torch's allocator besides the context (NCCL, sharded)
+    nccl = est.device_bytes - est.peak_reserved_bytes - est.cuda_context_bytes - est.paged_bytes
     cells = "".join(
         f"{format_bytes(totals[p]) + (' *' if p == est.peak_phase else '  '):>16}" for p in PHASES
     )
@@ -93,7 +95,8 @@ def render_estimate(est: MemoryEstimate) -> str:
         f"  ·  reserved {format_bytes(est.peak_reserved_bytes)}"
         f"  ·  device {format_bytes(est.device_bytes)}",
         f"device = reserved + CUDA context {format_bytes(est.cuda_context_bytes)}"
-        + (f" + paged optimizer states {format_bytes(est.paged_bytes)}" if est.paged_bytes else ""),
+        + (f" + paged optimizer states {format_bytes(est.paged_bytes)}" if est.paged_bytes else "")
+        + (f" + NCCL buffers {format_bytes(nccl)}" if nccl > 0 else ""),
     ]
     if est.gpu is not None:
         head_b = est.headroom_bytes or 0

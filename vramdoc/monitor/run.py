@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.monitor.context import ContextBuilder
+from vramdoc.monitor.fastdecode import DecodedStep
 from vramdoc.monitor.outcome import Outcome, from_end, without_end
 from vramdoc.monitor.schema import decode_float
 
@@ -56,7 +57,13 @@ SERIES = ("loss", "grad_norm", "lr", "tokens_per_s", "samples_per_s", "step_time
 
 
 def decode_step(ev: dict[str, Any]) -> dict[str, Any]:
-    """A step event with its floats decoded (``"NaN"`` -> nan) and sub-records checked."""
+    """A step event with its floats decoded (``"NaN"`` -> nan) and sub-records checked.
+
+    A :class:`~vramdoc.monitor.fastdecode.DecodedStep` (the follower's fast path) is already
+    decoded and is returned as it is.
+    """
+    if type(ev) is DecodedStep:
+        return ev
     out = dict(ev)
     for key in _FLOAT_FIELDS:
         out[key] = decode_float(ev.get(key))
@@ -98,7 +105,10 @@ class Alert:
             return self.message
         from vramdoc.engine import format_message
 
-        return format_message(*self._last)
+        template, context = self._last
+        if "limit_text" not in context:  # the display strings are added when first needed
+            ContextBuilder.add_texts(context)
+        return format_message(template, context)
 
     @property
     def steps_text(self) -> str:
@@ -149,6 +159,7 @@ class RunState:
     _nonfinite: int = 0
     _peaks: dict[str, int] = field(default_factory=dict)
     _episodes: dict[str, int] = field(default_factory=dict)
+    _latest_alert: dict[str, Alert] = field(default_factory=dict)  # code -> its last episode
 
     @classmethod
     def with_rules(cls) -> RunState:
@@ -277,6 +288,7 @@ class RunState:
         self._nonfinite = 0
         self._peaks = {}
         self._episodes = {}
+        self._latest_alert = {}
 
     def _session_record(self) -> dict[str, Any]:
         return {"session": self.session, "steps": self.step_count, "last_step": self._max_step,
@@ -340,23 +352,28 @@ class RunState:
         fired = holding(self.rules, context)
         if not fired:
             return
-        self._ctx.add_texts(context)
+        latest = self._latest_alert
         for rule in fired:
             code = rule.code
-            episode = next((a for a in reversed(self.alerts) if a.code == code), None)
+            episode = latest.get(code)
             if episode is not None and (step - episode.last_step <= 1
                                         or episode.last_step == prev
                                         or self._episodes.get(code, 0) >= MAX_EPISODES):
-                # extending an episode needs only the message, not a whole finding
+                # extending an episode needs only the message, formatted when read (with the
+                # context's display strings, added then: see Alert.last_message)
                 episode.last_step = step
                 episode.count += 1
                 episode._last = (rule.message, context)
                 continue
+            if "limit_text" not in context:
+                self._ctx.add_texts(context)
             f = finding(rule, context)
             self._episodes[f.code] = self._episodes.get(f.code, 0) + 1
-            self.alerts.append(Alert(code=f.code, name=f.name, kind=f.kind,
-                                     severity=f.severity, message=f.message, fix=f.fix,
-                                     why=f.why, first_step=step, last_step=step))
+            alert = Alert(code=f.code, name=f.name, kind=f.kind, severity=f.severity,
+                          message=f.message, fix=f.fix, why=f.why, first_step=step,
+                          last_step=step)
+            self.alerts.append(alert)
+            latest[code] = alert
 
     # --- summary ---------------------------------------------------------------------------
     def summary(self, path: Path | None = None) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def _slope(points: list[tuple[int, float]]) -> float | None:
     sxx = sum([d ** 2 for d in dxs])
     if sxx == 0:
         return None
-    return sum([d * (y - my) for d, y in zip(dxs, ys)]) / sxx
+    return sum([d * (y - my) for d, y in zip(dxs, ys, strict=True)]) / sxx
 
 
 def _text(n: float | None) -> str:

@@ -21,14 +21,13 @@ path. Without msgspec, :func:`step_decoder` returns None and every line takes th
 # No ``from __future__ import annotations``: the Structs are built inside a function (msgspec
 # is imported lazily) and msgspec reads their annotations as objects.
 from collections.abc import Callable
-from typing import Any
 
 from vramdoc.monitor.events import MAX_INT, MAX_TEXT
 
-# JSON numbers of a NUMBER field: msgspec turns an integer into a float for a float field, so
-# the bounds keep out the integers check_event refuses (|n| >= 2**63); a legitimate float that
-# large only takes the plain path.
-_INT_BOUND = float(MAX_INT)
+# A NUMBER field is declared a float: msgspec turns a JSON integer into a float there. Within
+# (-2**53, 2**53) every integer is a float exactly (so the value equals what json.loads gives, and
+# check_event's +-2**63 bound holds); a number beyond, integer or float, takes the plain path.
+_EXACT = float(2**53)
 
 
 class DecodedStep(dict):  # type: ignore[type-arg]
@@ -47,7 +46,7 @@ def _build() -> Callable[[bytes], DecodedStep] | None:
 
     meta = msgspec.Meta
     uint = Annotated[int, meta(ge=0, le=MAX_INT - 1)]
-    num = Annotated[float, meta(gt=-_INT_BOUND, lt=_INT_BOUND)]
+    num = Annotated[float, meta(gt=-_EXACT, lt=_EXACT)]
     text = Annotated[str, meta(max_length=MAX_TEXT)]
 
     class Gpu(msgspec.Struct, forbid_unknown_fields=True):

@@ -105,6 +105,16 @@ class ContextBuilder:
         self.loss_logged = bool(header.get("loss_logged"))
         self.curves = CurveTracker(header)
 
+    def constants(self) -> dict[str, Any]:
+        """The context names whose value is fixed by the header: every step's context of
+        this session holds these values (tests/monitor/test_rule_pruning.py checks it)."""
+        c = self.curves
+        return {"max_grad_norm": self.max_grad_norm, "nan_filter": self.nan_filter,
+                "fp16": self.fp16, "bf16": self.bf16, "plan_peak_allocated_bytes": self.plan_peak,
+                "loss_logged": self.loss_logged, "lr_scheduler_type": c.scheduler,
+                "warmup_steps": c.warmup_steps, "max_steps": c.max_steps, "method": c.method,
+                "lr_low": c.lr_low, "lr_high": c.lr_high, "clip_threshold": c.clip_threshold}
+
     def observe_log(self, ev: dict[str, Any]) -> None:
         """A ``log`` event (Trainer's logs, evaluations among them)."""
         self.curves.observe_log(ev)

@@ -25,6 +25,7 @@ peaks) are kept incrementally over the whole session. Memory does not grow with 
 
 from __future__ import annotations
 
+import ast
 import bisect
 import math
 from collections import deque
@@ -128,6 +129,45 @@ def load_alert_rules() -> tuple[list[Any], str]:
         return [], f"alert rules unavailable: {text.splitlines()[0]}"
 
 
+def live_rules(rules: list[Any], constants: dict[str, Any]) -> list[Any]:
+    """``rules`` less those that cannot fire in a session with these header ``constants``.
+
+    A rule whose condition is ``A and B and ...`` with one part that reads only header-fixed
+    names (``fp16 and ...`` on a bf16 run, ``lr_scheduler_type == 'constant' and ...``) and is
+    false (or raises) on them is false (or raises, which does not fire) at every step of the
+    session: it is left out of the per-step evaluation. Same alerts, fewer conditions per step.
+    """
+    from vramdoc.engine.conditions import (
+        compiled_condition,
+        evaluate_condition,
+        parse_condition,
+    )
+
+    live = []
+    for rule in rules:
+        tree = rule.tree
+        parts = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) \
+            else [tree]
+        silent = False
+        for part in parts:
+            text = ast.unparse(part)
+            _, names, problems = parse_condition(text)
+            if problems or not names or not set(names) <= constants.keys():
+                continue
+            values = {n: constants[n] for n in names}
+            try:
+                fn = compiled_condition(text, part)
+                value = fn(values) if fn is not None else evaluate_condition(part, values, text)
+                silent = not value
+            except Exception:  # noqa: BLE001 - raises at every step: never fires
+                silent = True
+            if silent:
+                break
+        if not silent:
+            live.append(rule)
+    return live
+
+
 @dataclass
 class RunState:
     """The watch's model of a run's latest session. ``revision`` changes with anything."""
@@ -160,6 +200,7 @@ class RunState:
     _peaks: dict[str, int] = field(default_factory=dict)
     _episodes: dict[str, int] = field(default_factory=dict)
     _latest_alert: dict[str, Alert] = field(default_factory=dict)  # code -> its last episode
+    _live: list[Any] | None = None  # the rules that can fire in this session (live_rules)
 
     @classmethod
     def with_rules(cls) -> RunState:
@@ -289,6 +330,7 @@ class RunState:
         self._peaks = {}
         self._episodes = {}
         self._latest_alert = {}
+        self._live = None
 
     def _session_record(self) -> dict[str, Any]:
         return {"session": self.session, "steps": self.step_count, "last_step": self._max_step,
@@ -349,7 +391,9 @@ class RunState:
     def _alerts(self, step: int, context: dict[str, Any], prev: int | None = None) -> None:
         from vramdoc.engine import finding, holding
 
-        fired = holding(self.rules, context)
+        if self._live is None:
+            self._live = live_rules(self.rules, self._ctx.constants())
+        fired = holding(self._live, context)
         if not fired:
             return
         latest = self._latest_alert

@@ -329,3 +329,20 @@ def test_msgspec_stays_off_the_plan_path():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False"]
+
+
+def test_the_real_recorders_step_lines_take_the_fast_path(tmp_path):
+    """What Recorder writes (here on CPU: mem and gpu None) stays on the fast path, so a field
+    added to the recorder without adding it to fastdecode's schema fails here, not silently."""
+    from vramdoc.monitor.recorder import Recorder
+
+    with Recorder(tmp_path, background=False) as rec:
+        for i in range(1, 6):
+            rec.step(loss=2.0 - i / 10, grad_norm=0.5, lr=1e-4, tokens=512, samples=2,
+                     epoch=i / 10)
+        rec.step(loss=float("nan"), grad_norm=0.5, lr=1e-4)  # "NaN": the plain path
+    path = tmp_path / "events.jsonl"
+    events = same_reading(path)
+    kinds = [(e["kind"], type(e) is DecodedStep) for e in events]
+    assert kinds.count(("step", True)) == 5
+    assert kinds.count(("step", False)) == 1

@@ -72,6 +72,13 @@ class CurveTracker:
                             else None)
         self.scheduler = args.get("lr_scheduler_type")
         self.warmup_steps = args.get("warmup_steps")
+        # message texts fixed by the header: formatted once, not per step
+        self.lr_range_text = (f"{self.lr_low:g}..{self.lr_high:g} for {self.method} "
+                              f"(rule {self.lr_rule})" if self.method else UNKNOWN_RANGE)
+        try:
+            self.clip_text: str | None = self._clip_text()
+        except (TypeError, ValueError):  # a max_grad_norm that is no number: raise per step
+            self.clip_text = None
         # training loss
         self.recent: deque[float] = deque(maxlen=SMOOTH)
         self.loss_start: float | None = None
@@ -104,6 +111,11 @@ class CurveTracker:
         self.tput_base: list[float] = []
         self.tput_now: deque[float] = deque(maxlen=TPUT_WINDOW)
         self.tput_points = 0
+
+    def _clip_text(self) -> str:
+        return (f"max_grad_norm {self.clip_threshold:g}"
+                + (" (Trainer's default; this source does not record it)"
+                   if self.clip_assumed else "")) if self.clip_threshold else "?"
 
     def _checkpoint_text(self, best: int) -> str:
         """Which checkpoint holds the model of step ``best``, as far as the source shows."""
@@ -218,9 +230,7 @@ class CurveTracker:
         checkpoint = "?" if best_step is None else self._checkpoint_text(best_step)
         lr_peak = self.lr_ref
         too_low = lr_peak is not None and lr_peak < (self.lr_low or LR_TINY)
-        clip_text = (f"max_grad_norm {self.clip_threshold:g}"
-                     + (" (Trainer's default; this source does not record it)"
-                        if self.clip_assumed else "")) if self.clip_threshold else "?"
+        clip_text = self.clip_text if self.clip_text is not None else self._clip_text()
         return {
             "loss_smooth": smooth,
             "loss_start": self.loss_start,
@@ -245,8 +255,7 @@ class CurveTracker:
             "method": self.method,
             "lr_low": self.lr_low,
             "lr_high": self.lr_high,
-            "lr_range_text": (f"{self.lr_low:g}..{self.lr_high:g} for {self.method} "
-                              f"(rule {self.lr_rule})" if self.method else UNKNOWN_RANGE),
+            "lr_range_text": self.lr_range_text,
             "eval_loss": self.eval_loss,
             "eval_step": self.eval_step,
             "eval_points": self.eval_points,

@@ -68,6 +68,9 @@ class Follower:
     resets: int = 0
     status: FollowerStatus = FollowerStatus.WAITING
     finished: bool = False  # finish() was called: no more data is expected
+    # Decode the recorder's plain step lines with msgspec (vramdoc.monitor.fastdecode); every
+    # other line, and all of them when False, goes through _decode (json + check_event).
+    fast: bool = True
     _buffer: bytes = b""
     _inode: int | None = None
     _dropping: bool = False  # inside an over-long line: drop bytes up to its newline
@@ -220,9 +223,16 @@ class Follower:
             self._buffer = b""
             self._dropping = True
             self.oversized += 1
-        events = []
+        events: list[dict[str, Any]] = []
+        fast = _fast_decoder() if self.fast else None
         for raw in lines:
             self.line_no += 1
+            if fast is not None and len(raw) <= MAX_LINE_BYTES:
+                try:
+                    events.append(fast(raw))
+                    continue
+                except ValueError:  # not a plain step line: the plain path decides
+                    pass
             event = self._decode(raw)
             if event is not None:
                 events.append(event)
@@ -305,6 +315,12 @@ class Follower:
         elif event["kind"] == "end":
             self.status = FollowerStatus.ENDED
         return event
+
+
+def _fast_decoder() -> Any:
+    from vramdoc.monitor.fastdecode import step_decoder
+
+    return step_decoder()
 
 
 def _encodable(event: Any) -> bool:

@@ -25,6 +25,7 @@ peaks) are kept incrementally over the whole session. Memory does not grow with 
 
 from __future__ import annotations
 
+import ast
 import bisect
 import math
 from collections import deque
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.monitor.context import ContextBuilder
+from vramdoc.monitor.fastdecode import DecodedStep
 from vramdoc.monitor.outcome import Outcome, from_end, without_end
 from vramdoc.monitor.schema import decode_float
 
@@ -56,7 +58,13 @@ SERIES = ("loss", "grad_norm", "lr", "tokens_per_s", "samples_per_s", "step_time
 
 
 def decode_step(ev: dict[str, Any]) -> dict[str, Any]:
-    """A step event with its floats decoded (``"NaN"`` -> nan) and sub-records checked."""
+    """A step event with its floats decoded (``"NaN"`` -> nan) and sub-records checked.
+
+    A :class:`~vramdoc.monitor.fastdecode.DecodedStep` (the follower's fast path) is already
+    decoded and is returned as it is.
+    """
+    if type(ev) is DecodedStep:
+        return ev
     out = dict(ev)
     for key in _FLOAT_FIELDS:
         out[key] = decode_float(ev.get(key))
@@ -98,7 +106,10 @@ class Alert:
             return self.message
         from vramdoc.engine import format_message
 
-        return format_message(*self._last)
+        template, context = self._last
+        if "limit_text" not in context:  # the display strings are added when first needed
+            ContextBuilder.add_texts(context)
+        return format_message(template, context)
 
     @property
     def steps_text(self) -> str:
@@ -116,6 +127,45 @@ def load_alert_rules() -> tuple[list[Any], str]:
     except Exception as exc:  # noqa: BLE001 - engine missing or a bad rule file
         text = getattr(exc, "message", None) or str(exc)
         return [], f"alert rules unavailable: {text.splitlines()[0]}"
+
+
+def live_rules(rules: list[Any], constants: dict[str, Any]) -> list[Any]:
+    """``rules`` less those that cannot fire in a session with these header ``constants``.
+
+    A rule whose condition is ``A and B and ...`` with one part that reads only header-fixed
+    names (``fp16 and ...`` on a bf16 run, ``lr_scheduler_type == 'constant' and ...``) and is
+    false (or raises) on them is false (or raises, which does not fire) at every step of the
+    session: it is left out of the per-step evaluation. Same alerts, fewer conditions per step.
+    """
+    from vramdoc.engine.conditions import (
+        compiled_condition,
+        evaluate_condition,
+        parse_condition,
+    )
+
+    live = []
+    for rule in rules:
+        tree = rule.tree
+        parts = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) \
+            else [tree]
+        silent = False
+        for part in parts:
+            text = ast.unparse(part)
+            _, names, problems = parse_condition(text)
+            if problems or not names or not set(names) <= constants.keys():
+                continue
+            values = {n: constants[n] for n in names}
+            try:
+                fn = compiled_condition(text, part)
+                value = fn(values) if fn is not None else evaluate_condition(part, values, text)
+                silent = not value
+            except Exception:  # noqa: BLE001 - raises at every step: never fires
+                silent = True
+            if silent:
+                break
+        if not silent:
+            live.append(rule)
+    return live
 
 
 @dataclass
@@ -149,6 +199,8 @@ class RunState:
     _nonfinite: int = 0
     _peaks: dict[str, int] = field(default_factory=dict)
     _episodes: dict[str, int] = field(default_factory=dict)
+    _latest_alert: dict[str, Alert] = field(default_factory=dict)  # code -> its last episode
+    _live: list[Any] | None = None  # the rules that can fire in this session (live_rules)
 
     @classmethod
     def with_rules(cls) -> RunState:
@@ -277,6 +329,8 @@ class RunState:
         self._nonfinite = 0
         self._peaks = {}
         self._episodes = {}
+        self._latest_alert = {}
+        self._live = None
 
     def _session_record(self) -> dict[str, Any]:
         return {"session": self.session, "steps": self.step_count, "last_step": self._max_step,
@@ -337,26 +391,33 @@ class RunState:
     def _alerts(self, step: int, context: dict[str, Any], prev: int | None = None) -> None:
         from vramdoc.engine import finding, holding
 
-        fired = holding(self.rules, context)
+        if self._live is None:
+            self._live = live_rules(self.rules, self._ctx.constants())
+        fired = holding(self._live, context)
         if not fired:
             return
-        self._ctx.add_texts(context)
+        latest = self._latest_alert
         for rule in fired:
             code = rule.code
-            episode = next((a for a in reversed(self.alerts) if a.code == code), None)
+            episode = latest.get(code)
             if episode is not None and (step - episode.last_step <= 1
                                         or episode.last_step == prev
                                         or self._episodes.get(code, 0) >= MAX_EPISODES):
-                # extending an episode needs only the message, not a whole finding
+                # extending an episode needs only the message, formatted when read (with the
+                # context's display strings, added then: see Alert.last_message)
                 episode.last_step = step
                 episode.count += 1
                 episode._last = (rule.message, context)
                 continue
+            if "limit_text" not in context:
+                self._ctx.add_texts(context)
             f = finding(rule, context)
             self._episodes[f.code] = self._episodes.get(f.code, 0) + 1
-            self.alerts.append(Alert(code=f.code, name=f.name, kind=f.kind,
-                                     severity=f.severity, message=f.message, fix=f.fix,
-                                     why=f.why, first_step=step, last_step=step))
+            alert = Alert(code=f.code, name=f.name, kind=f.kind, severity=f.severity,
+                          message=f.message, fix=f.fix, why=f.why, first_step=step,
+                          last_step=step)
+            self.alerts.append(alert)
+            latest[code] = alert
 
     # --- summary ---------------------------------------------------------------------------
     def summary(self, path: Path | None = None) -> dict[str, Any]:

@@ -193,6 +193,9 @@ class BlockWalker:
         if lora:
             xa = g.cast(x, st.adapter_elem)
             xd = g.dropout(xa, st.lora_dropout)
+            # the input cast to the adapter dtype and its dropout output are both live until
+            # lora_A has run (traced: llama LoRA on down_proj, the recomputed block's peak)
+            g.live((xa.nbytes if xa is not x else 0) + (xd.nbytes if xd is not xa else 0))
             if st.autocast:
                 g.save(g.new(x.numel, 2, True))  # lora_A input cast back by autocast
                 # autocast's 16-bit copies of the fp32 A and B weights, kept for backward
@@ -605,12 +608,22 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         saved_total = ckpt_bytes + other
         recompute = per_layer
         extras = [w.mlp_backward_extra for w in walks.values()]
-        # Not modelled yet for k-bit bases: their backward dequantizes each weight again and
-        # traces of QLoRA blocks peak 2-3 % above these instants (bench_trace_matrix, llama
-        # qlora); they keep the whole-block account (recompute_bytes + transient)
-        if all(x is not None for x in extras) and not st.quantized:
+        # Not modelled yet, so these keep the whole-block account (recompute_bytes +
+        # transient):
+        # - k-bit bases: their backward dequantizes each weight again; traces of QLoRA
+        #   blocks peak 2-3 % above these instants (bench_trace_matrix, llama qlora);
+        # - an adapter on the MLP's output projection (LoRA / DoRA all-linear): the last
+        #   tensor the block saves is in that adapter, so recomputation runs to it and
+        #   stops there by raising from the saved-tensor hook; the interrupted forward's
+        #   locals (the residual, both norm outputs, the product, the base output) stay live
+        #   into the backward. Traces (llama lora-all) peak 10-15 % above these instants.
+        adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
+        if all(x is not None for x in extras) and not st.quantized and not adapter_last:
             # + the gradient of the block's output, in the residual dtype
-            recompute_peak = max(w.g.saved_bytes + (w.mlp_backward_extra or 0)
+            # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
+            # input copies next to everything saved before them)
+            recompute_peak = max(max(w.g.saved_bytes + (w.mlp_backward_extra or 0),
+                                     w.g.live_peak)
                                  for w in walks.values()) + rows * h * st.r
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
             attn_peak = attn_peak + rows * h * st.r if attn_peak else 0

@@ -617,8 +617,13 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         #   stops there by raising from the saved-tensor hook; the interrupted forward's
         #   locals (the residual, both norm outputs, the product, the base output) stay live
         #   into the backward. Traces (llama lora-all) peak 10-15 % above these instants.
+        # - activations run as a chain of python ops (GPT-2's NewGELU: pow, mul, add, tanh):
+        #   the chain's backward makes one b*s*f gradient per op, several live together;
+        #   traces (gpt2) peak 5-14 % above these instants.
         adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
-        if all(x is not None for x in extras) and not st.quantized and not adapter_last:
+        chain_act = spec.hidden_act in _ACT_SAVED_TENSORS
+        if all(x is not None for x in extras) and not st.quantized and not adapter_last \
+                and not chain_act:
             # + the gradient of the block's output, in the residual dtype
             # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
             # input copies next to everything saved before them)

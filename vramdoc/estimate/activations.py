@@ -117,6 +117,13 @@ class BlockWalker:
         self.spec = spec
         self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
         self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
+        # The instant the MLP's backward peaks (see mlp_backward_extra): the gradient buffers
+        # live then, and the saved bytes recorded from the MLP's output projection on (freed
+        # by then). None where the block has no dense MLP walked this way (MoE).
+        self.mlp_bwd_buffers: int | None = None
+        self.mlp_out_mark: int | None = None
+        # eager attention's softmax backward (see attention): bytes live at that instant
+        self.attn_bwd_bytes = 0
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -186,6 +193,9 @@ class BlockWalker:
         if lora:
             xa = g.cast(x, st.adapter_elem)
             xd = g.dropout(xa, st.lora_dropout)
+            # the input cast to the adapter dtype and its dropout output are both live until
+            # lora_A has run (traced: llama LoRA on down_proj, the recomputed block's peak)
+            g.live((xa.nbytes if xa is not x else 0) + (xd.nbytes if xd is not xa else 0))
             if st.autocast:
                 g.save(g.new(x.numel, 2, True))  # lora_A input cast back by autocast
                 # autocast's 16-bit copies of the fp32 A and B weights, kept for backward
@@ -293,6 +303,11 @@ class BlockWalker:
             g.save_bytes(scores * e)  # tanh(scores / softcap): its result
         probs32 = g.new(scores, 4)
         g.save(probs32)  # softmax (fp32 under autocast or by HF's dtype=float32)
+        # In backward, softmax's backward runs once everything saved after it is freed: live
+        # are what the block saved up to here, the fp32 gradient of the probabilities and
+        # softmax's fp32 result (2 * 4 * b*a*s*s) and the gradient of the attention output
+        # (b*s*a*d). Traced (llama eager, s=256, checkpointing): the block's peak.
+        self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + b * s * a * d * e
         g.transient(scores * (e + 4))
         probs = g.cast(probs32, e if self.spec.family != "encoder" or st.autocast else q.elem)
         probs_d = g.dropout(probs, self.attn_dropout)
@@ -365,6 +380,21 @@ class BlockWalker:
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm
         return g.add(x1, m)
 
+    @property
+    def mlp_backward_extra(self) -> int | None:
+        """Bytes the block holds at its MLP's backward peak, beyond all it saved.
+
+        Backward runs the block in reverse, so the MLP goes first, with every tensor the
+        block saved still live. Once the output projection's backward is done (its saved input
+        and everything saved after it, dropout masks and post-norms, are freed), a gated MLP
+        holds d(prod) while ``mul``'s backward makes d(act) and d(up); a plain one holds
+        d(act) while the activation's backward makes d(hidden). Fake-tensor traces of
+        llama / gpt_neox blocks (CUDA semantics) peak exactly there.
+        """
+        if self.mlp_bwd_buffers is None or self.mlp_out_mark is None:
+            return None
+        return self.mlp_bwd_buffers - (self.g.saved_bytes - self.mlp_out_mark)
+
     def mlp(self, n2: T) -> T:
         spec, _st, lin, g = self.spec, self.st, self.lin, self.g
         if lin.experts:
@@ -377,15 +407,20 @@ class BlockWalker:
                 act = g.new(self.rows * f, gu.elem, gu.grad)
                 g.save(act)
                 prod = g.new(self.rows * f, gu.elem, gu.grad)
+                buffers = 3 * prod.nbytes
             else:
                 gate = self.linear(n2, lin.mlp_in[0])
                 up = self.linear(n2, lin.mlp_in[1])
                 act = self.activation(gate)
                 prod = g.mul(act, up)
+                buffers = prod.nbytes + act.nbytes + up.nbytes  # d(prod), d(act), d(up)
         else:
             hidden = self.linear(n2, lin.mlp_in[0])
             prod = self.activation(hidden)
             self._act_out = prod
+            buffers = prod.nbytes + hidden.nbytes  # d(act), d(hidden)
+        self.mlp_bwd_buffers = buffers if prod.grad else None
+        self.mlp_out_mark = g.saved_bytes
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
         return g.dropout(out, self.resid_dropout)
 
@@ -455,6 +490,11 @@ class ActivationAccount:
     logits_saved_bytes: int  # what the loss keeps for backward (log_softmax result)
     recompute_bytes: int  # one block recomputed in backward (checkpointing), else 0
     autocast_cache_bytes: int = 0  # autocast's cached 16-bit weight copies during forward
+    # checkpointing (non-reentrant): the recomputed block at its MLP's backward peak (all it
+    # saved, the MLP's gradient buffers, the block's output gradient); 0 where not modelled
+    recompute_peak_bytes: int = 0
+    recompute_attn_peak_bytes: int = 0  # the same block at eager softmax's backward
+    ids_bytes: int = 0  # token ids, labels and rotary tables: live through all of backward
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -524,9 +564,10 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         if spec.is_encoder:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)
-    other = tail.g.saved_bytes + 2 * 8 * rows
+    ids = 2 * 8 * rows
     if spec.rotary:
-        other += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
+        ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
+    other = tail.g.saved_bytes + ids
     n_out = num_labels if encoder else V
     # Logits chain (transformers 5 ForCausalLMLoss: logits.float() then cross_entropy):
     # forward end: logits (head dtype) + fp32 copy + log_softmax result (fp32);
@@ -562,9 +603,35 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     if st.autocast and st.weight_elem == 4 and st.full and checkpointing:
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
+    recompute_peak = attn_peak = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
+        extras = [w.mlp_backward_extra for w in walks.values()]
+        # Not modelled yet, so these keep the whole-block account (recompute_bytes +
+        # transient):
+        # - k-bit bases: their backward dequantizes each weight again; traces of QLoRA
+        #   blocks peak 2-3 % above these instants (bench_trace_matrix, llama qlora);
+        # - an adapter on the MLP's output projection (LoRA / DoRA all-linear): the last
+        #   tensor the block saves is in that adapter, so recomputation runs to it and
+        #   stops there by raising from the saved-tensor hook; the interrupted forward's
+        #   locals (the residual, both norm outputs, the product, the base output) stay live
+        #   into the backward. Traces (llama lora-all) peak 10-15 % above these instants.
+        # - activations run as a chain of python ops (GPT-2's NewGELU: pow, mul, add, tanh):
+        #   the chain's backward makes one b*s*f gradient per op, several live together;
+        #   traces (gpt2) peak 5-14 % above these instants.
+        adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
+        chain_act = spec.hidden_act in _ACT_SAVED_TENSORS
+        if all(x is not None for x in extras) and not st.quantized and not adapter_last \
+                and not chain_act:
+            # + the gradient of the block's output, in the residual dtype
+            # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
+            # input copies next to everything saved before them)
+            recompute_peak = max(max(w.g.saved_bytes + (w.mlp_backward_extra or 0),
+                                     w.g.live_peak)
+                                 for w in walks.values()) + rows * h * st.r
+            attn_peak = max(w.attn_bwd_bytes for w in walks.values())
+            attn_peak = attn_peak + rows * h * st.r if attn_peak else 0
     else:
         saved_total = blocks_total + other
         recompute = 0
@@ -572,7 +639,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         per_layer_bytes=per_layer, layer_transient_bytes=transient, checkpoint_bytes=ckpt_bytes,
         other_bytes=other, saved_total_bytes=saved_total, logits_forward_bytes=fwd,
         logits_backward_bytes=bwd, logits_saved_bytes=f32, recompute_bytes=recompute,
-        autocast_cache_bytes=cache,
+        autocast_cache_bytes=cache, recompute_peak_bytes=recompute_peak,
+        recompute_attn_peak_bytes=attn_peak, ids_bytes=ids,
     )
 
 

@@ -19,7 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vramdoc.estimate.activations import ActivationAccount, ActSetup, account_activations
+from vramdoc.estimate.activations import (
+    ActivationAccount,
+    ActSetup,
+    account_activations,
+    block_linears,
+)
 from vramdoc.estimate.adapters import check_lora_targets, zero_trainable_error
 from vramdoc.estimate.distributed import DistParts, shard, sharding
 from vramdoc.estimate.hostram import host_ram
@@ -211,6 +216,34 @@ def _embedding_grads(setup: TrainSetup, spec: Any, groups: Any, div: int) -> tup
     return grads_of(False), grads_of(True)
 
 
+_LAYER_MEMO: dict[tuple[Any, ...], tuple[Any, Any, tuple[int, int, int, int]]] = {}
+
+
+def _layer_grads(setup: TrainSetup, spec: Any, groups: Any, div: int,
+                 key: tuple[Any, ...]) -> tuple[int, int, int, int]:
+    """Gradient bytes (sharded by ``div``): outside the blocks (embeddings, head, final
+    norm), of one block, of one block's MLP output projection (the first weight gradient
+    a block's backward makes) and of its attention input projections (the last ones).
+    Memoized on ``key`` (what account_params reads)."""
+    hit = _LAYER_MEMO.get(key)
+    if hit is not None and hit[0] is spec and hit[1] is groups:
+        return hit[2]
+
+    def grads_of(sub: tuple[Any, ...]) -> int:
+        return shard(account_params(setup, spec, sub).trainable_bytes, div) if sub else 0
+
+    L = max(spec.num_hidden_layers, 1)
+    outside = grads_of(tuple(g for g in groups if not g.in_block))
+    layer = grads_of(tuple(g for g in groups if g.in_block)) // L
+    lin = block_linears(groups)
+    out_grads = grads_of((lin.mlp_out,)) // L if lin.mlp_out is not None else 0
+    attn_in = grads_of(lin.attn_in) // L
+    if len(_LAYER_MEMO) > 256:
+        _LAYER_MEMO.clear()
+    _LAYER_MEMO[key] = (spec, groups, (outside, layer, out_grads, attn_in))
+    return outside, layer, out_grads, attn_in
+
+
 def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                    host_limit: int | None = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""
@@ -330,9 +363,46 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
             "gradients": grads + unit_grads + grads_fwd_comm,
             "activations": t.per_device_train_batch_size * setup.max_seq_length
             * spec.hidden_size * st.r + tied}
-    bwd_end = block0 if not (untied or tied) or sum(block0.values()) >= sum(
-        last.values()) else last
-    backward = bwd_start if sum(bwd_start.values()) >= sum(bwd_end.values()) else bwd_end
+    candidates = [bwd_start]
+    if ckpt and acts.recompute_peak_bytes:
+        # Non-reentrant checkpointing (torch.utils.checkpoint, use_reentrant=False, as
+        # transformers 5 calls it): a block's saved tensors exist only while its backward
+        # runs; recomputation stops once the last one needed is made (early stop), so the
+        # block's output is not recomputed. The MLP's backward is the block's peak
+        # (BlockWalker.mlp_backward_extra). Two blocks make the backward's candidates:
+        # - the first one recomputed (the last layer): every block input is still kept; the
+        #   gradients made so far are those outside the blocks (head, final norm; not an
+        #   untied input embedding, made last) and the MLP output projection's;
+        # - the last one recomputed (layer 0): one block input is left, and every gradient
+        #   but the untied embedding's and the rest of layer 0's own.
+        # Traces (bench_trace_matrix, llama full / LoRA, gpt_neox LoRA) peak at one of them.
+        outside, layer_g, out_g, attn_in_g = _layer_grads(setup, spec, groups, sh.grads_div,
+                                               ("layers", *ekey))
+        L = max(spec.num_hidden_layers, 1)
+        first = {**zero, **live, "optimizer_states": states,
+                 "gradients": outside - untied + out_g + unit_grads + grads_fwd_comm,
+                 "activations": acts.checkpoint_bytes + acts.ids_bytes
+                 + acts.recompute_peak_bytes}
+        block0 = {**zero, **live, "optimizer_states": states,
+                  "gradients": grads + unit_grads + grads_fwd_comm - untied - layer_g + out_g,
+                  "activations": acts.checkpoint_bytes // L + acts.ids_bytes
+                  + acts.recompute_peak_bytes}
+        candidates.append(first)
+        if acts.recompute_attn_peak_bytes:
+            # eager attention: softmax's backward, after the MLP's and o_proj's (their
+            # gradients made, the saved tensors after the softmax freed)
+            candidates.append({**first, "gradients": first["gradients"] + layer_g - out_g
+                               - attn_in_g,
+                               "activations": first["activations"] - acts.recompute_peak_bytes
+                               + acts.recompute_attn_peak_bytes})
+            candidates.append({**block0, "gradients": block0["gradients"] + layer_g - out_g
+                               - attn_in_g,
+                               "activations": block0["activations"] - acts.recompute_peak_bytes
+                               + acts.recompute_attn_peak_bytes})
+    candidates.append(block0)
+    if untied or tied:
+        candidates.append(last)
+    backward = max(candidates, key=lambda c: sum(c.values()))
     step = {**zero, **base, "optimizer_states": states, "gradients": grads + grads_fwd_comm,
             "optimizer_temporaries": temps}
     phase_components = {"load": load, "forward": forward, "backward": backward,

@@ -45,6 +45,8 @@ class Graph:
 
     saved: dict[int, int] = field(default_factory=dict)
     transient_peak: int = 0
+    # the largest saved-so-far + short-lived bytes: a recomputed block's forward peak
+    live_peak: int = 0
     _next: int = 1
 
     def new(self, numel: int, elem: int, grad: bool = True) -> T:
@@ -64,6 +66,11 @@ class Graph:
 
     def transient(self, n_bytes: int) -> None:
         self.transient_peak = max(self.transient_peak, n_bytes)
+        self.live(n_bytes)
+
+    def live(self, n_bytes: int) -> None:
+        """Short-lived bytes next to everything saved so far (not a block-wide transient)."""
+        self.live_peak = max(self.live_peak, self.saved_bytes + n_bytes)
 
     @property
     def saved_bytes(self) -> int:

@@ -76,6 +76,14 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "roberta": {"model_type": "roberta", "hidden_size": 256, "intermediate_size": 1024,
                 "num_hidden_layers": 2, "num_attention_heads": 8, "vocab_size": 1000},
 }
+# Architectures vramdoc has no builder for: estimated through the generic path (the module
+# tree transformers builds, vramdoc.models.generic), to measure what "approximate" means
+GENERIC_FAMILIES: dict[str, dict[str, Any]] = {
+    "stablelm": {"model_type": "stablelm", **_DENSE},
+    "starcoder2": {"model_type": "starcoder2", **_DENSE, "intermediate_size": 1024},
+    "cohere": {"model_type": "cohere", **_DENSE, "pad_token_id": 0},
+}
+FAMILIES.update(GENERIC_FAMILIES)
 # "lora" uses PEFT's default targets; where the pinned PEFT has none for the family, these
 LORA_TARGETS = {"mixtral": ["q_proj", "v_proj"], "phi3": ["qkv_proj"],
                 "olmo2": ["q_proj", "v_proj"], "granite": ["q_proj", "v_proj"],
@@ -105,6 +113,10 @@ class Case:
 def spec_for(family: str) -> Any:
     from vramdoc.models import spec_from_config
 
+    if family in GENERIC_FAMILIES:
+        from vramdoc.models.generic import generic_spec
+
+        return generic_spec(FAMILIES[family], name=f"tiny-{family}")
     return spec_from_config(FAMILIES[family], name=f"tiny-{family}")
 
 

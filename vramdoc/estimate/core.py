@@ -351,6 +351,10 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                              lazy=lazy_module_loading(setup.torch_version))
     device = reserved + ctx + paged + parts.device_extra_bytes
     notes = [*lora_notes, *notes_dist]
+    if spec.generic:
+        notes.insert(0, f"generic (approximate activations): model_type {spec.model_type!r} "
+                     "is built from its config by transformers; the parameters are exact, the "
+                     "activations follow a generic block, not this architecture's own")
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
     if placement is not None and placement.cpu_bytes:

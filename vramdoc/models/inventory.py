@@ -83,6 +83,12 @@ def _arch(model_type: Any) -> tuple[str, _Arch]:
     return mt, _load(mt)
 
 
+def is_supported(model_type: Any) -> bool:
+    """Whether vramdoc has its own inventory builder for ``model_type``."""
+    mt = str(model_type or "")
+    return _MODEL_TYPE_ALIASES.get(mt, mt) in _REGISTRY
+
+
 def default_task(spec: ModelSpec) -> str:
     """The task a model is fine-tuned for when none is given: causal LM, or sequence
     classification for encoders (BERT / RoBERTa have no causal LM head)."""
@@ -205,6 +211,13 @@ def _groups(spec: ModelSpec, task: str, num_labels: int,
             config_id: int) -> tuple[ParamGroup, ...]:
     # config_id keys the cache on the config object (ModelSpec equality ignores config);
     # the cached spec keeps that object alive, so the id cannot be reused meanwhile.
+    if spec.generic:
+        from vramdoc.models.generic import generic_groups
+
+        if task not in TASKS:
+            raise UsageError(f"task {task!r} is not one of {', '.join(TASKS)}",
+                             "use causal-lm or sequence-classification")
+        return generic_groups(spec, task, num_labels)
     mt, arch = _arch(spec.model_type)
     _check_task(spec.name, mt, arch, task)
     c = Cfg(spec.config, f"{spec.name}: config")

@@ -146,3 +146,6 @@ class ModelSpec:
     qk_norm_full: bool = False  # q/k norms span the whole projection, not one head (OLMo 2)
     sdpa_repeat_kv: bool = True  # transformers' sdpa_attention_forward repeats k/v for GQA
     #                              under a mask; False: the model calls SDPA with fewer k/v heads
+    generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
+    #                        module tree transformers builds (vramdoc.models.generic):
+    #                        activations follow a generic block, estimates say so

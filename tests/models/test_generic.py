@@ -95,6 +95,10 @@ def test_generic_estimate_is_flagged_in_the_cli(tmp_path: Path, run_cli) -> None
     code, out, _ = run_cli("estimate", "--model", path, "--json")
     assert code == 0
     assert any("generic (approximate activations)" in n for n in json.loads(out)["notes"])
+    code, out, _ = run_cli("models", path)
+    assert code == 0 and "generic (approximate activations)" in out
+    code, out, _ = run_cli("models", path, "--json")
+    assert code == 0 and json.loads(out)["generic"] is True
 
 
 @pytest.mark.parametrize(("config", "says"), [

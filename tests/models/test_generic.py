@@ -95,6 +95,8 @@ def test_generic_estimate_is_flagged_in_the_cli(tmp_path: Path, run_cli) -> None
     code, out, _ = run_cli("estimate", "--model", path, "--json")
     assert code == 0
     assert any("generic (approximate activations)" in n for n in json.loads(out)["notes"])
+    code, _out, err = run_cli("plan", "--model", path, "--gpu", "24GB")
+    assert code == 0 and "note: generic (approximate activations)" in err
     code, out, _ = run_cli("models", path)
     assert code == 0 and "generic (approximate activations)" in out
     code, out, _ = run_cli("models", path, "--json")

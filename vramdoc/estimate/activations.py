@@ -554,6 +554,17 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     blocks_total = (n_masked * walks[True].g.saved_bytes if n_masked else 0) + (
         (L - n_masked) * walks[False].g.saved_bytes if n_masked < L else 0)
     blocks_total += first_layer - walks[first_masked].g.saved_bytes
+    # MoE models with dense layers (DeepSeek-V2 first_k_dense_replace, Qwen-MoE mlp_only_layers /
+    # decoder_sparse_step): those layers run the dense MLP of the inventory, not the experts
+    n_sparse = max((x.count for x in groups if x.kind == EXPERTS and x.in_block), default=L)
+    if lin.experts and lin.mlp_in and lin.mlp_out and n_sparse < L:
+        dense_lin = replace(lin, experts=(), router=None, shared=())
+        kind = kinds[-1]
+        wd = BlockWalker(spec, dense_lin, st, kind)
+        wd.walk(wd.g.new(rows * h, st.r, True))
+        blocks_total += (L - n_sparse) * (wd.g.saved_bytes - walks[kind].g.saved_bytes)
+        per_layer = max(per_layer, wd.g.saved_bytes)
+        transient = max(transient, wd.g.transient_peak)
     ckpt_bytes = L * rows * h * st.r if checkpointing else 0
 
     # Outside the blocks: token ids and labels (int64), rotary cos/sin, the final norm and

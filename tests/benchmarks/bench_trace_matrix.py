@@ -58,6 +58,18 @@ FAMILIES: dict[str, dict[str, Any]] = {
                   "shared_expert_intermediate_size": 384},
     "qwen3_moe": {"model_type": "qwen3_moe", **_DENSE, "head_dim": 32, "num_experts": 4,
                   "num_experts_per_tok": 2, "moe_intermediate_size": 128},
+    "phimoe": {"model_type": "phimoe", **_DENSE, "num_local_experts": 4,
+               "num_experts_per_tok": 2, "intermediate_size": 128},
+    # gpt-oss in its bf16 dequantized training form (MXFP4 checkpoints are dequantized to
+    # bf16 to train); sliding_window 64 < s so the alternating sliding layers are masked
+    "gpt_oss": {"model_type": "gpt_oss", **_DENSE, "head_dim": 32, "num_local_experts": 4,
+                "num_experts_per_tok": 2, "intermediate_size": 128, "sliding_window": 64},
+    # DeepSeek-V2-Lite's shape of MLA (q_lora_rank null) with one dense first layer
+    "deepseek_v2": {"model_type": "deepseek_v2", **_DENSE, "num_key_value_heads": 8,
+                    "moe_intermediate_size": 128, "n_routed_experts": 4, "n_shared_experts": 2,
+                    "num_experts_per_tok": 2, "first_k_dense_replace": 1, "q_lora_rank": None,
+                    "kv_lora_rank": 64, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16,
+                    "v_head_dim": 32},
     "gpt2": {"model_type": "gpt2", "n_embd": 256, "n_layer": 2, "n_head": 8, "vocab_size": 1000,
              "n_positions": 512},
     "gpt_bigcode": {"model_type": "gpt_bigcode", "n_embd": 256, "n_layer": 2, "n_head": 8,
@@ -76,12 +88,23 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "roberta": {"model_type": "roberta", "hidden_size": 256, "intermediate_size": 1024,
                 "num_hidden_layers": 2, "num_attention_heads": 8, "vocab_size": 1000},
 }
+# Architectures vramdoc has no builder for: estimated through the generic path (the module
+# tree transformers builds, vramdoc.models.generic), to measure what "approximate" means
+GENERIC_FAMILIES: dict[str, dict[str, Any]] = {
+    "stablelm": {"model_type": "stablelm", **_DENSE},
+    "starcoder2": {"model_type": "starcoder2", **_DENSE, "intermediate_size": 1024},
+    "cohere": {"model_type": "cohere", **_DENSE, "pad_token_id": 0},
+}
+FAMILIES.update(GENERIC_FAMILIES)
 # "lora" uses PEFT's default targets; where the pinned PEFT has none for the family, these
 LORA_TARGETS = {"mixtral": ["q_proj", "v_proj"], "phi3": ["qkv_proj"],
                 "olmo2": ["q_proj", "v_proj"], "granite": ["q_proj", "v_proj"],
-                "qwen2_moe": ["q_proj", "v_proj"], "qwen3_moe": ["q_proj", "v_proj"]}
+                "qwen2_moe": ["q_proj", "v_proj"], "qwen3_moe": ["q_proj", "v_proj"],
+                "phimoe": ["q_proj", "v_proj"], "gpt_oss": ["q_proj", "v_proj"],
+                "deepseek_v2": ["q_proj", "kv_b_proj"], "starcoder2": ["q_proj", "v_proj"],
+                "cohere": ["q_proj", "v_proj"]}
 # peft 0.21 wraps fused MoE experts in a ParamWrapper, which refuses lora_dropout != 0
-NO_LORA_DROPOUT = {"mixtral", "qwen2_moe", "qwen3_moe"}
+NO_LORA_DROPOUT = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2"}
 METHODS = ("full", "lora", "lora-all", "dora", "qlora")
 ATTNS = ("eager", "sdpa")
 SHAPES = ((2, 128), (1, 256))
@@ -105,6 +128,10 @@ class Case:
 def spec_for(family: str) -> Any:
     from vramdoc.models import spec_from_config
 
+    if family in GENERIC_FAMILIES:
+        from vramdoc.models.generic import generic_spec
+
+        return generic_spec(FAMILIES[family], name=f"tiny-{family}")
     return spec_from_config(FAMILIES[family], name=f"tiny-{family}")
 
 

@@ -2,8 +2,8 @@
 
 Same bar as tests/estimate/test_trace_matrix.py: the estimate within 2 % over and 1 % under a
 CUDA-semantics fake trace of the real transformers modules. Rows the estimator does not meet
-(Granite QLoRA, Qwen3-MoE all-linear, see README's trace-matrix section) are printed by the
-benchmark, not hidden.
+(Granite QLoRA, Qwen3-MoE all-linear, gpt-oss full, DeepSeek-V2 sdpa, see
+README's trace-matrix section) are printed by the benchmark, not hidden.
 """
 
 from __future__ import annotations
@@ -25,6 +25,13 @@ ROWS = [
     Case("qwen2_moe", "lora-all", "sdpa", False, 2, 128),  # experts not wrapped by PEFT
     Case("qwen3_moe", "full", "sdpa", False, 2, 128),  # qk-norm + routed experts
     Case("qwen3_moe", "lora", "sdpa", False, 2, 128),
+    Case("phimoe", "full", "sdpa", False, 2, 128),  # LayerNorm blocks + sparsemixer router
+    Case("phimoe", "lora", "sdpa", False, 2, 128),
+    Case("gpt_oss", "lora", "eager", False, 2, 128),  # sinks, clamped SwiGLU experts
+    Case("gpt_oss", "lora-all", "eager", False, 2, 128),
+    Case("deepseek_v2", "full", "eager", False, 2, 128),  # MLA + shared/routed experts
+    Case("deepseek_v2", "lora", "eager", False, 2, 128),
+    Case("deepseek_v2", "lora-all", "eager", False, 2, 128),  # dense first layer walked dense
 ]
 
 

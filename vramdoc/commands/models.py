@@ -95,7 +95,7 @@ def _spec_json(spec: Any) -> dict[str, Any]:
         "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size",
         "vocab_size", "max_position_embeddings", "tie_word_embeddings", "gated_mlp",
         "num_local_experts", "num_experts_per_tok", "is_encoder", "checkpoint_dtype",
-        "sliding_window", "remote_code", "source")}
+        "sliding_window", "remote_code", "source", "generic")}
     out["aliases"] = list(spec.aliases)
     if e is not None and e.get("note"):
         out["note"] = e["note"]
@@ -147,6 +147,8 @@ def _print_detail(spec: Any, groups: Any, task: str) -> None:
         f"{'yes' if spec.tie_word_embeddings else 'no'}"
         + (f", sliding window {spec.sliding_window}" if spec.sliding_window else ""),
         f"  source {spec.source}",
+        *(["  generic (approximate activations): built from its config by transformers; "
+           "the inventory below is exact"] if spec.generic else []),
         "",
         f"parameter groups ({task}; q = bitsandbytes quantizes it, tied = shares the "
         "embedding):",

@@ -86,6 +86,10 @@ def render_report(result: Any) -> str:
                      f"batch {max(eb // base.num_gpus, 1)} per GPU")
     if gpu.assumed:
         lines.append(f"  note: {gpu.source or 'GPU generation assumed from a bare size'}")
+    if getattr(spec, "generic", False):
+        lines.append(f"  note: generic (approximate activations): model_type "
+                     f"{spec.model_type!r} is built from its config by transformers; the "
+                     "parameters are exact, the activations follow a generic block")
     rejected = " · ".join(f"{c} {n:,}" for c, n in sorted(st.rejected_by_rule.items()))
     lines.append(
         f"searched {st.candidates:,} candidates: {st.rejected:,} forbidden by rules"

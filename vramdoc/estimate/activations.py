@@ -52,6 +52,7 @@ class ActSetup:
     adapter_elem: int = 4
     kv_cache: bool = False  # the forward fills a KV cache (config.use_cache, no checkpointing)
     dora: bool = False  # LoRA with use_dora: weight-decomposed adapters
+    lora_skip: frozenset[str] = frozenset()  # paths of unwrapped roles with a wrapped leaf name
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class BlockWalker:
         self.attn_dropout = spec.attention_dropout
         self.resid_dropout = spec.hidden_dropout
         self.embd_dropout = spec.embedding_dropout
-        self.layer_norm = spec.family in ("gpt", "encoder", "parallel")
+        self.layer_norm = spec.family in ("gpt", "encoder", "parallel") or spec.layer_norm
 
     # --- building blocks ---------------------------------------------------------------
     def norm(self, x: T, trainable: bool, dim: int = 0) -> T:
@@ -189,7 +190,7 @@ class BlockWalker:
         if quant:
             # dequantized weight (bnb gemm_4bit / backward dequantize_4bit): transient
             g.transient(2 * grp.weight_numel + 2 * self.rows * grp.in_features)
-        lora = grp.leaf in st.lora
+        lora = grp.leaf in st.lora and grp.path not in st.lora_skip
         if lora:
             xa = g.cast(x, st.adapter_elem)
             xd = g.dropout(xa, st.lora_dropout)
@@ -260,9 +261,10 @@ class BlockWalker:
             self.g.save_bytes(x.nbytes)
         return out
 
-    def attention(self, q: T, k: T, v: T, v_storage: T | None = None) -> T:
+    def attention(self, q: T, k: T, v: T, v_storage: T | None = None, d_v: int = 0) -> T:
         g, st, spec = self.g, self.st, self.spec
         a, kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
+        dv = d_v or d  # value / output head width (MLA: v_head_dim, not the q/k width)
         b, s = st.b, st.s
         fused = st.attn.startswith("flash") or st.attn == "sdpa"
         if fused:
@@ -286,7 +288,7 @@ class BlockWalker:
                 g.save_bytes(b * s * s * e)
             g.save(qs, ks)
             g.save(vs if (vs is not v or v_storage is None) else v_storage)
-            out = g.new(b * s * a * d, e)
+            out = g.new(b * s * a * dv, e)
             g.save(out)
             g.save_bytes(4 * b * a * s)  # log-sum-exp, fp32
             return out
@@ -299,6 +301,16 @@ class BlockWalker:
         # of rotary's output, which keeps its strides), is copied to a contiguous tensor first
         g.save(g.new(b * s * a * d, e), g.cast(k_rep, e))
         scores = b * a * s * s
+        if spec.attn_sinks:
+            # gpt-oss eager_attention_forward (transformers 5.24 modeling_gpt_oss.py): the sink
+            # logits join the scores (cat: b*a*s*(s+1)), the row max is subtracted and softmax
+            # runs in the scores' dtype; its result is kept, and the probabilities matmul keeps
+            # a slice of that same storage, then v
+            cols = b * a * s * (s + 1)
+            g.save_bytes(cols * e)
+            g.transient(2 * cols * e)
+            g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
+            return g.new(b * s * a * d, e)
         if spec.attn_softcap:
             g.save_bytes(scores * e)  # tanh(scores / softcap): its result
         probs32 = g.new(scores, 4)
@@ -313,8 +325,8 @@ class BlockWalker:
         probs_d = g.dropout(probs, self.attn_dropout)
         # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
         g.save(g.cast(probs_d, e), g.cast(v_rep, e) if v_storage is None
-               else g.new(b * s * a * d, e))
-        return g.new(b * s * a * d, e)  # transpose(1, 2).contiguous()
+               else g.new(b * s * a * dv, e))
+        return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous()
 
     # --- one block ------------------------------------------------------------------------
     def walk(self, x: T) -> T:
@@ -327,7 +339,9 @@ class BlockWalker:
         pre = spec.family != "encoder" and not spec.post_norms_only
         n1 = self.norm(x, ln_trains) if pre else x
         # attention projections
-        if len(lin.attn_in) == 1:  # fused qkv (c_attn, qkv_proj, query_key_value, W_pack)
+        if spec.mla:
+            attn_out = self.mla(n1)
+        elif len(lin.attn_in) == 1:  # fused qkv (c_attn, qkv_proj, query_key_value, W_pack)
             qkv = self.linear(n1, lin.attn_in[0])
             q = g.new(rows * a * d, qkv.elem, qkv.grad)
             k = g.new(rows * kv * d, qkv.elem, qkv.grad)
@@ -395,6 +409,36 @@ class BlockWalker:
             return None
         return self.mlp_bwd_buffers - (self.g.saved_bytes - self.mlp_out_mark)
 
+    def mla(self, n1: T) -> T:
+        """DeepSeek-V2 multi-head latent attention (transformers 5.24 modeling_deepseek_v2.py,
+        DeepseekV2Attention.forward): q through q_proj (or q_a_proj, its RMSNorm and q_b_proj),
+        the compressed kv latent through kv_a_proj_with_mqa and kv_a_layernorm, rotary on the
+        rope parts in fp32 (apply_rotary_emb upcasts both and multiplies them as complex
+        numbers, keeping the fp32 copies), then kv_b_proj expands the latent to per-head k_nope
+        and v (v stays a view of its output); query = cat(q_nope, q_pe) and key = a new tensor
+        filled from k_nope and the shared k_pe are fresh (b*s*a*(nope + rope)) tensors."""
+        g, st, spec = self.g, self.st, self.spec
+        q_rank, kv_rank, nope, rope, v_hd = spec.mla
+        a, rows, ln = spec.num_attention_heads, self.rows, st.full
+        by = {x.leaf: x for x in self.lin.attn_in}
+        if q_rank:
+            qa = self.linear(n1, by["q_a_proj"])
+            q = self.linear(self.norm(qa, ln, q_rank), by["q_b_proj"])
+        else:
+            q = self.linear(n1, by["q_proj"])
+        ckv = self.linear(n1, by["kv_a_proj_with_mqa"])
+        latent = self.norm(g.new(rows * kv_rank, ckv.elem, ckv.grad), ln, kv_rank)
+        # apply_rotary_emb multiplies fp32 complex views of q_pe / k_pe by freqs_cis, which
+        # needs no gradient: the product keeps freqs_cis only, the fp32 copies are transient
+        g.transient(4 * rows * (a + 1) * rope)
+        if st.kv_cache:  # DynamicLayer.update: torch.cat copies of the latent (and k_pe)
+            latent = g.new(latent.numel, latent.elem, latent.grad)
+        kvb = self.linear(latent, by["kv_b_proj"])
+        qs = g.new(rows * a * (nope + rope), q.elem, True)
+        ks = g.new(rows * a * (nope + rope), kvb.elem, True)
+        v = g.new(rows * a * v_hd, kvb.elem, True)
+        return self.attention(qs, ks, v, v_storage=kvb, d_v=v_hd)
+
     def mlp(self, n2: T) -> T:
         spec, _st, lin, g = self.spec, self.st, self.lin, self.g
         if lin.experts:
@@ -454,6 +498,10 @@ class BlockWalker:
             g.save_bytes(sum(x.weight_numel for x in lin.experts) * e)
         g.save_bytes(tokens * 2 * f * e)  # gate_up output (gate for act, up for the product)
         g.save_bytes(tokens * f * e)  # act(gate)
+        if spec.moe_act == "clamped_swiglu":
+            # GptOssExperts._apply_gate: clamp(gate), gate * alpha -> sigmoid (result kept),
+            # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
+            g.save_bytes(3 * tokens * f * e)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
         if st.autocast and st.weight_elem == 4:
             g.save_bytes(2 * sum(x.weight_numel for x in lin.experts))
@@ -472,6 +520,8 @@ class BlockWalker:
         up = self.linear(n2, by_leaf["up_proj"])
         prod = g.mul(self.activation(gate), up)
         y = self.linear(prod, by_leaf["down_proj"])
+        if "shared_expert_gate" not in by_leaf:  # DeepSeek-V2: shared experts added ungated
+            return y
         sig = g.unary_saves_result(self.linear(n2, by_leaf["shared_expert_gate"]))
         return g.mul(sig, y)
 
@@ -544,6 +594,17 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     blocks_total = (n_masked * walks[True].g.saved_bytes if n_masked else 0) + (
         (L - n_masked) * walks[False].g.saved_bytes if n_masked < L else 0)
     blocks_total += first_layer - walks[first_masked].g.saved_bytes
+    # MoE models with dense layers (DeepSeek-V2 first_k_dense_replace, Qwen-MoE mlp_only_layers /
+    # decoder_sparse_step): those layers run the dense MLP of the inventory, not the experts
+    n_sparse = max((x.count for x in groups if x.kind == EXPERTS and x.in_block), default=L)
+    if lin.experts and lin.mlp_in and lin.mlp_out and n_sparse < L:
+        dense_lin = replace(lin, experts=(), router=None, shared=())
+        kind = kinds[-1]
+        wd = BlockWalker(spec, dense_lin, st, kind)
+        wd.walk(wd.g.new(rows * h, st.r, True))
+        blocks_total += (L - n_sparse) * (wd.g.saved_bytes - walks[kind].g.saved_bytes)
+        per_layer = max(per_layer, wd.g.saved_bytes)
+        transient = max(transient, wd.g.transient_peak)
     ckpt_bytes = L * rows * h * st.r if checkpointing else 0
 
     # Outside the blocks: token ids and labels (int64), rotary cos/sin, the final norm and

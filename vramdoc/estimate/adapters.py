@@ -73,12 +73,38 @@ def suggestion(groups: Iterable[ParamGroup]) -> str:
     return f"set lora.target_modules: all-linear (--lora-targets all-linear){alt}"
 
 
+# (model_type, leaf) of modules PEFT 0.21 wraps but whose LoRA forward then fails, with why:
+# PhimoeTopKRouter subclasses nn.Linear (so all-linear wraps it) but its forward returns a
+# tuple, and lora.Linear adds the adapter to it: AttributeError: 'tuple' object has no
+# attribute 'dtype' (transformers 5.24 modeling_phimoe.py, seen on the fake-device trace)
+_LORA_BREAKS_FORWARD = {
+    ("phimoe", "router"): "PhimoeTopKRouter returns a tuple, so PEFT's LoRA layer around it "
+                          "fails in the forward (AttributeError: 'tuple' object has no "
+                          "attribute 'dtype')",
+}
+
+
+def _check_forward_breaks(targets: tuple[str, ...], spec: ModelSpec,
+                          groups: tuple[ParamGroup, ...]) -> None:
+    for g in groups:
+        why = _LORA_BREAKS_FORWARD.get((spec.model_type, g.leaf))
+        if why is None:
+            continue
+        if (targets == ("all-linear",) and g.all_linear) or any(matches(g, t) for t in targets):
+            names = [n for n in module_names(groups) if n != g.leaf]
+            raise UsageError(
+                f"LoRA on {spec.name}'s {g.leaf!r} modules cannot train: {why}",
+                f"name the modules instead, without {g.leaf!r}: "
+                f"--lora-targets {','.join(names)}")
+
+
 def check_lora_targets(targets: tuple[str, ...], spec: ModelSpec,
                        groups: tuple[ParamGroup, ...]) -> tuple[str, ...]:
     """Raise UsageError where PEFT would raise; return notes for names PEFT would ignore.
 
     ``targets`` are the setup's ``target_modules`` (empty: PEFT's default for the model type).
     """
+    _check_forward_breaks(targets, spec, groups)
     if targets == ("all-linear",):
         if any(g.kind in (LINEAR, EXPERTS, ROUTER) and g.tied_to is None for g in groups):
             return ()

@@ -43,7 +43,7 @@ from vramdoc.estimate.stack import (
     lazy_module_loading,
     loss_shift_copy,
 )
-from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, ROUTER
+from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, LINEAR, ROUTER
 from vramdoc.setup import TrainSetup
 from vramdoc.units import MiB
 
@@ -132,10 +132,16 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
     dense = DTYPE_BYTES[params.weight_dtype_after_prep]
     quantized = frozenset(g.leaf for g in groups if is_quantized(g, setup))
     lora = setup.lora
+    leaves = frozenset(m.leaf for m in params.lora_modules)
+    paths = {m.path for m in params.lora_modules}
     return ActSetup(
         b=t.per_device_train_batch_size, s=setup.max_seq_length, r=dense, weight_elem=dense,
         autocast=t.bf16 or t.fp16, full=lora is None,
-        lora=frozenset(m.leaf for m in params.lora_modules),
+        lora=leaves,
+        # Linear roles that share a wrapped role's leaf name but are not wrapped themselves
+        # (DeepSeek-V2 all-linear: the experts' down_proj is, the shared experts' is not)
+        lora_skip=frozenset(g.path for g in groups if g.kind == LINEAR and g.leaf in leaves
+                            and g.path not in paths),
         lora_r=lora.r if lora else 0, lora_dropout=lora.lora_dropout if lora else 0.0,
         quantized=quantized, attn=setup.attn_implementation,
         dora=bool(lora is not None and lora.use_dora),
@@ -427,6 +433,10 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                              lazy=lazy_module_loading(setup.torch_version))
     device = reserved + ctx + paged + parts.device_extra_bytes
     notes = [*lora_notes, *notes_dist]
+    if spec.generic:
+        notes.insert(0, f"generic (approximate activations): model_type {spec.model_type!r} "
+                     "is built from its config by transformers; the parameters are exact, the "
+                     "activations follow a generic block, not this architecture's own")
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
     if placement is not None and placement.cpu_bytes:

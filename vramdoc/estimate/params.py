@@ -131,7 +131,10 @@ def _is_lora_target(g: ParamGroup, targets: tuple[str, ...],
         return False
     if targets == ("all-linear",):
         # PEFT's all-linear: every Linear except the output layer (peft/tuners/tuners_utils.py,
-        # _maybe_include_all_linear_layers).
+        # _maybe_include_all_linear_layers), and except the MLP Linears of a DeepSeek-V2 as
+        # built (ParamGroup.all_linear False: checked against a PEFT model)
+        if g.kind == LINEAR and not g.all_linear:
+            return False
         return g.kind == LINEAR or (g.kind == HEAD and bool(groups)
                                     and not _is_output_layer(g, groups))
     return g.leaf in targets or any(g.path.endswith("." + t) for t in targets if "." in t)
@@ -156,6 +159,7 @@ class LoraModule:
     in_features: int
     out_features: int
     count: int
+    path: str = ""  # the ParamGroup path (two roles may share a leaf name)
 
 
 @dataclass(frozen=True)
@@ -293,7 +297,7 @@ def account_params(
                     embedding_trainable = True
             continue
         if _is_lora_target(g, targets, groups, saved):
-            loras.append(LoraModule(g.leaf, g.in_features, g.out_features, g.count))
+            loras.append(LoraModule(g.leaf, g.in_features, g.out_features, g.count, g.path))
             # fused experts: one adapter over all experts, rank r per expert (peft 0.21 gives
             # gate_up_proj 2*E*r and down_proj E*r, as built)
             r = lora.r

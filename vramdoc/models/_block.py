@@ -50,6 +50,9 @@ class BlockFacts:
     post_norms_only: bool = False
     norm_fp32_product: bool = False
     qk_norm_full: bool = False
+    layer_norm: bool = False
+    attn_sinks: bool = False
+    moe_act: str = "swiglu"
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -88,7 +91,7 @@ def sliding_layer_count(model_type: str, config: Mapping[str, Any], layers: int,
     types = config.get("layer_types")
     if isinstance(types, list) and types:
         return sum(1 for t in types if t == "sliding_attention")
-    if model_type == "gemma2":
+    if model_type in ("gemma2", "gpt_oss"):  # GptOssConfig: sliding on even layer indices
         return (layers + 1) // 2
     if model_type in ("gemma3_text", "gemma3"):
         pattern = int(config.get("sliding_window_pattern") or 6)
@@ -127,6 +130,11 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         post_norms_only=model_type == "olmo2",
         norm_fp32_product=model_type == "olmo2",
         qk_norm_full=model_type == "olmo2",
+        # PhimoeDecoderLayer / PhimoeModel: nn.LayerNorm (transformers 5.24 modeling_phimoe.py)
+        layer_norm=model_type == "phimoe",
+        # GptOssAttention: sinks; GptOssExperts._apply_gate (transformers 5.24 modeling_gpt_oss.py)
+        attn_sinks=model_type == "gpt_oss",
+        moe_act="clamped_swiglu" if model_type == "gpt_oss" else "swiglu",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

@@ -75,11 +75,18 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "qwen2_moe": dict(V=151_936, h=2048, ffn=5632, L=24, a=16, kv=16, pos=32768, tie=False),
     # transformers 5.24 configuration_qwen3_moe.py (Qwen3MoeConfig class defaults)
     "qwen3_moe": dict(V=151_936, h=2048, ffn=6144, L=24, a=32, kv=4, pos=32768, tie=False),
+    # transformers 5.24 configuration_phimoe.py (PhimoeConfig class defaults)
+    "phimoe": dict(V=32064, h=4096, ffn=6400, L=32, a=32, kv=8, pos=131_072, tie=False),
+    # transformers 5.24 configuration_gpt_oss.py (GptOssConfig class defaults)
+    "gpt_oss": dict(V=201_088, h=2880, ffn=2880, L=36, a=64, kv=8, pos=131_072, tie=False,
+                    hd=64),
 }
 # Expert classes transformers 5.24 decorates with @use_experts_implementation: peft 0.21's
 # all-linear wraps their fused parameters and the router (checked by building them)
 _PEFT_WRAPS_EXPERTS = {"mixtral", "qwen3_moe"}
-_SLIDING_DEFAULT = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
+# MoE blocks whose experts are a fused Mixtral-like MixtralExperts block on every layer
+_ALL_SPARSE = {"mixtral", "phimoe", "gpt_oss"}
+_SLIDING_DEFAULT = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096, "gpt_oss": 128}
 
 
 def _sliding(c: Cfg, mt: str) -> int | None:
@@ -110,11 +117,15 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     kv = c.int("num_key_value_heads", default=kv_default)
     hd = c.int("head_dim", default=d.get("hd", max(1, h // a)))
     V = c.int("vocab_size", default=d["V"])
-    experts = c.int("num_local_experts", "num_experts", default=8) if mt == "mixtral" else 0
-    top_k = c.int("num_experts_per_tok", default=2) if mt == "mixtral" else 0
+    # num_local_experts / num_experts_per_tok defaults: MixtralConfig 8 / 2, PhimoeConfig 16 / 2,
+    # GptOssConfig 128 / 4 (transformers 5.24)
+    experts = c.int("num_local_experts", "num_experts", default={
+        "mixtral": 8, "phimoe": 16, "gpt_oss": 128}[mt]) if mt in _ALL_SPARSE else 0
+    top_k = c.int("num_experts_per_tok", default=4 if mt == "gpt_oss" else 2) \
+        if mt in _ALL_SPARSE else 0
     ffn = c.int("intermediate_size", default=d["ffn"])
     expert_ffn = ffn  # one expert's width (Mixtral: intermediate_size)
-    sparse = L if mt == "mixtral" else 0  # layers whose MLP is a sparse MoE block
+    sparse = L if mt in _ALL_SPARSE else 0  # layers whose MLP is a sparse MoE block
     if mt in ("qwen2_moe", "qwen3_moe"):
         q2 = mt == "qwen2_moe"
         experts = c.int("num_experts", default=60 if q2 else 128)
@@ -123,9 +134,9 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
         shared_ffn = c.int("shared_expert_intermediate_size", default=5632) if q2 else 0
         sparse = _sparse_layers(c, L, experts)
     tie = c.flag("tie_word_embeddings", default=d["tie"])
-    attn_bias = c.flag("attention_bias", default=False) if mt in (
+    attn_bias = c.flag("attention_bias", default=mt == "gpt_oss") if mt in (
         "llama", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo2", "granite",
-        "qwen3_moe") else False
+        "qwen3_moe", "phimoe", "gpt_oss") else False
     mlp_bias = c.flag("mlp_bias", default=False) if mt in ("llama", "granite") else False
     blk = f"{prefix}.layers.{{i}}"
     g: list[ParamGroup] = [embedding(f"{prefix}.embed_tokens", V, h)]
@@ -147,7 +158,11 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
         g += [norm(f"{blk}.self_attn.q_norm", a * hd, bias=False, count=L),
               norm(f"{blk}.self_attn.k_norm", kv * hd, bias=False, count=L)]
 
-    if sparse:
+    if mt == "gpt_oss":  # GptOssAttention.sinks: one learned logit per head
+        g.append(param(f"{blk}.self_attn.sinks", a, count=L, in_block=True))
+    if mt in ("phimoe", "gpt_oss"):
+        g += _router_experts(mt, blk, h, experts, expert_ffn, L)
+    elif sparse:
         g += [ParamGroup(path=f"{blk}.mlp.gate", leaf="gate", kind=ROUTER, in_features=h,
                          out_features=experts, weight_numel=experts * h, count=sparse,
                          in_block=True, all_linear=mt in _PEFT_WRAPS_EXPERTS),
@@ -174,7 +189,7 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
     elif mt == "phi3":
         g += [linear(f"{blk}.mlp.gate_up_proj", h, 2 * ffn, bias=False, count=L),
               linear(f"{blk}.mlp.down_proj", ffn, h, bias=False, count=L)]
-    elif mt != "mixtral":
+    elif mt not in _ALL_SPARSE:
         g += [linear(f"{blk}.mlp.gate_proj", h, ffn, bias=mlp_bias, count=L),
               linear(f"{blk}.mlp.up_proj", h, ffn, bias=mlp_bias, count=L),
               linear(f"{blk}.mlp.down_proj", ffn, h, bias=mlp_bias, count=L)]
@@ -184,9 +199,12 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
         norms = ["post_attention_layernorm", "post_feedforward_layernorm"]
     if mt in ("gemma2", "gemma3_text"):
         norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
-    g += [norm(f"{blk}.{n}", h, bias=False, count=L) for n in norms]
-    g.append(norm(f"{prefix}.norm", h, bias=False, in_block=False))
+    ln_bias = mt == "phimoe"  # PhimoeDecoderLayer / PhimoeModel: nn.LayerNorm, with bias
+    g += [norm(f"{blk}.{n}", h, bias=ln_bias, count=L) for n in norms]
+    g.append(norm(f"{prefix}.norm", h, bias=ln_bias, in_block=False))
     g.append(_head(task, head_path, h, V, num_labels, tie, f"{prefix}.embed_tokens"))
+    if mt == "phimoe" and task != SEQ_CLS and c.flag("lm_head_bias", default=False):
+        g[-1] = dataclasses.replace(g[-1], bias_numel=V)
 
     summary = Summary(
         family="moe" if sparse else "llama",
@@ -195,10 +213,35 @@ def _decoder(c: Cfg, mt: str, prefix: str, task: str, num_labels: int,
         max_position_embeddings=c.int("max_position_embeddings", default=d["pos"]),
         tie_word_embeddings=tie, gated_mlp=True, num_local_experts=experts,
         num_experts_per_tok=top_k, sliding_window=_sliding(c, mt),
-        # transformers 5.23 Gemma2PreTrainedModel: _supports_sdpa = False (softcapping)
-        attn_implementations=ATTN_ALL if mt != "gemma2" else tuple(
+        # transformers 5.23 Gemma2PreTrainedModel: _supports_sdpa = False (softcapping);
+        # 5.24 GptOssPreTrainedModel: _supports_sdpa = False (attention sinks)
+        attn_implementations=ATTN_ALL if mt not in ("gemma2", "gpt_oss") else tuple(
             x for x in ATTN_ALL if x != "sdpa"))
     return summary, g
+
+
+def _router_experts(mt: str, blk: str, h: int, experts: int, f: int,
+                    L: int) -> list[ParamGroup]:
+    """Phi-3.5-MoE and gpt-oss MoE blocks (transformers 5.24 modeling_phimoe.py /
+    modeling_gpt_oss.py). PhimoeTopKRouter subclasses nn.Linear: PEFT's all-linear wraps it
+    (isinstance), bitsandbytes does not (``type(module) is nn.Linear``). GptOssTopKRouter is a
+    bare weight + bias. GptOssExperts stores (E, h, 2f) and (E, f, h) with per-expert biases.
+    peft 0.21's all-linear wraps neither model's fused experts (checked by building them)."""
+    phi = mt == "phimoe"
+    g = [ParamGroup(path=f"{blk}.mlp.router", leaf="router", kind=ROUTER, in_features=h,
+                    out_features=experts, weight_numel=experts * h,
+                    bias_numel=0 if phi else experts, count=L, in_block=True, all_linear=phi),
+         ParamGroup(path=f"{blk}.mlp.experts.gate_up_proj", leaf="gate_up_proj", kind=EXPERTS,
+                    in_features=h, out_features=2 * f, weight_numel=experts * 2 * f * h,
+                    count=L, n_experts=experts, in_block=True, all_linear=False),
+         ParamGroup(path=f"{blk}.mlp.experts.down_proj", leaf="down_proj", kind=EXPERTS,
+                    in_features=f, out_features=h, weight_numel=experts * h * f, count=L,
+                    n_experts=experts, in_block=True, all_linear=False)]
+    if not phi:
+        g += [param(f"{blk}.mlp.experts.gate_up_proj_bias", experts * 2 * f, count=L,
+                    in_block=True),
+              param(f"{blk}.mlp.experts.down_proj_bias", experts * h, count=L, in_block=True)]
+    return g
 
 
 def _sparse_layers(c: Cfg, L: int, experts: int) -> int:

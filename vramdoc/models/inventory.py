@@ -28,13 +28,14 @@ TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION)
 # model_type -> (builder module, builder factory or function, argument, tasks). The builder
 # modules are imported on first use: resolving one model imports one of them.
 _LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "olmo2",
-               "gemma3_text", "phi3", "qwen2_moe", "qwen3_moe")
+               "gemma3_text", "phi3", "qwen2_moe", "qwen3_moe", "phimoe", "gpt_oss")
 _REGISTRY: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     **{mt: ("_llama_like", "build_llama_like", mt, TASKS) for mt in _LLAMA_LIKE},
     "gemma3": ("_llama_like", "build_gemma3", None, TASKS),
     # transformers 5.24 has GraniteForCausalLM but no GraniteForSequenceClassification
     "granite": ("_llama_like", "build_llama_like", "granite", (CAUSAL_LM,)),
     "qwen": ("_llama_like", "build_qwen_v1", None, (CAUSAL_LM,)),
+    "deepseek_v2": ("_deepseek", "build_deepseek_v2", None, TASKS),
     "gpt2": ("_classic", "build_gpt2", None, TASKS),
     "gpt_bigcode": ("_classic", "build_gpt_bigcode", None, TASKS),
     "gpt_neox": ("_classic", "build_gpt_neox", None, TASKS),
@@ -62,7 +63,8 @@ def _load(model_type: str) -> _Arch:
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_REGISTRY))
 # Architectures read from a config.json only: no catalog entry yet (its numbers need a public
 # config.json to cite), but a user's config of this model_type is inventoried and estimated.
-CONFIG_ONLY_MODEL_TYPES: frozenset[str] = frozenset({"olmo2", "qwen2_moe", "qwen3_moe"})
+CONFIG_ONLY_MODEL_TYPES: frozenset[str] = frozenset({"olmo2", "qwen2_moe", "qwen3_moe",
+                                                     "phimoe", "gpt_oss", "deepseek_v2"})
 
 # "yi" is Yi's old remote-code name for the Llama architecture; Yi checkpoints on the Hub now
 # say "llama" (see the catalog's yi-34b entry).
@@ -81,6 +83,12 @@ def _arch(model_type: Any) -> tuple[str, _Arch]:
             "or a config.json whose model_type is one of them",
         )
     return mt, _load(mt)
+
+
+def is_supported(model_type: Any) -> bool:
+    """Whether vramdoc has its own inventory builder for ``model_type``."""
+    mt = str(model_type or "")
+    return _MODEL_TYPE_ALIASES.get(mt, mt) in _REGISTRY
 
 
 def default_task(spec: ModelSpec) -> str:
@@ -150,9 +158,19 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         norm_unit_offset=facts.norm_unit_offset, sliding_layers=facts.sliding_layers,
         always_mask=facts.always_mask, sdpa_repeat_kv=facts.sdpa_repeat_kv,
         post_norms_only=facts.post_norms_only, norm_fp32_product=facts.norm_fp32_product,
-        qk_norm_full=facts.qk_norm_full,
+        qk_norm_full=facts.qk_norm_full, layer_norm=facts.layer_norm,
+        attn_sinks=facts.attn_sinks, moe_act=facts.moe_act,
+        mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )
+
+
+def _mla(mt: str, config: Mapping[str, Any]) -> tuple[int, ...]:
+    if mt != "deepseek_v2":
+        return ()
+    from vramdoc.models._deepseek import mla_dims
+
+    return mla_dims(dict(config))
 
 
 def _check_shapes(mt: str, s: Any, config: Mapping[str, Any], problems: list[str]) -> None:
@@ -205,6 +223,13 @@ def _groups(spec: ModelSpec, task: str, num_labels: int,
             config_id: int) -> tuple[ParamGroup, ...]:
     # config_id keys the cache on the config object (ModelSpec equality ignores config);
     # the cached spec keeps that object alive, so the id cannot be reused meanwhile.
+    if spec.generic:
+        from vramdoc.models.generic import generic_groups
+
+        if task not in TASKS:
+            raise UsageError(f"task {task!r} is not one of {', '.join(TASKS)}",
+                             "use causal-lm or sequence-classification")
+        return generic_groups(spec, task, num_labels)
     mt, arch = _arch(spec.model_type)
     _check_task(spec.name, mt, arch, task)
     c = Cfg(spec.config, f"{spec.name}: config")

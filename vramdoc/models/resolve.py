@@ -21,7 +21,7 @@ from typing import Any
 
 from vramdoc.errors import ConfigError, UnknownModelError, UsageError
 from vramdoc.models import _catalog
-from vramdoc.models.inventory import spec_from_config
+from vramdoc.models.inventory import is_supported, spec_from_config
 from vramdoc.models.spec import ModelSpec
 from vramdoc.safeload import MAX_DATA_BYTES, load_json, read_text, short
 
@@ -103,7 +103,18 @@ def _from_path(path: Path) -> ModelSpec:
                           "pass a Hugging Face config.json")
     name_or_path = config.get("_name_or_path")
     hf_id = name_or_path if isinstance(name_or_path, str) and _REPO_ID.match(name_or_path) else ""
-    return spec_from_config(config, name=str(path), hf_id=hf_id, source=str(file.resolve()))
+    return _spec(config, name=str(path), hf_id=hf_id, source=str(file.resolve()))
+
+
+def _spec(config: dict[str, Any], *, name: str, hf_id: str, source: str) -> ModelSpec:
+    """vramdoc's own inventory of the config, or, for a model_type it has no builder for,
+    the one transformers builds from the config (flagged generic)."""
+    mt = config.get("model_type")
+    if isinstance(mt, str) and mt and not is_supported(mt):
+        from vramdoc.models.generic import generic_spec  # imports transformers: this path only
+
+        return generic_spec(config, name=name, hf_id=hf_id, source=source)
+    return spec_from_config(config, name=name, hf_id=hf_id, source=source)
 
 
 def _hub_allowed() -> bool:
@@ -164,7 +175,7 @@ def _from_hub(repo_id: str) -> ModelSpec | None:
         raise ConfigError(["the top level is not a JSON object"], f"{repo_id}: config.json",
                           "pass a Hugging Face config.json")
     source = f"https://huggingface.co/{repo_id}/blob/{revision}/config.json"
-    return spec_from_config(config, name=repo_id, hf_id=repo_id, source=source)
+    return _spec(config, name=repo_id, hf_id=repo_id, source=source)
 
 
 def _fetch_config(repo_id: str) -> tuple[Any, str]:

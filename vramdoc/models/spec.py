@@ -54,8 +54,9 @@ class ParamGroup:
             GPTQ/AWQ quantize the blocks' linear layers: use ``kind == LINEAR and in_block``.
         tied_to: path of the parameter this one shares storage with (lm_head tied to the
             embedding), in which case it adds no memory and is not counted in numel.
-        all_linear: for ROUTER / EXPERTS, whether PEFT's ``all-linear`` wraps it (peft 0.21
-            does for Mixtral's router and fused experts, not for Qwen2-MoE's, as built).
+        all_linear: whether PEFT's ``all-linear`` wraps it: for ROUTER / EXPERTS (peft 0.21
+            does for Mixtral's router and fused experts, not for Qwen2-MoE's, as built), and
+            for a LINEAR PEFT leaves out (DeepSeek-V2's dense and shared-expert MLPs).
     """
 
     path: str
@@ -146,3 +147,14 @@ class ModelSpec:
     qk_norm_full: bool = False  # q/k norms span the whole projection, not one head (OLMo 2)
     sdpa_repeat_kv: bool = True  # transformers' sdpa_attention_forward repeats k/v for GQA
     #                              under a mask; False: the model calls SDPA with fewer k/v heads
+    layer_norm: bool = False  # nn.LayerNorm (mean, rstd; fp32 under CUDA autocast) in a
+    #                           llama-like block (Phi-3.5-MoE), not an RMSNorm
+    attn_sinks: bool = False  # gpt-oss eager attention: a learned sink column joins the
+    #                           scores, softmax runs in the scores' dtype over s + 1 columns
+    moe_act: str = "swiglu"  # routed experts' activation: "swiglu" (act(gate) * up), or
+    #                          "clamped_swiglu" (gpt-oss GptOssExperts._apply_gate)
+    mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
+    #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
+    generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
+    #                        module tree transformers builds (vramdoc.models.generic):
+    #                        activations follow a generic block, estimates say so

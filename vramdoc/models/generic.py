@@ -1,0 +1,87 @@
+"""A ModelSpec for a config.json whose model_type vramdoc has no builder for, built from the
+module tree transformers makes of it (``vramdoc.probe.generic``, which imports transformers
+lazily, on this path only).
+
+The parameter inventory is exact (every tensor of the built model); the activation walk runs on
+the generic block the inventory describes (attention projections by path, an MLP, norms by their
+biases), so estimates of such models are flagged ``generic (approximate activations)``: block
+details vramdoc models per architecture (partial rotary, parallel blocks, qk-norms, attention
+sinks ...) are not known here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from typing import Any
+
+from vramdoc.errors import ConfigError, UnknownModelError
+from vramdoc.models._block import block_facts
+from vramdoc.models._cfg import checkpoint_dtype
+from vramdoc.models.spec import ModelSpec, ParamGroup
+from vramdoc.safeload import show
+
+
+def _builder() -> Any:
+    if importlib.util.find_spec("transformers") is None or \
+            importlib.util.find_spec("torch") is None:
+        return None
+    from vramdoc.probe import generic
+
+    return generic
+
+
+def generic_spec(config: Mapping[str, Any], *, name: str, hf_id: str = "",
+                 source: str = "") -> ModelSpec:
+    """The spec of ``config`` (a model_type outside the registry) built by transformers.
+
+    Raises:
+        UnknownModelError: transformers is not installed, does not know the model_type, or has
+            no causal-LM class for it (the message names the model_type).
+        ConfigError: transformers refuses the config's values.
+    """
+    mt = config.get("model_type")
+    if not isinstance(mt, str) or not mt:
+        raise UnknownModelError(f"config has model_type {show(mt)}",
+                                "give config.json its model_type")
+    from vramdoc.models.inventory import CAUSAL_LM, SUPPORTED_MODEL_TYPES
+
+    build = _builder()
+    if build is None:
+        raise UnknownModelError(
+            f"config has model_type {mt!r}, which vramdoc has no inventory for; building it "
+            "from the config needs transformers and torch, which are not installed",
+            "pip install 'vramdoc[probe]', or use a model of an architecture vramdoc knows: "
+            + ", ".join(SUPPORTED_MODEL_TYPES))
+    summary, _groups, full = build.inventory(dict(config), CAUSAL_LM, 2)
+    try:
+        facts = block_facts(mt, full, summary.num_hidden_layers, summary.sliding_window)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, f"{name}: config", exc.hint) from None
+    return ModelSpec(
+        name=name, hf_id=hf_id, model_type=mt, family=summary.family,
+        hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,
+        num_attention_heads=summary.num_attention_heads,
+        num_key_value_heads=summary.num_key_value_heads, head_dim=summary.head_dim,
+        intermediate_size=summary.intermediate_size, vocab_size=summary.vocab_size,
+        max_position_embeddings=summary.max_position_embeddings,
+        tie_word_embeddings=summary.tie_word_embeddings, gated_mlp=summary.gated_mlp,
+        num_local_experts=summary.num_local_experts,
+        num_experts_per_tok=summary.num_experts_per_tok,
+        checkpoint_dtype=checkpoint_dtype(config), sliding_window=summary.sliding_window,
+        source=source, config=dict(config), attn_implementations=summary.attn_implementations,
+        hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
+        hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
+        rotary=facts.rotary, use_cache=facts.use_cache, sliding_layers=facts.sliding_layers,
+        n_params=sum(g.numel for g in _groups), generic=True,
+    )
+
+
+def generic_groups(spec: ModelSpec, task: str, num_labels: int) -> tuple[ParamGroup, ...]:
+    """The inventory of a generic spec for ``task`` (built again for another task)."""
+    build = _builder()
+    if build is None:  # the spec was made where transformers was installed
+        raise UnknownModelError(f"{spec.name} (model_type {spec.model_type!r}) needs "
+                                "transformers to be inventoried", "pip install 'vramdoc[probe]'")
+    _summary, groups, _full = build.inventory(dict(spec.config), task, num_labels)
+    return tuple(groups)

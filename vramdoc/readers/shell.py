@@ -312,7 +312,8 @@ def _generic(col: Collector, path: Path, program: str, flags: dict[str, Any], ln
 
             fw.set_optim(col, str(value), ln(key))
         elif key == "fsdp":
-            col.set("training.fsdp", " ".join(value) if isinstance(value, list) else str(value),
+            col.set("training.fsdp", " ".join(map(str, value)) if isinstance(value, list)
+                    else str(value),
                     ln(key))
         elif key in ta or key in REMOVED_TRAINING_KEYS:
             col.training(key, value, ln(key))

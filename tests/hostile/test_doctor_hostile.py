@@ -227,7 +227,9 @@ for name, text in (("nan-batch", '{"zero_optimization": {"stage": 2}, '
                                         '"bf16": {"enabled": "false"}}'),
                    ("top-list", '["zero_optimization"]'),
                    ("bad-json", '{"zero_optimization": {'),
-                   ("trailing-comma", '{"zero_optimization": {"stage": 2},}')):
+                   ("trailing-comma", '{"zero_optimization": {"stage": 2},}'),
+                   ("deep", '{"zero_optimization": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+                   ("bigint", '{"zero_optimization": {"stage": 1' + "0" * 5000 + "}}")):
     add(row(f"ds-{name}", [*DOC, "{d}/ds.json", "--format", "sarif"], {"ds.json": text},
             ANSWER))
 
@@ -244,6 +246,15 @@ for name, cfg in (("hidden-str", {**LLAMA, "hidden_size": "256"}),
                   ("arch-int", {**LLAMA, "architectures": 5}),
                   ("dtype-list", {**LLAMA, "torch_dtype": ["bfloat16"]})):
     text = json.dumps(cfg) if cfg is not None else json.dumps(LLAMA)[:-1] + ', "hidden_size": NaN}'
+    add(row(f"run-config-{name}", [*DOC, "{d}/config.json", "--json"], {"config.json": text},
+            ANSWER + BAD))
+for name, text in (("deep", '{"model_type": "llama", "x": ' + "[" * 100_000 + "]" * 100_000
+                    + "}"), ("bigint", '{"model_type": "llama", "hidden_size": 1' + "0" * 5000
+                             + "}"), ("nb-bigint", None)):
+    if text is None:
+        add(row("nb-bigint", [*DOC, "{d}/n.ipynb"], {"n.ipynb": '{"cells": [], "x": 1'
+                                                    + "0" * 5000 + "}"}, BAD, "notebook"))
+        continue
     add(row(f"run-config-{name}", [*DOC, "{d}/config.json", "--json"], {"config.json": text},
             ANSWER + BAD))
 ADAPTER = {"peft_type": "LORA", "base_model_name_or_path": "llama-2-7b", "r": 8,

@@ -269,7 +269,7 @@ def load_json_object(path: Path) -> dict[str, Any] | None:
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8 or JSON
         return None
     return data if isinstance(data, dict) else None
 

@@ -49,8 +49,9 @@ def join_cells(path: str, text: str) -> Joined:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not a notebook (invalid JSON: {exc.msg}, line {exc.lineno})",
                          "give a .ipynb file saved by Jupyter, or the script itself") from None
-    except RecursionError:
-        raise UsageError(f"{path}: not a notebook (its JSON nests too deeply)",
+    except (RecursionError, ValueError):  # 100,000 brackets; a 5,000-digit number
+        raise UsageError(f"{path}: not a notebook (its JSON nests too deeply or holds a "
+                         "number Python refuses to read)",
                          "give a .ipynb file saved by Jupyter, or the script itself") from None
     cells = nb.get("cells") if isinstance(nb, dict) else None
     if not isinstance(cells, list):

@@ -208,6 +208,10 @@ def load_yaml(text: str, source: str) -> Any:
     except RecursionError:
         raise UsageError(f"{short(source)}: the YAML nests too deeply",
                          "a setup file nests a few levels; check the brackets") from None
+    except ValueError as exc:  # an int of more than 4,300 digits (CPython's limit)
+        raise UsageError(f"{short(source)}: the YAML holds a value Python refuses to read: "
+                         f"{str(exc).split(';')[0]}", "write the number with fewer digits"
+                         ) from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         mark = getattr(exc, "problem_mark", None)

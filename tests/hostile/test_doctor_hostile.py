@@ -285,6 +285,40 @@ for name, state in (("log-str", {"log_history": "x", "global_step": 1}),
     add(row(f"run-state-{name}", [*DOC, "{d}/trainer_state.json", "--json"],
             {"trainer_state.json": text}, ANSWER))
 
+# --- shell launch lines and the files they name -----------------------------------------
+LAUNCH = ("accelerate launch --config_file acc.yaml train.py --model_name_or_path llama-2-7b "
+          "--deepspeed ds.json --per_device_train_batch_size 2\n")
+for name, files in (
+    ("refs-latin1", {"acc.yaml": "distributed_type: FSDP # caf\xe9\n".encode("latin-1"),
+                     "ds.json": '{"x": "caf\xe9"}'.encode("latin-1")}),
+    ("refs-utf16", {"acc.yaml": "distributed_type: FSDP\n".encode("utf-16"),
+                    "ds.json": json.dumps({"zero_optimization": {"stage": 2}}).encode("utf-16")}),
+    ("refs-deep", {"acc.yaml": "x: " + "[" * 5000 + "]" * 5000 + "\n",
+                   "ds.json": '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
+    ("refs-bigint", {"acc.yaml": "num_processes: 1" + "0" * 5000 + "\n",
+                     "ds.json": '{"zero_optimization": {"stage": 1' + "0" * 5000 + "}}"}),
+    ("refs-dirs", {"acc.yaml": DIR, "ds.json": DIR}),
+    ("refs-huge", {"acc.yaml": "distributed_type: FSDP\n# " + "x" * (20 * 2**20) + "\n",
+                   "ds.json": json.dumps({"pad": "x" * (20 * 2**20)})}),
+    ("refs-alias-bomb", {"acc.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n"
+        for p, k in zip("abcdefgh", "bcdefghi", strict=True)), "ds.json": "{}"}),
+):
+    add(row(f"shell-{name}", [*DOC, "{d}/run.sh", "--json"], {"run.sh": LAUNCH, **files},
+            ANSWER))
+for name, text in (
+    ("binary", bytes(range(1, 256)) * 4), ("unclosed-quote", "python train.py --x 'abc\n"),
+    ("long-line", "python train.py " + "--a b " * 200_000 + "\n"),
+    ("many-lines", "python train.py --bf16 \\\n" * 50_000 + "\n"),
+    ("ref-long-name", "python train.py --deepspeed " + "d" * 5000 + ".json\n"),
+    ("ref-nul", "python train.py --deepspeed 'a\x00.json'\n"),
+    ("axolotl-ref-latin1", "accelerate launch -m axolotl.cli.train cfg.yml\n"),
+):
+    files = {"run.sh": text}
+    if name == "axolotl-ref-latin1":
+        files["cfg.yml"] = "base_model: llama-2-7b # caf\xe9\n".encode("latin-1")
+    add(row(f"shell-{name}", [*DOC, "{d}/run.sh"], files, ANSWER + BAD))
+
 # --- --fix where writing would replace something ------------------------------------------
 BROKEN = ("from transformers import TrainingArguments\n"
           "a = TrainingArguments(output_dir='o', evaluation_strategy='steps')\n")

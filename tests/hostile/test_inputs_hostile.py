@@ -98,6 +98,10 @@ for name, fname, content, codes, says in (
     ("json-duplicate-keys", "s.json", '{"model": "x", "model": "llama-2-7b"}', OK + BAD, ""),
     ("json-bigint", "s.json", '{"model": "llama-2-7b", "max_seq_length": 1' + "0" * 5000 + "}",
      BAD, ""),
+    ("yaml-bigint", "s.yaml", "model: llama-2-7b\nmax_seq_length: 1" + "0" * 5000 + "\n", BAD,
+     "digits"),
+    ("yaml-bigint-key", "s.yaml", "model: llama-2-7b\n1" + "0" * 5000 + ": 1\n", BAD,
+     "YAML"),
     ("toml", "s.toml", 'model = "llama-2-7b"\n', BAD, "s.toml"),
     ("no-suffix", "setup", SETUP, OK + BAD, ""),
 ):

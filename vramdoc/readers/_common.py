@@ -187,6 +187,8 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int], str]:
         return None, {}, f"the YAML {exc}"
     except RecursionError:
         return None, {}, "the YAML nests too deeply"
+    except ValueError as exc:  # an int of more than 4,300 digits (CPython's limit)
+        return None, {}, f"the YAML holds a value Python refuses to read: {str(exc)[:80]}"
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         mark = getattr(exc, "problem_mark", None)
@@ -267,9 +269,10 @@ def load_json_object(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is unreadable or not an object."""
     import json
 
+    text, _error = read_reference(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8 or JSON
+        data = json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):  # bad JSON, 5,000-digit numbers, 100,000 brackets
         return None
     return data if isinstance(data, dict) else None
 
@@ -361,11 +364,26 @@ def resolve_reference(source: Path, ref: str) -> Path | None:
     """A file a config names, looked up next to the config, then its parents (frameworks
     resolve paths against the directory the run starts in, usually the repository root)."""
     ref_path = Path(ref)
-    if ref_path.is_absolute():
-        return ref_path if ref_path.is_file() else None
-    base = source.resolve().parent
-    for d in (base, *base.parents[:3]):
-        cand = d / ref_path
-        if cand.is_file():
-            return cand
+    try:
+        if ref_path.is_absolute():
+            return ref_path if ref_path.is_file() else None
+        base = source.resolve().parent
+        for d in (base, *base.parents[:3]):
+            cand = d / ref_path
+            if cand.is_file():
+                return cand
+    except (OSError, ValueError):  # a name too long for the OS, a NUL byte: not found
+        return None
     return None
+
+
+def read_reference(path: Path) -> tuple[str | None, str]:
+    """The text of a file a config refers to, or (None, why not): read as setup files are
+    (UTF-8, at most 16 MiB, no NUL bytes), so a referenced file never crashes a reader."""
+    from vramdoc.errors import UsageError
+    from vramdoc.safeload import MAX_DATA_BYTES, read_text
+
+    try:
+        return read_text(path, what="file", max_bytes=MAX_DATA_BYTES, hint=""), ""
+    except UsageError as exc:
+        return None, exc.message

@@ -77,7 +77,7 @@ def _line(text_path: Path, key: str) -> int | None:
 
     try:
         return json_lines(text_path.read_text(encoding="utf-8")).get(key)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: not UTF-8 (the file was read before: rare)
         return None
 
 

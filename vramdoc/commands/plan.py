@@ -32,8 +32,9 @@ examples:
 Several GPUs (--gpu NxNAME or --num-gpus N, --nodes M): the search adds the data-parallel
 strategy (DDP, FSDP full_shard / shard_grad_op / CPU offload, DeepSpeed ZeRO-2 / ZeRO-3 /
 ZeRO-3 offload) and ranks by fidelity, then step time with its communication; memory figures
-are per GPU, host RAM per node, the effective batch is split over the GPUs. When nothing
-fits, the report names the fewest GPUs that would, at what per-GPU and host-RAM cost.
+are per GPU, host RAM per node, the effective batch is split over the GPUs (an
+--effective-batch must be a multiple of the GPU count). When nothing fits, the report names
+the fewest GPUs that would, at what per-GPU and host-RAM cost.
 
 --out DIR writes the run kit: snippet.py, setup.yaml, accelerate_config.yaml (several GPUs),
 ds_config.json (DeepSpeed plans), launch.sh. Existing files are never replaced (exit 2 names

@@ -91,8 +91,9 @@ def problems(h: H, code: int, out: str, err: str, before: dict[str, bytes | None
         found.append("traceback")
     if "vramdoc bug" in text or "reader failed" in text:
         found.append("a reader crashed (reported as a vramdoc bug)")
-    # (the doctor reports a file it cannot read inside its report, among the others)
-    one_message = err.startswith("error: ") and err.count("error: ") == 1
+    # (the doctor reports a file it cannot read inside its report, among the others; a plan
+    # whose kit cannot be written has printed its report on stderr before the error)
+    one_message = sum(line.startswith("error: ") for line in err.splitlines()) == 1
     if code == 2 and h.argv[0] != "doctor" and not one_message:
         found.append("not one 'error: ' message on stderr")
     for s in h.says:

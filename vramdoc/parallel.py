@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from vramdoc.safeload import show
+
 FSDP1_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
                     "_HYBRID_SHARD_ZERO2")
 # Trainer's fsdp words -> FSDP1 ShardingStrategy (transformers FSDPOption)
@@ -220,14 +222,22 @@ def _zero(ds: str, bf16: bool, fp16: bool, batch: int, accum: int, hidden: int
             problems.append(f"training.deepspeed.zero_optimization.{k}: not a DeepSpeed ZeRO "
                             f"key{hint}")
     stage = zo.get("stage", 0)
-    if stage not in (0, 1, 2, 3):
+    if isinstance(stage, bool) or stage not in (0, 1, 2, 3):  # True == 1 in Python, not here
         problems.append(f"training.deepspeed.zero_optimization.stage: {stage!r} must be 0-3")
         stage = 0
 
     def enabled(section: str, trainer: bool) -> bool:
         sec = cfg.get(section) or {}
-        val = sec.get("enabled", False) if isinstance(sec, dict) else False
+        if not isinstance(sec, dict):
+            problems.append(f"training.deepspeed.{section}: {show(sec)} is not a mapping; write "
+                            f'"{section}": {{"enabled": "auto"}}')
+            return trainer
+        val = sec.get("enabled", False)
         if val == "auto":
+            return trainer
+        if not isinstance(val, bool):
+            problems.append(f"training.deepspeed.{section}.enabled: {show(val)} is not true, "
+                            'false or "auto"; write "auto"')
             return trainer
         if bool(val) != trainer and (trainer or section in cfg):
             problems.append(f"training.deepspeed.{section}.enabled is {val!r} but "
@@ -235,7 +245,8 @@ def _zero(ds: str, bf16: bool, fp16: bool, batch: int, accum: int, hidden: int
                             f"mismatch: set it to \"auto\"")
         return bool(val)
 
-    use_bf16 = enabled("bf16", bf16) or (cfg.get("bfloat16") or {}).get("enabled") is True
+    legacy = cfg.get("bfloat16")  # DeepSpeed's older spelling of the bf16 section
+    use_bf16 = enabled("bf16", bf16) or isinstance(legacy, dict) and legacy.get("enabled") is True
     use_fp16 = enabled("fp16", fp16)
     if use_bf16 and use_fp16:
         problems.append("training.deepspeed: fp16 and bf16 are both enabled; choose one")
@@ -249,15 +260,32 @@ def _zero(ds: str, bf16: bool, fp16: bool, batch: int, accum: int, hidden: int
     def offload(key: str) -> tuple[str, bool, int, int]:
         sec = zo.get(key) or {}
         if not isinstance(sec, dict):
+            problems.append(f"training.deepspeed.zero_optimization.{key}: {show(sec)} is not a "
+                            'mapping; write e.g. {"device": "cpu"}')
             return "none", True, 0, 0
-        dev = str(sec.get("device", "none")).lower()
+        dev = sec.get("device", "none")
+        dev = dev.lower() if isinstance(dev, str) else show(dev)
         if dev not in OFFLOAD_DEVICES:
             problems.append(f"training.deepspeed.zero_optimization.{key}.device: {dev!r} must "
                             f"be one of {', '.join(OFFLOAD_DEVICES)}")
             dev = "none"
         # offload_config.py: param buffer_count 5, optimizer buffer_count 4, buffer_size 1e8
-        count = int(sec.get("buffer_count", 5 if key == "offload_param" else 4))
-        return dev, bool(sec.get("pin_memory", True)), count, int(sec.get("buffer_size", 10**8))
+        count = whole(sec.get("buffer_count", 5 if key == "offload_param" else 4),
+                      f"{key}.buffer_count", 4)
+        return dev, bool(sec.get("pin_memory", True)), count, whole(
+            sec.get("buffer_size", 10**8), f"{key}.buffer_size", 10**8)
+
+    def whole(val: Any, name: str, default: float) -> int:
+        """A count or size in the config: a finite number >= 0 (1e400 and NaN refused)."""
+        try:
+            f = float(val)
+            if isinstance(val, bool) or not 0 <= f < 2**63:
+                raise ValueError
+            return int(f)
+        except (TypeError, ValueError):
+            problems.append(f"training.deepspeed.zero_optimization.{name}: {show(val)} is not "
+                            'a number >= 0 or "auto"')
+            return int(default)
 
     opt_dev, opt_pin, opt_count, opt_size = offload("offload_optimizer")
     par_dev, par_pin, par_count, par_size = offload("offload_param")
@@ -275,13 +303,7 @@ def _zero(ds: str, bf16: bool, fp16: bool, batch: int, accum: int, hidden: int
 
     def num(key: str, alias: str, default: float, auto: float) -> int:
         val = zo.get(key, zo.get(alias, default))
-        val = _auto(val, auto)
-        try:
-            return int(float(val))
-        except (TypeError, ValueError):
-            problems.append(f"training.deepspeed.zero_optimization.{key}: {val!r} is not a "
-                            "number or \"auto\"")
-            return int(default)
+        return whole(_auto(val, auto), key, default)
 
     opt = cfg.get("optimizer")
     overlap = zo.get("overlap_comm")

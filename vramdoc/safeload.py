@@ -81,11 +81,16 @@ def read_text(path: str | Path, *, what: str, max_bytes: int, hint: str) -> str:
         raise UsageError(f"{what} {name!r} is too large (over {max_bytes // 2**20} MiB); "
                          f"a {what} is a small text file", hint)
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"{what} {name!r} is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
                          f"offset {exc.start})",
                          "save it as UTF-8 (most editors: 'Save with encoding')") from None
+    if "\x00" in text:  # UTF-16 without a BOM decodes as "UTF-8" with a NUL every other byte
+        raise UsageError(f"{what} {name!r} is not UTF-8 text (a NUL byte at offset "
+                         f"{data.index(0)}: UTF-16, or not a text file)",
+                         "save it as UTF-8 (most editors: 'Save with encoding')")
+    return text
 
 
 # YAML 1.2 core-schema floats (https://yaml.org/spec/1.2.2/#10214-floating-point), plus the
@@ -203,6 +208,10 @@ def load_yaml(text: str, source: str) -> Any:
     except RecursionError:
         raise UsageError(f"{short(source)}: the YAML nests too deeply",
                          "a setup file nests a few levels; check the brackets") from None
+    except ValueError as exc:  # an int of more than 4,300 digits (CPython's limit)
+        raise UsageError(f"{short(source)}: the YAML holds a value Python refuses to read: "
+                         f"{str(exc).split(';')[0]}", "write the number with fewer digits"
+                         ) from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         mark = getattr(exc, "problem_mark", None)
@@ -225,6 +234,9 @@ def load_json(text: str, source: str) -> Any:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{short(source)}: not valid JSON: {exc}",
                          "fix the syntax at the position named above") from None
+    except ValueError as exc:  # a number of more than 4,300 digits (CPython's int limit)
+        raise UsageError(f"{short(source)}: not valid JSON here: {str(exc).split(';')[0]}",
+                         "write the number with fewer digits") from None
 
 
 def dumps_strict(obj: Any, **kwargs: Any) -> str:

@@ -457,15 +457,13 @@ def _engine_json(key: str, value: Any, problems: list[str]) -> str:
     if value is None or value == "" or value == {}:
         return ""
     if isinstance(value, str | Path):
-        path = Path(value)
-        if not path.is_file():
-            problems.append(f"training.{key}: {str(value)!r} is not a file; give a mapping or "
-                            "the path of a JSON file")
-            return ""
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            problems.append(f"training.{key}: {path} is not valid JSON: {str(exc).splitlines()[0]}")
+            text = read_text(value, what=f"training.{key} file", max_bytes=MAX_SETUP_BYTES,
+                             hint="")
+            value = load_json(text, str(value))
+        except UsageError as exc:
+            problems.append(f"training.{key}: {exc.message}; give a mapping or the path of a "
+                            "JSON file")
             return ""
     if not isinstance(value, dict):
         problems.append(f"training.{key}: expected a mapping or the path of a JSON file")

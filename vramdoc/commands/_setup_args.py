@@ -122,6 +122,9 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
         base["num_gpus"] = args.num_gpus
     if getattr(args, "fsdp", None):
         training["fsdp"] = args.fsdp
+    if getattr(args, "deepspeed", None) is not None and not args.deepspeed.strip():
+        raise UsageError("--deepspeed '' names no file",
+                         "give the DeepSpeed config JSON's path, or leave --deepspeed out")
     if getattr(args, "deepspeed", None):
         training["deepspeed"] = args.deepspeed
         training.pop("fsdp", None)
@@ -165,7 +168,7 @@ def split_gpu_count(text: str) -> tuple[int | None, str]:
 def host_ram_limit(args: argparse.Namespace) -> int | None:
     """--host-ram in bytes, or None."""
     value = getattr(args, "host_ram", None)
-    if not value:
+    if value is None:  # --host-ram '' is refused by parse_size, never taken as "not given"
         return None
     from vramdoc.units import parse_size
 

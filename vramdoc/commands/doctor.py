@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from vramdoc.errors import EXIT_DOES_NOT_FIT, EXIT_OK, EXIT_USAGE, UsageError
@@ -68,15 +69,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not ask the planner for a setup that fits (faster)")
 
 
+_VERSION = re.compile(r"^\d{1,4}(?:\.\d{1,6}){0,3}(?:[.-]?(?:a|b|rc|dev|post)\d{0,6})*$")
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """The flags the files do not say, refused before any file is read."""
+    from vramdoc.safeload import short
+    from vramdoc.setup import MAX_SEQ_LENGTH
+
+    if args.seq_len is not None and not 0 < args.seq_len <= MAX_SEQ_LENGTH:
+        raise UsageError(f"--seq-len must be between 1 and {MAX_SEQ_LENGTH:,}, got "
+                         f"{args.seq_len}", "e.g. --seq-len 1024")
+    if args.gpu is not None and not args.gpu.strip():
+        raise UsageError("--gpu '' names no GPU", "give a catalog name (T4), a size (24GB) "
+                         "or auto, or leave --gpu out")
+    if args.model is not None and not args.model.strip():
+        raise UsageError("--model '' names no model", "give a catalog name, a Hugging Face "
+                         "repo id or a config.json path, or leave --model out")
+    for lib in LIBRARY_FLAGS:
+        v = getattr(args, lib, None)
+        if v is not None and not _VERSION.match(v):
+            raise UsageError(f"--{lib} {short(v)!r} is not a release number",
+                             f"e.g. --{lib} 4.57.1")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vramdoc.doctor.checks import DoctorOptions, doctor_file
     from vramdoc.doctor.render import render_text, to_json, to_sarif
 
-    if args.seq_len is not None and args.seq_len <= 0:
-        raise UsageError(f"--seq-len must be larger than zero, got {args.seq_len}",
-                         "e.g. --seq-len 1024")
+    _check_flags(args)
     if args.emit and len(args.paths) != 1:
         raise UsageError("--emit yaml takes one file", "run it once per file")
     if args.gpu:

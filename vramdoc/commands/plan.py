@@ -32,8 +32,9 @@ examples:
 Several GPUs (--gpu NxNAME or --num-gpus N, --nodes M): the search adds the data-parallel
 strategy (DDP, FSDP full_shard / shard_grad_op / CPU offload, DeepSpeed ZeRO-2 / ZeRO-3 /
 ZeRO-3 offload) and ranks by fidelity, then step time with its communication; memory figures
-are per GPU, host RAM per node, the effective batch is split over the GPUs. When nothing
-fits, the report names the fewest GPUs that would, at what per-GPU and host-RAM cost.
+are per GPU, host RAM per node, the effective batch is split over the GPUs (an
+--effective-batch must be a multiple of the GPU count). When nothing fits, the report names
+the fewest GPUs that would, at what per-GPU and host-RAM cost.
 
 --out DIR writes the run kit: snippet.py, setup.yaml, accelerate_config.yaml (several GPUs),
 ds_config.json (DeepSpeed plans), launch.sh. Existing files are never replaced (exit 2 names
@@ -131,9 +132,15 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if count is not None and num_gpus not in (None, count):
         raise UsageError(f"--gpu says {count} GPUs but --num-gpus says {num_gpus}",
                          "give the count once")
-    num_gpus = count or num_gpus or (base.num_gpus if base else 1)
-    nodes = getattr(args, "nodes", None) or (base.nodes if base else 1)
-    if num_gpus <= 0 or nodes <= 0 or num_gpus % nodes:
+    if num_gpus is None:
+        num_gpus = count or (base.num_gpus if base else 1)
+    nodes = getattr(args, "nodes", None)
+    if nodes is None:
+        nodes = base.nodes if base else 1
+    for flag, value in (("--num-gpus", num_gpus), ("--nodes", nodes)):
+        if value <= 0:  # 0 or -1 is a typo, never "the default"
+            raise UsageError(f"{flag} must be at least 1, got {value}", f"e.g. {flag} 2")
+    if num_gpus % nodes:
         raise UsageError(f"{num_gpus} GPUs cannot be spread evenly over {nodes} node(s)",
                          "--num-gpus counts the GPUs of all nodes: e.g. --num-gpus 16 --nodes 2")
     gpu = resolve_gpu(gpu_text)
@@ -150,6 +157,13 @@ def build_request(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         if cap is not None and value > cap:
             raise UsageError(f"{flag} {value:,} is more than vramdoc plans for (at most {cap:,})",
                              "check for a typo")
+    if args.effective_batch is not None and num_gpus > 1 and eb % num_gpus:
+        # the effective batch is global: each GPU takes eb / num_gpus; a remainder would plan
+        # another batch than the one asked (16 over 3 GPUs is 5 x 3 = 15; over 32 GPUs, 32)
+        lo, hi = eb // num_gpus * num_gpus, -(-eb // num_gpus) * num_gpus
+        raise UsageError(f"--effective-batch {eb} cannot be split evenly over {num_gpus} GPUs",
+                         "give a multiple of the GPU count: "
+                         + (f"{lo} or {hi}" if lo else f"{hi}"))
     # the setup file names the GPU the way the user did, so `vramdoc estimate` resolves the same
     gpu_name = gpu.name if gpu_text.strip().lower() == "auto" else gpu_text
     if base is None:

@@ -113,6 +113,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise HardwareError("--device cuda: no CUDA GPU is visible to torch",
                             "use --device cpu or --device fake (add --gpu SIZE to emulate a card)")
+    if args.weights is not None and not args.weights.strip():
+        from vramdoc.errors import UsageError
+
+        raise UsageError("--weights '' names no checkpoint",
+                         "give a local checkpoint folder, or leave --weights out for random "
+                         "weights")
     if args.weights and args.device == "fake":
         from vramdoc.errors import UsageError
 

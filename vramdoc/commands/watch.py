@@ -200,7 +200,8 @@ def _once_source(run_dir: str, kind: str, *, as_json: bool) -> int:
     state.feed(follower.read_all())  # raises a VramdocError (exit 2) on unreadable input
     summary = state.summary()
     summary["source"] = kind
-    summary["file"] = {"path": str(run_dir), "status": follower.status.value}
+    summary["file"] = {"path": str(run_dir), "status": follower.status.value,
+                       "problems": follower.problems()}
     errors = sum(1 for a in state.alerts if a.severity == "error")
     if as_json:
         json.dump(encode_value(summary), sys.stdout, indent=2)

@@ -68,10 +68,16 @@ def fixed_path(path: Path) -> Path:
 def write_fixed(path: Path, text: str) -> Path:
     """Write the fixed copy beside ``path``; refuse to replace a file that is already there."""
     out = fixed_path(path)
-    if out.exists():
+    try:  # "x": created here or refused; a link (even a dangling one) is never followed
+        with out.open("x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
         raise UsageError(f"{out} already exists; the doctor never overwrites a file",
-                         f"remove or rename {out.name}, or print the changes with --diff")
-    out.write_text(text, encoding="utf-8")
+                         f"remove or rename {out.name}, or print the changes with --diff"
+                         ) from None
+    except OSError as exc:  # a read-only folder, a full disk
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}",
+                         "print the changes with --diff instead") from None
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.errors import UsageError
+from vramdoc.safeload import short
 
 KIT_FILES = ("snippet.py", "setup.yaml", "accelerate_config.yaml", "ds_config.json",
              "launch.sh")
@@ -27,12 +28,25 @@ KIT_FILES = ("snippet.py", "setup.yaml", "accelerate_config.yaml", "ds_config.js
 def check_kit_dir(out: str | Path, force: bool = False) -> None:
     """Refuse a directory that already holds a kit file (or is a file)."""
     d = Path(out)
-    if d.exists() and not d.is_dir():
-        raise UsageError(f"--out {d}: exists and is not a directory",
-                         "give a new or existing directory")
+    name = short(str(d))
+    try:
+        if "\x00" in str(d):
+            raise ValueError("a NUL byte in the name")
+        if d.exists() and not d.is_dir():
+            raise UsageError(f"--out {name}: exists and is not a directory",
+                             "give a new or existing directory")
+        parent = next((a for a in (d, *d.absolute().parents) if a.exists()), None)
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        why = getattr(exc, "strerror", None) or exc
+        raise UsageError(f"--out {name}: not a usable path ({why})",
+                         "give a new or existing directory") from None
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"--out {name}: {short(str(parent))} is a file, so the kit folder cannot "
+                         "be made under it", "give a new or existing directory")
     if force:
         return
-    existing = [name for name in KIT_FILES if (d / name).exists()]
+    # a link counts as there even when it points nowhere: writing through it would land elsewhere
+    existing = [n for n in KIT_FILES if (d / n).exists() or (d / n).is_symlink()]
     if existing:
         raise UsageError(f"--out {d}: {', '.join(existing)} already exist(s); vramdoc never "
                          "overwrites files", "choose another directory, or add --force to "
@@ -144,13 +158,21 @@ def write_kit(out: str | Path, plan: Any, spec: Any, gpu: Any, force: bool = Fal
     """Write the kit into ``out`` (created); returns the file names written."""
     check_kit_dir(out, force=force)
     d = Path(out)
-    d.mkdir(parents=True, exist_ok=True)
     files = kit_files(plan, spec, gpu)
-    for name, text in files.items():
-        path = d / name
-        mode = "w" if force else "x"  # "x": fail rather than replace a file that appeared
-        with path.open(mode, encoding="utf-8") as fh:
-            fh.write(text)
-        if name == "launch.sh":
-            path.chmod(0o755)
+    written: list[str] = []
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            path = d / name
+            mode = "w" if force else "x"  # "x": fail rather than replace a file that appeared
+            with path.open(mode, encoding="utf-8") as fh:
+                fh.write(text)
+            written.append(name)
+            if name == "launch.sh":
+                path.chmod(0o755)
+    except OSError as exc:  # read-only folder, full disk, a file that appeared meanwhile
+        done = f" (written before it: {', '.join(written)})" if written else ""
+        raise UsageError(f"--out {short(str(d))}: cannot write the kit: "
+                         f"{exc.strerror or exc}{done}",
+                         "choose a writable directory") from None
     return list(files)

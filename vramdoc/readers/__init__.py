@@ -58,19 +58,32 @@ def _reader_modules_lazily() -> Iterator[ModuleType]:
 
 def read_text(path: str | Path) -> str:
     """The text of a user's file, or a UsageError (exit 2) saying why it cannot be read."""
+    from vramdoc.safeload import MAX_DATA_BYTES, short
+
     p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{p}: no such file", "check the path")
-    if not p.is_file():
-        raise UsageError(f"{p}: not a file", "give a script, notebook or config file")
+    name = short(str(p))
     try:
+        if not p.exists():
+            raise UsageError(f"{name}: no such file", "check the path")
+        if not p.is_file():
+            raise UsageError(f"{name}: not a file", "give a script, notebook or config file")
+        # a notebook keeps its cells' outputs (images included): allow it more
+        cap = MAX_NOTEBOOK_BYTES if p.suffix.lower() == ".ipynb" else MAX_DATA_BYTES
+        if p.stat().st_size > cap:
+            raise UsageError(f"{name}: too large to be a script or config (over "
+                             f"{cap // 2**20} MiB)", "give the training script or config "
+                             "itself; a notebook's outputs can be cleared before checking")
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"{p}: not a UTF-8 text file",
+        raise UsageError(f"{name}: not a UTF-8 text file",
                          "give a script, notebook or config file saved as UTF-8") from None
-    except OSError as exc:
-        raise UsageError(f"{p}: cannot be read ({exc.strerror or exc})",
-                         "check the file's permissions") from None
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, EACCES, ELOOP; NUL byte in the path
+        raise UsageError(f"{name}: cannot be read ({getattr(exc, 'strerror', None) or exc})",
+                         "check the path and the file's permissions") from None
+
+
+# Notebooks with their cells' outputs (plots as base64) reach tens of MiB.
+MAX_NOTEBOOK_BYTES = 64 * 2**20
 
 
 class ReaderError(VramdocError):

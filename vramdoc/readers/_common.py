@@ -30,6 +30,7 @@ from typing import Any
 
 from vramdoc.errors import ConfigError
 from vramdoc.readers.findings import Finding, Severity, SourceReport
+from vramdoc.safeload import show
 from vramdoc.setup import REMOVED_TRAINING_KEYS, hf_names, setup_from_mapping
 
 CODES: dict[str, str] = {
@@ -55,6 +56,7 @@ class Collector:
         self.setup: dict[str, Any] = {}
         self.lines: dict[str, int] = {}
         self.findings: list[Finding] = []
+        self.source_keys: dict[int, str] = {}  # line -> the file's own top-level key
 
     def add(self, code: str, severity: Severity, message: str, fix: str = "",
             line: int | None = None) -> None:
@@ -158,7 +160,9 @@ class Collector:
                 continue
             key = ".".join(parts)
             line = self.lines.get(key)
-            self.add("R204", "warning", f"{p}; dropped, the estimate uses vramdoc's default",
+            mine = self.source_keys.get(line) if line is not None else None
+            named = f"{mine} ({p})" if mine and not p.startswith(f"{mine}:") else p
+            self.add("R204", "warning", f"{named}; dropped, the estimate uses vramdoc's default",
                      "fix the value in the source", line)
             self.drop(key)
             dropped = True
@@ -183,6 +187,8 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int], str]:
         return None, {}, f"the YAML {exc}"
     except RecursionError:
         return None, {}, "the YAML nests too deeply"
+    except ValueError as exc:  # an int of more than 4,300 digits (CPython's limit)
+        return None, {}, f"the YAML holds a value Python refuses to read: {str(exc)[:80]}"
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         mark = getattr(exc, "problem_mark", None)
@@ -205,16 +211,68 @@ def open_mapping(path: Path, text: str, kind: str, what: str
         col.add("R200", "error", error or f"{what} holds a mapping at the top", "fix the YAML",
                 None)
         return col, None, lines
-    return col, {k: v for k, v in data.items() if isinstance(k, str)}, lines
+    col.source_keys = {n: k for k, n in lines.items() if "." not in k}
+    cfg = {k: v for k, v in data.items() if isinstance(k, str)}
+    for key in [k for k in cfg if k in _TYPED_KEYS]:
+        expected, example = _TYPED_KEYS[key]
+        if cfg[key] is not None and not _TYPE_CHECKS[expected](cfg[key]):
+            col.add("R204", "warning", f"{key}: {show(cfg.pop(key))} is not {expected}; "
+                    "ignored, the reader's default is used", f"write e.g. {key}: {example}",
+                    lines.get(key))
+    return col, cfg, lines
+
+
+# Framework keys of one type (axolotl, LLaMA-Factory, TRL, accelerate share these names),
+# checked before a reader converts them: a value of another type is dropped with an R204
+# finding naming the key and the value, never silently replaced by a default (issue 9).
+# Strings are read as the frameworks' own validators read them (pydantic / HfArgumentParser
+# take "8" for 8 and "false" for False), so only values no framework accepts are refused.
+_TYPED_KEYS: dict[str, tuple[str, str]] = {
+    **{k: ("a whole number above zero", "8") for k in (
+        "micro_batch_size", "per_device_train_batch_size", "gradient_accumulation_steps",
+        "sequence_len", "cutoff_len", "max_length", "max_seq_length", "lora_r", "lora_rank",
+        "lora_alpha", "quantization_bit", "num_processes", "num_machines", "eval_batch_size")},
+    **{k: ("true or false", "true") for k in (
+        "load_in_4bit", "load_in_8bit", "use_peft", "pure_bf16",
+        "lora_target_linear", "flash_attention", "peft_use_dora", "peft_use_rslora",
+        "use_dora", "use_rslora", "disable_gradient_checkpointing", "gptq", "sample_packing",
+        "use_bnb_nested_quant", "double_quantization", "use_unsloth", "packing")},
+    **{k: ("true, false or auto", "true") for k in ("bf16", "fp16", "tf32", "bfloat16",
+                                                    "float16")},
+    # axolotl's schema: Literal["offload", "offload_disk"] | bool | None
+    "gradient_checkpointing": ("true, false, offload or offload_disk", "true"),
+    **{k: ("a finite number", "2e-4") for k in (
+        "learning_rate", "lora_dropout", "weight_decay", "max_grad_norm", "warmup_ratio",
+        "num_epochs", "num_train_epochs")},
+    **{k: ("a module name or a list of names", "[q_proj, v_proj]") for k in (
+        "lora_target_modules", "lora_target", "lora_modules_to_save")},
+    **{k: ("a mapping", "{}") for k in ("model_init_kwargs", "bnb_config_kwargs")},
+    **{k: ("a file path or a mapping", "ds_config.json") for k in ("deepspeed",)},
+}
+_TYPE_CHECKS: dict[str, Any] = {
+    "a whole number above zero": lambda v: (as_int(v) or 0) > 0,
+    "true or false": lambda v: as_bool(v) is not None and not isinstance(v, list | dict),
+    "true, false or auto": lambda v: v == "auto" or (as_bool(v) is not None
+                                                     and not isinstance(v, list | dict)),
+    "true, false, offload or offload_disk": lambda v: v in ("offload", "offload_disk") or (
+        as_bool(v) is not None and not isinstance(v, list | dict)),
+    "a finite number": lambda v: as_float(v) is not None,
+    "a module name or a list of names": lambda v: isinstance(v, str) and v.strip() != "" or (
+        isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "a mapping": lambda v: isinstance(v, dict),
+    "a file path or a mapping": lambda v: isinstance(v, dict) or (isinstance(v, str)
+                                                                  and v.strip() != ""),
+}
 
 
 def load_json_object(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is unreadable or not an object."""
     import json
 
+    text, _error = read_reference(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        data = json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):  # bad JSON, 5,000-digit numbers, 100,000 brackets
         return None
     return data if isinstance(data, dict) else None
 
@@ -306,11 +364,26 @@ def resolve_reference(source: Path, ref: str) -> Path | None:
     """A file a config names, looked up next to the config, then its parents (frameworks
     resolve paths against the directory the run starts in, usually the repository root)."""
     ref_path = Path(ref)
-    if ref_path.is_absolute():
-        return ref_path if ref_path.is_file() else None
-    base = source.resolve().parent
-    for d in (base, *base.parents[:3]):
-        cand = d / ref_path
-        if cand.is_file():
-            return cand
+    try:
+        if ref_path.is_absolute():
+            return ref_path if ref_path.is_file() else None
+        base = source.resolve().parent
+        for d in (base, *base.parents[:3]):
+            cand = d / ref_path
+            if cand.is_file():
+                return cand
+    except (OSError, ValueError):  # a name too long for the OS, a NUL byte: not found
+        return None
     return None
+
+
+def read_reference(path: Path) -> tuple[str | None, str]:
+    """The text of a file a config refers to, or (None, why not): read as setup files are
+    (UTF-8, at most 16 MiB, no NUL bytes), so a referenced file never crashes a reader."""
+    from vramdoc.errors import UsageError
+    from vramdoc.safeload import MAX_DATA_BYTES, read_text
+
+    try:
+        return read_text(path, what="file", max_bytes=MAX_DATA_BYTES, hint=""), ""
+    except UsageError as exc:
+        return None, exc.message

@@ -84,6 +84,9 @@ def parse_tolerant(source: str) -> Parsed:
         return Parsed(ast.parse(source), source)
     except (SyntaxError, ValueError):
         pass
+    except (RecursionError, MemoryError):  # 100,000 chained `+ 1`: CPython's own limit
+        return Parsed(None, source, (), ((1, "the code nests too deeply for Python's parser "
+                                             "(CPython itself refuses to compile it)"),))
     text, elided = _rewrite_elisions(source)
     errors: list[tuple[int, str]] = []
     tried: set[int] = set()

@@ -71,8 +71,10 @@ def read(path: str | Path, text: str) -> SourceReport:
     col = Collector(path, KIND)
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        col.add("R200", "error", f"not valid JSON: {exc.msg}", "fix the syntax", exc.lineno)
+    except (ValueError, RecursionError) as exc:  # + a 5,000-digit number, 100,000 brackets
+        why = getattr(exc, "msg", None) or str(exc).split(";")[0][:120]
+        col.add("R200", "error", f"not valid JSON: {why}", "fix the syntax",
+                getattr(exc, "lineno", None))
         return col.report()
     if not isinstance(data, dict):
         col.add("R200", "error", "a DeepSpeed config holds a JSON object at the top",

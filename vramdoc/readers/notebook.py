@@ -15,6 +15,7 @@ from pathlib import Path
 from vramdoc.errors import UsageError
 from vramdoc.readers._pyscan import Scan, scan_source
 from vramdoc.readers.findings import SourceReport
+from vramdoc.safeload import show
 
 KIND = "notebook"
 
@@ -48,6 +49,10 @@ def join_cells(path: str, text: str) -> Joined:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not a notebook (invalid JSON: {exc.msg}, line {exc.lineno})",
                          "give a .ipynb file saved by Jupyter, or the script itself") from None
+    except (RecursionError, ValueError):  # 100,000 brackets; a 5,000-digit number
+        raise UsageError(f"{path}: not a notebook (its JSON nests too deeply or holds a "
+                         "number Python refuses to read)",
+                         "give a .ipynb file saved by Jupyter, or the script itself") from None
     cells = nb.get("cells") if isinstance(nb, dict) else None
     if not isinstance(cells, list):
         raise UsageError(f"{path}: not a notebook (no 'cells' list)",
@@ -58,7 +63,12 @@ def join_cells(path: str, text: str) -> Joined:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         src = cell.get("source", "")
-        src = "".join(src) if isinstance(src, list) else str(src)
+        if isinstance(src, list) and all(isinstance(x, str) for x in src):
+            src = "".join(src)
+        elif not isinstance(src, str):  # nbformat 4: a string or a list of strings
+            raise UsageError(f"{path}: cell {number}'s source is {show(src)}, not text",
+                             "nbformat 4 keeps a cell's source as a string or a list of "
+                             "strings; re-save the notebook with Jupyter")
         magic_cell = src.lstrip().startswith("%%")
         for i, line in enumerate(src.splitlines(), 1):
             stripped = line.lstrip()

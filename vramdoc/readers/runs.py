@@ -50,8 +50,9 @@ def read(path: str | Path, text: str) -> SourceReport:
         return col.report()
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        col.add("R200", "error", f"not valid JSON: {exc.msg}", "", exc.lineno)
+    except (ValueError, RecursionError) as exc:  # + a 5,000-digit number, 100,000 brackets
+        why = getattr(exc, "msg", None) or str(exc).split(";")[0][:120]
+        col.add("R200", "error", f"not valid JSON: {why}", "", getattr(exc, "lineno", None))
         return col.report()
     if not isinstance(data, dict):
         col.add("R200", "error", "expected a JSON object", "", None)
@@ -76,7 +77,7 @@ def _line(text_path: Path, key: str) -> int | None:
 
     try:
         return json_lines(text_path.read_text(encoding="utf-8")).get(key)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: not UTF-8 (the file was read before: rare)
         return None
 
 

@@ -24,6 +24,7 @@ from vramdoc.readers._common import (
     as_int,
     as_targets,
     load_yaml,
+    read_reference,
     resolve_reference,
 )
 from vramdoc.readers.findings import SourceReport
@@ -155,7 +156,8 @@ def _world_size(col: Collector, path: Path, launcher: str, opts: dict[str, Any],
             col.add("R206", "info", f"--config_file {cfg_file} is not next to {path.name}; its "
                     "process count and FSDP/DeepSpeed settings are unknown", "", line)
         else:
-            data, _, err = load_yaml(found.read_text(encoding="utf-8"))
+            text, err = read_reference(found)
+            data, _, err = load_yaml(text) if text is not None else (None, {}, err)
             if err or not isinstance(data, dict):
                 col.add("R206", "warning", f"--config_file {found}: {err or 'not a mapping'}",
                         "", line)
@@ -210,7 +212,8 @@ def _load_config(col: Collector, path: Path, ref: str, line: int) -> dict[str, A
         col.add("R206", "info", f"{ref} is not next to {path.name}; only the command-line flags "
                 "are read", "run vramdoc where the run starts, or doctor the config too", line)
         return {}
-    data, _, err = load_yaml(found.read_text(encoding="utf-8"))
+    text, err = read_reference(found)
+    data, _, err = load_yaml(text) if text is not None else (None, {}, err)
     if err or not isinstance(data, dict):
         col.add("R206", "warning", f"{found}: {err or 'not a mapping'}", "", line)
         return {}
@@ -236,11 +239,14 @@ def _axolotl(col: Collector, path: Path, ref: str, flags: dict[str, Any], line: 
         return
     import yaml
 
-    data, _, err = load_yaml(found.read_text(encoding="utf-8"))
+    raw, err = read_reference(found)
+    if raw is None:
+        col.add("R206", "warning", f"axolotl config {err}; not read", "", line)
+        return
+    data, _, err = load_yaml(raw)
     if isinstance(data, dict) and flags:
         data.update(flags)  # axolotl's CLI takes config keys as --key value overrides
-    text = yaml.safe_dump(data, sort_keys=False) if isinstance(data, dict) and flags else \
-        found.read_text(encoding="utf-8")
+    text = yaml.safe_dump(data, sort_keys=False) if isinstance(data, dict) and flags else raw
     sub = axolotl.read(found, text)
     col.add("R206", "info", f"read axolotl config {found}", "", line)
     col.findings.extend(sub.findings)
@@ -312,7 +318,8 @@ def _generic(col: Collector, path: Path, program: str, flags: dict[str, Any], ln
 
             fw.set_optim(col, str(value), ln(key))
         elif key == "fsdp":
-            col.set("training.fsdp", " ".join(value) if isinstance(value, list) else str(value),
+            col.set("training.fsdp", " ".join(map(str, value)) if isinstance(value, list)
+                    else str(value),
                     ln(key))
         elif key in ta or key in REMOVED_TRAINING_KEYS:
             col.training(key, value, ln(key))

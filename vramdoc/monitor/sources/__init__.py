@@ -69,7 +69,8 @@ def read_events(path: str | Path, kind: str | None = None) -> list[dict[str, Any
         raise ValueError(f"{path} is not a tracker source")
     try:
         return to_events(reader(kind)(path))
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError,
+            OSError) as exc:  # OSError: a folder where the format keeps a file
         # a file of the right name with contents the format never holds: one message, the
         # watch goes on (the readers check what they know; this is the boundary's net)
         from vramdoc.errors import UsageError
@@ -139,8 +140,15 @@ class SourceFollower:
         return 0
 
     def problems(self) -> list[str]:
-        """What was skipped and why (Follower's interface)."""
-        return [f"last read failed: {self.error}"] if self.error else []
+        """What was skipped and why (Follower's interface): records the source holds but
+        its reader could not use (a failed CRC, a line that is not a metric) are named."""
+        out = [f"last read failed: {self.error}"] if self.error else []
+        head = self._sent[0] if self._sent else {}
+        bad = sum(int(head.get(k) or 0) for k in ("corrupt_records", "unreadable_records"))
+        if bad:
+            out.append(f"{bad} damaged or unreadable record(s) skipped in the "
+                       f"{self.kind.replace('_', ' ')} files; the summary holds the rest")
+        return out
 
     def describe(self) -> str:
         label = self.kind.replace("_", " ")

@@ -43,20 +43,27 @@ def watched_files(path: Path) -> list[Path]:
 
 
 def _metric_lines(f: Path, name: str, rows: dict[tuple[int, str], dict[str, Any]],
-                  times: dict[int, float]) -> None:
+                  times: dict[int, float]) -> int:
+    """Read one metric file's ``timestamp value step`` lines; returns how many lines were
+    not such a line (counted, never silently dropped: the summary names them)."""
+    bad = 0
     for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
         parts = line.split()
-        if len(parts) < 2:
+        if not parts:
             continue
         try:
+            if len(parts) < 2:
+                raise ValueError
             ts = int(parts[0])
             value = float(parts[1])
             step = int(parts[2]) if len(parts) > 2 else 0
-        except ValueError:
+        except ValueError:  # text, a float step, a number past Python's 4,300 digits
+            bad += 1
             continue
         part = "eval" if name.startswith("eval_") else "train"
         rows.setdefault((step, part), {})[name] = value
         times.setdefault(step, ts / 1000.0)
+    return bad
 
 
 def read(path: str | Path) -> SourceRun:
@@ -83,12 +90,13 @@ def read(path: str | Path) -> SourceRun:
     metrics = p / "metrics"
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     times: dict[int, float] = {}
+    skipped = 0
     for f in sorted(metrics.rglob("*")):
         if f.is_file():
             name = f.relative_to(metrics).as_posix()
             if name.startswith("system/"):
                 continue  # MLflow's system metrics (CPU, GPU) are not Trainer's logs
-            _metric_lines(f, name, rows, times)
+            skipped += _metric_lines(f, name, rows, times)
     params: dict[str, str] = {}
     params_dir = p / "params"
     if params_dir.is_dir():
@@ -106,4 +114,6 @@ def read(path: str | Path) -> SourceRun:
     if isinstance(status, str) and status.upper() in ("FINISHED", "FAILED", "KILLED"):
         run.ended = status.lower()
     run.facts = {"run_name": meta.get("run_name") or meta.get("run_id")}
+    if skipped:
+        run.facts["unreadable_records"] = skipped
     return run

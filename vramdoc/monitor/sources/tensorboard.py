@@ -51,7 +51,30 @@ def _accumulator(path: Path) -> Any:
     # size_guidance 0 = keep every value (the default samples scalars down to 10,000)
     acc = event_accumulator.EventAccumulator(
         str(path), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})
-    acc.Reload()
+    # tensorboard stops reading a file at a record whose CRC fails and says so only in a
+    # debug log line (event_file_loader.py, RawEventFileLoader.Load): catch that line, so a
+    # damaged file is named instead of read as a run that stopped early
+    import logging
+
+    log = logging.getLogger("tensorboard")  # tensorboard.util.tb_logging.get_logger()
+    damaged: list[str] = []
+
+    class _Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "crc32 check" in record.getMessage():
+                damaged.append(record.getMessage())
+
+    catch, level, propagate = _Catch(logging.DEBUG), log.level, log.propagate
+    log.addHandler(catch)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False  # the debug lines are tensorboard's, not for the user's terminal
+    try:
+        acc.Reload()
+    finally:
+        log.removeHandler(catch)
+        log.setLevel(level)
+        log.propagate = propagate
+    acc.vramdoc_damaged = damaged
     return acc
 
 
@@ -100,4 +123,6 @@ def read(path: str | Path) -> SourceRun:
     if any("train_runtime" in r.values for r in run.rows):
         run.ended = "completed"
     run.facts = {"event_files": [f.name for f in files]}
+    if acc.vramdoc_damaged:
+        run.facts["unreadable_records"] = len(acc.vramdoc_damaged)
     return run

@@ -118,11 +118,14 @@ def read(path: str | Path) -> SourceRun:
     if isinstance(data.get("train_batch_size"), int):
         # TrainerState.train_batch_size is the per-device batch times the GPUs of one process
         run.args["per_device_train_batch_size"] = data["train_batch_size"]
+    skipped = 0  # entries Trainer never writes (not a mapping, no whole-number step): named
     for i, entry in enumerate(data["log_history"]):
         if not isinstance(entry, dict):
+            skipped += 1
             continue
         step = entry.get("step")
-        if not isinstance(step, int):
+        if not isinstance(step, int) or isinstance(step, bool):
+            skipped += 1
             continue
         values = {k: v for k, v in entry.items() if k != "step"}
         run.rows.append(Row(step=step, values=values))
@@ -134,4 +137,6 @@ def read(path: str | Path) -> SourceRun:
         run.ended = "max_steps reached"
     latest_ck = cks[-1][1] if cks else (state_path.parent if state_path.parent != out_dir else None)
     run.facts = {"method": _method(latest_ck), "checkpoints": [step for step, _ in cks]}
+    if skipped:
+        run.facts["unreadable_records"] = skipped
     return run

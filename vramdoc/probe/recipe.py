@@ -230,8 +230,6 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             opt = optim.build_optimizer(model, setup, emulate_cuda=device != "cuda",
                                         probe_steps=steps, fake=device == "fake")
             notes += opt.notes
-            if sharded is not None and sharded.cpu_offload:
-                sharding.offloaded_step(opt.optimizer, tracker)
             amp_dtype = torch.bfloat16 if t.bf16 else torch.float16 if t.fp16 else None
             amp_device = "cuda" if device == "cuda" else "cpu"
             scaler = None
@@ -280,6 +278,8 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                     tracker.tag(p.grad, sharded.placed("gradients") if sharded is not None
                                 else "gradients")
                 _phase("optimizer_step", step, tracker, cuda)
+                if sharded is not None and sharded.cpu_offload:
+                    tracker.role = "host"  # clipping and the step run on the host shards
                 if scaler is not None:
                     scaler.unscale_(opt.optimizer)
                 if watch is not None:
@@ -310,6 +310,7 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                 model.zero_grad(set_to_none=True)
                 if watch is not None:
                     watch.check_parameters(model)
+                tracker.role = None
                 _phase("", step, tracker, cuda)
                 seconds = time.perf_counter() - started
                 phase_seconds.append(seconds)

@@ -242,17 +242,3 @@ def fsdp_roles(tracker: Any, run: ShardedRun) -> Iterator[None]:
         for n, fn in originals.items():
             setattr(FSDPParamGroup, n, fn)
         torch.UntypedStorage.resize_ = resize  # type: ignore[method-assign]
-
-
-def offloaded_step(optimizer: torch.optim.Optimizer, tracker: Any) -> None:
-    """With CPU offload the optimizer steps on the host: its temporaries are host memory."""
-    step = optimizer.step
-
-    def host_step(*args: Any, **kwargs: Any) -> Any:
-        previous, tracker.role = tracker.role, "host"
-        try:
-            return step(*args, **kwargs)
-        finally:
-            tracker.role = previous
-
-    optimizer.step = host_step  # type: ignore[method-assign]

@@ -246,9 +246,14 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
 
         parts = zero_parts(setup, spec, groups, params, opt)
     else:
-        from vramdoc.estimate.fsdp import dp_parts
+        from vramdoc.estimate.fsdp import dp_parts, fsdp2_upcasts
 
-        parts = dp_parts(setup, spec, groups, params, opt, sh)
+        dparams, dopt = params, opt
+        if fsdp2_upcasts(setup):  # fp32 shards, gradients and states (fsdp.py)
+            dparams = _account_params(setup.replace(torch_dtype="float32"), spec, groups)
+            dopt = account_optimizer(t.optim, dparams, t.weight_decay,
+                                     foreach=foreach_default(setup.torch_version))
+        parts = dp_parts(setup, spec, groups, dparams, dopt, sh)
     placement = None
     if setup.max_memory_gpu_bytes and sh.world <= 1:
         from dataclasses import replace as dc_replace

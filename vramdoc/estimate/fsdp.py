@@ -53,6 +53,23 @@ def options(setup: TrainSetup) -> FsdpOptions | None:
     return fsdp_options(setup.training, _tf_major(setup))
 
 
+def fsdp2_upcasts(setup: TrainSetup) -> bool:
+    """accelerate's ``fsdp2_prepare_model`` (accelerate 1.15, utils/fsdp_utils.py) upcasts
+    every trainable parameter that is not fp32 to fp32 under mixed precision ("FSDP2 requires
+    uniform orig_dtype among trainable params") unless the model holds bitsandbytes 4-bit
+    weights; the MixedPrecisionPolicy then gathers 16-bit copies for compute. A full fine-tune
+    loaded in bf16 thus keeps fp32 shards, fp32 gradients and fp32 AdamW states (checked by the
+    sharded fake probe, tests/benchmarks/bench_sharded_probe.py). LoRA adapters are fp32
+    already (PEFT's autocast_adapter_dtype) and their frozen base is not touched."""
+    if setup.num_gpus <= 1 or not setup.training.fsdp or setup.training.deepspeed:
+        return False
+    o = options(setup)
+    t = setup.training
+    return bool(o is not None and o.version == 2 and (t.bf16 or t.fp16)
+                and setup.lora is None and setup.quantization is None
+                and setup.torch_dtype != "float32")
+
+
 def fsdp_sharding(setup: TrainSetup) -> Sharding:
     n = setup.num_gpus
     o = options(setup)
@@ -62,6 +79,10 @@ def fsdp_sharding(setup: TrainSetup) -> Sharding:
     if o.strategy == "NO_SHARD":
         return Sharding(n, 1, 1, 1, 0, True, o.cpu_offload, "fsdp", label)
     if o.strategy == "SHARD_GRAD_OP":
+        if o.version == 2:
+            # fully_shard(reshard_after_forward=False): the shards stay resident, each layer's
+            # unsharded copy lives from its forward to its backward (dp_parts counts them)
+            return Sharding(n, n, n, n, 1, False, o.cpu_offload, "fsdp", label)
         return Sharding(n, 1, n, n, 0, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "_HYBRID_SHARD_ZERO2":
         return Sharding(n, 1, per_node, per_node, 0, False, o.cpu_offload, "fsdp", label)
@@ -106,7 +127,15 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         unit = sharded_part(blocks) // L // mp
         root_full = sharded_part(root) // mp
         root_extra = root_full - shard(root_full, sh.params_div)
-        gathered = sh.gathered_units * unit + root_extra
+        units = sh.gathered_units
+        if o is not None and o.version == 2:
+            # FSDP2 (_fsdp_param_group.py wait_for_unshard): in forward a layer's all-gather
+            # output is kept (comm_ctx.all_gather_state) until the next layer's copy-out, so
+            # the next layer's all-gather output, the current one's and its unsharded
+            # parameters are live at once: three units (traced by the sharded fake probe);
+            # without resharding after forward every layer stays unsharded until backward
+            units = 3 if o.reshard_after_forward else L + 1
+        gathered = units * unit + root_extra
         unit_grads = blocks.trainable_bytes // L
         extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output
         pool = extra_units * unit

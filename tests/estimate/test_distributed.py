@@ -38,14 +38,13 @@ def test_fsdp1_shard_grad_op_keeps_whole_parameters() -> None:
 def test_fsdp2_shard_grad_op_shards_parameters_and_gathers_every_layer_in_forward() -> None:
     # fully_shard(reshard_after_forward=False) shards the parameters all the same (the sharded
     # fake probe: the same load bytes as full_shard); each layer's unsharded copy lives from
-    # its forward to its backward: all 32 layers plus one all-gather output
+    # its forward to its backward: inside the last layer all 32 layers plus one all-gather
+    # output (the tail [norm, lm_head] is gathered only after them)
     one = estimate(_full()).phase_components["optimizer_step"]
     est = estimate(_full(4, "shard_grad_op auto_wrap"))
     step, fwd = est.phase_components["optimizer_step"], est.phase_components["forward"]
     assert step["weights"] == pytest.approx(one["weights"] / 4, rel=1e-6)
-    root = 2 * 32000 * 4096 + 4096
-    assert fwd["weights"] - step["weights"] == pytest.approx(
-        (32 + 1) * 2 * 202_383_360 + 2 * root * 3 // 4, rel=1e-3)
+    assert fwd["weights"] - step["weights"] == (32 + 1) * 2 * 202_383_360
 
 
 def test_fsdp2_mixed_precision_keeps_fp32_shards_of_a_full_fine_tune() -> None:
@@ -63,12 +62,13 @@ def test_fsdp2_mixed_precision_keeps_fp32_shards_of_a_full_fine_tune() -> None:
 
 def test_fsdp2_full_shard_materialises_three_layers_in_forward() -> None:
     # two all-gather outputs (the current layer's, kept until the next copy-out, and the
-    # next one's) and one layer's unsharded parameters, traced by the sharded fake probe
+    # next one's) and one layer's unsharded parameters, traced by the sharded fake probe; the
+    # tail [norm, lm_head] is gathered from its forward on: with one layer still gathered at
+    # the loss, which is the larger instant here (a 64 M-parameter head, a 202 M layer)
     est = estimate(_full(2, "full_shard"))
     fwd, step = est.phase_components["forward"], est.phase_components["optimizer_step"]
-    root = 2 * 32000 * 4096 + 4096
-    assert fwd["weights"] - step["weights"] == pytest.approx(
-        3 * 2 * 202_383_360 + 2 * root // 2, rel=1e-3)
+    layer, head = 2 * 202_383_360, 2 * (32000 * 4096 + 4096)
+    assert fwd["weights"] - step["weights"] in (3 * layer, layer + head - head // 2)
 
 
 def test_fsdp1_full_shard_materialises_two_layers_and_the_root_in_forward() -> None:

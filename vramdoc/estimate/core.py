@@ -284,16 +284,27 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # logits chain); both on top of everything saved so far
     in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
     live = {**base, "weights": base["weights"] + gathered}
+    g_loss = gathered if parts.gathered_loss is None else parts.gathered_loss
+    g_bwd = gathered if parts.gathered_backward is None else parts.gathered_backward
+    at_loss = {**base, "weights": base["weights"] + g_loss}
+    in_bwd = {**base, "weights": base["weights"] + g_bwd}
     # communication buckets (ZeRO's ipg buffers) are allocated once and kept: through backward,
     # and through the next forward; counted with the gradients
     grads_fwd_comm = parts.comm_bytes
-    forward = {**zero, **live, "optimizer_states": states,
-               "gradients": grads_fwd + grads_fwd_comm,
-               "activations": acts.saved_total_bytes
-               + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
-               + (acts.layer_transient_bytes if in_block else 0),
-               "logits": 0 if in_block else acts.logits_forward_bytes}
-    bwd_start = {**zero, **live, "optimizer_states": states,
+    def forward_at(block: bool) -> dict[str, int]:
+        return {**zero, **(live if block else at_loss), "optimizer_states": states,
+                "gradients": grads_fwd + grads_fwd_comm,
+                "activations": acts.saved_total_bytes
+                + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
+                + (acts.layer_transient_bytes if block else 0),
+                "logits": 0 if block else acts.logits_forward_bytes}
+
+    forward = forward_at(in_block)
+    if parts.gathered_loss is not None:  # FSDP2 gathers more inside a block than at the loss
+        other = forward_at(not in_block)
+        if sum(other.values()) > sum(forward.values()):
+            forward = other
+    bwd_start = {**zero, **at_loss, "optimizer_states": states,
                  "gradients": grads_fwd + unit_grads + grads_fwd_comm,
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
@@ -323,11 +334,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         if len(_EMB_MEMO) > 256:
             _EMB_MEMO.clear()
         _EMB_MEMO[ekey] = (spec, groups, (untied, tied))
-    block0 = {**zero, **live, "optimizer_states": states,
+    block0 = {**zero, **in_bwd, "optimizer_states": states,
               "gradients": grads + unit_grads + grads_fwd_comm - untied,
               "activations": end_acts + (acts.checkpoint_bytes
                                          // max(spec.num_hidden_layers, 1))}
-    last = {**zero, **live, "optimizer_states": states,
+    last = {**zero, **in_bwd, "optimizer_states": states,
             "gradients": grads + unit_grads + grads_fwd_comm,
             "activations": t.per_device_train_batch_size * setup.max_seq_length
             * spec.hidden_size * st.r + tied}
@@ -345,9 +356,10 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     if gathered and sh.world > 1:
         # the gathered parameters sit in the all-gather stream's own pool (fsdp.py): the
         # default stream's pool peaks without them, and the two pools add up
-        default_peak = max(totals[p] - (gathered if p in ("forward", "backward") else 0)
-                           for p in PHASES)
-        pool = gathered + parts.pool_bytes
+        in_pool = {p: phase_components[p]["weights"] - base["weights"]
+                   for p in ("forward", "backward")}
+        default_peak = max(totals[p] - in_pool.get(p, 0) for p in PHASES)
+        pool = max(gathered, *in_pool.values()) + parts.pool_bytes
         reserved = reserved_bytes(default_peak, min(static, default_peak)) + \
             -(-pool // (2 * MiB)) * (2 * MiB)
     else:

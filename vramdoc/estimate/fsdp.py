@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 from vramdoc.estimate.distributed import NCCL_BYTES, DistParts, Sharding, shard
+from vramdoc.models.spec import EMBEDDING, HEAD
 from vramdoc.parallel import FsdpOptions, fsdp_options
 from vramdoc.setup import TrainSetup
 
@@ -112,14 +113,16 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         return DistParts(base, grads, states, temps, paged, 0, 0)
     o = options(setup) if sh.engine == "fsdp" else None
     gathered = unit_grads = pool = 0
+    g_loss = g_bwd = None
     if sh.gathered_units:
         def sharded_part(acc: Any) -> int:
             return int(acc.weights_bytes + acc.adapters_bytes
                        + (0 if buffers else acc.quant_state_bytes)
                        - (acc.quantized_weight_bytes if buffers else 0))
 
-        blocks = account_params(setup, spec, tuple(g for g in groups if g.in_block))
-        root = account_params(setup, spec, tuple(g for g in groups if not g.in_block))
+        acc_setup = setup.replace(torch_dtype="float32") if fsdp2_upcasts(setup) else setup
+        blocks = account_params(acc_setup, spec, tuple(g for g in groups if g.in_block))
+        root = account_params(acc_setup, spec, tuple(g for g in groups if not g.in_block))
         L = max(spec.num_hidden_layers, 1)
         # the mixed-precision policy gathers fp32 parameters as 16-bit copies
         t = setup.training
@@ -127,15 +130,30 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         unit = sharded_part(blocks) // L // mp
         root_full = sharded_part(root) // mp
         root_extra = root_full - shard(root_full, sh.params_div)
-        units = sh.gathered_units
+        gathered = sh.gathered_units * unit + root_extra
         if o is not None and o.version == 2:
-            # FSDP2 (_fsdp_param_group.py wait_for_unshard): in forward a layer's all-gather
-            # output is kept (comm_ctx.all_gather_state) until the next layer's copy-out, so
-            # the next layer's all-gather output, the current one's and its unsharded
-            # parameters are live at once: three units (traced by the sharded fake probe);
-            # without resharding after forward every layer stays unsharded until backward
-            units = 3 if o.reshard_after_forward else L + 1
-        gathered = units * unit + root_extra
+            # FSDP2 as accelerate wraps it (fsdp2_prepare_model): each decoder layer, the
+            # input embedding when untied (resharded after forward like the layers), and the
+            # tail [final norm, LM head] with reshard_after_forward=False (with the embedding
+            # when tied). _fsdp_param_group.py wait_for_unshard: in forward a layer's
+            # all-gather output is kept (comm_ctx.all_gather_state) until the next layer's
+            # copy-out, so inside a layer the next layer's all-gather output, the current
+            # one's and its unsharded parameters are live: three units, the tail not yet
+            # gathered. From the tail's forward to its backward the tail is whole; in backward
+            # the layer computing and the one prefetched are (all traced by the sharded fake
+            # probe). Without resharding after forward (shard_grad_op) every layer stays
+            # unsharded from its forward to its backward.
+            heads = {g.tied_to for g in groups if g.kind == HEAD and g.tied_to}
+            tail = account_params(acc_setup, spec, tuple(
+                g for g in groups if not g.in_block
+                and (g.kind != EMBEDDING or g.path in heads)))
+            tail_full = sharded_part(tail) // mp
+            tail_extra = tail_full - shard(tail_full, sh.params_div)
+            if o.reshard_after_forward:
+                gathered, g_loss, g_bwd = 3 * unit, tail_extra + unit, 2 * unit
+            else:
+                gathered = (L + 1) * unit
+                g_loss, g_bwd = L * unit + tail_extra, L * unit
         unit_grads = blocks.trainable_bytes // L
         extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output
         pool = extra_units * unit
@@ -151,5 +169,6 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         grads *= 2  # DDP buckets hold a copy of every gradient
     t = setup.training
     return DistParts(base, grads, states, temps, paged, gathered, unit_grads, pool_bytes=pool,
+                     gathered_loss=g_loss, gathered_backward=g_bwd,
                      device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
                      autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

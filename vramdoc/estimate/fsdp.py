@@ -100,6 +100,14 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
     # GPTQ/AWQ layers keep qweight/qzeros/scales/g_idx as buffers, which FSDP does not shard;
     # bitsandbytes' Params4bit/Int8Params are parameters and are sharded like the rest
     buffers = q is not None and q.quant_method in ("gptq", "awq")
+    o2 = options(setup) if sh.engine == "fsdp" else None
+    if (q is not None and q.quant_method == "bitsandbytes" and q.bits == 4 and o2 is not None
+            and o2.version == 2 and not q.bnb_4bit_quant_storage.startswith(("float", "bfloat"))):
+        # accelerate's fsdp2_prepare_model leaves frozen non-floating Params4bit out of
+        # sharding (ignored_params: "Default uint8 quant_storage cannot survive fully_shard's
+        # DTensor conversion"): the packed weights and their constants stay whole on every
+        # rank and are never gathered (the sharded fake probe keeps them so too)
+        buffers = True
     packed = params.quantized_weight_bytes if buffers else 0
     base = {"weights": shard(params.weights_bytes - packed, sh.params_div) + packed,
             "quant_state": params.quant_state_bytes if buffers

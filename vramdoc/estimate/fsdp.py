@@ -169,9 +169,13 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
             pool += unit_grads  # record_stream'ed unsharded gradient
     host: dict[str, int] = {}
     if sh.cpu_offload:
-        host = {"offloaded parameters": sum(base.values()), "offloaded gradients": grads,
-                "offloaded optimizer states": states + paged}
-        base = dict.fromkeys(base, 0)
+        # what FSDP does not manage (GPTQ/AWQ buffers; FSDP2's ignored 4-bit weights) is not
+        # offloaded: it stays whole on the device (the sharded fake probe keeps it there)
+        kept = {"weights": packed if buffers else 0,
+                "quant_state": base["quant_state"] if buffers else 0, "adapters": 0}
+        host = {"offloaded parameters": sum(base.values()) - sum(kept.values()),
+                "offloaded gradients": grads, "offloaded optimizer states": states + paged}
+        base = kept
         grads = states = temps = paged = 0
     if sh.ddp_bucket_copy:
         grads *= 2  # DDP buckets hold a copy of every gradient

@@ -10,10 +10,12 @@ from vramdoc.setup import setup_from_mapping
 from vramdoc.units import GiB
 
 
-def _full(num_gpus: int = 1, fsdp: str = "", **training) -> object:
+def _full(num_gpus: int = 1, fsdp: str = "", version: int = 0, **training) -> object:
     t = {"per_device_train_batch_size": 1, "optim": "adamw_torch", **training}
     if fsdp:
         t["fsdp"] = fsdp
+    if version:
+        t["fsdp_config"] = {"version": version}
     return setup_from_mapping({"model": "llama-2-7b", "model_kwargs": {"dtype": "bfloat16"},
                                "num_gpus": num_gpus, "training": t, "max_seq_length": 512})
 
@@ -25,15 +27,52 @@ def test_full_shard_divides_params_grads_and_states() -> None:
         assert four[key] == pytest.approx(one[key] / 4, rel=1e-6), key
 
 
-def test_shard_grad_op_keeps_whole_parameters() -> None:
+def test_fsdp1_shard_grad_op_keeps_whole_parameters() -> None:
     one = estimate(_full()).phase_components["optimizer_step"]
-    z2 = estimate(_full(4, "shard_grad_op auto_wrap")).phase_components["optimizer_step"]
+    z2 = estimate(_full(4, "shard_grad_op auto_wrap", version=1)).phase_components[
+        "optimizer_step"]
     assert z2["weights"] == one["weights"]
     assert z2["optimizer_states"] == pytest.approx(one["optimizer_states"] / 4, rel=1e-6)
 
 
-def test_full_shard_materialises_two_layers_and_the_root_in_forward() -> None:
+def test_fsdp2_shard_grad_op_shards_parameters_and_gathers_every_layer_in_forward() -> None:
+    # fully_shard(reshard_after_forward=False) shards the parameters all the same (the sharded
+    # fake probe: the same load bytes as full_shard); each layer's unsharded copy lives from
+    # its forward to its backward: inside the last layer all 32 layers plus one all-gather
+    # output (the tail [norm, lm_head] is gathered only after them)
+    one = estimate(_full()).phase_components["optimizer_step"]
+    est = estimate(_full(4, "shard_grad_op auto_wrap"))
+    step, fwd = est.phase_components["optimizer_step"], est.phase_components["forward"]
+    assert step["weights"] == pytest.approx(one["weights"] / 4, rel=1e-6)
+    assert fwd["weights"] - step["weights"] == (32 + 1) * 2 * 202_383_360
+
+
+def test_fsdp2_mixed_precision_keeps_fp32_shards_of_a_full_fine_tune() -> None:
+    # accelerate's fsdp2_prepare_model upcasts trainable bf16 parameters to fp32 under bf16
+    # mixed precision: shards, gradients and AdamW states are fp32 (twice the bf16 bytes)
+    plain = estimate(_full(4, "full_shard auto_wrap")).phase_components["optimizer_step"]
+    amp = estimate(_full(4, "full_shard auto_wrap", bf16=True)).phase_components[
+        "optimizer_step"]
+    for key in ("weights", "gradients", "optimizer_states"):
+        assert amp[key] == pytest.approx(2 * plain[key], rel=1e-3), key
+    fsdp1 = estimate(_full(4, "full_shard auto_wrap", version=1, bf16=True)).phase_components[
+        "optimizer_step"]
+    assert fsdp1["weights"] == plain["weights"]
+
+
+def test_fsdp2_full_shard_materialises_three_layers_in_forward() -> None:
+    # two all-gather outputs (the current layer's, kept until the next copy-out, and the
+    # next one's) and one layer's unsharded parameters, traced by the sharded fake probe; the
+    # tail [norm, lm_head] is gathered from its forward on: with one layer still gathered at
+    # the loss, which is the larger instant here (a 64 M-parameter head, a 202 M layer)
     est = estimate(_full(2, "full_shard"))
+    fwd, step = est.phase_components["forward"], est.phase_components["optimizer_step"]
+    layer, head = 2 * 202_383_360, 2 * (32000 * 4096 + 4096)
+    assert fwd["weights"] - step["weights"] in (3 * layer, layer + head - head // 2)
+
+
+def test_fsdp1_full_shard_materialises_two_layers_and_the_root_in_forward() -> None:
+    est = estimate(_full(2, "full_shard", version=1))
     fwd, step = est.phase_components["forward"], est.phase_components["optimizer_step"]
     # Llama-2-7B decoder layer: 202,383,360 params in bf16; two are gathered at once. The root
     # unit (embed_tokens + norm + lm_head: 2 * 32000 * 4096 + 4096 params) is not resharded

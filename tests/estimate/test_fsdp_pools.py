@@ -64,16 +64,17 @@ def test_pools_add_up() -> None:
     totals = {"load": 4 * GiB, "forward": 12 * GiB, "backward": 9 * GiB,
               "optimizer_step": 12 * GiB}
     grads = {"load": 0, "forward": 0, "backward": 3 * GiB, "optimizer_step": 3 * GiB}
-    got = sharded_reserved_bytes(totals, 1 * GiB, 0, grads, 7 * GiB, 0)
+    G1 = {"forward": 1 * GiB, "backward": 1 * GiB}  # gathered in both phases
+    got = sharded_reserved_bytes(totals, G1, 1 * GiB, 0, grads, 7 * GiB, 0)
     # default stream: max(12 - 1, 9 - 1 - 3, 12 - 3) = 11 GiB, static 7 - 3 = 4 GiB
     assert got == reserved_bytes(11 * GiB, 4 * GiB) + 1 * GiB + 3 * GiB
     # when the forward peaks, the gradients' own pool costs more than sharing the default
     # stream's blocks (freed by zero_grad before the forward) would
-    shared = sharded_reserved_bytes(totals, 1 * GiB, 0, dict.fromkeys(totals, 0), 7 * GiB, 0)
+    shared = sharded_reserved_bytes(totals, G1, 1 * GiB, 0, dict.fromkeys(totals, 0), 7 * GiB, 0)
     assert got > shared
     # nothing cached at wrap time below the default stream's own peak changes nothing
-    assert sharded_reserved_bytes(totals, 1 * GiB, 0, grads, 7 * GiB, 2 * GiB) == got
-    assert sharded_reserved_bytes(totals, 1 * GiB, 0, grads, 7 * GiB, 20 * GiB) == \
+    assert sharded_reserved_bytes(totals, G1, 1 * GiB, 0, grads, 7 * GiB, 2 * GiB) == got
+    assert sharded_reserved_bytes(totals, G1, 1 * GiB, 0, grads, 7 * GiB, 20 * GiB) == \
         20 * GiB + 1 * GiB + 3 * GiB
 
 

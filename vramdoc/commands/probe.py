@@ -35,6 +35,13 @@ examples:
   vramdoc probe --model llama-2-7b --method qlora --batch 1 --seq-len 512 --device fake
   vramdoc probe --config my_run.yaml --device cpu --gpu 6GB
   vramdoc probe --config examples/doctor-nan/setup.yaml --device cpu --json
+  vramdoc probe --config run.yaml --num-gpus 8 --fsdp "full_shard auto_wrap" --device fake
+
+Several GPUs: with --num-gpus N and --fsdp (full_shard or shard_grad_op, optionally offload)
+on fake tensors the probe traces one rank of the FSDP2 run in this process (a fake process
+group of N ranks, fully_shard per decoder layer as accelerate applies it) and compares it with
+the per-GPU estimate. DeepSpeed runs are estimate-only (its engine cannot start on fake
+tensors); on cpu/cuda, and for DDP, the probe measures the single-GPU setup.
 
 More than 4 steps print their progress on stderr; --steps is capped at 1000. Ctrl-C stops
 the run cleanly and prints the report of the steps done (exit 130). A library that refuses the
@@ -59,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, metavar="LR", help="learning_rate")
     g.add_argument("--max-grad-norm", type=float, metavar="X", help="max_grad_norm (0 = off)")
     g.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
+    g.add_argument("--rank", type=int, default=0, metavar="R",
+                   help="with --num-gpus N --fsdp ... --device fake: the rank to trace "
+                        "(default 0; FSDP2 pads every shard, so all ranks hold the same)")
     g.add_argument("--json", action="store_true",
                    help='print {"measured": ..., "estimate": ..., "findings": [...]} on stdout')
 
@@ -90,16 +100,30 @@ def _run(args: argparse.Namespace) -> int:
         training["max_grad_norm"] = args.max_grad_norm
     _check_probe_flags(args)
     setup = setup_from_mapping(base, source=args.config or "command line")
-    if setup.num_gpus > 1 or setup.training.deepspeed:
+    spec = resolve_model(setup.model)
+    sharded = None
+    device_asked = choose_device(args.device, int(spec.n_params or 0))
+    if (setup.num_gpus > 1 and setup.training.fsdp and not setup.training.deepspeed
+            and device_asked == "fake"):
+        from vramdoc.probe.sharded import sharded_run
+
+        sharded = sharded_run(setup, rank=args.rank)
+    elif setup.num_gpus > 1 or setup.training.deepspeed:
         # the probe runs one process: it measures (and compares with) one GPU's share of a
         # single-GPU run, not the sharded or data-parallel setup
+        if setup.training.deepspeed:
+            why = ("DeepSpeed is estimate-only: its engine cannot start on fake tensors "
+                   "(deepspeed.initialize needs a real accelerator)")
+        elif setup.training.fsdp:
+            why = "--device fake traces one rank of the FSDP run"
+        else:
+            why = "DDP ranks each hold what one GPU holds"
         engine = " and deepspeed" if setup.training.deepspeed else (
             " and fsdp" if setup.training.fsdp else "")
         print(f"note: the probe runs one process; num_gpus={setup.num_gpus}{engine} are set "
-              "aside (single GPU, no engine)", file=sys.stderr)
+              f"aside (single GPU, no engine); {why}", file=sys.stderr)
         setup = setup.replace(num_gpus=1, nodes=1).replace_training(
             fsdp="", fsdp_config="", deepspeed="")
-    spec = resolve_model(setup.model)
     if getattr(spec, "remote_code", False):
         from vramdoc.errors import UsageError
 
@@ -137,7 +161,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"note: --steps {steps} capped at {MAX_STEPS}: a probe measures memory and "
               "numerics in a few steps (train with Trainer for more)", file=sys.stderr)
         steps = MAX_STEPS
-    print(f"probing {setup.model} ({setup.method}) on {device} ...", file=sys.stderr)
+    where = f"rank {sharded.rank} of {sharded.world}, {sharded.label}, " if sharded else ""
+    print(f"probing {setup.model} ({setup.method}) on {where}{device} ...", file=sys.stderr)
     import contextlib
 
     # stdout is the report: libraries that print there (DeepSpeed's logger, imported by
@@ -145,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         result = run_probe(setup, spec, device=device, steps=steps, gpu=gpu,
                            weights=args.weights, seed=args.seed,
-                           progress=_progress if steps > 4 else None)
+                           progress=_progress if steps > 4 else None, sharded=sharded)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

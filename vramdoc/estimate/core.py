@@ -289,9 +289,14 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
 
         parts = zero_parts(setup, spec, groups, params, opt)
     else:
-        from vramdoc.estimate.fsdp import dp_parts
+        from vramdoc.estimate.fsdp import dp_parts, fsdp2_upcasts
 
-        parts = dp_parts(setup, spec, groups, params, opt, sh)
+        dparams, dopt = params, opt
+        if fsdp2_upcasts(setup):  # fp32 shards, gradients and states (fsdp.py)
+            dparams = _account_params(setup.replace(torch_dtype="float32"), spec, groups)
+            dopt = account_optimizer(t.optim, dparams, t.weight_decay,
+                                     foreach=foreach_default(setup.torch_version))
+        parts = dp_parts(setup, spec, groups, dparams, dopt, sh)
     placement = None
     if setup.max_memory_gpu_bytes and sh.world <= 1:
         from dataclasses import replace as dc_replace
@@ -322,16 +327,27 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # logits chain); both on top of everything saved so far
     in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
     live = {**base, "weights": base["weights"] + gathered}
+    g_loss = gathered if parts.gathered_loss is None else parts.gathered_loss
+    g_bwd = gathered if parts.gathered_backward is None else parts.gathered_backward
+    at_loss = {**base, "weights": base["weights"] + g_loss}
+    in_bwd = {**base, "weights": base["weights"] + g_bwd}
     # communication buckets (ZeRO's ipg buffers) are allocated once and kept: through backward,
     # and through the next forward; counted with the gradients
     grads_fwd_comm = parts.comm_bytes
-    forward = {**zero, **live, "optimizer_states": states,
-               "gradients": grads_fwd + grads_fwd_comm,
-               "activations": acts.saved_total_bytes
-               + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
-               + (acts.layer_transient_bytes if in_block else 0),
-               "logits": 0 if in_block else acts.logits_forward_bytes}
-    bwd_start = {**zero, **live, "optimizer_states": states,
+    def forward_at(block: bool) -> dict[str, int]:
+        return {**zero, **(live if block else at_loss), "optimizer_states": states,
+                "gradients": grads_fwd + grads_fwd_comm,
+                "activations": acts.saved_total_bytes
+                + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
+                + (acts.layer_transient_bytes if block else 0),
+                "logits": 0 if block else acts.logits_forward_bytes}
+
+    forward = forward_at(in_block)
+    if parts.gathered_loss is not None:  # FSDP2 gathers more inside a block than at the loss
+        other = forward_at(not in_block)
+        if sum(other.values()) > sum(forward.values()):
+            forward = other
+    bwd_start = {**zero, **at_loss, "optimizer_states": states,
                  "gradients": grads_fwd + unit_grads + grads_fwd_comm,
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
@@ -361,11 +377,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         if len(_EMB_MEMO) > 256:
             _EMB_MEMO.clear()
         _EMB_MEMO[ekey] = (spec, groups, (untied, tied))
-    block0 = {**zero, **live, "optimizer_states": states,
+    block0 = {**zero, **in_bwd, "optimizer_states": states,
               "gradients": grads + unit_grads + grads_fwd_comm - untied,
               "activations": end_acts + (acts.checkpoint_bytes
                                          // max(spec.num_hidden_layers, 1))}
-    last = {**zero, **live, "optimizer_states": states,
+    last = {**zero, **in_bwd, "optimizer_states": states,
             "gradients": grads + unit_grads + grads_fwd_comm,
             "activations": t.per_device_train_batch_size * setup.max_seq_length
             * spec.hidden_size * st.r + tied}
@@ -385,11 +401,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         outside, layer_g, out_g, attn_in_g = _layer_grads(setup, spec, groups, sh.grads_div,
                                                ("layers", *ekey))
         L = max(spec.num_hidden_layers, 1)
-        first = {**zero, **live, "optimizer_states": states,
+        first = {**zero, **in_bwd, "optimizer_states": states,
                  "gradients": outside - untied + out_g + unit_grads + grads_fwd_comm,
                  "activations": acts.checkpoint_bytes + acts.ids_bytes
                  + acts.recompute_peak_bytes}
-        block0 = {**zero, **live, "optimizer_states": states,
+        block0 = {**zero, **in_bwd, "optimizer_states": states,
                   "gradients": grads + unit_grads + grads_fwd_comm - untied - layer_g + out_g,
                   "activations": acts.checkpoint_bytes // L + acts.ids_bytes
                   + acts.recompute_peak_bytes}
@@ -419,14 +435,18 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     static = sum(base.values()) + states + grads
     if gathered and sh.world > 1:
         # the gathered parameters (and FSDP's sharded gradients) sit in the collectives'
-        # streams' own allocator pools (overhead.sharded_reserved_bytes)
+        # streams' own allocator pools (overhead.sharded_reserved_bytes); what is gathered
+        # differs by phase under FSDP2 (fsdp.py), so each phase's is read off its weights
         # (the backward's unsharded unit gradient stays on the default stream)
         sharded_grads = dict.fromkeys(PHASES, 0)
         if parts.grads_on_comm_stream:
             sharded_grads.update(forward=grads_fwd, optimizer_step=grads, backward=min(
                 grads, max(backward["gradients"] - unit_grads - grads_fwd_comm, 0)))
-        reserved = sharded_reserved_bytes(totals, gathered, parts.pool_bytes, sharded_grads,
-                                          static, sum(base.values()) + parts.init_cache_bytes)
+        in_pool = {p: phase_components[p]["weights"] - base["weights"]
+                   for p in ("forward", "backward")}
+        reserved = sharded_reserved_bytes(totals, in_pool, max(gathered, *in_pool.values()),
+                                          parts.pool_bytes, sharded_grads, static,
+                                          sum(base.values()) + parts.init_cache_bytes)
     else:
         reserved = reserved_bytes(peak, min(static, peak)) + parts.pool_bytes
     ctx = cuda_context_bytes(gpu.compute_capability if gpu is not None else None,

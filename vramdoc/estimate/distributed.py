@@ -78,6 +78,11 @@ class DistParts:
     # torch autocast caches 16-bit copies of the weights through forward; not when the engine
     # casts them itself (FSDP's MixedPrecision param_dtype, DeepSpeed's 16-bit module)
     autocast_cache: bool = True
+    # FSDP2: parameters gathered beyond the resident ones at the loss and at the start of
+    # backward (``gathered_loss``) and in the blocks' backward (``gathered_backward``), when
+    # they differ from what a block's forward gathers (None: ``gathered`` throughout)
+    gathered_loss: int | None = None
+    gathered_backward: int | None = None
 
 
 def sharding(setup: TrainSetup) -> Sharding:

@@ -45,6 +45,7 @@ from __future__ import annotations
 from typing import Any
 
 from vramdoc.estimate.distributed import NCCL_BYTES, DistParts, Sharding, shard
+from vramdoc.models.spec import EMBEDDING, HEAD
 from vramdoc.parallel import FsdpOptions, fsdp_options
 from vramdoc.setup import TrainSetup
 
@@ -58,6 +59,23 @@ def options(setup: TrainSetup) -> FsdpOptions | None:
     return fsdp_options(setup.training, _tf_major(setup))
 
 
+def fsdp2_upcasts(setup: TrainSetup) -> bool:
+    """accelerate's ``fsdp2_prepare_model`` (accelerate 1.15, utils/fsdp_utils.py) upcasts
+    every trainable parameter that is not fp32 to fp32 under mixed precision ("FSDP2 requires
+    uniform orig_dtype among trainable params") unless the model holds bitsandbytes 4-bit
+    weights; the MixedPrecisionPolicy then gathers 16-bit copies for compute. A full fine-tune
+    loaded in bf16 thus keeps fp32 shards, fp32 gradients and fp32 AdamW states (checked by the
+    sharded fake probe, tests/benchmarks/bench_sharded_probe.py). LoRA adapters are fp32
+    already (PEFT's autocast_adapter_dtype) and their frozen base is not touched."""
+    if setup.num_gpus <= 1 or not setup.training.fsdp or setup.training.deepspeed:
+        return False
+    o = options(setup)
+    t = setup.training
+    return bool(o is not None and o.version == 2 and (t.bf16 or t.fp16)
+                and setup.lora is None and setup.quantization is None
+                and setup.torch_dtype != "float32")
+
+
 def fsdp_sharding(setup: TrainSetup) -> Sharding:
     n = setup.num_gpus
     o = options(setup)
@@ -69,6 +87,10 @@ def fsdp_sharding(setup: TrainSetup) -> Sharding:
         # (``_reduce_grad_no_shard``: ``dist.all_reduce(flat_param.grad)``): no bucket copy
         return Sharding(n, 1, 1, 1, 0, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "SHARD_GRAD_OP":
+        if o.version == 2:
+            # fully_shard(reshard_after_forward=False): the shards stay resident, each layer's
+            # unsharded copy lives from its forward to its backward (dp_parts counts them)
+            return Sharding(n, n, n, n, 1, False, o.cpu_offload, "fsdp", label)
         return Sharding(n, 1, n, n, 0, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "_HYBRID_SHARD_ZERO2":
         return Sharding(n, 1, per_node, per_node, 0, False, o.cpu_offload, "fsdp", label)
@@ -110,6 +132,14 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
     # sets ``module.quant_state``; ``fix_4bit_weight_quant_state_from_module`` restores it
     # "for example for fsdp", after FSDP has flattened the weight)
     buffers = q is not None and q.quant_method in ("gptq", "awq")
+    o2 = options(setup) if sh.engine == "fsdp" else None
+    if (q is not None and q.quant_method == "bitsandbytes" and q.bits == 4 and o2 is not None
+            and o2.version == 2 and not q.bnb_4bit_quant_storage.startswith(("float", "bfloat"))):
+        # accelerate's fsdp2_prepare_model leaves frozen non-floating Params4bit out of
+        # sharding (ignored_params: "Default uint8 quant_storage cannot survive fully_shard's
+        # DTensor conversion"): the packed weights and their constants stay whole on every
+        # rank and are never gathered (the sharded fake probe keeps them so too)
+        buffers = True
     packed = params.quantized_weight_bytes if buffers else 0
     base = {"weights": shard(params.weights_bytes - packed, sh.params_div) + packed,
             "quant_state": params.quant_state_bytes,
@@ -122,13 +152,15 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         return DistParts(base, grads, states, temps, paged, 0, 0)
     o = options(setup) if sh.engine == "fsdp" else None
     gathered = unit_grads = pool = init_cache = 0
+    g_loss = g_bwd = None
     if sh.gathered_units:
         def sharded_part(acc: Any) -> int:
             return int(acc.weights_bytes + acc.adapters_bytes
                        - (acc.quantized_weight_bytes if buffers else 0))
 
-        blocks = account_params(setup, spec, tuple(g for g in groups if g.in_block))
-        root = account_params(setup, spec, tuple(g for g in groups if not g.in_block))
+        acc_setup = setup.replace(torch_dtype="float32") if fsdp2_upcasts(setup) else setup
+        blocks = account_params(acc_setup, spec, tuple(g for g in groups if g.in_block))
+        root = account_params(acc_setup, spec, tuple(g for g in groups if not g.in_block))
         L = max(spec.num_hidden_layers, 1)
         # the mixed-precision policy gathers fp32 parameters as 16-bit copies
         t = setup.training
@@ -140,6 +172,29 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         # whole root, not the half a rank lacks
         root_full = sharded_part(root) // mp
         gathered = sh.gathered_units * unit + root_full
+        if o is not None and o.version == 2:
+            # FSDP2 as accelerate wraps it (fsdp2_prepare_model): each decoder layer, the
+            # input embedding when untied (resharded after forward like the layers), and the
+            # tail [final norm, LM head] with reshard_after_forward=False (with the embedding
+            # when tied). _fsdp_param_group.py wait_for_unshard: in forward a layer's
+            # all-gather output is kept (comm_ctx.all_gather_state) until the next layer's
+            # copy-out, so inside a layer the next layer's all-gather output, the current
+            # one's and its unsharded parameters are live: three units, the tail not yet
+            # gathered. From the tail's forward to its backward the tail is whole; in backward
+            # the layer computing and the one prefetched are (all traced by the sharded fake
+            # probe). Without resharding after forward (shard_grad_op) every layer stays
+            # unsharded from its forward to its backward.
+            heads = {g.tied_to for g in groups if g.kind == HEAD and g.tied_to}
+            tail = account_params(acc_setup, spec, tuple(
+                g for g in groups if not g.in_block
+                and (g.kind != EMBEDDING or g.path in heads)))
+            tail_full = sharded_part(tail) // mp
+            tail_extra = tail_full - shard(tail_full, sh.params_div)
+            if o.reshard_after_forward:
+                gathered, g_loss, g_bwd = 3 * unit, tail_extra + unit, 2 * unit
+            else:
+                gathered = (L + 1) * unit
+                g_loss, g_bwd = L * unit + tail_extra, L * unit
         unit_grads = blocks.trainable_bytes // L
         extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output
         pool = extra_units * unit
@@ -149,9 +204,13 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                 init_cache = init_cache_bytes(sharded_part(blocks) // L, sharded_part(root))
     host: dict[str, int] = {}
     if sh.cpu_offload:
-        host = {"offloaded parameters": sum(base.values()), "offloaded gradients": grads,
-                "offloaded optimizer states": states + paged}
-        base = dict.fromkeys(base, 0)
+        # what FSDP does not manage (GPTQ/AWQ buffers; FSDP2's ignored 4-bit weights) is not
+        # offloaded: it stays whole on the device (the sharded fake probe keeps it there)
+        kept = {"weights": packed if buffers else 0,
+                "quant_state": base["quant_state"] if buffers else 0, "adapters": 0}
+        host = {"offloaded parameters": sum(base.values()) - sum(kept.values()),
+                "offloaded gradients": grads, "offloaded optimizer states": states + paged}
+        base = kept
         grads = states = temps = paged = 0
     if sh.ddp_bucket_copy:
         grads *= 2  # DDP buckets hold a copy of every gradient
@@ -159,5 +218,6 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
     return DistParts(base, grads, states, temps, paged, gathered, unit_grads, pool_bytes=pool,
                      init_cache_bytes=init_cache,
                      grads_on_comm_stream=sh.engine == "fsdp" and sh.grads_div > 1,
+                     gathered_loss=g_loss, gathered_backward=g_bwd,
                      device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
                      autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

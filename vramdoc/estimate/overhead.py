@@ -62,8 +62,9 @@ def _pages(n_bytes: int) -> int:
     return -(-n_bytes // (2 * MiB)) * (2 * MiB)
 
 
-def sharded_reserved_bytes(totals: dict[str, int], gathered: int, pool: int,
-                           stream_grads: dict[str, int], static: int, wrapped: int) -> int:
+def sharded_reserved_bytes(totals: dict[str, int], gathered: dict[str, int], gathered_peak: int,
+                           pool: int, stream_grads: dict[str, int], static: int,
+                           wrapped: int) -> int:
     """``max_memory_reserved`` of a sharded run: one caching-allocator pool per stream.
 
     The caching allocator pools blocks per CUDA stream and never hands a block cached for one
@@ -71,8 +72,8 @@ def sharded_reserved_bytes(totals: dict[str, int], gathered: int, pool: int,
     the stream it was allocated on; ``record_stream`` only delays its reuse), so each
     stream's pool peaks on its own and the reserved figure is their sum:
 
-    - the all-gather stream: the gathered parameters (``gathered``: the units materialised at
-      once and the unsharded root) plus ``pool`` (what is freed but not yet reusable there:
+    - the all-gather stream: the gathered parameters (``gathered``: per phase, the units
+      materialised at once and the unsharded root; ``gathered_peak`` the most at any instant) plus ``pool`` (what is freed but not yet reusable there:
       FSDP1 frees an unsharded unit with ``record_stream`` on the compute stream and its
       rate limiter, ``limit_all_gathers``, lets the next all-gather be issued once the older
       of two queued frees has completed, so one freed unit is still pending; plus, for FSDP1,
@@ -90,10 +91,9 @@ def sharded_reserved_bytes(totals: dict[str, int], gathered: int, pool: int,
       ``fsdp.init_cache_bytes``).
     """
     phases = list(totals)
-    default_peak = max(totals[p] - (gathered if p in ("forward", "backward") else 0)
-                       - stream_grads.get(p, 0) for p in phases)
+    default_peak = max(totals[p] - gathered.get(p, 0) - stream_grads.get(p, 0) for p in phases)
     grads_pool = max(stream_grads.values(), default=0)
     default_static = max(static - grads_pool, 0)
     default = max(reserved_bytes(default_peak, min(default_static, default_peak)),
                   _pages(wrapped))
-    return default + _pages(gathered + pool) + _pages(grads_pool)
+    return default + _pages(gathered_peak + pool) + _pages(grads_pool)

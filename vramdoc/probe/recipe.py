@@ -20,6 +20,7 @@ setup (or ``--gpu``) names a card and the tracked bytes pass what it can allocat
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -111,7 +112,8 @@ def emulated_limit(gpu: Any, est: Any) -> int:
 def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int = 2,
               gpu: Any = None, weights: str | None = None, seed: int = 0,
               emulate_oom: bool = True, detail: bool = False,
-              progress: Callable[[int, int, float], None] | None = None) -> ProbeResult:
+              progress: Callable[[int, int, float], None] | None = None,
+              sharded: Any = None) -> ProbeResult:
     """Run ``steps`` optimizer steps of ``setup`` on ``device`` and measure them.
 
     Args:
@@ -125,6 +127,8 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
         emulate_oom: raise an emulated OOM on cpu/fake when the card's limit is passed.
         detail: keep each saved tensor's op, shape and dtype (``saved_tensors_by_layer``).
         progress: called after each step with (steps done, steps asked, seconds so far).
+        sharded: a :class:`vramdoc.probe.sharded.ShardedRun`: trace one rank of an FSDP2 run
+            (fake device only; the figures are per rank).
 
     A KeyboardInterrupt (Ctrl-C, SIGINT) between or inside steps stops the run: the result
     covers the steps done, with ``interrupted`` set. An exception a library raises (while
@@ -191,7 +195,18 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
 
         doctor.diagnose(result, setup, spec, gpu)
         return result
-    with devices.modes(device, tracker):
+    if sharded is not None:
+        from vramdoc.probe import sharded as sharding
+
+        result.sharding = sharded.to_json()
+        measured_items[0] = (f"allocated bytes per phase and component of rank {sharded.rank} "
+                             f"of {sharded.world} ({sharded.label}, fake process group)")
+    with contextlib.ExitStack() as stack:
+        if sharded is not None:
+            sharded.mesh = stack.enter_context(sharding.fake_process_group(sharded))
+        stack.enter_context(devices.modes(device, tracker))
+        if sharded is not None:
+            stack.enter_context(sharding.fsdp_roles(tracker, sharded))
         try:
             # 2. Load: the model exactly as the snippet builds it.
             if meta is not None:
@@ -202,6 +217,9 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                                          spec.checkpoint_dtype, device, weights)
             build.tag_model(built, tracker.tag)
             notes += built.notes
+            if sharded is not None:
+                sharding.shard_model(built, setup, sharded, tracker)
+                notes += sharded.notes
             result.n_params, result.n_trainable = built.n_params, built.n_trainable
             model = built.model
             trainable = [p for p in model.parameters() if p.requires_grad]
@@ -257,8 +275,11 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                     del loss, batch
                 for p in trainable:
-                    tracker.tag(p.grad, "gradients")
+                    tracker.tag(p.grad, sharded.placed("gradients") if sharded is not None
+                                else "gradients")
                 _phase("optimizer_step", step, tracker, cuda)
+                if sharded is not None and sharded.cpu_offload:
+                    tracker.role = "host"  # clipping and the step run on the host shards
                 if scaler is not None:
                     scaler.unscale_(opt.optimizer)
                 if watch is not None:
@@ -285,10 +306,11 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
                 if not skipped:
                     opt.scheduler.step()
                 for tensor, role in opt.state_roles():
-                    tracker.tag(tensor, role)
+                    tracker.tag(tensor, sharded.placed(role) if sharded is not None else role)
                 model.zero_grad(set_to_none=True)
                 if watch is not None:
                     watch.check_parameters(model)
+                tracker.role = None
                 _phase("", step, tracker, cuda)
                 seconds = time.perf_counter() - started
                 phase_seconds.append(seconds)

@@ -62,6 +62,10 @@ def render(result: ProbeResult) -> str:
     lines = [head, f"  {r.steps_run} of {r.steps_requested} step(s); "
                    f"{format_count(r.n_params)} parameters, "
                    f"{format_count(r.n_trainable)} trainable"]
+    if r.sharding is not None:
+        sh = r.sharding
+        lines.append(f"  rank {sh['rank']} of {sh['world_size']} ({sh['label']}, fake process "
+                     "group): figures are per rank, the estimate per GPU")
     if r.gpu is not None:
         limit = f", allocatable {format_bytes(r.limit_bytes)} (emulated)" if r.limit_bytes else ""
         lines.append(f"  compared with {r.gpu['name']} ({format_bytes(r.gpu['memory_bytes'])}"

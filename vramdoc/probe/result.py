@@ -104,6 +104,7 @@ class ProbeResult:
     cuda_stats: dict[str, int] | None = None  # torch.cuda.memory_stats() counters (cuda only)
     step_error: str | None = None  # "Type: message" when a step raised
     interrupted: bool = False  # stopped by Ctrl-C / SIGINT: the figures cover the steps done
+    sharding: dict[str, Any] | None = None  # the sharded probe: engine, world_size, rank ...
 
     def to_json(self) -> dict[str, Any]:
         """The ``vramdoc probe --json`` object."""
@@ -143,4 +144,6 @@ class ProbeResult:
             out["step_error"] = self.step_error
         if self.interrupted:
             out["interrupted"] = True
+        if self.sharding is not None:
+            out["sharding"] = dict(self.sharding)
         return out

@@ -126,6 +126,9 @@ class MemoryTracker(TorchDispatchMode):
         self._markers: list[tuple[int, str, int]] = [(0, "load", 0)]
         self._paused = 0
         self.device_bytes = 0  # live bytes on the (emulated) device, updated online
+        # role given to every storage created while set (the sharded probe: what FSDP
+        # all-gathers is weights, what it reduce-scatters gradients, offloaded state host)
+        self.role: str | None = None
 
     # --- dispatch ------------------------------------------------------------------------
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
@@ -139,6 +142,9 @@ class MemoryTracker(TorchDispatchMode):
         return out
 
     def _track(self, t: torch.Tensor) -> _Record | None:
+        # a DTensor (sharded probe) reaches the mode before its own dispatch: its storage is
+        # this rank's local shard
+        t = getattr(t, "_local_tensor", t)
         st = t.untyped_storage()
         key = id(st)
         hit = self._by_storage.get(key)
@@ -146,11 +152,13 @@ class MemoryTracker(TorchDispatchMode):
             return hit[1]
         self._seq += 1
         rec = _Record(block_bytes(st.nbytes(), self.round_to), self._seq, self.phase, self.step,
-                      self.ctx, self.layer)
+                      self.ctx, self.layer, role=self.role)
         if self.detail:
             rec.what = f"{self._op} {tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
         self._records.append(rec)
         self._by_storage[key] = (weakref.ref(st, self._freer(key, rec)), rec)
+        if rec.role in OFF_DEVICE_ROLES:
+            return rec
         self.device_bytes += rec.nbytes
         if self.limit_bytes is not None and self.device_bytes > self.limit_bytes:
             raise EmulatedOutOfMemory(self.phase, self.step, self.device_bytes - rec.nbytes,
@@ -159,14 +167,49 @@ class MemoryTracker(TorchDispatchMode):
 
     def _freer(self, key: int, rec: _Record) -> Any:
         def on_free(ref: Any) -> None:
-            self._seq += 1
-            rec.free = self._seq
-            if rec.role not in OFF_DEVICE_ROLES:
-                self.device_bytes -= rec.nbytes
             hit = self._by_storage.get(key)
+            current = rec
             if hit is not None and hit[0] is ref:
+                current = hit[1]  # the storage's latest record (after resize_)
                 del self._by_storage[key]
+            if current.free is None:
+                self._end(current)
         return on_free
+
+    def _end(self, rec: _Record) -> None:
+        self._seq += 1
+        rec.free = self._seq
+        if rec.role not in OFF_DEVICE_ROLES:
+            self.device_bytes -= rec.nbytes
+
+    def resized(self, storage: Any, nbytes: int) -> None:
+        """A storage changed size in place (``UntypedStorage.resize_``): FSDP2 frees an
+        unsharded parameter by resizing its storage to 0 and re-allocates it by resizing it
+        back, keeping the tensor. The old size's record ends; a non-zero size starts a new one
+        (with the role the storage had)."""
+        if self._paused:
+            return
+        key = id(storage)
+        hit = self._by_storage.get(key)
+        ref: Any = None
+        role = self.role
+        what = ""
+        if hit is not None and hit[0]() is storage:
+            ref, rec = hit
+            role, what = self.role or rec.role, rec.what
+            if rec.free is None:
+                self._end(rec)
+        if not nbytes:
+            return
+        self._seq += 1
+        new = _Record(block_bytes(nbytes, self.round_to), self._seq, self.phase, self.step,
+                      self.ctx, self.layer, role=role, what=what)
+        self._records.append(new)
+        if ref is None:
+            ref = weakref.ref(storage, self._freer(key, new))
+        self._by_storage[key] = (ref, new)
+        if new.role not in OFF_DEVICE_ROLES:
+            self.device_bytes += new.nbytes
 
     # --- what the recipe tells the tracker ----------------------------------------------
     def set_phase(self, phase: str, step: int) -> None:

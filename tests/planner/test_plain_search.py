@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from vramdoc.engine.evaluate import holds
+from vramdoc.errors import VramdocError
 from vramdoc.hardware import resolve_gpu
 from vramdoc.models import default_task, resolve_model
 from vramdoc.planner import PlanRequest, plan
@@ -160,3 +161,35 @@ def test_fast_search_equals_plain_exhaustive_search(case: str) -> None:
     else:
         assert got.closest is not None
         _same_plan(got.closest, closest)
+
+
+@pytest.mark.parametrize("model", ["llama-2-7b", "qwen2.5-0.5b", "mixtral-8x7b", "gpt2",
+                                   "gemma-2-2b"])
+def test_weights_floor_is_below_every_estimate(model: str) -> None:
+    """The bound the walk skips whole groups with never exceeds an estimate of the group."""
+    from vramdoc.estimate.core import build_estimate, resident_floor_bytes
+    from vramdoc.models import param_groups
+
+    spec = resolve_model(model)
+    base = TrainSetup(model=model, task=default_task(spec))
+    groups = param_groups(spec, task=base.task, num_labels=base.num_labels)
+    gpu = resolve_gpu("H200")
+    checked = 0
+    for i, combo in enumerate(combos(("full", "lora", "qlora", "qlora-int8", "gptq-lora",
+                                      "awq-lora"), liger=True)):
+        if i % 7:
+            continue
+        for mb, ga in ((1, 1), (1, 16), (16, 1)):
+            setup = to_setup(Candidate(combo, mb, ga, 256), base)
+            try:
+                est = build_estimate(setup, spec, groups, gpu)
+            except VramdocError:  # e.g. PEFT has no default targets for the model
+                continue
+            floor = resident_floor_bytes(setup, spec, groups)
+            assert floor is not None and floor <= est.device_bytes, (combo, mb, ga)
+            assert floor == sum(est.phase_components["load"].values()), (combo, mb, ga)
+            checked += 1
+    assert checked > 100
+    two = to_setup(Candidate(next(iter(combos(("full",)))), 1, 1, 256), base.replace(
+        num_gpus=2))
+    assert resident_floor_bytes(two, spec, groups) is None  # sharded: no bound

@@ -193,3 +193,37 @@ def test_weights_floor_is_below_every_estimate(model: str) -> None:
     two = to_setup(Candidate(next(iter(combos(("full",)))), 1, 1, 256), base.replace(
         num_gpus=2))
     assert resident_floor_bytes(two, spec, groups) is None  # sharded: no bound
+
+
+@pytest.mark.parametrize("case", ["llama-7b-6gb", "config-lora-extras", "2xT4-strategies"])
+def test_lever_names_are_all_a_lever_changes_in_the_context(case: str) -> None:
+    """search.LEVER_NAMES (what lets rank() share one context between combos that differ in
+    levers no rule reads): flipping a lever changes exactly those context names."""
+    from vramdoc.planner.search import LEVER_NAMES
+
+    req = CASES[case]()
+    spec = resolve_model(req.base.model if req.base else req.model)
+    base = req.base or TrainSetup(model=req.model)
+    base = base.replace(task=default_task(spec)) if base.task == "auto" else base
+    s = _Search(req, spec, base, 0)
+    values = {"ckpt": (False, True), "targets": ("all-linear", "default"),
+              "upcast": (True, False), "liger": (False, True)}
+
+    def ctx(combo: Any) -> dict[str, Any]:
+        return setup_context(to_setup(Candidate(combo, 1, 16, 512), s.base,
+                                      lora_extra=s.lora_extra), s.spec, s.base_ctx, 512)
+
+    checked = 0
+    for i, combo in enumerate(expand(combos(req.methods, liger=True), s.base)):
+        if i % 5 or combo.method == "full":
+            continue
+        a = ctx(combo)
+        for f, names in LEVER_NAMES.items():
+            for v in values[f]:
+                if getattr(combo, f) == v:
+                    continue
+                b = ctx(dc_replace(combo, **{f: v}))
+                changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+                assert changed <= names, (f, combo, changed - names)
+                checked += 1
+    assert checked > 100

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from typing import Any
 
 from vramdoc.engine import Finding, Rule, evaluate, holds, load_rules
@@ -65,6 +66,14 @@ MEMORY_NEUTRAL_KEYS = frozenset({
 })
 PER_CANDIDATE_NAMES = frozenset({"micro_batch", "grad_accum", "seq_len", "effective_batch",
                                  "user_seq_len"})
+# The context names (context.setup_context) each lever of a Combo sets and no other lever
+# does; tests/planner/test_plain_search.py checks it on every combo of several models.
+LEVER_NAMES: dict[str, frozenset[str]] = {
+    "ckpt": frozenset({"gradient_checkpointing", "use_reentrant"}),
+    "targets": frozenset({"lora_targets", "lora_all_linear"}),
+    "upcast": frozenset({"prepare_kbit"}),
+    "liger": frozenset({"use_liger_kernel"}),
+}
 METHOD_RANK = {"full": 0, "lora": 1, "qlora-int8": 2, "qlora": 3, "gptq-lora": 3, "awq-lora": 3}
 STATE_RANK = {32: 0, 16: 1, 8: 2, 4: 3, None: 3}
 
@@ -294,13 +303,22 @@ class _Search:
                                                                  "seq_len"))
         combo_memo: dict[tuple[Any, ...], tuple[Rule | None, int]] = {}
         cand_memo: dict[tuple[Any, ...], tuple[Rule | None, int]] = {}
+        # levers whose context names no rule reads: combos differing only in them share one
+        # context (built once, for the first of them)
+        read = set(combo_names) | set(cand_names) | PER_CANDIDATE_NAMES
+        unread = tuple(f for f, names in LEVER_NAMES.items() if not names & read)
+        ctx_memo: dict[Combo, dict[str, Any]] = {}
         for combo in expand(combos(self.req.methods, liger=liger), self.base):
             if combo.targets == "default" and not peft_default:
                 continue
             n = len(seqs) * len(mbs)
             self.stats.candidates += n
-            probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
-            ctx = setup_context(self.setup_of(probe), self.spec, self.base_ctx, self.user_seq)
+            rkey = dc_replace(combo, **{f: None for f in unread}) if unread else combo
+            ctx = ctx_memo.get(rkey)  # type: ignore[assignment]
+            if ctx is None:
+                probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
+                ctx = ctx_memo[rkey] = setup_context(self.setup_of(probe), self.spec,
+                                                     self.base_ctx, self.user_seq)
             # a rule's verdict depends only on the names it reads: combos that agree on every
             # name the rules read share one verdict (most combos differ only in levers no rule
             # reads), so the rules run once per distinct signature, not once per combo

@@ -71,7 +71,8 @@ def test_judge_matches_every_rule_on_every_candidate(model, gpu):
     assert dict(s.stats.rejected_by_rule) == rejected
 
 
-@pytest.mark.parametrize("model, gpu", CASES)
+# (on an 80 GB card no Mixtral group passes the weights-only bound: nothing to compare there)
+@pytest.mark.parametrize("model, gpu", [*CASES[:2], ("mixtral-8x7b", "H200"), CASES[3]])
 def test_memoized_estimates_equal_fresh_ones(model, gpu):
     """The estimates the walk took (memos warm) equal ones built with every memo empty."""
     import vramdoc.estimate.core as core

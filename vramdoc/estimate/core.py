@@ -250,6 +250,21 @@ def _layer_grads(setup: TrainSetup, spec: Any, groups: Any, div: int,
     return outside, layer, out_grads, attn_in
 
 
+def resident_floor_bytes(setup: TrainSetup, spec: Any, groups: Any) -> int | None:
+    """A lower bound of ``build_estimate(setup, ...).device_bytes`` from the parameters alone:
+    the weights, quantization constants and adapters one GPU holds from load on (the load
+    phase, below every later phase, the allocator's reserve and the device view). None where
+    sharding, an engine config or device_map placement can hold less on the GPU, or where
+    build_estimate quantizes other groups than ``groups`` say (older transformers' experts).
+    The planner skips whole groups of candidates with it before estimating any."""
+    t = setup.training
+    if (setup.num_gpus > 1 or setup.max_memory_gpu_bytes or t.fsdp or t.deepspeed
+            or experts_are_linear(setup.transformers_version)):
+        return None
+    params = _account_params(setup, spec, groups)
+    return params.weights_bytes + params.quant_state_bytes + params.adapters_bytes
+
+
 def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                    host_limit: int | None = None) -> MemoryEstimate:
     """The estimate for a resolved setup, model spec, inventory and optional GPU."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from typing import Any
 
 from vramdoc.engine import Finding, Rule, evaluate, holds, load_rules
@@ -65,6 +66,14 @@ MEMORY_NEUTRAL_KEYS = frozenset({
 })
 PER_CANDIDATE_NAMES = frozenset({"micro_batch", "grad_accum", "seq_len", "effective_batch",
                                  "user_seq_len"})
+# The context names (context.setup_context) each lever of a Combo sets and no other lever
+# does; tests/planner/test_plain_search.py checks it on every combo of several models.
+LEVER_NAMES: dict[str, frozenset[str]] = {
+    "ckpt": frozenset({"gradient_checkpointing", "use_reentrant"}),
+    "targets": frozenset({"lora_targets", "lora_all_linear"}),
+    "upcast": frozenset({"prepare_kbit"}),
+    "liger": frozenset({"use_liger_kernel"}),
+}
 METHOD_RANK = {"full": 0, "lora": 1, "qlora-int8": 2, "qlora": 3, "gptq-lora": 3, "awq-lora": 3}
 STATE_RANK = {32: 0, 16: 1, 8: 2, 4: 3, None: 3}
 
@@ -206,6 +215,7 @@ class _Search:
         self.dims: ModelDims = model_dims(spec)
         self.stats = SearchStats()
         self.cache: dict[Candidate, Any] = {}
+        self.times: dict[tuple[Any, ...], StepTime] = {}  # step time per timed() key
         self.user_seq = req.seq_len
         # LoRA settings of a --config that the levers do not choose (alpha follows the rank)
         lo = base.lora
@@ -247,14 +257,39 @@ class _Search:
         return [r for r in rules if r not in per_cand], per_cand
 
     def judge(self) -> list[tuple[tuple[Any, ...], Candidate]]:
-        """Every candidate, rule-filtered, with its ranking key."""
+        """Every candidate, rule-filtered, with its ranking key, best first."""
+        return [kc for group in self.rank() for kc in self.timed(group)]
+
+    def timed(self, group: list[tuple[tuple[Any, ...], tuple[Any, ...], Candidate]]
+              ) -> list[tuple[tuple[Any, ...], Candidate]]:
+        """A group of candidates with equal key prefix, with step times, ordered by them."""
+        eb = self.req.effective_batch
+        out = []
+        for prefix, tkey, cand in group:
+            st = self.times.get(tkey)
+            if st is None:
+                combo = cand.combo
+                st = self.times[tkey] = step_time(cand, self.dims, self.gpu, eb,
+                                                  _trainable_guess(combo, self),
+                                                  **self.world(combo))
+            out.append(((*prefix, st.total_s), cand))
+        out.sort(key=lambda kc: kc[0][-1])  # stable: equal times keep the enumeration order
+        return out
+
+    def rank(self) -> list[list[tuple[tuple[Any, ...], tuple[Any, ...], Candidate]]]:
+        """Every candidate, rule-filtered, in groups of equal key prefix (everything but the
+        step time), best group first; within a group in enumeration order.
+
+        Sorting by the prefix and then each group by step time (both stable) gives exactly
+        the order of one sort by the full key; step times are computed only for the groups
+        the walk reaches (``timed``).
+        """
         seqs = seq_lengths(self.req.seq_len, self.req.allow_shorter_seq)
         mbs = micro_batches(self.req.effective_batch)
         eb = self.req.effective_batch
         err_combo, err_cand = self._split(self.errors)
         warn_combo, warn_cand = self._split(self.warnings)
-        ranked: list[tuple[tuple[Any, ...], Candidate]] = []
-        times: dict[tuple[Any, ...], StepTime] = {}
+        ranked: list[tuple[tuple[Any, ...], tuple[Any, ...], Candidate]] = []
         from vramdoc.estimate.adapters import has_default_targets
 
         # PEFT raises for LoraConfig() without target_modules on a model type it has no
@@ -268,13 +303,22 @@ class _Search:
                                                                  "seq_len"))
         combo_memo: dict[tuple[Any, ...], tuple[Rule | None, int]] = {}
         cand_memo: dict[tuple[Any, ...], tuple[Rule | None, int]] = {}
+        # levers whose context names no rule reads: combos differing only in them share one
+        # context (built once, for the first of them)
+        read = set(combo_names) | set(cand_names) | PER_CANDIDATE_NAMES
+        unread = tuple(f for f, names in LEVER_NAMES.items() if not names & read)
+        ctx_memo: dict[Combo, dict[str, Any]] = {}
         for combo in expand(combos(self.req.methods, liger=liger), self.base):
             if combo.targets == "default" and not peft_default:
                 continue
             n = len(seqs) * len(mbs)
             self.stats.candidates += n
-            probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
-            ctx = setup_context(self.setup_of(probe), self.spec, self.base_ctx, self.user_seq)
+            rkey = dc_replace(combo, **{f: None for f in unread}) if unread else combo
+            ctx = ctx_memo.get(rkey)  # type: ignore[assignment]
+            if ctx is None:
+                probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
+                ctx = ctx_memo[rkey] = setup_context(self.setup_of(probe), self.spec,
+                                                     self.base_ctx, self.user_seq)
             # a rule's verdict depends only on the names it reads: combos that agree on every
             # name the rules read share one verdict (most combos differ only in levers no rule
             # reads), so the rules run once per distinct signature, not once per combo
@@ -314,14 +358,15 @@ class _Search:
                     # figure per (levers it reads, micro-batch, sequence)
                     tkey = (combo.method, combo.dtype, combo.amp, combo.attn, combo.ckpt,
                             combo.optim, combo.targets, combo.r, combo.dist, mb, seq)
-                    st = times.get(tkey)
-                    if st is None:
-                        st = times[tkey] = step_time(cand, self.dims, self.gpu, eb,
-                                                     _trainable_guess(combo, self),
-                                                     **self.world(combo))
-                    ranked.append(((si, *fid[:3], w, *fid[3:], st.total_s), cand))
-        ranked.sort(key=lambda kc: kc[0])
-        return ranked
+                    ranked.append(((si, *fid[:3], w, *fid[3:]), tkey, cand))
+        ranked.sort(key=lambda e: e[0])
+        groups: list[list[tuple[tuple[Any, ...], tuple[Any, ...], Candidate]]] = []
+        for e in ranked:
+            if groups and groups[-1][0][0] == e[0]:
+                groups[-1].append(e)
+            else:
+                groups.append([e])
+        return groups
 
     # -- the walk ----------------------------------------------------------------------------
     def group_feasible(self, cand: Candidate, memo: dict[tuple[Any, ...], bool]) -> bool:
@@ -329,8 +374,16 @@ class _Search:
         key = (c.method, c.dtype, c.amp, c.targets, c.r, c.upcast, c.liger, cand.seq_len,
                c.dist)
         if key not in memo:
+            from vramdoc.estimate.core import resident_floor_bytes
             from vramdoc.planner.space import OPTIMIZERS_ADAPTER, OPTIMIZERS_FULL
 
+            # the weights alone (same for every optimizer, attention and batch of the group)
+            # already too large: no estimate needed
+            floor = resident_floor_bytes(self.setup_of(Candidate(c, 1, 1, cand.seq_len)),
+                                         self.spec, self.groups)
+            if floor is not None and floor > self.budget:
+                memo[key] = False
+                return False
             optims = OPTIMIZERS_FULL if c.method == "full" else OPTIMIZERS_ADAPTER
             # micro-batch 1 without accumulation: below every rung of every combo in the group
             memo[key] = any(
@@ -375,27 +428,55 @@ class _Search:
             memo[key] = frozenset(fit)
         return memo[key]
 
-    def walk(self, ranked: list[tuple[tuple[Any, ...], Candidate]]) -> list[Candidate]:
-        """Best fitting candidates: up to top_k distinct combos per method, best first."""
+    def walk(self, ranked: list[tuple[tuple[Any, ...], Candidate]] | None = None
+             ) -> list[Candidate]:
+        """Best fitting candidates: up to top_k distinct combos per method, best first.
+
+        ``ranked``: the full ranking (judge()); by default the walk takes the groups of
+        rank() and times only the groups in which a candidate can still be taken: in a group
+        where every candidate is skipped (its method has its plans, its shape is taken or its
+        memory group cannot fit) the order inside the group changes nothing.
+        """
         group_memo: dict[tuple[Any, ...], bool] = {}
         mb_memo: dict[tuple[Combo, int], frozenset[int]] = {}
         found: dict[str, list[Candidate]] = {m: [] for m in self.req.methods}
         taken: set[tuple[Any, ...]] = set()
         k = max(self.req.top_k, 1)
-        for _key, cand in ranked:
-            lst = found[cand.combo.method]
-            if len(lst) >= k or shape(cand) in taken:
-                continue
-            if not self.group_feasible(cand, group_memo):
-                self.stats.skipped_by_bound += 1
-                continue
-            if cand.micro_batch not in self.fitting_mbs(cand, mb_memo):
-                continue
-            lst.append(cand)
-            taken.add(shape(cand))
-            if all(len(v) >= k for v in found.values()):
+        order: list[Candidate] = []
+        groups = ([[(key, (), c)] for key, c in ranked] if ranked is not None
+                  else self.rank())
+        done = False
+        for group in groups:
+            if ranked is None:
+                live = any(len(found[c.combo.method]) < k and shape(c) not in taken
+                           and self.group_feasible(c, group_memo) for _p, _t, c in group)
+                if not live:
+                    for _p, _t, cand in group:
+                        order.append(cand)
+                        if len(found[cand.combo.method]) < k and shape(cand) not in taken:
+                            self.stats.skipped_by_bound += 1
+                    continue
+                entries = self.timed(group)
+            else:
+                entries = [(p, c) for p, _t, c in group]
+            for _key, cand in entries:
+                order.append(cand)
+                if done:
+                    continue
+                lst = found[cand.combo.method]
+                if len(lst) >= k or shape(cand) in taken:
+                    continue
+                if not self.group_feasible(cand, group_memo):
+                    self.stats.skipped_by_bound += 1
+                    continue
+                if cand.micro_batch not in self.fitting_mbs(cand, mb_memo):
+                    continue
+                lst.append(cand)
+                taken.add(shape(cand))
+                if all(len(v) >= k for v in found.values()):
+                    done = True
+            if done:
                 break
-        order = [cand for _key, cand in ranked]
         pos = {c: i for i, c in enumerate(order)}
         best = sorted((c for v in found.values() for c in v), key=lambda c: pos[c])
         self.stats.fitting_found = len(best)
@@ -549,8 +630,7 @@ def plan(req: PlanRequest) -> PlanResult:
 
         req = dc_replace(req, effective_batch=max(req.effective_batch // base.num_gpus, 1))
     search = _Search(req, spec, base, margin)
-    ranked = search.judge()
-    chosen = search.walk(ranked)
+    chosen = search.walk()
     plans = tuple(search.make_plan(c) for c in _pick(chosen, req))
     user_plan = None
     if req.base is not None and req.judge_base:
@@ -558,7 +638,7 @@ def plan(req: PlanRequest) -> PlanResult:
     if plans:
         return PlanResult(asked, spec, req.gpu, margin, plans, None, 0, (), search.stats,
                           user_plan)
-    closest_cand = search.closest([c for _k, c in ranked])
+    closest_cand = search.closest([c for _k, c in search.judge()])
     closest = search.make_plan(closest_cand) if closest_cand is not None else None
     missing = -closest.headroom_bytes if closest else 0
     from vramdoc.planner.advice import what_would_fit

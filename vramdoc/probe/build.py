@@ -318,7 +318,11 @@ def build_meta(setup: TrainSetup, model_type: str, config: dict[str, Any],
         _quantize_bnb(model, setup, dtype, real=False)
     elif q is not None:
         _quantize_group(model, setup, "meta")
-    model = _finish(model, setup, notes)
+    # PEFT creates its adapters on the CPU and initialises them there before moving them
+    # to the base layer's device: on meta they are created there (same shapes and dtypes)
+    # and their random initialisation costs nothing
+    with torch.device("meta"):
+        model = _finish(model, setup, notes)
     total, trainable = _counts(model)
     return BuiltModel(model, _hf_inner(model), dtype, attn, total, trainable, notes,
                       quantized_bnb=q is not None and q.quant_method == "bitsandbytes")

@@ -275,15 +275,21 @@ class MemoryTracker(TorchDispatchMode):
                 events.append((r.free, -1, r))
         events.sort(key=lambda e: e[0])
         markers = self._markers + [(self._seq + 1, "", -1)]
-        best: dict[str, tuple[int, int, int]] = {}  # phase -> (bytes, seq, step)
+        # phase -> (bytes, step, live bytes by component at that instant)
+        best: dict[str, tuple[int, int, dict[str, int]]] = {}
         paged_peak = paged = total = 0
         ei = 0
         resident_after_load = 0
         forward_end_seq: int | None = None
+        forward_end_comps: dict[str, int] | None = None
+        # live bytes by component, kept with the running total: the components at a peak are
+        # a copy of it taken when the peak is reached (what components_at() would recount)
+        comps = dict.fromkeys(COMPONENTS, 0)
         for mi in range(len(markers) - 1):
             start, phase, step = markers[mi]
             end = markers[mi + 1][0]
-            seg_best = (total, start)
+            seg_best = (total, comps)
+            seg_copied = False
             while ei < len(events) and events[ei][0] <= end:
                 seq, sign, r = events[ei]
                 ei += 1
@@ -293,24 +299,28 @@ class MemoryTracker(TorchDispatchMode):
                     paged_peak = max(paged_peak, paged)
                 if comp is None:
                     continue
+                if not seg_copied:  # the start snapshot must not follow later events
+                    seg_best = (seg_best[0], dict(seg_best[1]))
+                    seg_copied = True
                 total += sign * r.nbytes
+                comps[comp] = comps.get(comp, 0) + sign * r.nbytes
                 if total > seg_best[0]:
-                    seg_best = (total, seq)
+                    seg_best = (total, dict(comps))
             if phase == "load":
                 resident_after_load = total
-                seg_best = (total, end)  # load = what stays resident, not build transients
+                seg_best = (total, comps)  # load = what stays resident, not build transients
             if phase == "forward" and forward_end_seq is None:
                 forward_end_seq = end
+                forward_end_comps = dict(comps)
             if phase and (phase not in best or seg_best[0] > best[phase][0]):
-                best[phase] = (seg_best[0], seg_best[1], step)
-        phases = {p: PhasePeak(p, b[2], b[0], self.components_at(b[1]))
-                  for p, b in best.items()}
+                best[phase] = (seg_best[0], step, _nonzero_extra(seg_best[1]))
+        phases = {p: PhasePeak(p, b[1], b[0], b[2]) for p, b in best.items()}
         peak_phase = max(phases, key=lambda p: (phases[p].allocated_bytes, -PHASES.index(p)))
         per_layer: dict[int, int] = {}
         saved: dict[int, list[tuple[str, int]]] = {}
         fwd_components: dict[str, int] = {}
-        if forward_end_seq is not None:
-            fwd_components = self.components_at(forward_end_seq)
+        if forward_end_seq is not None and forward_end_comps is not None:
+            fwd_components = _nonzero_extra(forward_end_comps)
             for r in self._live_at(forward_end_seq):
                 if r.phase == "forward" and r.layer is not None and self.component(r) in (
                         "activations",):
@@ -322,3 +332,9 @@ class MemoryTracker(TorchDispatchMode):
                      paged_bytes=paged_peak, resident_after_load_bytes=resident_after_load,
                      saved_activation_bytes_per_layer=dict(sorted(per_layer.items())),
                      forward_end_components=fwd_components, saved_in_layer=saved)
+
+
+def _nonzero_extra(comps: dict[str, int]) -> dict[str, int]:
+    """A copy with every component of COMPONENTS and any other role only while it holds bytes
+    (as components_at() counts live records)."""
+    return {k: v for k, v in comps.items() if k in COMPONENTS or v}

@@ -277,7 +277,10 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     load = {**zero, **base}
     # forward peaks either inside the last block (its transient buffers) or at the loss (the
     # logits chain); both on top of everything saved so far
-    in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
+    # (a peak inside the last block comes before the final norm and the head save anything)
+    in_block_bytes = max(acts.forward_transient_bytes, acts.layer_transient_bytes) \
+        - acts.after_blocks_bytes
+    in_block = in_block_bytes > acts.logits_forward_bytes
     live = {**base, "weights": base["weights"] + gathered}
     # communication buckets (ZeRO's ipg buffers) are allocated once and kept: through backward,
     # and through the next forward; counted with the gradients
@@ -286,7 +289,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                "gradients": grads_fwd + grads_fwd_comm,
                "activations": acts.saved_total_bytes
                + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
-               + (acts.layer_transient_bytes if in_block else 0),
+               + (in_block_bytes if in_block else 0),
                "logits": 0 if in_block else acts.logits_forward_bytes}
     bwd_start = {**zero, **live, "optimizer_states": states,
                  "gradients": grads_fwd + unit_grads + grads_fwd_comm,

@@ -447,8 +447,10 @@ class BlockWalker:
             g.save(g.new(rows * n_e, 4))  # softmax(router_logits, dtype=float) result
             g.transient(logits.nbytes)
         quantized = any(x.leaf in st.quantized for x in lin.experts)
-        # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit)
-        e = n2.elem if quantized else (2 if st.autocast else n2.elem)
+        # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit);
+        # transformers 5's grouped_mm experts are not autocast: they cast the input to the
+        # experts' dtype (integrations/moe.py _grouped_mm), fp32 after QLoRA's k-bit upcast
+        e = n2.elem if quantized else st.weight_elem
         w_trains = st.full and not quantized
         tokens = rows * k
         # LoRA leaves are names: Qwen2-MoE's shared expert has a down_proj of its own
@@ -465,8 +467,6 @@ class BlockWalker:
         g.save_bytes(tokens * 2 * f * e)  # gate_up output (gate for act, up for the product)
         g.save_bytes(tokens * f * e)  # act(gate)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
-        if st.autocast and st.weight_elem == 4:
-            g.save_bytes(2 * sum(x.weight_numel for x in lin.experts))
         out = g.new(rows * h, n2.elem, True)
         if lin.shared:
             out = g.add(out, self.shared_expert(n2))

@@ -277,9 +277,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     load = {**zero, **base}
     # forward peaks either inside the last block (its transient buffers) or at the loss (the
     # logits chain); both on top of everything saved so far
-    # (a peak inside the last block comes before the final norm and the head save anything)
-    in_block_bytes = max(acts.forward_transient_bytes, acts.layer_transient_bytes) \
-        - acts.after_blocks_bytes
+    # Without checkpointing, a peak inside the last block (LoRA / DoRA layers, with what the
+    # calling frames hold) comes before the final norm and the head save anything; the
+    # checkpointed forward keeps its own account (layer_transient_bytes on top of all saved).
+    in_block_bytes = acts.layer_transient_bytes if ckpt else max(
+        acts.forward_transient_bytes, acts.layer_transient_bytes) - acts.after_blocks_bytes
     in_block = in_block_bytes > acts.logits_forward_bytes
     live = {**base, "weights": base["weights"] + gathered}
     # communication buckets (ZeRO's ipg buffers) are allocated once and kept: through backward,

@@ -5,8 +5,8 @@ kernels keep, and checks the estimator's peak against it within the issue-12 bar
 (no more than 2 % over, no more than 1 % under). The rows cover the block facts the model spec
 carries: KV-cache copies, SDPA masks on sliding-window layers (repeat_kv) and Falcon's math
 kernel, Gemma's norms and soft-capping, qk-norm, fused qkv, parallel blocks, ALiBi eager,
-NewGELU under autocast. The rows the estimator does not meet yet are listed by the benchmark,
-not hidden here.
+NewGELU under autocast, DoRA's forward peak. The rows the estimator does not meet yet are
+listed by the benchmark, not hidden here.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ ROWS = [
     Case("gpt_neox", "lora", "sdpa", False, 2, 128),  # parallel block, partial rotary
     Case("falcon", "lora", "sdpa", False, 2, 128),  # MQA + mask: SDPA's math kernel
     Case("bloom", "lora", "eager", False, 2, 128),  # ALiBi, fp32 residual stream
+    # DoRA's forward peak: W and BA casts, the identity graph, fp32 result products
+    Case("llama", "dora", "sdpa", False, 2, 128),
+    Case("phi3", "dora", "eager", False, 1, 256),  # fused qkv / gate_up under DoRA
 ]
 
 

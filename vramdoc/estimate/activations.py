@@ -125,6 +125,13 @@ class BlockWalker:
         self.mlp_out_mark: int | None = None
         # eager attention's softmax backward (see attention): bytes live at that instant
         self.attn_bwd_bytes = 0
+        # what the calling frames hold while a LoRA layer runs (block input, residual, the
+        # MLP's input) and the decoder model's inputs_embeds, live through the whole loop
+        self._ctx: list[T] = []
+        self._ctx_bytes = 0
+        # the largest forward-only peak inside the block (LoRA, DoRA), saved bytes included
+        self.fwd_transient = 0
+        self.bwd_proxy = 0
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -206,13 +213,35 @@ class BlockWalker:
                 g.save(xd)
                 a_out = g.new(self.rows * st.lora_r, st.adapter_elem)
             g.save(a_out)
-            # result + lora_B(...) * scaling in fp32: a few output-sized transients
-            g.transient(3 * st.adapter_elem * self.rows * n_out)
+            # result + lora_B(...) * scaling in fp32: a few output-sized transients (the
+            # proxy backward uses for a block's temporaries)
+            self.backward_proxy(3 * st.adapter_elem * self.rows * n_out)
+            # live while peft's Linear.forward runs ``result + lora_B(lora_A(dropout(x))) *
+            # scaling`` (peft 0.21 tuners/lora/layer.py): the caller's input, the base output,
+            # x cast to the adapter dtype and its dropout copy, then lora_B's output and its
+            # scaled copy (16-bit under autocast); what backward keeps is counted already
+            b_elem = 2 if st.autocast else st.adapter_elem
+            held = (self._unsaved(*self._ctx, x, xa, xd) + self._ctx_bytes
+                    + self.rows * n_out * out_elem)
+            self.forward_transient(held + 2 * b_elem * self.rows * n_out)
             if st.dora:
-                self.dora(x, grp, n_out, out_elem)
+                self.dora(x, grp, n_out, out_elem, held)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
 
-    def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int) -> None:
+    def backward_proxy(self, n_bytes: int) -> None:
+        """A LoRA / DoRA buffer that stands for the block's temporaries in backward only."""
+        self.bwd_proxy = max(self.bwd_proxy, n_bytes)
+
+    def forward_transient(self, n_bytes: int) -> None:
+        """A forward-only peak of ``n_bytes`` on top of what the block has saved so far."""
+        self.fwd_transient = max(self.fwd_transient, self.g.saved_bytes + n_bytes)
+
+    def _unsaved(self, *ts: T) -> int:
+        """Bytes of the distinct tensors among ``ts`` that backward does not keep."""
+        seen: dict[int, int] = {t.uid: t.nbytes for t in ts if t.uid not in self.g.saved}
+        return sum(seen.values())
+
+    def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int, held: int) -> None:
         """What peft's DoraLinearLayer.forward (peft 0.21 tuners/lora/dora.py) adds.
 
         ``result_dora = (m / ||W + sBA|| - 1) * base + (m / ||W + sBA||) * lora_B(lora_A(x)) * s``:
@@ -221,10 +250,14 @@ class BlockWalker:
         on the adapter-dtype input: autocast's 16-bit copy of W (a new tensor each call, not a
         leaf, so never cached) is kept for the input's gradient. Without dropout the base layer's
         own output is reused.
+
+        ``held`` is what the surrounding LoRA forward holds (input, base output, the adapter-
+        dtype input and its dropout copy).
         """
         g, st = self.g, self.st
         e = 2 if st.autocast else st.adapter_elem
         rows = self.rows
+        before = g.saved_bytes
         if st.lora_dropout > 0:
             if x.grad:
                 g.save_bytes(grp.weight_numel * e)  # W cast for F.linear, kept for grad of x
@@ -232,15 +265,24 @@ class BlockWalker:
         else:
             g.save_bytes(rows * n_out * out_elem)  # the base layer's output, reused
         g.save_bytes(rows * n_out * e)  # lora_result
-        # transients of the weight norm: get_lora_weight runs lora_B(lora_A(eye(in))), whose
-        # graph keeps the (autocast-cast) in x in identity until the forward returns; then,
-        # all out x in in the input dtype: B @ A, W cast to it, s * BA and W + s * BA
-        g.transient(e * grp.in_features ** 2 + 4 * st.adapter_elem * grp.weight_numel)
         # ||W + sBA|| (fp32), m / norm and (m / norm - 1): out-sized vectors
         g.save_bytes(4 * n_out)
         g.save_bytes(4 * n_out)
         if x.grad:
             g.save_bytes(4 * n_out)
+        later = g.saved_bytes - before  # saved after the weight norm
+        # Held until forward returns: get_lora_weight's lora_B(lora_A(eye(in))) graph keeps
+        # the (autocast-cast) identity and A's output; W and BA cast to the input's (adapter)
+        # dtype stay bound to locals. Peaks on top: in the weight norm, s * BA and W + s * BA
+        # (out x in), before the saved tensors above exist; at the return, the three b*s*out
+        # products of the result expression, fp32 by type promotion with the fp32 magnitude.
+        graph = e * grp.in_features * (grp.in_features + st.lora_r)
+        casts = 2 * st.adapter_elem * grp.weight_numel
+        norm = 2 * st.adapter_elem * grp.weight_numel - later
+        products = 3 * max(st.adapter_elem, e) * rows * n_out
+        self.forward_transient(held + graph + casts + max(norm, products))
+        # the proxy backward uses for a block's temporaries: the weight norm's buffers
+        self.backward_proxy(e * grp.in_features ** 2 + 4 * st.adapter_elem * grp.weight_numel)
 
     def activation(self, x: T) -> T:
         n = _ACT_SAVED_TENSORS.get(self.act_name, 1)
@@ -337,6 +379,8 @@ class BlockWalker:
         # post-LN encoders (BERT) normalise after the residual add, OLMo 2 after attention
         # and MLP: no norm on the way in
         pre = spec.family != "encoder" and not spec.post_norms_only
+        if spec.family != "encoder":
+            self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * st.r
         n1 = self.norm(x, ln_trains) if pre else x
         # attention projections
         if spec.mla:
@@ -389,6 +433,7 @@ class BlockWalker:
                         + m.nbytes + out.nbytes)
             return out
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
+        self._ctx = [x, x1, n2]
         m = self.mlp(n2)
         if spec.sandwich_norms or spec.post_norms_only:
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm
@@ -481,8 +526,10 @@ class BlockWalker:
             g.save(g.new(rows * n_e, 4))  # softmax(router_logits, dtype=float) result
             g.transient(logits.nbytes)
         quantized = any(x.leaf in st.quantized for x in lin.experts)
-        # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit)
-        e = n2.elem if quantized else (2 if st.autocast else n2.elem)
+        # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit);
+        # transformers 5's grouped_mm experts are not autocast: they cast the input to the
+        # experts' dtype (integrations/moe.py _grouped_mm), fp32 after QLoRA's k-bit upcast
+        e = n2.elem if quantized else st.weight_elem
         w_trains = st.full and not quantized
         tokens = rows * k
         # LoRA leaves are names: Qwen2-MoE's shared expert has a down_proj of its own
@@ -503,8 +550,6 @@ class BlockWalker:
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
-        if st.autocast and st.weight_elem == 4:
-            g.save_bytes(2 * sum(x.weight_numel for x in lin.experts))
         out = g.new(rows * h, n2.elem, True)
         if lin.shared:
             out = g.add(out, self.shared_expert(n2))
@@ -545,6 +590,12 @@ class ActivationAccount:
     recompute_peak_bytes: int = 0
     recompute_attn_peak_bytes: int = 0  # the same block at eager softmax's backward
     ids_bytes: int = 0  # token ids, labels and rotary tables: live through all of backward
+    # of other_bytes, what the final norm and the head save: allocated after the last block,
+    # so not live at a peak inside it
+    after_blocks_bytes: int = 0
+    # the largest buffer inside a block during forward, with what the calling frames hold
+    # (LoRA / DoRA layers); layer_transient_bytes stands for backward's temporaries
+    forward_transient_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -578,11 +629,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     kinds = ([True] if n_masked > 0 else []) + ([False] if n_masked < L else [])
     walks = {m: walk_block(True, m) for m in kinds}
     per_layer = max(w.g.saved_bytes for w in walks.values())
-    transient = max(w.g.transient_peak for w in walks.values())
+    transient = max(max(w.g.transient_peak, w.bwd_proxy) for w in walks.values())
+    fwd_transient = max(max(w.g.transient_peak, w.fwd_transient - w.g.saved_bytes)
+                        for w in walks.values())
     if spec.is_encoder:
         # BertModel holds embedding_output (LayerNorm's output: fp32 under autocast) through
         # the whole encoder loop
         transient += rows * h * (4 if st.autocast else st.r)
+        fwd_transient += rows * h * (4 if st.autocast else st.r)
     # Gemma 2/3 lay sliding layers out first in each pattern: layer 0 is a masked one
     first_masked = n_masked > 0
     # Without checkpointing, the first block's input needs no gradient unless the embedding
@@ -619,6 +673,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         head_st = st if lm_head_trains == st.full else _with_full(st, lm_head_trains)
         tail.st = head_st
         tail.linear(x, head)
+    # saved after the last block: not yet allocated while that block runs
+    after_blocks = tail.g.saved_bytes
     if encoder or spec.family == "gpt":
         # embeddings: LayerNorm (BERT) and dropout after the embedding sum
         emb = tail.g.new(rows * h, st.r, True)
@@ -701,7 +757,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         other_bytes=other, saved_total_bytes=saved_total, logits_forward_bytes=fwd,
         logits_backward_bytes=bwd, logits_saved_bytes=f32, recompute_bytes=recompute,
         autocast_cache_bytes=cache, recompute_peak_bytes=recompute_peak,
-        recompute_attn_peak_bytes=attn_peak, ids_bytes=ids,
+        recompute_attn_peak_bytes=attn_peak, ids_bytes=ids, after_blocks_bytes=after_blocks,
+        forward_transient_bytes=fwd_transient,
     )
 
 

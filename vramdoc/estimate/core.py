@@ -340,7 +340,12 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     load = {**zero, **base}
     # forward peaks either inside the last block (its transient buffers) or at the loss (the
     # logits chain); both on top of everything saved so far
-    in_block = acts.layer_transient_bytes > acts.logits_forward_bytes
+    # Without checkpointing, a peak inside the last block (LoRA / DoRA layers, with what the
+    # calling frames hold) comes before the final norm and the head save anything; the
+    # checkpointed forward keeps its own account (layer_transient_bytes on top of all saved).
+    in_block_bytes = acts.layer_transient_bytes if ckpt else max(
+        acts.forward_transient_bytes, acts.layer_transient_bytes) - acts.after_blocks_bytes
+    in_block = in_block_bytes > acts.logits_forward_bytes
     live = {**base, "weights": base["weights"] + gathered}
     g_loss = gathered if parts.gathered_loss is None else parts.gathered_loss
     g_bwd = gathered if parts.gathered_backward is None else parts.gathered_backward
@@ -354,7 +359,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                 "gradients": grads_fwd + grads_fwd_comm,
                 "activations": acts.saved_total_bytes
                 + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
-                + (acts.layer_transient_bytes if block else 0),
+                + (in_block_bytes if block else 0),
                 "logits": 0 if block else acts.logits_forward_bytes}
 
     forward = forward_at(in_block)

@@ -17,6 +17,15 @@ change what autograd saves, and both are emulated here while a cpu/fake probe ru
   ``AutocastCPU`` kernels of those ops for the duration of the probe, and makes the ops CPU
   autocast runs in fp32 but CUDA leaves alone run unchanged.
 
+- **Grouped GEMM dtypes.** CUDA's ``aten::_grouped_mm`` takes a CUTLASS fast path for bf16 and
+  loops ``mm_out`` over the groups for other dtypes (aten/src/ATen/native/cuda/GroupedBlas.cpp,
+  ``_grouped_mm_fallback``), but torch 2.13's meta registration (``_meta_grouped_mm_common``)
+  rejects anything but bf16, so a fake trace of fp32 experts (QLoRA's k-bit upcast of MoE
+  experts) dies where a GPU runs. :func:`_grouped_mm_any_dtype` sends non-bf16 grouped GEMMs of
+  transformers' MoE layers to transformers' own fallback op (``grouped_mm_fallback``, with a
+  fake kernel), which keeps the same tensors for backward (input and weight) and returns the
+  same output.
+
 SDPA needs no emulation beyond :func:`vramdoc.probe.devices._gpu_attention_dropout`: with a
 16-bit q/k/v and no mask CUDA picks the flash kernel, with a mask the memory-efficient one
 (flash takes no mask); both keep q, k, v, the output and an fp32 log-sum-exp, and the
@@ -146,7 +155,30 @@ def _fused_dropout() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _grouped_mm_any_dtype() -> Iterator[None]:
+    """Non-bf16 grouped GEMMs of transformers' MoE experts through its fallback op."""
+    try:
+        from transformers.integrations import moe
+    except ImportError:  # an older transformers: no fused experts
+        yield
+        return
+    original = getattr(moe, "_can_use_grouped_mm", None)
+    if original is None:
+        yield
+        return
+
+    def can_use(input: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> bool:
+        return weight.dtype == torch.bfloat16 and bool(original(input, weight, offs))
+
+    moe._can_use_grouped_mm = can_use
+    try:
+        yield
+    finally:
+        moe._can_use_grouped_mm = original
+
+
+@contextlib.contextmanager
 def cuda_semantics() -> Iterator[None]:
-    """Both emulations (see the module docstring)."""
-    with _cuda_autocast_lists(), _fused_dropout():
+    """The emulations of the module docstring."""
+    with _cuda_autocast_lists(), _fused_dropout(), _grouped_mm_any_dtype():
         yield

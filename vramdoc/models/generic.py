@@ -18,6 +18,7 @@ from typing import Any
 from vramdoc.errors import ConfigError, UnknownModelError
 from vramdoc.models._block import block_facts
 from vramdoc.models._cfg import checkpoint_dtype
+from vramdoc.models.inventory import summary_fields
 from vramdoc.models.spec import ModelSpec, ParamGroup
 from vramdoc.safeload import show
 
@@ -59,17 +60,8 @@ def generic_spec(config: Mapping[str, Any], *, name: str, hf_id: str = "",
     except ConfigError as exc:
         raise ConfigError(exc.problems, f"{name}: config", exc.hint) from None
     return ModelSpec(
-        name=name, hf_id=hf_id, model_type=mt, family=summary.family,
-        hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,
-        num_attention_heads=summary.num_attention_heads,
-        num_key_value_heads=summary.num_key_value_heads, head_dim=summary.head_dim,
-        intermediate_size=summary.intermediate_size, vocab_size=summary.vocab_size,
-        max_position_embeddings=summary.max_position_embeddings,
-        tie_word_embeddings=summary.tie_word_embeddings, gated_mlp=summary.gated_mlp,
-        num_local_experts=summary.num_local_experts,
-        num_experts_per_tok=summary.num_experts_per_tok,
-        checkpoint_dtype=checkpoint_dtype(config), sliding_window=summary.sliding_window,
-        source=source, config=dict(config), attn_implementations=summary.attn_implementations,
+        name=name, hf_id=hf_id, model_type=mt, **summary_fields(summary),
+        checkpoint_dtype=checkpoint_dtype(config), source=source, config=dict(config),
         hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
         hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
         rotary=facts.rotary, use_cache=facts.use_cache, sliding_layers=facts.sliding_layers,

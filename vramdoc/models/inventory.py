@@ -106,6 +106,15 @@ def _check_task(name: str, mt: str, arch: _Arch, task: str) -> None:
                          f"use task {' or '.join(arch.tasks)} for this model")
 
 
+
+def summary_fields(summary: Any) -> dict[str, Any]:
+    """The :class:`ModelSpec` fields read as they are off a config's summary."""
+    return {k: getattr(summary, k) for k in (
+        "family", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "head_dim", "intermediate_size", "vocab_size",
+        "max_position_embeddings", "tie_word_embeddings", "gated_mlp", "num_local_experts",
+        "num_experts_per_tok", "sliding_window", "attn_implementations")}
+
 def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
                      source: str = "", aliases: tuple[str, ...] = ()) -> ModelSpec:
     """Build a ModelSpec from a Hugging Face ``config.json`` mapping.
@@ -138,19 +147,10 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
     except ConfigError as exc:  # name the file, as for the other fields
         raise ConfigError(exc.problems, c.what, exc.hint) from None
     return ModelSpec(
-        name=name, hf_id=hf_id, model_type=mt, family=summary.family,
-        hidden_size=summary.hidden_size, num_hidden_layers=summary.num_hidden_layers,
-        num_attention_heads=summary.num_attention_heads,
-        num_key_value_heads=summary.num_key_value_heads, head_dim=summary.head_dim,
-        intermediate_size=summary.intermediate_size, vocab_size=summary.vocab_size,
-        max_position_embeddings=summary.max_position_embeddings,
-        tie_word_embeddings=summary.tie_word_embeddings, gated_mlp=summary.gated_mlp,
-        num_local_experts=summary.num_local_experts,
-        num_experts_per_tok=summary.num_experts_per_tok, is_encoder=summary.is_encoder,
-        checkpoint_dtype=dtype, sliding_window=summary.sliding_window, source=source,
+        name=name, hf_id=hf_id, model_type=mt, **summary_fields(summary),
+        is_encoder=summary.is_encoder, checkpoint_dtype=dtype, source=source,
         config=dict(config), remote_code=summary.remote_code, aliases=tuple(aliases),
-        loss=summary.loss, attn_implementations=summary.attn_implementations,
-        hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
+        loss=summary.loss, hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
         hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
         rotary=facts.rotary, qk_norm=facts.qk_norm, shared_block_norm=facts.shared_block_norm,
         use_cache=facts.use_cache, attn_softcap=facts.attn_softcap,

@@ -38,13 +38,17 @@ def test_fsdp1_shard_grad_op_keeps_whole_parameters() -> None:
 def test_fsdp2_shard_grad_op_shards_parameters_and_gathers_every_layer_in_forward() -> None:
     # fully_shard(reshard_after_forward=False) shards the parameters all the same (the sharded
     # fake probe: the same load bytes as full_shard); each layer's unsharded copy lives from
-    # its forward to its backward: inside the last layer all 32 layers plus one all-gather
-    # output (the tail [norm, lm_head] is gathered only after them)
+    # its forward to its backward, the embedding's too (accelerate gives it the same
+    # reshard_after_forward). The forward peaks when the tail [norm, lm_head] is gathered:
+    # all 32 layers, the last one's all-gather output, the embedding, the tail's all-gather
+    # output and its unsharded copy (traced by bench_sharded_probe)
     one = estimate(_full()).phase_components["optimizer_step"]
     est = estimate(_full(4, "shard_grad_op auto_wrap"))
     step, fwd = est.phase_components["optimizer_step"], est.phase_components["forward"]
     assert step["weights"] == pytest.approx(one["weights"] / 4, rel=1e-6)
-    assert fwd["weights"] - step["weights"] == (32 + 1) * 2 * 202_383_360
+    embedding, tail = 32_000 * 4_096 * 2, (32_000 * 4_096 + 4_096) * 2
+    assert fwd["weights"] - step["weights"] == (32 + 1) * 2 * 202_383_360 + embedding + 2 * tail
+    assert fwd["logits"] == 0  # before the head makes them
 
 
 def test_fsdp2_mixed_precision_keeps_fp32_shards_of_a_full_fine_tune() -> None:

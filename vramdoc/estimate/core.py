@@ -350,12 +350,14 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     g_loss = gathered if parts.gathered_loss is None else parts.gathered_loss
     g_bwd = gathered if parts.gathered_backward is None else parts.gathered_backward
     at_loss = {**base, "weights": base["weights"] + g_loss}
+    at_loss_fwd = at_loss if parts.gathered_forward_loss is None else {
+        **base, "weights": base["weights"] + parts.gathered_forward_loss}
     in_bwd = {**base, "weights": base["weights"] + g_bwd}
     # communication buckets (ZeRO's ipg buffers) are allocated once and kept: through backward,
     # and through the next forward; counted with the gradients
     grads_fwd_comm = parts.comm_bytes
     def forward_at(block: bool) -> dict[str, int]:
-        return {**zero, **(live if block else at_loss), "optimizer_states": states,
+        return {**zero, **(live if block else at_loss_fwd), "optimizer_states": states,
                 "gradients": grads_fwd + grads_fwd_comm,
                 "activations": acts.saved_total_bytes
                 + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
@@ -367,8 +369,14 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         other = forward_at(not in_block)
         if sum(other.values()) > sum(forward.values()):
             forward = other
+    if parts.gathered_before_head is not None:  # FSDP2 shard_grad_op: the tail's all-gather
+        head = {**forward_at(False), "weights": base["weights"] + parts.gathered_before_head,
+                "logits": 0}
+        if sum(head.values()) > sum(forward.values()):
+            forward = head
     bwd_start = {**zero, **at_loss, "optimizer_states": states,
-                 "gradients": grads_fwd + unit_grads + grads_fwd_comm,
+                 "gradients": grads_fwd + grads_fwd_comm + (
+                     unit_grads if parts.unit_grads_loss is None else parts.unit_grads_loss),
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes

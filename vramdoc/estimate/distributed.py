@@ -83,6 +83,15 @@ class DistParts:
     # they differ from what a block's forward gathers (None: ``gathered`` throughout)
     gathered_loss: int | None = None
     gathered_backward: int | None = None
+    # FSDP2 shard_grad_op: parameters gathered beyond the resident ones at the loss in forward,
+    # when more than at the start of backward (the tail's and the last layer's all-gather
+    # outputs; None: ``gathered_loss``)
+    gathered_forward_loss: int | None = None
+    # FSDP2 shard_grad_op: gathered beyond the resident ones while the tail is all-gathered,
+    # after the last block and before the logits (None: no such instant of its own)
+    gathered_before_head: int | None = None
+    # FSDP2: the unsharded gradient at the start of backward, the tail's (None: ``unit_grads``)
+    unit_grads_loss: int | None = None
 
 
 def sharding(setup: TrainSetup) -> Sharding:

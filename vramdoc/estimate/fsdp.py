@@ -152,7 +152,7 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         return DistParts(base, grads, states, temps, paged, 0, 0)
     o = options(setup) if sh.engine == "fsdp" else None
     gathered = unit_grads = pool = init_cache = 0
-    g_loss = g_bwd = None
+    g_loss = g_bwd = g_fwd_loss = g_head = tail_grads = None
     if sh.gathered_units:
         def sharded_part(acc: Any) -> int:
             return int(acc.weights_bytes + acc.adapters_bytes
@@ -190,11 +190,34 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                 and (g.kind != EMBEDDING or g.path in heads)))
             tail_full = sharded_part(tail) // mp
             tail_extra = tail_full - shard(tail_full, sh.params_div)
+            # the tail's backward runs first: at the start of backward the unsharded
+            # gradients are the tail's (post_backward reduce-scatters them before any layer's
+            # backward makes its own), not a layer's
+            tail_grads = tail.trainable_bytes
             if o.reshard_after_forward:
                 gathered, g_loss, g_bwd = 3 * unit, tail_extra + unit, 2 * unit
             else:
-                gathered = (L + 1) * unit
-                g_loss, g_bwd = L * unit + tail_extra, L * unit
+                # shard_grad_op: accelerate hands the input embedding the same
+                # reshard_after_forward=False, so it stays unsharded (a whole copy beside its
+                # shard) from its forward to its backward, as every layer does; the tail's
+                # unsharded copy likewise (FSDPParamGroup.post_forward reshards only when
+                # post_forward_mesh_info is set). Traced (bench_sharded_probe, rank 0 of 8):
+                # - inside the last layer: the earlier L-1 layers unsharded plus the three
+                #   units full_shard has there, and the embedding;
+                # - when the tail is gathered, before the head makes the logits: every layer
+                #   unsharded, the last layer's all-gather output, the tail's all-gather output
+                #   and its unsharded copy, and the embedding;
+                # - at the loss: the same but the last layer's all-gather output (the tail's
+                #   is kept in comm_ctx.all_gather_state until the root's _post_forward frees
+                #   it, _fsdp_state.py);
+                # - at the start of backward (after the root's post-forward) and in the
+                #   blocks' backward: the layers and the embedding unsharded; the tail until
+                #   its post_backward reshards it.
+                emb_full = sharded_part(root) // mp - tail_full
+                gathered = (L + 2) * unit + emb_full
+                g_head = (L + 1) * unit + emb_full + 2 * tail_full
+                g_fwd_loss = L * unit + emb_full + 2 * tail_full
+                g_loss, g_bwd = L * unit + emb_full + tail_full, L * unit + emb_full
         unit_grads = blocks.trainable_bytes // L
         extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output
         pool = extra_units * unit
@@ -219,5 +242,7 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                      init_cache_bytes=init_cache,
                      grads_on_comm_stream=sh.engine == "fsdp" and sh.grads_div > 1,
                      gathered_loss=g_loss, gathered_backward=g_bwd,
+                     gathered_forward_loss=g_fwd_loss, gathered_before_head=g_head,
+                     unit_grads_loss=tail_grads,
                      device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
                      autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

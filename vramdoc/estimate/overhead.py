@@ -75,9 +75,10 @@ def sharded_reserved_bytes(totals: dict[str, int], gathered: dict[str, int], gat
     - the all-gather stream: the gathered parameters (``gathered``: per phase, the units
       materialised at once and the unsharded root; ``gathered_peak`` the most at any instant)
       plus ``pool`` (what is freed but not yet reusable there: FSDP1 frees an unsharded
-      unit with ``record_stream`` on the compute stream and its rate limiter, ``limit_all_gathers``, lets the next all-gather be issued once the older
-      of two queued frees has completed, so one freed unit is still pending; plus, for FSDP1,
-      the unsharded gradient ``record_stream``ed to the reduce-scatter stream);
+      unit with ``record_stream`` on the compute stream and its rate limiter,
+      ``limit_all_gathers``, lets the next all-gather be issued once the older of two queued
+      frees has completed, so one freed unit is still pending; plus, for FSDP1, the unsharded
+      gradient ``record_stream``ed to the reduce-scatter stream);
     - the reduce-scatter stream: FSDP's sharded gradients (``stream_grads`` per phase), which
       FSDP1 allocates there (``_reduce_grad``: ``new_sharded_grad`` under the post-backward
       stream, kept as ``_saved_grad_shard`` and then ``.grad``; torch's own comment: "for the

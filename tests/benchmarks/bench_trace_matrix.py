@@ -119,6 +119,12 @@ SKIPPED = {
     # peft 0.21 tuners/lora/layer.py ParamWrapper: "does not work with use_dora=True"
     ("mixtral", "dora"): "peft 0.21 refuses DoRA on fused MoE experts (ParamWrapper)",
     ("qwen3_moe", "dora"): "peft 0.21 refuses DoRA on fused MoE experts (ParamWrapper)",
+    ("deepseek_v2", "dora"): "peft 0.21 refuses DoRA on fused MoE experts (ParamWrapper)",
+    # all-linear (lora-all, dora and qlora here) wraps PhiMoE's router, an nn.Linear subclass
+    # that returns a tuple: the real step raises AttributeError, and vramdoc refuses the setup
+    # (estimate/adapters.py, exit 2)
+    **{("phimoe", m): "PEFT's all-linear wraps PhiMoE's router (returns a tuple): the step "
+                      "crashes, vramdoc refuses it" for m in ("lora-all", "dora", "qlora")},
 }
 METHODS = ("full", "lora", "lora-all", "dora", "qlora")
 ATTNS = ("eager", "sdpa")

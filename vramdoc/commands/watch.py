@@ -157,10 +157,15 @@ def _once(run_dir: str, path: Path, *, as_json: bool) -> int:
 
 
 def read_to_end(follower: Any, state: Any) -> None:
-    """Feed ``state`` the log in slices up to its current end (memory: one slice at a time)."""
+    """Feed ``state`` the log in slices up to its current end (memory: one slice at a time).
+
+    Runs of the recorder's step lines are decoded and taken in at once
+    (:meth:`~vramdoc.monitor.follower.Follower.poll_runs`, :mod:`vramdoc.monitor.batch`);
+    the result is the same as feeding every event of :meth:`Follower.poll` one by one.
+    """
     while True:
         before = follower.offset
-        state.feed(follower.poll())
+        state.feed(follower.poll_runs())
         if follower.at_end() or follower.offset == before:  # the end, or unreadable now
             break
     state.feed(follower.finish())

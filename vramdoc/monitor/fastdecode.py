@@ -82,19 +82,49 @@ def _build() -> Callable[[bytes], DecodedStep] | None:
     decode = msgspec.json.Decoder(Step).decode
     asdict = msgspec.structs.asdict
 
-    def fast(raw: bytes) -> DecodedStep:
-        if b"\\u" in raw:  # escapes: the plain path checks lone surrogates and says so
-            raise ValueError("escape")
-        ev = DecodedStep(asdict(decode(raw)))
+    def to_event(step: Step) -> DecodedStep:
+        ev = DecodedStep(asdict(step))
         gpu = ev["gpu"]
         if gpu is not None:
             ev["gpu"] = asdict(gpu)
         return ev
 
+    def fast(raw: bytes) -> DecodedStep:
+        if b"\\u" in raw:  # escapes: the plain path checks lone surrogates and says so
+            raise ValueError("escape")
+        return to_event(decode(raw))
+
+    decode_many = msgspec.json.Decoder(list[Step]).decode  # type: ignore[valid-type]
+
+    def run(lines: list[bytes]) -> StepRun:
+        """Many step lines in one call (``[line,line,...]``); raises as ``fast`` would on any."""
+        blob = b"[" + b",".join(lines) + b"]"
+        if b"\\u" in blob:
+            raise ValueError("escape")
+        steps = decode_many(blob)
+        # Each line must be one element, as read alone. The follower only passes lines that
+        # start with '{"v":1,"kind":"step"' and end with '}', so no string or container can run
+        # from one line into the next and type-check (the schema has no field that holds an
+        # object of this shape); a line holding two objects shows in the count.
+        if len(steps) != len(lines):
+            raise ValueError("lines and elements differ")
+        return StepRun(steps)
+
+    _RUN.append((run, to_event))
     return fast
 
 
+class StepRun(list):  # type: ignore[type-arg]
+    """Consecutive step lines decoded at once (msgspec Structs, not dicts): what
+    :meth:`~vramdoc.monitor.follower.Follower.poll_runs` hands :class:`~.run.RunState` so the
+    watch can take many steps at once (:mod:`vramdoc.monitor.batch`). Each element becomes
+    the event ``fast`` would return through :func:`run_decoder`'s ``to_event``."""
+
+    __slots__ = ()
+
+
 _FAST: list[Callable[[bytes], DecodedStep] | None] = []  # built on first use
+_RUN: list[tuple[Callable[[list[bytes]], StepRun], Callable[[object], DecodedStep]]] = []
 
 
 def step_decoder() -> Callable[[bytes], DecodedStep] | None:
@@ -106,3 +136,15 @@ def step_decoder() -> Callable[[bytes], DecodedStep] | None:
         _FAST.append(_build())
     return _FAST[0]
 
+
+
+def run_decoder() -> tuple[Callable[[list[bytes]], StepRun],
+                           Callable[[object], DecodedStep]] | None:
+    """``(decode_lines, to_event)`` for runs of step lines, or None without msgspec.
+
+    ``decode_lines(lines)`` takes exactly the lines :func:`step_decoder`'s function takes (the
+    same typed schema, element by element) and raises ValueError when any one of them is not
+    taken; ``to_event(struct)`` is the event that function returns for that line.
+    """
+    step_decoder()
+    return _RUN[0] if _RUN else None

@@ -36,6 +36,11 @@ CHUNK_BYTES = 4 * 2**20
 # The longest line kept; a header with a large plan is some kilobytes.
 MAX_LINE_BYTES = 16 * 2**20
 _HEADER_MARK = re.compile(rb'"kind"\s*:\s*"header"')
+# poll_runs: bytes per read (a run of ~26,000 of the recorder's step lines), and the shortest
+# run of step lines decoded and taken in at once (shorter ones go line by line)
+RUN_CHUNK_BYTES = 16 * 2**20
+MIN_RUN = 64
+_STEP_START = b'{"v":1,"kind":"step"'
 
 
 class FollowerStatus(StrEnum):
@@ -189,6 +194,52 @@ class Follower:
 
     def poll(self, max_bytes: int = CHUNK_BYTES) -> list[dict[str, Any]]:
         """Events completed since the last poll (possibly none). Never raises on bad data."""
+        lines = self._read_lines(max_bytes)
+        events: list[dict[str, Any]] = []
+        if lines:
+            self._decode_lines(lines, events)
+        return events
+
+    def poll_runs(self, max_bytes: int = RUN_CHUNK_BYTES) -> list[Any]:
+        """:meth:`poll`, with runs of the recorder's plain step lines decoded at once.
+
+        Returns events and :class:`~vramdoc.monitor.fastdecode.StepRun` lists (one per run of
+        at least :data:`MIN_RUN` consecutive step lines that all take the fast path), in file
+        order: :meth:`RunState.feed <vramdoc.monitor.run.RunState.feed>` takes both. A run
+        with any line the fast path refuses is read line by line, exactly as :meth:`poll`
+        reads it, so the counts and messages are the same.
+        """
+        lines = self._read_lines(max_bytes)
+        out: list[Any] = []
+        if not lines:
+            return out
+        runs = _run_decoder() if self.fast else None
+        if runs is None:
+            self._decode_lines(lines, out)
+            return out
+        decode_run = runs[0]
+        start = 0  # first line not yet decoded
+        i, n = 0, len(lines)
+        while i < n:
+            j = i
+            while j < n and _is_run_line(lines[j]):
+                j += 1
+            if j - i >= MIN_RUN:
+                try:
+                    run = decode_run(lines[i:j])
+                except ValueError:
+                    pass
+                else:
+                    self._decode_lines(lines[start:i], out)
+                    self.line_no += j - i
+                    out.append(run)
+                    start = j
+            i = j + 1
+        self._decode_lines(lines[start:], out)
+        return out
+
+    def _read_lines(self, max_bytes: int) -> list[bytes]:
+        """The complete lines that arrived since the last read (an over-long one dropped)."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -223,7 +274,10 @@ class Follower:
             self._buffer = b""
             self._dropping = True
             self.oversized += 1
-        events: list[dict[str, Any]] = []
+        return lines
+
+    def _decode_lines(self, lines: list[bytes], events: list[Any]) -> None:
+        """Decode ``lines`` one by one onto ``events`` (the fast path first, when on)."""
         fast = _fast_decoder() if self.fast else None
         for raw in lines:
             self.line_no += 1
@@ -236,7 +290,6 @@ class Follower:
             event = self._decode(raw)
             if event is not None:
                 events.append(event)
-        return events
 
     def at_end(self) -> bool:
         """True when everything the file holds now has been read."""
@@ -321,6 +374,18 @@ def _fast_decoder() -> Any:
     from vramdoc.monitor.fastdecode import step_decoder
 
     return step_decoder()
+
+
+def _run_decoder() -> Any:
+    from vramdoc.monitor.fastdecode import run_decoder
+
+    return run_decoder()
+
+
+def _is_run_line(raw: bytes) -> bool:
+    """A line that may join a run: the recorder's step-line start, one object, not too long."""
+    return (raw.startswith(_STEP_START) and len(raw) <= MAX_LINE_BYTES
+            and raw.rstrip(b" \t\r").endswith(b"}"))
 
 
 def _encodable(event: Any) -> bool:

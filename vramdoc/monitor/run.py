@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.monitor.context import ContextBuilder
-from vramdoc.monitor.fastdecode import DecodedStep
+from vramdoc.monitor.fastdecode import DecodedStep, StepRun
 from vramdoc.monitor.outcome import Outcome, from_end, without_end
 from vramdoc.monitor.schema import decode_float
 
@@ -201,6 +201,8 @@ class RunState:
     _episodes: dict[str, int] = field(default_factory=dict)
     _latest_alert: dict[str, Alert] = field(default_factory=dict)  # code -> its last episode
     _live: list[Any] | None = None  # the rules that can fire in this session (live_rules)
+    _vector: Any = None  # the live rules over columns (batch.VectorRules); False: not possible
+    batched_steps: int = 0  # steps taken in runs (vramdoc.monitor.batch), for tests and figures
 
     @classmethod
     def with_rules(cls) -> RunState:
@@ -280,6 +282,9 @@ class RunState:
         :attr:`failed_events` and skipped: a watch never dies on a line.
         """
         for ev in events:
+            if type(ev) is StepRun:  # Follower.poll_runs: many step lines at once
+                self._feed_run(ev)
+                continue
             try:
                 self._feed_one(ev)
             except Exception as exc:  # noqa: BLE001 - the line, not the watch, is at fault
@@ -331,6 +336,7 @@ class RunState:
         self._episodes = {}
         self._latest_alert = {}
         self._live = None
+        self._vector = None
 
     def _session_record(self) -> dict[str, Any]:
         return {"session": self.session, "steps": self.step_count, "last_step": self._max_step,
@@ -356,6 +362,47 @@ class RunState:
         self.last_context = context
         if self.rules:
             self._alerts(step, context, prev)
+
+    def _feed_run(self, run: StepRun) -> None:
+        """Step events decoded as a run: the longest stretches that move the run forward in
+        this session go through :func:`vramdoc.monitor.batch.take_run`; any other step (late,
+        repeated, another session's) and any stretch the batch path does not take are fed
+        one by one, as :meth:`feed` feeds events."""
+        from vramdoc.monitor.batch import take_run
+        from vramdoc.monitor.fastdecode import run_decoder
+
+        decoders = run_decoder()
+        assert decoders is not None  # a StepRun was decoded by it
+        to_event = decoders[1]
+        i, n = 0, len(run)
+        while i < n:
+            j = self._forward_stretch(run, i)
+            if j - i >= 32 and take_run(self, run[i:j], to_event):
+                i = j
+                continue
+            for s in run[i:max(j, i + 1)]:
+                try:
+                    self._feed_one(to_event(s))
+                except Exception as exc:  # noqa: BLE001 - as in feed()
+                    self.failed_events += 1
+                    self.failed_reason = f"{type(exc).__name__}: {exc}"[:200]
+            i = max(j, i + 1)
+
+    def _forward_stretch(self, run: StepRun, i: int) -> int:
+        """End of the stretch from ``i`` of steps of this session with rising step numbers
+        above every step seen (``i`` itself when ``run[i]`` is not one)."""
+        last = self._max_step if self._max_step is not None else -1
+        session = self.session
+        j, n = i, len(run)
+        while j < n:
+            s = run[j]
+            step = s.step
+            if step is None or step <= last or (session is not None and s.session is not None
+                                                and s.session != session):
+                break
+            last = step
+            j += 1
+        return j
 
     def _late_step(self, step: int, ev: dict[str, Any]) -> None:
         """A step number at or below the highest seen: place it, or replace its twin."""

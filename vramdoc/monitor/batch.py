@@ -33,6 +33,8 @@ import math
 import statistics
 import sys
 from collections import deque
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,10 @@ STRICT = False
 _NAN = math.nan
 
 
+_FIELDS = attrgetter("step", "loss", "grad_norm", "lr", "loss_scale", "tokens_per_s",
+                     "step_time_s", "skipped", "interrupted", "mem", "gpu")
+
+
 class Unsupported(Exception):
     """Something this module does not take: the caller goes step by step."""
 
@@ -63,19 +69,20 @@ class Unsupported(Exception):
 # --- sums as Python's sum() does them ---------------------------------------------------------
 
 def _sum_plain(m: np.ndarray) -> np.ndarray:
-    """``sum(row)`` for each row of floats, added left to right (CPython before 3.12)."""
-    acc = 0.0 + m[:, 0]
-    for k in range(1, m.shape[1]):
-        acc = acc + m[:, k]
+    """``sum(column)`` for each column of ``m`` (shape: terms x sums), added in order, as
+    CPython before 3.12 adds floats."""
+    acc = 0.0 + m[0]
+    for k in range(1, m.shape[0]):
+        acc = acc + m[k]
     return acc
 
 
 def _sum_neumaier(m: np.ndarray) -> np.ndarray:
-    """``sum(row)`` as CPython 3.12+ adds floats (Neumaier's compensated summation)."""
-    f = 0.0 + m[:, 0]
+    """``sum(column)`` as CPython 3.12+ adds floats (Neumaier's compensated summation)."""
+    f = 0.0 + m[0]
     c = np.zeros_like(f)
-    for k in range(1, m.shape[1]):
-        x = m[:, k]
+    for k in range(1, m.shape[0]):
+        x = m[k]
         t = f + x
         c = c + np.where(np.abs(f) >= np.abs(x), (f - t) + x, (x - t) + f)
         f = t
@@ -95,12 +102,12 @@ def _row_sum() -> Any:
         found = None
         for fn in ((_sum_plain, _sum_neumaier) if sys.version_info < (3, 12)
                    else (_sum_neumaier, _sum_plain)):
-            got = fn(m)
+            got = fn(m.T.copy())
             ints = np.round(m * 1e6)  # the slope's last point is an int (the bytes read)
             mixed = np.concatenate([m[:, :-1], ints[:, -1:]], axis=1)
             if all(float(g) == sum(row.tolist()) for g, row in zip(got, m, strict=True)) and \
                     all(float(g) == sum(row[:-1].tolist() + [int(row[-1])])
-                        for g, row in zip(fn(mixed), mixed, strict=True)):
+                        for g, row in zip(fn(mixed.T.copy()), mixed, strict=True)):
                 found = fn
                 break
         _SUM.append(found)
@@ -160,28 +167,27 @@ class _Run:
         b.curves = c = copy.copy(b.curves)
         self.structs = structs
         n = self.n = len(structs)
-        steps = [s.step for s in structs]
+        # the fields as columns: one C-level pass (attrgetter + zip) rather than one per field
+        (steps, loss, gn, lr, scale, tps, dts, skipped, interrupted, mems,
+         gpus) = map(list, zip(*map(_FIELDS, structs), strict=True))
         self.steps = steps
         S = np.array(steps, dtype=np.float64)
         self.S = S
-        loss = [s.loss for s in structs]
-        gn = [s.grad_norm for s in structs]
-        lr = [s.lr for s in structs]
-        scale = [s.loss_scale for s in structs]
-        tps = [s.tokens_per_s for s in structs]
-        dts = [s.step_time_s for s in structs]
         self.loss, self.gn, self.lr, self.scale = loss, gn, lr, scale
         L, G, LR, SC = _arr(loss), _arr(gn), _arr(lr), _arr(scale)
         T, DT = _arr(tps), _arr(dts)
+        self.tps, self.dts = tps, dts
         for col in (L, G, LR, SC, T, DT):
             if np.any((col == 0) & np.signbit(col)):
                 raise Unsupported("-0.0")
         self.L, self.G, self.LR, self.SC = L, G, LR, SC
-        mems = [s.mem for s in structs]
-        gpus = [s.gpu for s in structs]
 
-        def mem(key: str) -> np.ndarray:
-            return _arr([m.get(key) if m else None for m in mems])
+        if None in mems:
+            def mem(key: str) -> np.ndarray:
+                return _arr([m.get(key) if m else None for m in mems])
+        else:  # every step has its figures (a GPU run): dict.get in C
+            def mem(key: str) -> np.ndarray:
+                return _arr(list(map(dict.get, mems, repeat(key))))
 
         A, R, PA, PR, RT = (mem("allocated_bytes"), mem("reserved_bytes"),
                             mem("peak_allocated_bytes"), mem("peak_reserved_bytes"),
@@ -208,12 +214,12 @@ class _Run:
         false = np.zeros(n, dtype=bool)
         put("loss_nonfinite", false)  # the fast path takes finite numbers only
         put("grad_norm_nonfinite", false)
-        sk = np.array([bool(s.skipped) for s in structs], dtype=bool)
+        sk = np.array(list(map(bool, skipped)), dtype=bool)
         self.sk = sk
         put("skipped", sk)
         self.streak = _streak(sk, b.skipped_streak)
         put("skipped_streak", self.streak.astype(np.float64))
-        put("interrupted", np.array([bool(s.interrupted) for s in structs], dtype=bool))
+        put("interrupted", np.array(list(map(bool, interrupted)), dtype=bool))
         put("mem_allocated_bytes", A, none(A))
         put("mem_reserved_bytes", R, none(R))
         put("mem_peak_allocated_bytes", PA, none(PA))
@@ -252,7 +258,7 @@ class _Run:
     def _throughput(self, structs: list[Any], T: np.ndarray, DT: np.ndarray) -> None:
         b, n = self.b, self.n
         rates = [t if t else (1.0 / d if d is not None and math.isfinite(d) and d else None)
-                 for t, d in zip(self.col_list(T), self.col_list(DT), strict=True)]
+                 for t, d in zip(self.tps, self.dts, strict=True)]
         self.rates = rates
         interrupted = self.cols["interrupted"][0]
         RA = _arr(rates)
@@ -364,14 +370,14 @@ class _Run:
             rows = np.flatnonzero(width == m)
             if not len(rows):
                 continue
-            idx = (end[rows] - m)[:, None] + np.arange(m)
+            idx = np.arange(m)[:, None] + (end[rows] - m)  # terms x rows: rows contiguous
             X, Y = xs[idx], ys[idx]
-            mx = X.sum(axis=1) / m
+            mx = X.sum(axis=0) / m  # whole numbers below 2**53: exact, as Python's int sum
             my = summ(Y) / m
-            D = X - mx[:, None]
-            whole = np.all((D == np.floor(D)) & (np.abs(D) < 2**26), axis=1)
+            D = X - mx
+            whole = np.all((D == np.floor(D)) & (np.abs(D) < 2**26), axis=0)
             sxx = summ(D * D)
-            sxy = summ(D * (Y - my[:, None]))
+            sxy = summ(D * (Y - my))
             with np.errstate(all="ignore"):
                 g = np.where(sxx != 0, sxy / sxx, _NAN)
             out[rows[whole]] = g[whole]
@@ -942,14 +948,13 @@ def take_run(state: Any, structs: list[Any], to_event: Any) -> bool:
             if length > CHART_WINDOW + CHART_WINDOW // 4:
                 length = CHART_WINDOW
         fresh = [to_event(s) for s in structs[n - min(n, length):]]
-        loss = [v for v in run.loss if v is not None]
+        finite = run.L[~np.isnan(run.L)]
+        loss_min = float(finite.min()) if len(finite) else None
         peaks = {}
-        for key in ("peak_allocated_bytes", "peak_reserved_bytes", "allocated_bytes",
-                    "reserved_bytes"):
-            vals = [v for m in (s.mem for s in structs) if m
-                    for v in (m.get(key),) if v is not None]
-            if vals:
-                peaks[key] = max(vals)
+        for key, col in (("peak_allocated_bytes", run.PA), ("peak_reserved_bytes", run.PR),
+                         ("allocated_bytes", run.A), ("reserved_bytes", run.R)):
+            if not np.isnan(col).all():
+                peaks[key] = int(np.nanmax(col))  # whole numbers below 2**53: exact
     except Unsupported:
         return False
     except Exception:  # noqa: BLE001 - a fault here must not cost the watch: step by step
@@ -967,8 +972,8 @@ def take_run(state: Any, structs: list[Any], to_event: Any) -> bool:
     state.batched_steps += n
     keep = length - len(fresh)
     state.steps = (state.steps[len(state.steps) - keep:] if keep else []) + fresh
-    if loss:
-        low = min(loss)
+    if loss_min is not None:
+        low = loss_min
         state._loss_min = low if state._loss_min is None else min(state._loss_min, low)
     for key, v in peaks.items():
         if v > state._peaks.get(key, -1):

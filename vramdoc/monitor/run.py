@@ -394,6 +394,12 @@ class RunState:
         last = self._max_step if self._max_step is not None else -1
         session = self.session
         j, n = i, len(run)
+        if i == 0:  # the usual case at once: one session, steps rising
+            steps = [s.step for s in run]
+            if None not in steps and steps[0] > last and \
+                    all(map(int.__lt__, steps, steps[1:])) and \
+                    (session is None or {s.session for s in run} <= {session, None}):
+                return n
         while j < n:
             s = run[j]
             step = s.step

@@ -33,8 +33,7 @@ import math
 import statistics
 import sys
 from collections import deque
-from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -58,6 +57,10 @@ STRICT = False
 _NAN = math.nan
 
 
+_NUMBERS = attrgetter("step", "loss", "grad_norm", "lr", "loss_scale", "tokens_per_s",
+                      "step_time_s")
+_MEM = itemgetter("allocated_bytes", "reserved_bytes", "peak_allocated_bytes",
+                  "peak_reserved_bytes", "alloc_retries")
 _FIELDS = attrgetter("step", "loss", "grad_norm", "lr", "loss_scale", "tokens_per_s",
                      "step_time_s", "skipped", "interrupted", "mem", "gpu")
 
@@ -167,31 +170,29 @@ class _Run:
         b.curves = c = copy.copy(b.curves)
         self.structs = structs
         n = self.n = len(structs)
-        # the fields as columns: one C-level pass (attrgetter + zip) rather than one per field
-        (steps, loss, gn, lr, scale, tps, dts, skipped, interrupted, mems,
-         gpus) = map(list, zip(*map(_FIELDS, structs), strict=True))
+        # the fields as columns, a step's numbers taken together (they lie close in memory)
+        nums = np.array(list(map(_NUMBERS, structs)), dtype=np.float64)  # None -> nan
+        S, L, G, LR, SC, T, DT = nums.T.copy()
+        steps, loss, gn, lr, scale, tps, dts, skipped, interrupted, mems, gpus = (
+            map(list, zip(*map(_FIELDS, structs), strict=True)))
         self.steps = steps
-        S = np.array(steps, dtype=np.float64)
         self.S = S
         self.loss, self.gn, self.lr, self.scale = loss, gn, lr, scale
-        L, G, LR, SC = _arr(loss), _arr(gn), _arr(lr), _arr(scale)
-        T, DT = _arr(tps), _arr(dts)
         self.tps, self.dts = tps, dts
         for col in (L, G, LR, SC, T, DT):
             if np.any((col == 0) & np.signbit(col)):
                 raise Unsupported("-0.0")
         self.L, self.G, self.LR, self.SC = L, G, LR, SC
 
-        if None in mems:
+        try:  # every step has every figure (a GPU run): one C-level pass
+            A, R, PA, PR, RT = np.array(list(map(_MEM, mems)), dtype=np.float64).T.copy()
+        except (KeyError, TypeError):
             def mem(key: str) -> np.ndarray:
                 return _arr([m.get(key) if m else None for m in mems])
-        else:  # every step has its figures (a GPU run): dict.get in C
-            def mem(key: str) -> np.ndarray:
-                return _arr(list(map(dict.get, mems, repeat(key))))
 
-        A, R, PA, PR, RT = (mem("allocated_bytes"), mem("reserved_bytes"),
-                            mem("peak_allocated_bytes"), mem("peak_reserved_bytes"),
-                            mem("alloc_retries"))
+            A, R, PA, PR, RT = (mem("allocated_bytes"), mem("reserved_bytes"),
+                                mem("peak_allocated_bytes"), mem("peak_reserved_bytes"),
+                                mem("alloc_retries"))
         GT = _arr([g.total_bytes if g is not None else None for g in gpus])
         for col in (A, R, PA, PR, RT, GT, S):
             if np.any(np.abs(col) >= _EXACT):
@@ -375,7 +376,7 @@ class _Run:
             mx = X.sum(axis=0) / m  # whole numbers below 2**53: exact, as Python's int sum
             my = summ(Y) / m
             D = X - mx
-            whole = np.all((D == np.floor(D)) & (np.abs(D) < 2**26), axis=0)
+            whole = np.all((np.floor(D) == D) & (np.abs(D) < 2**26), axis=0)
             sxx = summ(D * D)
             sxy = summ(D * (Y - my))
             with np.errstate(all="ignore"):
@@ -419,7 +420,7 @@ class _Run:
         # the learning rate first: the anchor update reads whether it rose
         self._lr(c, LR)
         finite_lr = ~np.isnan(LR)
-        lr_up = finite_lr & ~np.isnan(self.prev_lr) & (LR > self.prev_lr)
+        lr_up = finite_lr & ~np.isnan(self.prev_lr) & (self.prev_lr < LR)
         # anchor / best step / plateau: a recurrence, found update by update
         thr = 1 - IMPROVE
         updates: list[int] = []
@@ -581,7 +582,7 @@ class _Run:
     def _scale(self, c: Any, SC: np.ndarray) -> None:
         fs = ~np.isnan(SC)
         prev = _ffill_before(fs, SC, _NAN if c.prev_scale is None else c.prev_scale)
-        drop = fs & ~np.isnan(prev) & (SC < prev)
+        drop = fs & ~np.isnan(prev) & (prev > SC)
         self.drop_rows = np.flatnonzero(drop)
         D = np.array(list(c.scale_drops) + [self.steps[j] for j in self.drop_rows],
                      dtype=np.float64)

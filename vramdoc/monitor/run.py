@@ -368,9 +368,13 @@ class RunState:
         this session go through :func:`vramdoc.monitor.batch.take_run`; any other step (late,
         repeated, another session's) and any stretch the batch path does not take are fed
         one by one, as :meth:`feed` feeds events."""
-        from vramdoc.monitor.batch import take_run
         from vramdoc.monitor.fastdecode import run_decoder
 
+        try:
+            from vramdoc.monitor.batch import take_run
+        except ImportError:  # no numpy: every step goes one by one
+            def take_run(*_: Any) -> bool:
+                return False
         decoders = run_decoder()
         assert decoders is not None  # a StepRun was decoded by it
         to_event = decoders[1]

@@ -61,8 +61,6 @@ _NUMBERS = attrgetter("step", "loss", "grad_norm", "lr", "loss_scale", "tokens_p
                       "step_time_s")
 _MEM = itemgetter("allocated_bytes", "reserved_bytes", "peak_allocated_bytes",
                   "peak_reserved_bytes", "alloc_retries")
-_FIELDS = attrgetter("step", "loss", "grad_norm", "lr", "loss_scale", "tokens_per_s",
-                     "step_time_s", "skipped", "interrupted", "mem", "gpu")
 
 
 class Unsupported(Exception):
@@ -124,6 +122,11 @@ def _arr(values: list[Any]) -> np.ndarray:
     return np.array(values, dtype=np.float64)
 
 
+def _nones(col: np.ndarray) -> list[float | None]:
+    """A column back as the values read (nan stands for None: the fast path reads no NaN)."""
+    return [None if v != v else v for v in col.tolist()]
+
+
 def _medians(rows: np.ndarray) -> np.ndarray:
     """``_median`` of each row (nan entries left out; nan when none is left)."""
     s = np.sort(rows, axis=1)
@@ -173,12 +176,13 @@ class _Run:
         # the fields as columns, a step's numbers taken together (they lie close in memory)
         nums = np.array(list(map(_NUMBERS, structs)), dtype=np.float64)  # None -> nan
         S, L, G, LR, SC, T, DT = nums.T.copy()
-        steps, loss, gn, lr, scale, tps, dts, skipped, interrupted, mems, gpus = (
-            map(list, zip(*map(_FIELDS, structs), strict=True)))
+        if np.any(np.abs(S) >= _EXACT) or np.isnan(S).any():
+            raise Unsupported("a step number past 2**53")
+        steps = S.astype(np.int64).tolist()  # the ints read: exact below 2**53
+        skipped, interrupted, mems, gpus = (list(map(attrgetter(name), structs))
+                                            for name in ("skipped", "interrupted", "mem", "gpu"))
         self.steps = steps
         self.S = S
-        self.loss, self.gn, self.lr, self.scale = loss, gn, lr, scale
-        self.tps, self.dts = tps, dts
         for col in (L, G, LR, SC, T, DT):
             if np.any((col == 0) & np.signbit(col)):
                 raise Unsupported("-0.0")
@@ -258,11 +262,10 @@ class _Run:
     # -- throughput: W111's ratio over tput_hist ---------------------------------------------
     def _throughput(self, structs: list[Any], T: np.ndarray, DT: np.ndarray) -> None:
         b, n = self.b, self.n
-        rates = [t if t else (1.0 / d if d is not None and math.isfinite(d) and d else None)
-                 for t, d in zip(self.tps, self.dts, strict=True)]
-        self.rates = rates
+        # tokens/s when counted (truthy), else 1 / step time when finite and not 0, else None
+        RA = np.where(~np.isnan(T) & (T != 0), T,
+                      np.where(~np.isnan(DT) & (DT != 0), 1.0 / DT, _NAN))
         interrupted = self.cols["interrupted"][0]
-        RA = _arr(rates)
         app = ~interrupted & np.isfinite(RA)  # nan (None) is not finite
         self.app = app
         hist = list(b.tput_hist)
@@ -485,7 +488,7 @@ class _Run:
         """The learning-rate state machine: step by step while warmup has not ended (the
         reference rate is unknown), then over columns."""
         n, S = self.n, self.S
-        lr = self.lr
+        lr = _nones(LR) if c.lr_ref is None else []  # step by step only before the reference
         prev_lr = c.prev_lr
         rising_col = np.zeros(n, dtype=bool)
         lr_rising = np.zeros(n, dtype=bool)
@@ -624,8 +627,9 @@ class _Run:
         j = i - 1  # the last row taken in (-1: none)
         b.steps_seen = b0.steps_seen + i
         lo = max(0, i - WINDOW)
-        b.loss_hist = deque((list(b0.loss_hist) + self.loss[lo:i])[-WINDOW:], maxlen=WINDOW)
-        b.gn_hist = deque((list(b0.gn_hist) + self.gn[lo:i])[-WINDOW:], maxlen=WINDOW)
+        b.loss_hist = deque((list(b0.loss_hist) + _nones(self.L[lo:i]))[-WINDOW:],
+                            maxlen=WINDOW)
+        b.gn_hist = deque((list(b0.gn_hist) + _nones(self.G[lo:i]))[-WINDOW:], maxlen=WINDOW)
         span = WINDOW + RECENT
         h = len(b0.tput_hist)
         e = h + (int(self.cum_app[j]) if i else 0)

@@ -104,3 +104,21 @@ def test_fsdp1_keeps_its_measured_account(fsdp: str) -> None:
     assert "FSDP1" in est.strategy
     fwd = est.phase_components["forward"]["weights"] - est.phase_components["load"]["weights"]
     assert fwd > 2 * 2 * LAYER  # two layers plus the whole root
+
+
+def test_tied_model_holds_its_tail_and_starts_backward_without_a_prefetch() -> None:
+    # Qwen2.5-0.5B ties its head to the input embedding: accelerate puts both in the tail
+    # group (reshard_after_forward=False), gathered from the embedding's forward on. Traced
+    # (two layers, rank 0 of 8): the forward peak at the loss holds the tail and the last
+    # layer's all-gather output (385,079,808 B of weights); the backward peak is the loss
+    # chain's backward, before the tail's pre-backward hook on the logits prefetches layer
+    # L-1 (355,254,784 B of weights, no gradient yet)
+    spec = scaled_spec("qwen2.5-0.5b", 2)
+    s = make_setup("qwen2.5-0.5b", "full", batch=1, seq_len=512).replace(num_gpus=8)
+    est = estimate(s.replace_training(fsdp=FULL_SHARD), model=spec)
+    fwd, bwd = est.phase_components["forward"], est.phase_components["backward"]
+    # the probe rounds each of the model's small tensors (norms, biases) to a 512-byte block
+    assert abs(fwd["weights"] - 385_079_808) <= 8 * 512
+    assert abs(bwd["weights"] - 355_254_784) <= 8 * 512
+    assert bwd["gradients"] == 0
+    assert est.peak_phase == "backward"

@@ -400,9 +400,20 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
             forward = head
     bwd_start = {**zero, **at_loss, "optimizer_states": states,
                  "gradients": grads_fwd + grads_fwd_comm + (
-                     unit_grads if parts.unit_grads_loss is None else parts.unit_grads_loss),
+                     unit_grads if parts.unit_grads_loss is None else 0),
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
+    if parts.gathered_loss_chain is not None:
+        # FSDP2: the tail's pre-backward hook, which prefetches layer L-1, fires on the
+        # logits' gradient, after the loss chain's backward (fsdp.py)
+        bwd_start = {**bwd_start, "weights": base["weights"] + parts.gathered_loss_chain}
+    head_grad = None
+    if parts.unit_grads_loss is not None:
+        # FSDP2: the loss chain's fp32 buffers are freed before the head's backward makes the
+        # tail's unsharded gradient; then the logits' gradient in the compute dtype is left
+        head_grad = {**bwd_start, **at_loss,
+                     "gradients": bwd_start["gradients"] + parts.unit_grads_loss,
+                     "logits": acts.logits_saved_bytes // 2}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
     # Backward runs the model in reverse: a trainable input embedding is the last module it
     # reaches. When the embedding's backward runs, the first block's tensors (saved or
@@ -446,7 +457,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
             "gradients": last_g + grads_fwd_comm,
             "activations": t.per_device_train_batch_size * setup.max_seq_length
             * spec.hidden_size * st.r + tied}
-    candidates = [bwd_start]
+    candidates = [bwd_start] + ([head_grad] if head_grad is not None else [])
     if ckpt and acts.recompute_peak_bytes:
         # Non-reentrant checkpointing (torch.utils.checkpoint, use_reentrant=False, as
         # transformers 5 calls it): a block's saved tensors exist only while its backward

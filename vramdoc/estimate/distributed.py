@@ -109,6 +109,9 @@ class DistParts:
     # FSDP2: the unsharded gradients in the first layer's backward (layer L-1): its own and
     # the tail's reduce-scatter input, still held (None: ``unit_grads``)
     unit_grads_first: int | None = None
+    # FSDP2: parameters gathered beyond the resident ones during the loss chain's backward,
+    # before the tail's pre-backward hook prefetches a layer (None: ``gathered_loss``)
+    gathered_loss_chain: int | None = None
 
 
 def sharding(setup: TrainSetup) -> Sharding:

@@ -179,6 +179,7 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
     pending = fsdp2_unit_grads = 0
     emb_bwd: tuple[int, int] | None = None
     first_grads: int | None = None
+    g_chain: int | None = None
     if sh.gathered_units:
         o_mp = mp_compute_bytes(setup)
 
@@ -268,8 +269,29 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                 gathered, g_copy_out = 2 * unit, 3 * unit
                 g_fwd_loss = 2 * tail_full
                 g_loss, g_bwd = tail_full + unit, 2 * unit
+                # the tail's pre-backward hook sits on its output, the logits
+                # (_register_pre_backward_hook): the loss chain's backward runs before it
+                # prefetches layer L-1
+                g_chain = tail_full
                 if untied_embedding:
                     g_bwd_end = unit + emb_full
+                elif heads:
+                    # tied: the tail group holds the input embedding, so it is gathered at the
+                    # start of forward (reshard_after_forward=False) and stays whole; its
+                    # all-gather output is freed at layer 0's copy-out, and at the loss the
+                    # last layer's is the one still held. Layer 0 has nothing to prefetch
+                    # (the tail is first in post_forward_order).
+                    gathered, g_copy_out = gathered + tail_full, g_copy_out + tail_full
+                    g_fwd_loss = tail_full + unit
+                    g_bwd, g_bwd_end = g_bwd + tail_full, unit + tail_full
+                    # its post_backward waits for the embedding's gradient (the root's final
+                    # callback): the head's unsharded gradient is held through the whole
+                    # backward, no reduce-scatter input precedes layer L-1's, and the tail's
+                    # sharded gradient is made last
+                    fsdp2_unit_grads += tail_grads
+                    first_grads = fsdp2_unit_grads - (blocks.trainable_numel // L) * e16
+                    if not sh.cpu_offload:
+                        pending += shard(tail.trainable_bytes, sh.grads_div)
             else:
                 # shard_grad_op: accelerate hands the input embedding the same
                 # reshard_after_forward=False, so it stays unsharded (a whole copy beside its
@@ -325,5 +347,6 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                      unit_grads_loss=tail_grads, gathered_copy_out=g_copy_out,
                      gathered_backward_end=g_bwd_end, pending_grads=pending,
                      embedding_backward=emb_bwd, unit_grads_first=first_grads,
+                     gathered_loss_chain=g_chain,
                      device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
                      autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

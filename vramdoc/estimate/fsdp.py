@@ -280,7 +280,8 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                     # start of forward (reshard_after_forward=False) and stays whole; its
                     # all-gather output is freed at layer 0's copy-out, and at the loss the
                     # last layer's is the one still held. Layer 0 has nothing to prefetch
-                    # (the tail is first in post_forward_order).
+                    # (it is first in post_forward_order: the tail's post-forward runs after
+                    # the head).
                     gathered, g_copy_out = gathered + tail_full, g_copy_out + tail_full
                     g_fwd_loss = tail_full + unit
                     g_bwd, g_bwd_end = g_bwd + tail_full, unit + tail_full

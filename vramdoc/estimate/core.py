@@ -290,6 +290,13 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         q is not None and q.quant_method in ("bitsandbytes", "gptq")
         and setup.prepare_model_for_kbit_training) or _fsdp_checkpointing(setup)
     st = _act_setup(setup, params, spec, groups)
+    if t.fsdp and setup.num_gpus > 1:
+        from vramdoc.estimate.fsdp import mp_compute_bytes
+
+        cb = mp_compute_bytes(setup)
+        if cb is not None:  # FSDP2's policy gathers every parameter in 16-bit (fsdp.py)
+            st = replace(st, r=min(st.r, cb), weight_elem=min(st.weight_elem, cb),
+                         adapter_elem=min(st.adapter_elem, cb))
     acts: ActivationAccount = _account_activations(
         spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
@@ -299,6 +306,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         acts = _liger_logits(acts, spec, st, params, head_elem=st.weight_elem)
     sh = sharding(setup)
     parts: DistParts
+    dparams = params
     if sh.engine == "deepspeed":
         from vramdoc.estimate.zero import zero_parts
 
@@ -330,6 +338,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     base, grads, states = parts.base, parts.grads, parts.states
     temps, paged = parts.temps + parts.step_bytes, parts.paged
     gathered, unit_grads = parts.gathered, parts.unit_grads
+    unit_grads_first = unit_grads if parts.unit_grads_first is None else parts.unit_grads_first
     ga = t.gradient_accumulation_steps
     # gradients live through forward under accumulation, or when zero_grad keeps them
     grads_fwd = grads if ga > 1 or not grads_freed_after_step(setup.torch_version) else 0
@@ -353,6 +362,10 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     at_loss_fwd = at_loss if parts.gathered_forward_loss is None else {
         **base, "weights": base["weights"] + parts.gathered_forward_loss}
     in_bwd = {**base, "weights": base["weights"] + g_bwd}
+    # the end of layer 0's backward (FSDP2: its prefetch is the input embedding's unit, and
+    # its own sharded gradient is not made yet)
+    in_bwd_end = in_bwd if parts.gathered_backward_end is None else {
+        **base, "weights": base["weights"] + parts.gathered_backward_end}
     # communication buckets (ZeRO's ipg buffers) are allocated once and kept: through backward,
     # and through the next forward; counted with the gradients
     grads_fwd_comm = parts.comm_bytes
@@ -369,6 +382,17 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         other = forward_at(not in_block)
         if sum(other.values()) > sum(forward.values()):
             forward = other
+    if parts.gathered_copy_out is not None:
+        # FSDP2: the last layer's all-gather copy-out, before it saves anything: the earlier
+        # layers' activations (and, with checkpointing, every block input) and the last
+        # layer's input
+        rows_h_r = t.per_device_train_batch_size * setup.max_seq_length * spec.hidden_size * st.r
+        earlier = acts.saved_total_bytes - acts.after_blocks_bytes - (
+            0 if ckpt else max(acts.per_layer_bytes - rows_h_r, 0))
+        copy_out = {**forward_at(True), "weights": base["weights"] + parts.gathered_copy_out,
+                    "activations": earlier, "logits": 0}
+        if sum(copy_out.values()) > sum(forward.values()):
+            forward = copy_out
     if parts.gathered_before_head is not None:  # FSDP2 shard_grad_op: the tail's all-gather
         head = {**forward_at(False), "weights": base["weights"] + parts.gathered_before_head,
                 "logits": 0}
@@ -376,9 +400,20 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
             forward = head
     bwd_start = {**zero, **at_loss, "optimizer_states": states,
                  "gradients": grads_fwd + grads_fwd_comm + (
-                     unit_grads if parts.unit_grads_loss is None else parts.unit_grads_loss),
+                     unit_grads if parts.unit_grads_loss is None else 0),
                  "activations": acts.saved_total_bytes,
                  "logits": acts.logits_backward_bytes}
+    if parts.gathered_loss_chain is not None:
+        # FSDP2: the tail's pre-backward hook, which prefetches layer L-1, fires on the
+        # logits' gradient, after the loss chain's backward (fsdp.py)
+        bwd_start = {**bwd_start, "weights": base["weights"] + parts.gathered_loss_chain}
+    head_grad = None
+    if parts.unit_grads_loss is not None:
+        # FSDP2: the loss chain's fp32 buffers are freed before the head's backward makes the
+        # tail's unsharded gradient; then the logits' gradient in the compute dtype is left
+        head_grad = {**bwd_start, **at_loss,
+                     "gradients": bwd_start["gradients"] + parts.unit_grads_loss,
+                     "logits": acts.logits_saved_bytes // 2}
     end_acts = (acts.recompute_bytes if ckpt else acts.per_layer_bytes) + acts.layer_transient_bytes
     # Backward runs the model in reverse: a trainable input embedding is the last module it
     # reaches. When the embedding's backward runs, the first block's tensors (saved or
@@ -394,26 +429,35 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # 263,168 B (the output gradient + 1 KiB), qwen2.5-0.5b seq 16 272,270,336 B (V*h*2 + 1 KiB).
     # memoized on what it reads: the inventory and account_params' setup fields (as
     # _account_params), and the shard divisor
-    ekey = (id(spec), id(groups), setup.torch_dtype, setup.quantization, setup.lora,
+    # FSDP2 upcasts a bf16 full fine-tune's trainable parameters: fp32 sharded gradients
+    gsetup = setup.replace(torch_dtype="float32") if dparams is not params else setup
+    ekey = (id(spec), id(groups), gsetup.torch_dtype, setup.quantization, setup.lora,
             setup.prepare_model_for_kbit_training, setup.task, setup.peft_version,
             sh.grads_div)
     ehit = _EMB_MEMO.get(ekey)
     if ehit is not None and ehit[0] is spec and ehit[1] is groups:
         untied, tied = ehit[2]
     else:
-        untied, tied = _embedding_grads(setup, spec, groups, sh.grads_div)
+        untied, tied = _embedding_grads(gsetup, spec, groups, sh.grads_div)
         if len(_EMB_MEMO) > 256:
             _EMB_MEMO.clear()
         _EMB_MEMO[ekey] = (spec, groups, (untied, tied))
-    block0 = {**zero, **in_bwd, "optimizer_states": states,
-              "gradients": grads + unit_grads + grads_fwd_comm - untied,
+    # FSDP's CPU offload keeps the sharded gradients on the host (fsdp.py): none on the device
+    host_grads = sh.cpu_offload and sh.engine == "fsdp"
+    if host_grads:
+        untied = 0
+    block0 = {**zero, **in_bwd_end, "optimizer_states": states,
+              "gradients": grads + unit_grads + grads_fwd_comm - untied - parts.pending_grads,
               "activations": end_acts + (acts.checkpoint_bytes
                                          // max(spec.num_hidden_layers, 1))}
-    last = {**zero, **in_bwd, "optimizer_states": states,
-            "gradients": grads + unit_grads + grads_fwd_comm,
+    last_w, last_g = (in_bwd, grads + unit_grads) if parts.embedding_backward is None else (
+        {**base, "weights": base["weights"] + parts.embedding_backward[0]},
+        grads - untied + parts.embedding_backward[1])
+    last = {**zero, **last_w, "optimizer_states": states,
+            "gradients": last_g + grads_fwd_comm,
             "activations": t.per_device_train_batch_size * setup.max_seq_length
             * spec.hidden_size * st.r + tied}
-    candidates = [bwd_start]
+    candidates = [bwd_start] + ([head_grad] if head_grad is not None else [])
     if ckpt and acts.recompute_peak_bytes:
         # Non-reentrant checkpointing (torch.utils.checkpoint, use_reentrant=False, as
         # transformers 5 calls it): a block's saved tensors exist only while its backward
@@ -426,14 +470,16 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         # - the last one recomputed (layer 0): one block input is left, and every gradient
         #   but the untied embedding's and the rest of layer 0's own.
         # Traces (bench_trace_matrix, llama full / LoRA, gpt_neox LoRA) peak at one of them.
-        outside, layer_g, out_g, attn_in_g = _layer_grads(setup, spec, groups, sh.grads_div,
+        outside, layer_g, out_g, attn_in_g = _layer_grads(gsetup, spec, groups, sh.grads_div,
                                                ("layers", *ekey))
+        if host_grads:
+            outside = layer_g = out_g = attn_in_g = 0
         L = max(spec.num_hidden_layers, 1)
         first = {**zero, **in_bwd, "optimizer_states": states,
-                 "gradients": outside - untied + out_g + unit_grads + grads_fwd_comm,
+                 "gradients": outside - untied + out_g + unit_grads_first + grads_fwd_comm,
                  "activations": acts.checkpoint_bytes + acts.ids_bytes
                  + acts.recompute_peak_bytes}
-        block0 = {**zero, **in_bwd, "optimizer_states": states,
+        block0 = {**zero, **in_bwd_end, "optimizer_states": states,
                   "gradients": grads + unit_grads + grads_fwd_comm - untied - layer_g + out_g,
                   "activations": acts.checkpoint_bytes // L + acts.ids_bytes
                   + acts.recompute_peak_bytes}
@@ -449,6 +495,18 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                                - attn_in_g,
                                "activations": block0["activations"] - acts.recompute_peak_bytes
                                + acts.recompute_attn_peak_bytes})
+    elif parts.unit_grads_first is not None:
+        # FSDP2 without checkpointing: the first layer's backward (layer L-1), every block's
+        # activations still saved (the head's freed), its own backward's transients, its
+        # unsharded gradients and the tail's reduce-scatter input; beside it only the
+        # tail's sharded gradients. It wins where little is sharded onto the device
+        # (CPU offload) or the activations are large.
+        outside = 0 if host_grads else _layer_grads(gsetup, spec, groups, sh.grads_div,
+                                                    ("layers", *ekey))[0]
+        candidates.append({**zero, **in_bwd, "optimizer_states": states,
+                           "gradients": outside - untied + unit_grads_first + grads_fwd_comm,
+                           "activations": acts.saved_total_bytes - acts.after_blocks_bytes
+                           + acts.layer_transient_bytes})
     candidates.append(block0)
     if untied or tied:
         candidates.append(last)

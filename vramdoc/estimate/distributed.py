@@ -92,6 +92,26 @@ class DistParts:
     gathered_before_head: int | None = None
     # FSDP2: the unsharded gradient at the start of backward, the tail's (None: ``unit_grads``)
     unit_grads_loss: int | None = None
+    # FSDP2: parameters gathered beyond the resident ones at the last layer's all-gather
+    # copy-out in forward (three units), before that layer saves anything (None: no such
+    # instant of its own)
+    gathered_copy_out: int | None = None
+    # FSDP2: gathered beyond the resident ones at the end of layer 0's backward, when its
+    # prefetch is the input embedding's unit rather than a layer (None: ``gathered_backward``)
+    gathered_backward_end: int | None = None
+    # FSDP2: sharded gradient bytes not yet made at the end of layer 0's backward (its own,
+    # reduce-scattered in its post_backward)
+    pending_grads: int = 0
+    # FSDP2: at the untied input embedding's backward, the parameters gathered beyond the
+    # resident ones and the unsharded gradients beyond the sharded ones but the embedding's
+    # (None: ``gathered_backward`` and ``unit_grads`` with every sharded gradient)
+    embedding_backward: tuple[int, int] | None = None
+    # FSDP2: the unsharded gradients in the first layer's backward (layer L-1): its own and
+    # the tail's reduce-scatter input, still held (None: ``unit_grads``)
+    unit_grads_first: int | None = None
+    # FSDP2: parameters gathered beyond the resident ones during the loss chain's backward,
+    # before the tail's pre-backward hook prefetches a layer (None: ``gathered_loss``)
+    gathered_loss_chain: int | None = None
 
 
 def sharding(setup: TrainSetup) -> Sharding:

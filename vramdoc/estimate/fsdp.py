@@ -45,6 +45,7 @@ from __future__ import annotations
 from typing import Any
 
 from vramdoc.estimate.distributed import NCCL_BYTES, DistParts, Sharding, shard
+from vramdoc.estimate.params import DTYPE_BYTES
 from vramdoc.models.spec import EMBEDDING, HEAD
 from vramdoc.parallel import FsdpOptions, fsdp_options
 from vramdoc.setup import TrainSetup
@@ -74,6 +75,28 @@ def fsdp2_upcasts(setup: TrainSetup) -> bool:
     return bool(o is not None and o.version == 2 and (t.bf16 or t.fp16)
                 and setup.lora is None and setup.quantization is None
                 and setup.torch_dtype != "float32")
+
+
+def mp_compute_bytes(setup: TrainSetup) -> int | None:
+    """Element bytes of every parameter as the forward and backward see it under FSDP2's
+    mixed-precision policy, or None when there is none.
+
+    accelerate gives ``fully_shard`` ``MixedPrecisionPolicy(param_dtype=<16-bit>, ...)``
+    under Trainer's ``bf16``/``fp16`` (``FullyShardedDataParallelPlugin.set_mixed_precision``),
+    and FSDP2 all-gathers every floating parameter of a unit in that dtype
+    (``FSDPParam.init_dtype_attrs``, ``_fsdp_collectives.py`` ``_get_param_all_gather_inputs``):
+    the fp32 embeddings, norms and head of ``prepare_model_for_kbit_training`` and PEFT's fp32
+    adapters compute as 16-bit tensors. The embedding's output, hence the residual stream, is
+    16-bit, and autocast finds no fp32 weight to cast: no cached or saved 16-bit weight copy,
+    no fp32 input copy for an adapter (the sharded fake probe traces exactly this).
+    """
+    if setup.num_gpus <= 1 or not setup.training.fsdp or setup.training.deepspeed:
+        return None
+    o = options(setup)
+    t = setup.training
+    if o is None or o.version != 2 or not (t.bf16 or t.fp16):
+        return None
+    return 2
 
 
 def fsdp_sharding(setup: TrainSetup) -> Sharding:
@@ -152,10 +175,21 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         return DistParts(base, grads, states, temps, paged, 0, 0)
     o = options(setup) if sh.engine == "fsdp" else None
     gathered = unit_grads = pool = init_cache = 0
-    g_loss = g_bwd = g_fwd_loss = g_head = tail_grads = None
+    g_loss = g_bwd = g_fwd_loss = g_head = tail_grads = g_copy_out = g_bwd_end = None
+    pending = fsdp2_unit_grads = 0
+    emb_bwd: tuple[int, int] | None = None
+    first_grads: int | None = None
+    g_chain: int | None = None
     if sh.gathered_units:
+        o_mp = mp_compute_bytes(setup)
+
         def sharded_part(acc: Any) -> int:
-            return int(acc.weights_bytes + acc.adapters_bytes
+            adapters = acc.adapters_bytes
+            if o_mp is not None and acc.adapters_bytes and acc.weight_dtype_after_prep != "float32":
+                # FSDP2's policy all-gathers PEFT's fp32 adapters in 16-bit (mp_compute_bytes);
+                # with fp32 weights the whole unit is halved below
+                adapters = adapters * o_mp // DTYPE_BYTES[acc.trainable_dtype]
+            return int(acc.weights_bytes + adapters
                        - (acc.quantized_weight_bytes if buffers else 0))
 
         acc_setup = setup.replace(torch_dtype="float32") if fsdp2_upcasts(setup) else setup
@@ -189,21 +223,82 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                 g for g in groups if not g.in_block
                 and (g.kind != EMBEDDING or g.path in heads)))
             tail_full = sharded_part(tail) // mp
-            tail_extra = tail_full - shard(tail_full, sh.params_div)
+            # FSDP2's gradient path (_fsdp_param_group.py post_backward, _fsdp_collectives.py
+            # foreach_reduce): autograd makes a layer's unsharded gradients against its
+            # unsharded 16-bit parameters (the policy's param_dtype); post_backward copies
+            # them into a reduce-scatter input in reduce_dtype and frees them
+            # (``unsharded_grads.clear()``), and keeps that input alive in
+            # ``comm_ctx.reduce_scatter_states`` until the next group's post_backward pops
+            # it (``reduce_scatter_max_input_buffers`` = 1). Inside a layer's backward: the
+            # previous group's reduce-scatter input plus this layer's own gradients; at the
+            # start of backward the list is empty (the root's final callback cleared it).
+            e16 = 2 if (t.bf16 or t.fp16) else DTYPE_BYTES[blocks.trainable_dtype]
+            fsdp2_unit_grads = 2 * (blocks.trainable_numel // L) * e16
             # the tail's backward runs first: at the start of backward the unsharded
             # gradients are the tail's (post_backward reduce-scatters them before any layer's
             # backward makes its own), not a layer's
-            tail_grads = tail.trainable_bytes
+            tail_grads = tail.trainable_numel * e16
+            first_grads = tail_grads + fsdp2_unit_grads // 2
+            # at the end of layer 0's backward its own sharded gradient is not made yet
+            # (foreach_reduce makes it in post_backward); offloaded ones live on the host
+            pending = 0 if sh.cpu_offload else shard(blocks.trainable_bytes // L, sh.grads_div)
+            untied_embedding = any(g.kind == EMBEDDING and g.path not in heads for g in groups)
+            if untied_embedding:
+                # the input embedding's backward, the last: every layer resharded, the
+                # embedding unsharded with its unsharded gradient, layer 0's reduce-scatter
+                # input still held
+                emb_bwd = (sharded_part(root) // mp - sharded_part(tail) // mp,
+                           fsdp2_unit_grads // 2
+                           + (root.trainable_numel - tail.trainable_numel) * e16)
+            emb_full = sharded_part(root) // mp - tail_full
             if o.reshard_after_forward:
-                gathered, g_loss, g_bwd = 3 * unit, tail_extra + unit, 2 * unit
+                # wait_for_unshard in forward keeps the previous group's all-gather output
+                # (``prev_all_gather_state``, a local, and comm_ctx.all_gather_state) until
+                # its own copy-out has filled the unsharded parameters: at the last layer's
+                # copy-out three units are live (the previous layer's and its own all-gather
+                # outputs, its unsharded parameters) next to the earlier layers' activations;
+                # while the layer computes, two (its all-gather output is kept until the next
+                # group's copy-out). The tail's all-gather output stays in all_gather_state
+                # until the root's post_forward (_fsdp_state.py), past the loss: at the loss
+                # the tail twice (that output and the unsharded tail, beside its shard). At
+                # the start of backward the tail and layer L-1's all-gather output, which the
+                # tail's pre_backward prefetches (_backward_prefetch, post_forward_order). In
+                # a layer's backward its unsharded parameters and the next one's prefetched
+                # all-gather output; for layer 0 that is the untied input embedding's (its
+                # own unit, last in post_forward_order's reverse), prefetched even when frozen.
+                gathered, g_copy_out = 2 * unit, 3 * unit
+                g_fwd_loss = 2 * tail_full
+                g_loss, g_bwd = tail_full + unit, 2 * unit
+                # the tail's pre-backward hook sits on its output, the logits
+                # (_register_pre_backward_hook): the loss chain's backward runs before it
+                # prefetches layer L-1
+                g_chain = tail_full
+                if untied_embedding:
+                    g_bwd_end = unit + emb_full
+                elif heads:
+                    # tied: the tail group holds the input embedding, so it is gathered at the
+                    # start of forward (reshard_after_forward=False) and stays whole; its
+                    # all-gather output is freed at layer 0's copy-out, and at the loss the
+                    # last layer's is the one still held. Layer 0 has nothing to prefetch
+                    # (it is first in post_forward_order: the tail's post-forward runs after
+                    # the head).
+                    gathered, g_copy_out = gathered + tail_full, g_copy_out + tail_full
+                    g_fwd_loss = tail_full + unit
+                    g_bwd, g_bwd_end = g_bwd + tail_full, unit + tail_full
+                    # its post_backward waits for the embedding's gradient (the root's final
+                    # callback): the head's unsharded gradient is held through the whole
+                    # backward, no reduce-scatter input precedes layer L-1's, and the tail's
+                    # sharded gradient is made last
+                    fsdp2_unit_grads += tail_grads
+                    first_grads = fsdp2_unit_grads - (blocks.trainable_numel // L) * e16
+                    if not sh.cpu_offload:
+                        pending += shard(tail.trainable_bytes, sh.grads_div)
             else:
                 # shard_grad_op: accelerate hands the input embedding the same
                 # reshard_after_forward=False, so it stays unsharded (a whole copy beside its
                 # shard) from its forward to its backward, as every layer does; the tail's
                 # unsharded copy likewise (FSDPParamGroup.post_forward reshards only when
                 # post_forward_mesh_info is set). Traced (bench_sharded_probe, rank 0 of 8):
-                # - inside the last layer: the earlier L-1 layers unsharded plus the three
-                #   units full_shard has there, and the embedding;
                 # - when the tail is gathered, before the head makes the logits: every layer
                 #   unsharded, the last layer's all-gather output, the tail's all-gather output
                 #   and its unsharded copy, and the embedding;
@@ -213,12 +308,19 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                 # - at the start of backward (after the root's post-forward) and in the
                 #   blocks' backward: the layers and the embedding unsharded; the tail until
                 #   its post_backward reshards it.
-                emb_full = sharded_part(root) // mp - tail_full
-                gathered = (L + 2) * unit + emb_full
+                # - at the last layer's copy-out (see full_shard above): the earlier L-1
+                #   layers unsharded plus the three units full_shard has there, and the
+                #   embedding; while it computes, one unit less.
+                gathered, g_copy_out = (L + 1) * unit + emb_full, (L + 2) * unit + emb_full
                 g_head = (L + 1) * unit + emb_full + 2 * tail_full
                 g_fwd_loss = L * unit + emb_full + 2 * tail_full
                 g_loss, g_bwd = L * unit + emb_full + tail_full, L * unit + emb_full
-        unit_grads = blocks.trainable_bytes // L
+                # the layers reshard after their backward (reshard_after_backward): at the end
+                # of layer 0's, only it and the untied embedding are still unsharded
+                if untied_embedding:
+                    g_bwd_end = unit + emb_full
+        unit_grads = blocks.trainable_bytes // L if o is None or o.version == 1 \
+            else fsdp2_unit_grads
         extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output
         pool = extra_units * unit
         if o is not None and o.version == 1:
@@ -243,6 +345,9 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                      grads_on_comm_stream=sh.engine == "fsdp" and sh.grads_div > 1,
                      gathered_loss=g_loss, gathered_backward=g_bwd,
                      gathered_forward_loss=g_fwd_loss, gathered_before_head=g_head,
-                     unit_grads_loss=tail_grads,
+                     unit_grads_loss=tail_grads, gathered_copy_out=g_copy_out,
+                     gathered_backward_end=g_bwd_end, pending_grads=pending,
+                     embedding_backward=emb_bwd, unit_grads_first=first_grads,
+                     gathered_loss_chain=g_chain,
                      device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
                      autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

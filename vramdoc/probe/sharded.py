@@ -23,6 +23,21 @@ Every rank holds the same bytes: FSDP2 pads each parameter's shard to ``ceil(dim
 so the last ranks' (shorter or empty) shards take the same storage as rank 0's. Rank 0 is
 traced unless asked otherwise; the tests trace the last rank too and find the same figures.
 
+Why a CPU trace stands for a CUDA rank here (torch 2.13, ``distributed/fsdp/_fully_shard``):
+every buffer FSDP2 allocates is held by Python references, not by ``record_stream``, and the
+caching allocator counts a block as allocated from the request the CPU issues to the free it
+issues, stream order aside; so the allocated timeline is the CPU program order the fake run
+follows. The same code paths run on both devices: the all-gather output kept in
+``comm_ctx.all_gather_state`` (and the ``prev_all_gather_state`` local of
+``wait_for_unshard``) until the next copy-out, the reduce-scatter input kept in
+``comm_ctx.reduce_scatter_states`` until the next group's ``post_backward``
+(``reduce_scatter_max_input_buffers`` = 1), the unsharded gradients freed once copied in
+(``foreach_reduce``), the backward prefetch of the previous group in ``post_forward_order``
+(forward prefetch is explicit only, and accelerate sets none), ``reshard_after_forward``
+False for the root (torch's default) and the tail (accelerate's). The only device-type
+branches (``_fsdp_state.py`` moving forward inputs to the device, the HSDP all-reduce event)
+change no byte count.
+
 What the fake device does not show (it is a CPU device with CUDA's block rounding):
 NCCL's own buffers (outside torch's allocator), the caching allocator's per-stream pools
 (reserved, not allocated), and with CPU offload the device copies of a shard on its way into

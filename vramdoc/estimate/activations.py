@@ -53,6 +53,7 @@ class ActSetup:
     kv_cache: bool = False  # the forward fills a KV cache (config.use_cache, no checkpointing)
     dora: bool = False  # LoRA with use_dora: weight-decomposed adapters
     lora_skip: frozenset[str] = frozenset()  # paths of unwrapped roles with a wrapped leaf name
+    kbit: bool = False  # the setup asks for a quantized base (even where no layer is quantized)
 
 
 @dataclass(frozen=True)
@@ -808,7 +809,11 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         #   the chain's backward makes one b*s*f gradient per op, several live together;
         #   traces (gpt2) peak 5-14 % above these instants.
         chain_act = spec.hidden_act in _ACT_SAVED_TENSORS
-        if all(x is not None for x in extras) and not st.quantized and not chain_act:
+        # quantized setups keep the whole-block account with an adapter on the MLP output, as
+        # before recompute_forward_peak was modelled (their backward is modelled apart)
+        kbit_adapter_last = st.kbit and lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
+        if all(x is not None for x in extras) and not st.quantized and not chain_act \
+                and not kbit_adapter_last:
             # + the gradient of the block's output, in the residual dtype
             # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
             # input copies next to everything saved before them; with an adapter on the

@@ -809,11 +809,15 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         #   the chain's backward makes one b*s*f gradient per op, several live together;
         #   traces (gpt2) peak 5-14 % above these instants.
         chain_act = spec.hidden_act in _ACT_SAVED_TENSORS
-        # quantized setups keep the whole-block account with an adapter on the MLP output, as
-        # before recompute_forward_peak was modelled (their backward is modelled apart)
-        kbit_adapter_last = st.kbit and lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
+        # With an adapter on the MLP output, quantized setups (their backward is modelled
+        # apart) and encoders (post-LN: the recomputation runs past the adapter into the
+        # output LayerNorm; their checkpointed rows are -9 to -16 % on other terms, left to
+        # the encoder work) keep the whole-block account they had before
+        # recompute_forward_peak was modelled
+        adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
+        keep_block = adapter_last and (st.kbit or spec.is_encoder)
         if all(x is not None for x in extras) and not st.quantized and not chain_act \
-                and not kbit_adapter_last:
+                and not keep_block:
             # + the gradient of the block's output, in the residual dtype
             # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
             # input copies next to everything saved before them; with an adapter on the

@@ -130,6 +130,9 @@ class BlockWalker:
         # MLP's input) and the decoder model's inputs_embeds, live through the whole loop
         self._ctx: list[T] = []
         self._ctx_bytes = 0
+        # what the block's frame holds beyond _ctx while a recomputation runs (a parallel
+        # block's attention output and second norm output during its MLP)
+        self._rec_ctx: list[T] = []
         # the largest forward-only peak inside the block (LoRA, DoRA), saved bytes included
         self.fwd_transient = 0
         # instants of the block's forward as a checkpointed block's recomputation sees them
@@ -225,7 +228,8 @@ class BlockWalker:
             g.save(a_out)
             # A recomputed block's frames hold the same locals, but the block input is the
             # checkpointed tensor (counted with the checkpoints), and inputs_embeds is one too
-            rec_held = (self._unsaved(*[t for t in self._ctx if t is not self._block_in],
+            rec_held = (self._unsaved(*[t for t in self._ctx + self._rec_ctx
+                                        if t is not self._block_in],
                                       x, xa, xd) + self.rows * n_out * out_elem)
             # result + lora_B(...) * scaling in fp32: a few output-sized transients (the
             # proxy backward uses for a block's temporaries)
@@ -494,6 +498,7 @@ class BlockWalker:
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
             n2 = n1 if spec.shared_block_norm else self.norm(x, ln_trains)
+            self._rec_ctx = [o, n2]
             m = self.mlp(n2)
             return g.add(g.add(x, o), m)
         x1 = g.add(x, o)

@@ -589,6 +589,11 @@ class BlockWalker:
             prod = self.activation(hidden)
             self._act_out = prod
             buffers = prod.nbytes + hidden.nbytes  # d(act), d(hidden)
+            if self.act_name in ("gelu_new", "gelu_fast") and prod.grad:
+                # NewGELU's chain (0.5 * x * (1 + tanh(...)), fp32 from pow on): the last
+                # mul's backward makes d(0.5 * x) and d(1 + tanh) next to d(act), all three
+                # as wide as the chain's output (traced: gpt2, the recomputed block's peak)
+                buffers = 3 * prod.nbytes
         self.mlp_bwd_buffers = buffers if prod.grad else None
         self.mlp_out_mark = g.saved_bytes
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
@@ -813,7 +818,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # - activations run as a chain of python ops (GPT-2's NewGELU: pow, mul, add, tanh):
         #   the chain's backward makes one b*s*f gradient per op, several live together;
         #   traces (gpt2) peak 5-14 % above these instants.
-        chain_act = spec.hidden_act in _ACT_SAVED_TENSORS
+        chain_act = spec.hidden_act in _ACT_SAVED_TENSORS and spec.hidden_act not in (
+            "gelu_new", "gelu_fast")
         # With an adapter on the MLP output, quantized setups (their backward is modelled
         # apart) and encoders (post-LN: the recomputation runs past the adapter into the
         # output LayerNorm; their checkpointed rows are -9 to -16 % on other terms, left to

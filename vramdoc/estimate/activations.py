@@ -343,9 +343,10 @@ class BlockWalker:
         products = 3 * max(st.adapter_elem, e) * rows * n_out
         self.forward_transient(held + graph + casts + max(norm, products))
         # recomputation: the weight norm runs before the LoRA input copy, A's output and the
-        # saves above; the result expression's last product saves (the stop instant when it
-        # is the block's last saved tensor) with two products made, the third (* scaling,
-        # a scalar: nothing saved) and the sum come after it
+        # saves above; the result expression's second product (m / norm times lora_result)
+        # saves its inputs before it runs, so when they are the block's last saved tensors
+        # recomputation stops with only the first product made; otherwise the second, the
+        # third (* scaling, a scalar: nothing saved) and the sum follow
         rec_held, not_yet = rec
         product = max(st.adapter_elem, e) * rows * n_out
         self._rec_instant(rec_held + graph + casts + 2 * st.adapter_elem * grp.weight_numel,
@@ -815,9 +816,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # transient):
         # - k-bit bases: their backward dequantizes each weight again; traces of QLoRA
         #   blocks peak 2-3 % above these instants (bench_trace_matrix, llama qlora);
-        # - activations run as a chain of python ops (GPT-2's NewGELU: pow, mul, add, tanh):
-        #   the chain's backward makes one b*s*f gradient per op, several live together;
-        #   traces (gpt2) peak 5-14 % above these instants.
+        # - other activations run as a chain of python ops (quick_gelu): their backward's
+        #   gradients are not walked (NewGELU's are: mlp_bwd_buffers).
         chain_act = spec.hidden_act in _ACT_SAVED_TENSORS and spec.hidden_act not in (
             "gelu_new", "gelu_fast")
         # With an adapter on the MLP output, quantized setups (their backward is modelled

@@ -53,6 +53,7 @@ class ActSetup:
     kv_cache: bool = False  # the forward fills a KV cache (config.use_cache, no checkpointing)
     dora: bool = False  # LoRA with use_dora: weight-decomposed adapters
     lora_skip: frozenset[str] = frozenset()  # paths of unwrapped roles with a wrapped leaf name
+    kbit: bool = False  # the setup asks for a quantized base (even where no layer is quantized)
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,19 @@ class BlockWalker:
         # MLP's input) and the decoder model's inputs_embeds, live through the whole loop
         self._ctx: list[T] = []
         self._ctx_bytes = 0
+        # what the block's frame holds beyond _ctx while a recomputation runs (a parallel
+        # block's attention output and second norm output during its MLP)
+        self._rec_ctx: list[T] = []
         # the largest forward-only peak inside the block (LoRA, DoRA), saved bytes included
         self.fwd_transient = 0
+        # instants of the block's forward as a checkpointed block's recomputation sees them
+        # (see recompute_forward_peak): (saved entries so far, live bytes, the instant saves)
+        self._rec: list[tuple[int, int, bool]] = []
+        self._block_in: T | None = None  # the block's input (the checkpointed tensor)
+        # gradients an adapter's output makes in backward before any saved tensor is needed,
+        # and the saved entries after that adapter: live through a recomputation that the
+        # adapter triggers when it is the block's last saving op
+        self._tail_grads = (0, -1)
         self.bwd_proxy = 0
         self.lin = lin
         self.st = st
@@ -204,6 +216,7 @@ class BlockWalker:
             # the input cast to the adapter dtype and its dropout output are both live until
             # lora_A has run (traced: llama LoRA on down_proj, the recomputed block's peak)
             g.live((xa.nbytes if xa is not x else 0) + (xd.nbytes if xd is not xa else 0))
+            before_lora = g.saved_bytes
             if st.autocast:
                 g.save(g.new(x.numel, 2, True))  # lora_A input cast back by autocast
                 # autocast's 16-bit copies of the fp32 A and B weights, kept for backward
@@ -213,6 +226,11 @@ class BlockWalker:
                 g.save(xd)
                 a_out = g.new(self.rows * st.lora_r, st.adapter_elem)
             g.save(a_out)
+            # A recomputed block's frames hold the same locals, but the block input is the
+            # checkpointed tensor (counted with the checkpoints), and inputs_embeds is one too
+            rec_held = (self._unsaved(*[t for t in self._ctx + self._rec_ctx
+                                        if t is not self._block_in],
+                                      x, xa, xd) + self.rows * n_out * out_elem)
             # result + lora_B(...) * scaling in fp32: a few output-sized transients (the
             # proxy backward uses for a block's temporaries)
             self.backward_proxy(3 * st.adapter_elem * self.rows * n_out)
@@ -225,7 +243,23 @@ class BlockWalker:
                     + self.rows * n_out * out_elem)
             self.forward_transient(held + 2 * b_elem * self.rows * n_out)
             if st.dora:
-                self.dora(x, grp, n_out, out_elem, held)
+                # DoRA computes the weight norm before lora_A(x): A's input cast and output
+                # are not made yet then; autocast's A and B weight copies are (the eye graph)
+                ab = 2 * st.lora_r * (grp.in_features + n_out) if st.autocast else 0
+                self.dora(x, grp, n_out, out_elem, held,
+                          rec=(rec_held, g.saved_bytes - before_lora - ab))
+            else:
+                # recomputation: A's output is saved with the input copies live (the stop
+                # instant when it is the block's last saved tensor), then B's output and its
+                # scaled copy
+                self._rec_instant(rec_held, saves=True)
+                self._rec_instant(rec_held + 2 * b_elem * self.rows * n_out)
+                # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
+                # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
+                # neither needs a saved tensor, so both come before the recomputation
+                res = max(out_elem, b_elem)
+                self._tail_grads = (self.rows * n_out * (
+                    (res + out_elem if res != out_elem else 0) + b_elem), len(g.saved))
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
 
     def backward_proxy(self, n_bytes: int) -> None:
@@ -241,7 +275,34 @@ class BlockWalker:
         seen: dict[int, int] = {t.uid: t.nbytes for t in ts if t.uid not in self.g.saved}
         return sum(seen.values())
 
-    def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int, held: int) -> None:
+    def _rec_instant(self, n_bytes: int, saves: bool = False, unsaved: int = 0) -> None:
+        """An instant of the block's forward, ``n_bytes`` live beyond what is saved so far
+        (less ``unsaved`` bytes of it not saved yet); ``saves``: this op, or one of the same
+        layer after it, saves a tensor, so a recomputation runs to it even when nothing is
+        saved after the layer."""
+        self._rec.append((len(self.g.saved), self.g.saved_bytes - unsaved + n_bytes, saves))
+
+    @property
+    def recompute_forward_peak(self) -> int:
+        """The recomputed block's forward peak under non-reentrant checkpointing, without
+        the block's input.
+
+        torch.utils.checkpoint (use_reentrant=False, early stop) recomputes a block until
+        the last tensor its backward needs is saved, then raises ``_StopRecomputationError``
+        from the saved-tensor hook: only the instants up to that save happen (an op's inputs
+        are saved before it runs, so an op whose input is the last saved tensor never makes
+        its output: traced, llama lora-all and DoRA on down_proj). The interrupted
+        frames' locals are freed as the exception unwinds (torch 2.13 catches it in the
+        unpack hook, traced: llama lora-all, the down_proj adapter's input copies end before
+        the MLP's backward starts).
+        """
+        total = len(self.g.saved)
+        peak = max((b for n, b, saves in self._rec if n < total or saves), default=0)
+        grads, entries = self._tail_grads
+        return peak + (grads if entries == total else 0)
+
+    def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int, held: int,
+             rec: tuple[int, int] = (0, 0)) -> None:
         """What peft's DoraLinearLayer.forward (peft 0.21 tuners/lora/dora.py) adds.
 
         ``result_dora = (m / ||W + sBA|| - 1) * base + (m / ||W + sBA||) * lora_B(lora_A(x)) * s``:
@@ -281,6 +342,25 @@ class BlockWalker:
         norm = 2 * st.adapter_elem * grp.weight_numel - later
         products = 3 * max(st.adapter_elem, e) * rows * n_out
         self.forward_transient(held + graph + casts + max(norm, products))
+        # recomputation: the weight norm runs before the LoRA input copy, A's output and the
+        # saves above; the result expression's second product (m / norm times lora_result)
+        # saves its inputs before it runs, so when they are the block's last saved tensors
+        # recomputation stops with only the first product made; otherwise the second, the
+        # third (* scaling, a scalar: nothing saved) and the sum follow
+        rec_held, not_yet = rec
+        product = max(st.adapter_elem, e) * rows * n_out
+        self._rec_instant(rec_held + graph + casts + 2 * st.adapter_elem * grp.weight_numel,
+                          saves=True, unsaved=later + not_yet)
+        self._rec_instant(rec_held + graph + casts + product, saves=True)
+        self._rec_instant(rec_held + graph + casts + 3 * product)
+        # backward reaches the block's last op first: ``result + result_dora`` (fp32 by
+        # promotion) cast back to the base dtype, then ``* scaling``; their gradients (the
+        # cast's, the base operand's cast back, the product's) need no saved tensor, so they
+        # are made before the recomputation starts
+        p_elem = max(st.adapter_elem, e)
+        res = max(out_elem, p_elem)
+        self._tail_grads = (rows * n_out * ((res + out_elem if res != out_elem else 0)
+                                           + p_elem), len(g.saved))
         # the proxy backward uses for a block's temporaries: the weight norm's buffers
         self.backward_proxy(e * grp.in_features ** 2 + 4 * st.adapter_elem * grp.weight_numel)
 
@@ -379,6 +459,7 @@ class BlockWalker:
         # post-LN encoders (BERT) normalise after the residual add, OLMo 2 after attention
         # and MLP: no norm on the way in
         pre = spec.family != "encoder" and not spec.post_norms_only
+        self._block_in = x
         if spec.family != "encoder":
             self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * st.r
         n1 = self.norm(x, ln_trains) if pre else x
@@ -418,6 +499,7 @@ class BlockWalker:
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
             n2 = n1 if spec.shared_block_norm else self.norm(x, ln_trains)
+            self._rec_ctx = [o, n2]
             m = self.mlp(n2)
             return g.add(g.add(x, o), m)
         x1 = g.add(x, o)
@@ -508,6 +590,11 @@ class BlockWalker:
             prod = self.activation(hidden)
             self._act_out = prod
             buffers = prod.nbytes + hidden.nbytes  # d(act), d(hidden)
+            if self.act_name in ("gelu_new", "gelu_fast") and prod.grad:
+                # NewGELU's chain (0.5 * x * (1 + tanh(...)), fp32 from pow on): the last
+                # mul's backward makes d(0.5 * x) and d(1 + tanh) next to d(act), all three
+                # as wide as the chain's output (traced: gpt2, the recomputed block's peak)
+                buffers = 3 * prod.nbytes
         self.mlp_bwd_buffers = buffers if prod.grad else None
         self.mlp_out_mark = g.saved_bytes
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
@@ -729,23 +816,26 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # transient):
         # - k-bit bases: their backward dequantizes each weight again; traces of QLoRA
         #   blocks peak 2-3 % above these instants (bench_trace_matrix, llama qlora);
-        # - an adapter on the MLP's output projection (LoRA / DoRA all-linear): the last
-        #   tensor the block saves is in that adapter, so recomputation runs to it and
-        #   stops there by raising from the saved-tensor hook; the interrupted forward's
-        #   locals (the residual, both norm outputs, the product, the base output) stay live
-        #   into the backward. Traces (llama lora-all) peak 10-15 % above these instants.
-        # - activations run as a chain of python ops (GPT-2's NewGELU: pow, mul, add, tanh):
-        #   the chain's backward makes one b*s*f gradient per op, several live together;
-        #   traces (gpt2) peak 5-14 % above these instants.
+        # - other activations run as a chain of python ops (quick_gelu): their backward's
+        #   gradients are not walked (NewGELU's are: mlp_bwd_buffers).
+        chain_act = spec.hidden_act in _ACT_SAVED_TENSORS and spec.hidden_act not in (
+            "gelu_new", "gelu_fast")
+        # With an adapter on the MLP output, quantized setups (their backward is modelled
+        # apart) and encoders (post-LN: the recomputation runs past the adapter into the
+        # output LayerNorm; their checkpointed rows are -9 to -16 % on other terms, left to
+        # the encoder work) keep the whole-block account they had before
+        # recompute_forward_peak was modelled
         adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
-        chain_act = spec.hidden_act in _ACT_SAVED_TENSORS
-        if all(x is not None for x in extras) and not st.quantized and not adapter_last \
-                and not chain_act:
+        keep_block = adapter_last and (st.kbit or spec.is_encoder)
+        if all(x is not None for x in extras) and not st.quantized and not chain_act \
+                and not keep_block:
             # + the gradient of the block's output, in the residual dtype
             # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
-            # input copies next to everything saved before them)
+            # input copies next to everything saved before them; with an adapter on the
+            # MLP's output projection, recomputation runs into it and stops at its last
+            # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak)
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_backward_extra or 0),
-                                     w.g.live_peak)
+                                     w.g.live_peak, w.recompute_forward_peak)
                                  for w in walks.values()) + rows * h * st.r
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
             attn_peak = attn_peak + rows * h * st.r if attn_peak else 0

@@ -144,7 +144,7 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
                             and g.path not in paths),
         lora_r=lora.r if lora else 0, lora_dropout=lora.lora_dropout if lora else 0.0,
         quantized=quantized, attn=setup.attn_implementation,
-        dora=bool(lora is not None and lora.use_dora),
+        dora=bool(lora is not None and lora.use_dora), kbit=setup.quantization is not None,
     )
 
 
@@ -352,8 +352,17 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # Without checkpointing, a peak inside the last block (LoRA / DoRA layers, with what the
     # calling frames hold) comes before the final norm and the head save anything; the
     # checkpointed forward keeps its own account (layer_transient_bytes on top of all saved).
-    in_block_bytes = acts.layer_transient_bytes if ckpt else max(
-        acts.forward_transient_bytes, acts.layer_transient_bytes) - acts.after_blocks_bytes
+    # On a 16-bit / fp32 base that forward instant is modelled op by op
+    # (forward_transient_bytes); layer_transient_bytes adds the LoRA backward proxy (3 fp32
+    # output-sized buffers), which is no forward instant: with a fused gate_up (phi3) it
+    # is 2f wide and stood above the traced forward (phi3 all-linear +4.4 to +6.5 %). k-bit
+    # bases keep it (their backward dequantize buffers are counted in it), and so do
+    # encoders: there it stands in for eager attention's forward instant, not modelled yet
+    # (without it BERT all-linear eager b2 s128 goes -2.6 -> -5.0 %, sdpa +3.5 -> +0.4 %).
+    fwd_block = acts.forward_transient_bytes if not (st.kbit or spec.is_encoder) else max(
+        acts.forward_transient_bytes, acts.layer_transient_bytes)
+    in_block_bytes = acts.layer_transient_bytes if ckpt else (
+        fwd_block - acts.after_blocks_bytes)
     in_block = in_block_bytes > acts.logits_forward_bytes
     live = {**base, "weights": base["weights"] + gathered}
     g_loss = gathered if parts.gathered_loss is None else parts.gathered_loss

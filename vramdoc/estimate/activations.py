@@ -125,6 +125,9 @@ class BlockWalker:
         self.mlp_out_mark: int | None = None
         # eager attention's softmax backward (see attention): bytes live at that instant
         self.attn_bwd_bytes = 0
+        # the KV cache's torch.cat copies of k and v that attention did not keep (it kept
+        # repeat_kv's or matmul's copies instead): the cache holds them to the end of forward
+        self.cache_held = 0
         # what the calling frames hold while a LoRA layer runs (block input, residual, the
         # MLP's input) and the decoder model's inputs_embeds, live through the whole loop
         self._ctx: list[T] = []
@@ -223,7 +226,12 @@ class BlockWalker:
             b_elem = 2 if st.autocast else st.adapter_elem
             held = (self._unsaved(*self._ctx, x, xa, xd) + self._ctx_bytes
                     + self.rows * n_out * out_elem)
-            self.forward_transient(held + 2 * b_elem * self.rows * n_out)
+            # the dropout copy is an argument of lora_A only: unless kept for backward it is
+            # freed before lora_B's output exists (traced: falcon lora-all dense_4h_to_h,
+            # whose peak is lora_A's output next to the fp32 input and its dropout copy)
+            xd_only = self._unsaved(xd) if xd is not xa and xd is not x else 0
+            self.forward_transient(held - xd_only
+                                   + max(xd_only, 2 * b_elem * self.rows * n_out))
             if st.dora:
                 self.dora(x, grp, n_out, out_elem, held)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
@@ -316,10 +324,17 @@ class BlockWalker:
                 if kv < a and not spec.sdpa_repeat_kv:
                     # fewer k/v heads and a mask: neither fused kernel takes it, CUDA runs
                     # torch's math kernel (_scaled_dot_product_attention_math), which upcasts
-                    # 16-bit q/k/v to fp32 and keeps scaled q, expanded k and v and the
-                    # fp32 softmax
-                    g.save_bytes(3 * 4 * b * s * a * d)
+                    # 16-bit q/k/v to fp32 and keeps the scaled q, the scaled k^T, v and the
+                    # fp32 softmax. matmul folds (b, heads) into bmm's batch: with one
+                    # sequence k and v broadcast over the heads as views (kept at their kv
+                    # heads); with more, the fold needs copies, k and v at all heads (traced:
+                    # falcon sdpa b=1 aten.mul.Scalar (1, kv, d, s); b=2 aten.clone (2, a, d, s))
+                    g.save_bytes(4 * b * s * (a + 2 * (kv if b == 1 else a)) * d)
                     g.save_bytes(4 * b * a * s * s)
+                    # softmax's backward: the fp32 gradients of the probabilities and of
+                    # the scores and v's gradient (fp32), on top of all saved so far
+                    self.attn_bwd_bytes = (g.saved_bytes + 2 * 4 * b * a * s * s
+                                           + 4 * b * s * (kv if b == 1 else a) * d)
                     return g.new(b * s * a * d, e)
                 if kv < a:
                     # sdpa_attention_forward: no enable_gqa under a mask, repeat_kv copies
@@ -336,7 +351,10 @@ class BlockWalker:
             return out
         # eager attention (transformers eager_attention_forward / BERT self-attention)
         e = 2 if st.autocast else q.elem
-        rep = kv < a
+        # repeat_kv copies k and v to all heads; a model that hands matmul its fewer k/v heads
+        # (Falcon-7B's MQA) has them broadcast, as views for one sequence and copied by
+        # matmul's fold of (b, heads) for more (traced: falcon eager b=1 aten.cat (1, 1, s, d))
+        rep = kv < a and (spec.sdpa_repeat_kv or b > 1)
         k_rep = g.new(b * s * a * d, k.elem) if rep else k
         v_rep = g.new(b * s * a * d, v.elem) if rep else v
         # matmul(q, k^T) folds q to (b*a, s, d): q, a transposed view of the projection (or
@@ -361,7 +379,8 @@ class BlockWalker:
         # are what the block saved up to here, the fp32 gradient of the probabilities and
         # softmax's fp32 result (2 * 4 * b*a*s*s) and the gradient of the attention output
         # (b*s*a*d). Traced (llama eager, s=256, checkpointing): the block's peak.
-        self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + b * s * a * d * e
+        # The last is v's gradient, at the heads matmul saw (Falcon-7B b=1: kv heads).
+        self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + v_rep.numel * e
         g.transient(scores * (e + 4))
         probs = g.cast(probs32, e if self.spec.family != "encoder" or st.autocast else q.elem)
         probs_d = g.dropout(probs, self.attn_dropout)
@@ -381,6 +400,12 @@ class BlockWalker:
         pre = spec.family != "encoder" and not spec.post_norms_only
         if spec.family != "encoder":
             self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * st.r
+            if spec.always_mask:
+                # FalconModel's 4-D causal mask (b, 1, s, s), held by the model's forward
+                # through every layer: boolean for SDPA (traced: aten.le), additive in the
+                # model's dtype for eager attention (aten.where)
+                self._ctx_bytes += st.b * st.s * st.s * (
+                    st.weight_elem if st.attn == "eager" else 1)
         n1 = self.norm(x, ln_trains) if pre else x
         # attention projections
         if spec.mla:
@@ -398,6 +423,8 @@ class BlockWalker:
                 k = g.new(rows * kv * d, qkv.elem, qkv.grad)
                 v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
             attn_out = self.attention(q, k, v, v_storage=v_storage)
+            if st.kv_cache:
+                self._cache_held(k, v)
         else:
             outs = [self.linear(n1, grp) for grp in lin.attn_in]
             q, k, v = (outs + outs[-1:] * 3)[:3]
@@ -411,6 +438,8 @@ class BlockWalker:
             if st.kv_cache:  # torch.cat copies in the cache (see above)
                 k, v = g.new(k.numel, k.elem, k.grad), g.new(v.numel, v.elem, v.grad)
             attn_out = self.attention(q, k, v)
+            if st.kv_cache:
+                self._cache_held(k, v)
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
         if spec.sandwich_norms or spec.post_norms_only:
             o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3, OLMo 2)
@@ -418,6 +447,13 @@ class BlockWalker:
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
             n2 = n1 if spec.shared_block_norm else self.norm(x, ln_trains)
+            # FalconDecoderLayer / GPTNeoXLayer hold the residual, the norm outputs and the
+            # attention output while the MLP runs
+            self._ctx = [x, n1, n2, o]
+            if spec.shared_block_norm and self.attn_bwd_bytes and n1.grad:
+                # backward runs the MLP branch first: its gradient of the shared norm's
+                # output waits for attention's to be added to it (traced: falcon, fp32)
+                self.attn_bwd_bytes += n1.nbytes
             m = self.mlp(n2)
             return g.add(g.add(x, o), m)
         x1 = g.add(x, o)
@@ -438,6 +474,9 @@ class BlockWalker:
         if spec.sandwich_norms or spec.post_norms_only:
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm
         return g.add(x1, m)
+
+    def _cache_held(self, k: T, v: T) -> None:
+        self.cache_held = sum(t.nbytes for t in (k, v) if t.uid not in self.g.saved)
 
     @property
     def mlp_backward_extra(self) -> int | None:
@@ -596,6 +635,13 @@ class ActivationAccount:
     # the largest buffer inside a block during forward, with what the calling frames hold
     # (LoRA / DoRA layers); layer_transient_bytes stands for backward's temporaries
     forward_transient_bytes: int = 0
+    # no checkpointing: the activations live when the last block's softmax backward runs
+    # (every block's saved tensors but what the last one saved after its softmax, the softmax
+    # gradients, the block's output gradient, the ids); 0 where the walk does not model it
+    attn_backward_bytes: int = 0
+    # live at the loss besides the logits chain, not saved (the decoder's output, the KV
+    # cache's copies): counted with the activations of the forward's loss instant
+    loss_held_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -632,6 +678,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     transient = max(max(w.g.transient_peak, w.bwd_proxy) for w in walks.values())
     fwd_transient = max(max(w.g.transient_peak, w.fwd_transient - w.g.saved_bytes)
                         for w in walks.values())
+    # the KV cache's copies nothing saved stay live to the end of forward (every layer's)
+    cache_held = L * max(w.cache_held for w in walks.values())
+    fwd_transient += cache_held
     if spec.is_encoder:
         # BertModel holds embedding_output (LayerNorm's output: fp32 under autocast) through
         # the whole encoder loop
@@ -669,8 +718,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     encoder = task == "sequence-classification" or spec.is_encoder
     if not spec.is_encoder:
         x = tail.norm(x, st.full)
+    final_out = x
     if head is not None and not encoder:
-        head_st = st if lm_head_trains == st.full else _with_full(st, lm_head_trains)
+        # a head tied to a trainable input embedding trains with it (its weight is the
+        # embedding's): it keeps its input like any trained Linear
+        head_trains = lm_head_trains or (head.tied_to is not None and st.full)
+        head_st = st if head_trains == st.full else _with_full(st, head_trains)
         tail.st = head_st
         tail.linear(x, head)
     # saved after the last block: not yet allocated while that block runs
@@ -712,6 +765,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         bwd += n * logit_elem
         saved += n * logit_elem
     f32 = saved
+    loss_held = 0
+    if not encoder:
+        # live at the loss besides the logits chain: the decoder's output (the final norm's,
+        # returned as last_hidden_state) unless the head keeps that very tensor, and the KV
+        # cache's copies (traced: falcon, the fp32 LayerNorm output and aten.cat (b, 1, s, d))
+        loss_held = (final_out.nbytes if final_out.uid not in tail.g.saved else 0) + cache_held
     # torch.autocast caches the 16-bit copy of every fp32 leaf weight that requires grad for
     # the whole autocast region (aten/src/ATen/autocast_mode.cpp, cached_cast), also inside
     # checkpointed blocks running without grad; without checkpointing those copies are
@@ -720,7 +779,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     if st.autocast and st.weight_elem == 4 and st.full and checkpointing:
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
-    recompute_peak = attn_peak = 0
+    recompute_peak = attn_peak = attn_backward = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -752,13 +811,20 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     else:
         saved_total = blocks_total + other
         recompute = 0
+        bwd_extra = max((w.attn_bwd_bytes - w.g.saved_bytes for w in walks.values()
+                         if w.attn_bwd_bytes), default=None)
+        if bwd_extra is not None:
+            # backward reaches the last block first: the final norm's and the head's saved
+            # tensors are freed by then, the other blocks' are all live
+            attn_backward = blocks_total + ids + bwd_extra + rows * h * st.r
     return ActivationAccount(
         per_layer_bytes=per_layer, layer_transient_bytes=transient, checkpoint_bytes=ckpt_bytes,
         other_bytes=other, saved_total_bytes=saved_total, logits_forward_bytes=fwd,
         logits_backward_bytes=bwd, logits_saved_bytes=f32, recompute_bytes=recompute,
         autocast_cache_bytes=cache, recompute_peak_bytes=recompute_peak,
         recompute_attn_peak_bytes=attn_peak, ids_bytes=ids, after_blocks_bytes=after_blocks,
-        forward_transient_bytes=fwd_transient,
+        forward_transient_bytes=fwd_transient, attn_backward_bytes=attn_backward,
+        loss_held_bytes=loss_held,
     )
 
 

@@ -345,7 +345,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # checkpointed forward keeps its own account (layer_transient_bytes on top of all saved).
     in_block_bytes = acts.layer_transient_bytes if ckpt else max(
         acts.forward_transient_bytes, acts.layer_transient_bytes) - acts.after_blocks_bytes
-    in_block = in_block_bytes > acts.logits_forward_bytes
+    in_block = in_block_bytes > acts.logits_forward_bytes + acts.loss_held_bytes
     live = {**base, "weights": base["weights"] + gathered}
     g_loss = gathered if parts.gathered_loss is None else parts.gathered_loss
     g_bwd = gathered if parts.gathered_backward is None else parts.gathered_backward
@@ -361,7 +361,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                 "gradients": grads_fwd + grads_fwd_comm,
                 "activations": acts.saved_total_bytes
                 + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
-                + (in_block_bytes if block else 0),
+                + (in_block_bytes if block else acts.loss_held_bytes),
                 "logits": 0 if block else acts.logits_forward_bytes}
 
     forward = forward_at(in_block)
@@ -449,6 +449,15 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                                - attn_in_g,
                                "activations": block0["activations"] - acts.recompute_peak_bytes
                                + acts.recompute_attn_peak_bytes})
+    if not ckpt and acts.attn_backward_bytes:
+        # the last block's softmax backward (BlockWalker.attention): its MLP's and output
+        # projection's gradients are made, its attention input projections' not yet
+        outside, layer_g, out_g, attn_in_g = _layer_grads(setup, spec, groups, sh.grads_div,
+                                               ("layers", *ekey))
+        candidates.append({**zero, **in_bwd, "optimizer_states": states,
+                           "gradients": outside - untied + layer_g - attn_in_g + unit_grads
+                           + grads_fwd_comm,
+                           "activations": acts.attn_backward_bytes})
     candidates.append(block0)
     if untied or tied:
         candidates.append(last)

@@ -209,8 +209,9 @@ class BlockWalker:
             g.live((xa.nbytes if xa is not x else 0) + (xd.nbytes if xd is not xa else 0))
             if st.autocast:
                 g.save(g.new(x.numel, 2, True))  # lora_A input cast back by autocast
-                # autocast's 16-bit copies of the fp32 A and B weights, kept for backward
-                g.save_bytes(2 * st.lora_r * (grp.in_features + n_out))
+                # autocast's 16-bit copies of the fp32 A and B weights, kept for backward:
+                # A's for the input's gradient only (traced: opt lora layer 0 keeps B's)
+                g.save_bytes(2 * st.lora_r * ((grp.in_features if x.grad else 0) + n_out))
                 a_out = g.new(self.rows * st.lora_r, 2)
             else:
                 g.save(xd)
@@ -355,11 +356,17 @@ class BlockWalker:
         # (Falcon-7B's MQA) has them broadcast, as views for one sequence and copied by
         # matmul's fold of (b, heads) for more (traced: falcon eager b=1 aten.cat (1, 1, s, d))
         rep = kv < a and (spec.sdpa_repeat_kv or b > 1)
-        k_rep = g.new(b * s * a * d, k.elem) if rep else k
-        v_rep = g.new(b * s * a * d, v.elem) if rep else v
+        k_rep = g.new(b * s * a * d, k.elem, k.grad) if rep else k
+        v_rep = g.new(b * s * a * d, v.elem, v.grad) if rep else v
         # matmul(q, k^T) folds q to (b*a, s, d): q, a transposed view of the projection (or
-        # of rotary's output, which keeps its strides), is copied to a contiguous tensor first
-        g.save(g.new(b * s * a * d, e), g.cast(k_rep, e))
+        # of rotary's output, which keeps its strides), is copied to a contiguous tensor first.
+        # Each operand is kept for the other's gradient only: in the first block of a LoRA on
+        # q and v, k needs none and q is not kept (traced: opt lora layer 0)
+        if k.grad:
+            g.save(g.new(b * s * a * d, e))
+        if q.grad:
+            g.save(g.cast(k_rep, e))
+        scores_grad = q.grad or k.grad
         scores = b * a * s * s
         if spec.attn_sinks:
             # gpt-oss eager_attention_forward (transformers 5.24 modeling_gpt_oss.py): the sink
@@ -373,8 +380,9 @@ class BlockWalker:
             return g.new(b * s * a * d, e)
         if spec.attn_softcap:
             g.save_bytes(scores * e)  # tanh(scores / softcap): its result
-        probs32 = g.new(scores, 4)
-        g.save(probs32)  # softmax (fp32 under autocast or by HF's dtype=float32)
+        probs32 = g.new(scores, 4, scores_grad)
+        if scores_grad:
+            g.save(probs32)  # softmax (fp32 under autocast or by HF's dtype=float32)
         # In backward, softmax's backward runs once everything saved after it is freed: live
         # are what the block saved up to here, the fp32 gradient of the probabilities and
         # softmax's fp32 result (2 * 4 * b*a*s*s) and the gradient of the attention output
@@ -385,8 +393,10 @@ class BlockWalker:
         probs = g.cast(probs32, e if self.spec.family != "encoder" or st.autocast else q.elem)
         probs_d = g.dropout(probs, self.attn_dropout)
         # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
-        g.save(g.cast(probs_d, e), g.cast(v_rep, e) if v_storage is None
-               else g.new(b * s * a * dv, e))
+        if v.grad:
+            g.save(g.cast(probs_d, e))
+        if probs_d.grad:
+            g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
         return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous()
 
     # --- one block ------------------------------------------------------------------------
@@ -730,7 +740,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     after_blocks = tail.g.saved_bytes
     if encoder or spec.family == "gpt":
         # embeddings: LayerNorm (BERT) and dropout after the embedding sum
-        emb = tail.g.new(rows * h, st.r, True)
+        # a decoder's embedding output needs a gradient only when the embeddings train, or
+        # under checkpointing (PEFT's enable_input_require_grads); else dropout keeps no mask
+        emb = tail.g.new(rows * h, st.r, spec.is_encoder or st.full or checkpointing)
         if spec.is_encoder:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)

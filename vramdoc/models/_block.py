@@ -111,7 +111,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
             config, ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob"), d_attn),
         hidden_dropout=_first_float(
             config, ("resid_pdrop", "hidden_dropout_prob", "hidden_dropout", "dropout"), d_resid),
-        embedding_dropout=_first_float(
+        # OPTDecoder (transformers 5.24 modeling_opt.py) applies config.dropout inside the
+        # layers only: no dropout after the embeddings
+        embedding_dropout=0.0 if model_type == "opt" else _first_float(
             config, ("embd_pdrop", "hidden_dropout_prob", "dropout"), d_emb),
         rotary=model_type not in _NO_ROTARY,
         qk_norm=bool(config.get("use_qk_norm")) or model_type in _QK_NORM,

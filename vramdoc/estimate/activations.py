@@ -349,6 +349,8 @@ class BlockWalker:
             out = g.new(b * s * a * dv, e)
             g.save(out)
             g.save_bytes(4 * b * a * s)  # log-sum-exp, fp32
+            if spec.sdpa_out_copy:
+                return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous(): a copy
             return out
         # eager attention (transformers eager_attention_forward / BERT self-attention)
         e = 2 if st.autocast else q.elem
@@ -457,9 +459,10 @@ class BlockWalker:
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
             n2 = n1 if spec.shared_block_norm else self.norm(x, ln_trains)
-            # FalconDecoderLayer / GPTNeoXLayer hold the residual, the norm outputs and the
-            # attention output while the MLP runs
-            self._ctx = [x, n1, n2, o]
+            # FalconDecoderLayer / GPTNeoXLayer hold the residual, the MLP's norm output
+            # (Falcon-7B's shared one) and the attention output while the MLP runs; GPT-NeoX's
+            # attention norm output was a temporary, freed
+            self._ctx = [x, n2, o]
             if spec.shared_block_norm and self.attn_bwd_bytes and n1.grad:
                 # backward runs the MLP branch first: its gradient of the shared norm's
                 # output waits for attention's to be added to it (traced: falcon, fp32)

@@ -159,7 +159,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         always_mask=facts.always_mask, sdpa_repeat_kv=facts.sdpa_repeat_kv,
         post_norms_only=facts.post_norms_only, norm_fp32_product=facts.norm_fp32_product,
         qk_norm_full=facts.qk_norm_full, layer_norm=facts.layer_norm,
-        attn_sinks=facts.attn_sinks, moe_act=facts.moe_act,
+        attn_sinks=facts.attn_sinks, moe_act=facts.moe_act, sdpa_out_copy=facts.sdpa_out_copy,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )

@@ -151,6 +151,8 @@ class ModelSpec:
     #                           llama-like block (Phi-3.5-MoE), not an RMSNorm
     attn_sinks: bool = False  # gpt-oss eager attention: a learned sink column joins the
     #                           scores, softmax runs in the scores' dtype over s + 1 columns
+    sdpa_out_copy: bool = False  # SDPA's output is copied by transpose().contiguous() (its
+    #                              layout follows a contiguous q: GPT-NeoX's rotary cat)
     moe_act: str = "swiglu"  # routed experts' activation: "swiglu" (act(gate) * up), or
     #                          "clamped_swiglu" (gpt-oss GptOssExperts._apply_gate)
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,

@@ -364,8 +364,10 @@ class BlockWalker:
         # of rotary's output, which keeps its strides), is copied to a contiguous tensor first.
         # Each operand is kept for the other's gradient only: in the first block of a LoRA on
         # q and v, k needs none and q is not kept (traced: opt lora layer 0)
+        # For one sequence the fold is a view and q itself is kept: the fused projection's
+        # whole output when q is a slice of it (traced: gpt2 eager b=1, aten.addmm (s, 3h))
         if k.grad:
-            g.save(g.new(b * s * a * d, e))
+            g.save(g.cast(q, e) if b == 1 else g.new(b * s * a * d, e))
         if q.grad:
             g.save(g.cast(k_rep, e))
         scores_grad = q.grad or k.grad
@@ -560,6 +562,10 @@ class BlockWalker:
             prod = self.activation(hidden)
             self._act_out = prod
             buffers = prod.nbytes + hidden.nbytes  # d(act), d(hidden)
+            if self.act_name in ("gelu_new", "gelu_fast") and hidden.grad:
+                # NewGELU's chain backward: mul's two gradients, in the chain's dtype, next
+                # to d(act) (traced: gpt2, aten.mul.Tensor (b, s, f) fp32 twice)
+                buffers += 2 * hidden.numel * (4 if self.st.autocast else hidden.elem)
         self.mlp_bwd_buffers = buffers if prod.grad else None
         self.mlp_out_mark = g.saved_bytes
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
@@ -655,6 +661,9 @@ class ActivationAccount:
     # live at the loss besides the logits chain, not saved (the decoder's output, the KV
     # cache's copies): counted with the activations of the forward's loss instant
     loss_held_bytes: int = 0
+    # no checkpointing: the activations live at the last block's MLP backward; 0 where the
+    # walk does not model it
+    mlp_backward_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -794,7 +803,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     if st.autocast and st.weight_elem == 4 and st.full and checkpointing:
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
-    recompute_peak = attn_peak = attn_backward = 0
+    recompute_peak = attn_peak = attn_backward = mlp_backward = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -826,6 +835,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     else:
         saved_total = blocks_total + other
         recompute = 0
+        # the last block's MLP backward (BlockWalker.mlp_backward_extra), every block's
+        # saved tensors live, and the block's output gradient
+        mlp_extra = max((x for x in (w.mlp_backward_extra for w in walks.values())
+                         if x is not None), default=None)
+        if mlp_extra is not None:
+            mlp_backward = blocks_total + ids + mlp_extra + rows * h * st.r
         bwd_extra = max((w.attn_bwd_bytes - w.g.saved_bytes for w in walks.values()
                          if w.attn_bwd_bytes), default=None)
         if bwd_extra is not None:
@@ -839,7 +854,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         autocast_cache_bytes=cache, recompute_peak_bytes=recompute_peak,
         recompute_attn_peak_bytes=attn_peak, ids_bytes=ids, after_blocks_bytes=after_blocks,
         forward_transient_bytes=fwd_transient, attn_backward_bytes=attn_backward,
-        loss_held_bytes=loss_held,
+        loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
     )
 
 

@@ -449,6 +449,13 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                                - attn_in_g,
                                "activations": block0["activations"] - acts.recompute_peak_bytes
                                + acts.recompute_attn_peak_bytes})
+    if not ckpt and acts.mlp_backward_bytes:
+        # the last block's MLP backward: its output projection's gradient is made
+        outside, layer_g, out_g, attn_in_g = _layer_grads(setup, spec, groups, sh.grads_div,
+                                               ("layers", *ekey))
+        candidates.append({**zero, **in_bwd, "optimizer_states": states,
+                           "gradients": outside - untied + out_g + unit_grads + grads_fwd_comm,
+                           "activations": acts.mlp_backward_bytes})
     if not ckpt and acts.attn_backward_bytes:
         # the last block's softmax backward (BlockWalker.attention): its MLP's and output
         # projection's gradients are made, its attention input projections' not yet

@@ -363,7 +363,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         acts.forward_transient_bytes, acts.layer_transient_bytes)
     in_block_bytes = acts.layer_transient_bytes if ckpt else (
         fwd_block - acts.after_blocks_bytes)
-    in_block = in_block_bytes > acts.logits_forward_bytes
+    in_block = in_block_bytes > acts.logits_forward_bytes + acts.loss_held_bytes
     live = {**base, "weights": base["weights"] + gathered}
     g_loss = gathered if parts.gathered_loss is None else parts.gathered_loss
     g_bwd = gathered if parts.gathered_backward is None else parts.gathered_backward
@@ -383,7 +383,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                 "gradients": grads_fwd + grads_fwd_comm,
                 "activations": acts.saved_total_bytes
                 + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
-                + (in_block_bytes if block else 0),
+                + (in_block_bytes if block else acts.loss_held_bytes),
                 "logits": 0 if block else acts.logits_forward_bytes}
 
     forward = forward_at(in_block)
@@ -516,6 +516,27 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                            "gradients": outside - untied + unit_grads_first + grads_fwd_comm,
                            "activations": acts.saved_total_bytes - acts.after_blocks_bytes
                            + acts.layer_transient_bytes})
+    # one GPU / DDP / FSDP1 / ZeRO: the last block's MLP and softmax backward. FSDP2's own
+    # first-layer instant above covers that block (its gathered weights and gradients differ)
+    if not ckpt and parts.unit_grads_first is None and (acts.mlp_backward_bytes
+                                                        or acts.attn_backward_bytes):
+        outside, layer_g, out_g, attn_in_g = _layer_grads(gsetup, spec, groups, sh.grads_div,
+                                               ("layers", *ekey))
+        if host_grads:
+            outside = layer_g = out_g = attn_in_g = 0
+        if acts.mlp_backward_bytes:
+            # the last block's MLP backward: its output projection's gradient is made
+            candidates.append({**zero, **in_bwd, "optimizer_states": states,
+                               "gradients": outside - untied + out_g + unit_grads_first
+                               + grads_fwd_comm,
+                               "activations": acts.mlp_backward_bytes})
+        if acts.attn_backward_bytes:
+            # the last block's softmax backward (BlockWalker.attention): its MLP's and output
+            # projection's gradients are made, its attention input projections' not yet
+            candidates.append({**zero, **in_bwd, "optimizer_states": states,
+                               "gradients": outside - untied + layer_g - attn_in_g
+                               + unit_grads_first + grads_fwd_comm,
+                               "activations": acts.attn_backward_bytes})
     candidates.append(block0)
     if untied or tied:
         candidates.append(last)

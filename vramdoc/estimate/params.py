@@ -322,6 +322,8 @@ def account_params(
             embedding_trainable |= g.kind == EMBEDDING
         elif lora.bias == "all" and g.bias_numel and g.kind in (LINEAR, NORM):
             trainable.append((g.bias_numel, 1, g.count, dense_b))
+    if spec.buffer_bytes:
+        weights += round_block(spec.buffer_bytes)  # resident from load on, like the weights
     t_dtype = load_dtype if lora is None else adapter_dtype
     t_numel = sum(r * k * c for r, k, c, _ in trainable)
     t_bytes = sum(round_block(r * k * e) * c for r, k, c, e in trainable)

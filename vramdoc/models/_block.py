@@ -53,6 +53,10 @@ class BlockFacts:
     layer_norm: bool = False
     attn_sinks: bool = False
     moe_act: str = "swiglu"
+    # q enters SDPA as a contiguous (b, heads, s, d) tensor (GPT-NeoX's apply_rotary_pos_emb
+    # ends in torch.cat): the fused kernel's output follows q's layout, so the caller's
+    # transpose(1, 2).contiguous() is a copy (traced: gpt_neox sdpa aten.clone (b, s, a, d))
+    sdpa_out_copy: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -111,7 +115,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
             config, ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob"), d_attn),
         hidden_dropout=_first_float(
             config, ("resid_pdrop", "hidden_dropout_prob", "hidden_dropout", "dropout"), d_resid),
-        embedding_dropout=_first_float(
+        # OPTDecoder (transformers 5.24 modeling_opt.py) applies config.dropout inside the
+        # layers only: no dropout after the embeddings
+        embedding_dropout=0.0 if model_type == "opt" else _first_float(
             config, ("embd_pdrop", "hidden_dropout_prob", "dropout"), d_emb),
         rotary=model_type not in _NO_ROTARY,
         qk_norm=bool(config.get("use_qk_norm")) or model_type in _QK_NORM,
@@ -135,6 +141,7 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # GptOssAttention: sinks; GptOssExperts._apply_gate (transformers 5.24 modeling_gpt_oss.py)
         attn_sinks=model_type == "gpt_oss",
         moe_act="clamped_swiglu" if model_type == "gpt_oss" else "swiglu",
+        sdpa_out_copy=model_type == "gpt_neox",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

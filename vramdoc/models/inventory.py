@@ -159,7 +159,8 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         always_mask=facts.always_mask, sdpa_repeat_kv=facts.sdpa_repeat_kv,
         post_norms_only=facts.post_norms_only, norm_fp32_product=facts.norm_fp32_product,
         qk_norm_full=facts.qk_norm_full, layer_norm=facts.layer_norm,
-        attn_sinks=facts.attn_sinks, moe_act=facts.moe_act,
+        attn_sinks=facts.attn_sinks, moe_act=facts.moe_act, sdpa_out_copy=facts.sdpa_out_copy,
+        buffer_bytes=_buffer_bytes(mt, summary_fields(summary)),
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )
@@ -236,3 +237,11 @@ def _groups(spec: ModelSpec, task: str, num_labels: int,
     _, groups = arch.build(c, task, num_labels)
     c.check()
     return tuple(groups)
+
+
+def _buffer_bytes(model_type: str, fields: dict[str, Any]) -> int:
+    """Device bytes of the model's non-persistent buffers (ModelSpec.buffer_bytes)."""
+    if model_type == "gpt_bigcode":
+        n = int(fields.get("max_position_embeddings") or 0)
+        return n * n  # torch.bool
+    return 0

@@ -151,6 +151,12 @@ class ModelSpec:
     #                           llama-like block (Phi-3.5-MoE), not an RMSNorm
     attn_sinks: bool = False  # gpt-oss eager attention: a learned sink column joins the
     #                           scores, softmax runs in the scores' dtype over s + 1 columns
+    # non-persistent buffers the model keeps on the device (not parameters): GPTBigCodeModel's
+    # boolean causal mask of n_positions x n_positions (transformers 5.24
+    # modeling_gpt_bigcode.py, ``self.bias = nn.Buffer(torch.tril(...), persistent=False)``)
+    buffer_bytes: int = 0
+    sdpa_out_copy: bool = False  # SDPA's output is copied by transpose().contiguous() (its
+    #                              layout follows a contiguous q: GPT-NeoX's rotary cat)
     moe_act: str = "swiglu"  # routed experts' activation: "swiglu" (act(gate) * up), or
     #                          "clamped_swiglu" (gpt-oss GptOssExperts._apply_gate)
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,

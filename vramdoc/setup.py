@@ -70,6 +70,9 @@ MAX_BATCH = 2**20
 MAX_EFFECTIVE_BATCH = 2**32
 # Data-parallel processes: the largest training clusters reported hold ~10**5 GPUs.
 MAX_NUM_GPUS = 2**20
+# GPUs in one machine: 8 in NVIDIA's HGX / DGX H100 and B200 boards, 16 in the DGX-2 (V100),
+# the most NVIDIA has put in one server; more per node is a missing --nodes or a typo.
+MAX_GPUS_PER_NODE = 16
 # Classifier outputs and LoRA ranks: no real vocabulary, label set or weight matrix comes near.
 MAX_NUM_LABELS = 2**24
 MAX_LORA_R = 2**16
@@ -683,10 +686,16 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
             data = {**data, "gpu": name}
     if training.fsdp and num_gpus == 1 and "num_gpus" not in " ".join(problems):
         problems.append("training.fsdp: sharding needs num_gpus > 1 (the data-parallel world size)")
-    nodes = _positive_int(data.get("nodes", 1), "nodes", problems)
+    nodes = _positive_int(data.get("nodes", 1), "nodes", problems, MAX_NUM_GPUS)
     if num_gpus % nodes:
         problems.append(f"nodes: {nodes} machines cannot share {num_gpus} GPUs evenly; num_gpus "
                         "counts the GPUs of all nodes together")
+    elif num_gpus // nodes > MAX_GPUS_PER_NODE:
+        problems.append(f"num_gpus: {num_gpus:,} GPUs on {nodes:,} node(s) is "
+                        f"{num_gpus // nodes:,} per node; a machine holds at most "
+                        f"{MAX_GPUS_PER_NODE} (8 in HGX/DGX, 16 in DGX-2): set nodes (--nodes) "
+                        f"to the machines the run spans, e.g. nodes: "
+                        f"{-(-num_gpus // 8):,} for 8 GPUs each")
     if max_gpu and num_gpus > 1:
         problems.append("model_kwargs.max_memory: device_map placement splits one process's "
                         "model over GPU and CPU; it does not combine with num_gpus > 1 (use "

@@ -518,9 +518,9 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
         elif k in _TRAINING_FIELDS:
             values[k] = v
         elif k in known:
-            bad = _not_plain(v)
-            if bad:
-                problems.append(f"training.{k}: {show(v)} {bad}")
+            not_plain = _not_plain(v)
+            if not_plain:
+                problems.append(f"training.{k}: {show(v)} {not_plain}")
             else:
                 extra.append((k, v))
         else:

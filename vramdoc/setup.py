@@ -508,8 +508,14 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
                 opts = []
             bad = [o for o in opts if not isinstance(o, str) or o not in FSDP_OPTIONS]
             if bad:  # "" (TrainingArguments' old default) means no FSDP, as in transformers
-                problems.append(f"training.fsdp: {', '.join(show(o) for o in bad)} "
+                named = list(dict.fromkeys(show(o) for o in bad))  # each once, at most 5
+                problems.append(f"training.fsdp: {', '.join(named[:5])}"
+                                f"{' ...' if len(named) > 5 else ''} "
                                 f"not an FSDP option; use {', '.join(FSDP_OPTIONS)}")
+            kinds = sorted({o for o in opts if isinstance(o, str) and o in FSDP_OPTIONS[:5]})
+            if len(kinds) > 1:  # one sharding strategy per run (accelerate's sharding_strategy)
+                problems.append(f"training.fsdp: {' and '.join(kinds)} are two sharding "
+                                "strategies; choose one")
             values["fsdp"] = " ".join(str(o) for o in opts if o not in bad)
         elif k in ("fsdp_config", "deepspeed"):
             values[k] = _engine_json(k, v, problems)

@@ -70,6 +70,9 @@ MAX_BATCH = 2**20
 MAX_EFFECTIVE_BATCH = 2**32
 # Data-parallel processes: the largest training clusters reported hold ~10**5 GPUs.
 MAX_NUM_GPUS = 2**20
+# GPUs in one machine: 8 in NVIDIA's HGX / DGX H100 and B200 boards, 16 in the DGX-2 (V100),
+# the most NVIDIA has put in one server; more per node is a missing --nodes or a typo.
+MAX_GPUS_PER_NODE = 16
 # Classifier outputs and LoRA ranks: no real vocabulary, label set or weight matrix comes near.
 MAX_NUM_LABELS = 2**24
 MAX_LORA_R = 2**16
@@ -505,8 +508,14 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
                 opts = []
             bad = [o for o in opts if not isinstance(o, str) or o not in FSDP_OPTIONS]
             if bad:  # "" (TrainingArguments' old default) means no FSDP, as in transformers
-                problems.append(f"training.fsdp: {', '.join(show(o) for o in bad)} "
+                named = list(dict.fromkeys(show(o) for o in bad))  # each once, at most 5
+                problems.append(f"training.fsdp: {', '.join(named[:5])}"
+                                f"{' ...' if len(named) > 5 else ''} "
                                 f"not an FSDP option; use {', '.join(FSDP_OPTIONS)}")
+            kinds = sorted({o for o in opts if isinstance(o, str) and o in FSDP_OPTIONS[:5]})
+            if len(kinds) > 1:  # one sharding strategy per run (accelerate's sharding_strategy)
+                problems.append(f"training.fsdp: {' and '.join(kinds)} are two sharding "
+                                "strategies; choose one")
             values["fsdp"] = " ".join(str(o) for o in opts if o not in bad)
         elif k in ("fsdp_config", "deepspeed"):
             values[k] = _engine_json(k, v, problems)
@@ -515,9 +524,9 @@ def _parse_training(t: Any, problems: list[str]) -> TrainingSetup:
         elif k in _TRAINING_FIELDS:
             values[k] = v
         elif k in known:
-            bad = _not_plain(v)
-            if bad:
-                problems.append(f"training.{k}: {show(v)} {bad}")
+            not_plain = _not_plain(v)
+            if not_plain:
+                problems.append(f"training.{k}: {show(v)} {not_plain}")
             else:
                 extra.append((k, v))
         else:
@@ -683,10 +692,16 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
             data = {**data, "gpu": name}
     if training.fsdp and num_gpus == 1 and "num_gpus" not in " ".join(problems):
         problems.append("training.fsdp: sharding needs num_gpus > 1 (the data-parallel world size)")
-    nodes = _positive_int(data.get("nodes", 1), "nodes", problems)
+    nodes = _positive_int(data.get("nodes", 1), "nodes", problems, MAX_NUM_GPUS)
     if num_gpus % nodes:
         problems.append(f"nodes: {nodes} machines cannot share {num_gpus} GPUs evenly; num_gpus "
                         "counts the GPUs of all nodes together")
+    elif num_gpus // nodes > MAX_GPUS_PER_NODE:
+        problems.append(f"num_gpus: {num_gpus:,} GPUs on {nodes:,} node(s) is "
+                        f"{num_gpus // nodes:,} per node; a machine holds at most "
+                        f"{MAX_GPUS_PER_NODE} (8 in HGX/DGX, 16 in DGX-2): set nodes (--nodes) "
+                        f"to the machines the run spans, e.g. nodes: "
+                        f"{-(-num_gpus // 8):,} for 8 GPUs each")
     if max_gpu and num_gpus > 1:
         problems.append("model_kwargs.max_memory: device_map placement splits one process's "
                         "model over GPU and CPU; it does not combine with num_gpus > 1 (use "

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 SWEEP2 = ("test_doctor_hostile", "test_multigpu_hostile", "test_trackers_hostile",
-          "test_inputs_hostile")
+          "test_inputs_hostile", "test_sweep3_hostile")
 
 
 def _sweep2(timeout: float, cap_memory: object) -> tuple[int, int]:

@@ -23,7 +23,8 @@ PLAN = ["plan", "--model", "llama-2-7b", "--top", "1"]
 
 # --- --gpu NxNAME ------------------------------------------------------------------------
 for name, gpu, codes, says in (
-    ("0x", "0xA100", BAD, "larger than zero"), ("huge-count", "100000xH100", ANSWER, ""),
+    ("0x", "0xA100", BAD, "larger than zero"),
+    ("huge-count", "100000xH100", BAD, "a machine holds at most 16"),
     ("giant-count", "99999999999999999999999xH100", BAD, "gpu"),
     ("trailing-x", "8x", BAD, "8x"), ("leading-x", "x8", BAD, "x8"),
     ("x-only", "x", BAD, "gpu"), ("count-blank", "8x ", BAD, "gpu"),

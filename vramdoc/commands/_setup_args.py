@@ -120,6 +120,9 @@ def mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
         base["task"] = args.task
     if getattr(args, "num_gpus", None) is not None:
         base["num_gpus"] = args.num_gpus
+    if getattr(args, "fsdp", None) is not None and not args.fsdp.strip():
+        raise UsageError("--fsdp '' names no FSDP option",
+                         'give e.g. --fsdp "full_shard auto_wrap", or leave --fsdp out')
     if getattr(args, "fsdp", None):
         training["fsdp"] = args.fsdp
     if getattr(args, "deepspeed", None) is not None and not args.deepspeed.strip():

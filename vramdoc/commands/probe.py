@@ -8,7 +8,13 @@ import sys
 from typing import Any
 
 from vramdoc.commands._setup_args import add_setup_arguments, mapping_from_args
-from vramdoc.errors import EXIT_DOES_NOT_FIT, EXIT_OK, HardwareError, MissingDependencyError
+from vramdoc.errors import (
+    EXIT_DOES_NOT_FIT,
+    EXIT_OK,
+    HardwareError,
+    MissingDependencyError,
+    UsageError,
+)
 from vramdoc.setup import setup_from_mapping
 
 NAME = "probe"
@@ -66,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, metavar="LR", help="learning_rate")
     g.add_argument("--max-grad-norm", type=float, metavar="X", help="max_grad_norm (0 = off)")
     g.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
-    g.add_argument("--rank", type=int, default=0, metavar="R",
+    g.add_argument("--rank", type=int, default=None, metavar="R",
                    help="with --num-gpus N --fsdp ... --device fake: the rank to trace "
                         "(default 0; FSDP2 pads every shard, so all ranks hold the same)")
     g.add_argument("--json", action="store_true",
@@ -103,11 +109,16 @@ def _run(args: argparse.Namespace) -> int:
     spec = resolve_model(setup.model)
     sharded = None
     device_asked = choose_device(args.device, int(spec.n_params or 0))
-    if (setup.num_gpus > 1 and setup.training.fsdp and not setup.training.deepspeed
-            and device_asked == "fake"):
+    traces_a_rank = (setup.num_gpus > 1 and bool(setup.training.fsdp)
+                     and not setup.training.deepspeed and device_asked == "fake")
+    if args.rank is not None and not traces_a_rank:
+        # a rank that nothing reads would be a silent wrong answer: refuse it
+        raise UsageError(f"--rank {args.rank}: only the sharded fake probe traces a rank",
+                         "add --num-gpus N --fsdp full_shard --device fake, or drop --rank")
+    if traces_a_rank:
         from vramdoc.probe.sharded import sharded_run
 
-        sharded = sharded_run(setup, rank=args.rank)
+        sharded = sharded_run(setup, rank=args.rank or 0)
     elif setup.num_gpus > 1 or setup.training.deepspeed:
         # the probe runs one process: it measures (and compares with) one GPU's share of a
         # single-GPU run, not the sharded or data-parallel setup
@@ -125,7 +136,6 @@ def _run(args: argparse.Namespace) -> int:
         setup = setup.replace(num_gpus=1, nodes=1).replace_training(
             fsdp="", fsdp_config="", deepspeed="")
     if getattr(spec, "remote_code", False):
-        from vramdoc.errors import UsageError
 
         raise UsageError(f"{spec.name} needs remote code transformers does not ship",
                          "probe a model with a built-in transformers architecture")
@@ -138,18 +148,15 @@ def _run(args: argparse.Namespace) -> int:
         raise HardwareError("--device cuda: no CUDA GPU is visible to torch",
                             "use --device cpu or --device fake (add --gpu SIZE to emulate a card)")
     if args.weights is not None and not args.weights.strip():
-        from vramdoc.errors import UsageError
 
         raise UsageError("--weights '' names no checkpoint",
                          "give a local checkpoint folder, or leave --weights out for random "
                          "weights")
     if args.weights and args.device == "fake":
-        from vramdoc.errors import UsageError
 
         raise UsageError("--weights loads real tensors; fake tensors carry none",
                          "drop --weights (memory does not depend on values) or use --device cpu")
     if args.steps is not None and args.steps < 1:
-        from vramdoc.errors import UsageError
 
         raise UsageError(f"--steps {args.steps}: must be at least 1", "e.g. --steps 4")
     _check_setup_for_probe(setup, spec)

@@ -153,7 +153,8 @@ def _once(run_dir: str, path: Path, *, as_json: bool) -> int:
         json.dump(encode_value(summary), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(printable(_text(run_dir, summary, follower.problems())))
+        problems = follower.problems() + state.header_problems
+        sys.stdout.write(printable(_text(run_dir, summary, problems)))
     return EXIT_DOES_NOT_FIT if errors else EXIT_OK
 
 
@@ -224,7 +225,8 @@ def _once_source(run_dir: str, kind: str, *, as_json: bool) -> int:
     else:
         from vramdoc.monitor.outcome import printable
 
-        sys.stdout.write(printable(_text(run_dir, summary, follower.problems())))
+        problems = follower.problems() + state.header_problems
+        sys.stdout.write(printable(_text(run_dir, summary, problems)))
     return EXIT_DOES_NOT_FIT if errors else EXIT_OK
 
 

@@ -72,6 +72,11 @@ def write_fixed(path: Path, text: str) -> Path:
         with out.open("x", encoding="utf-8") as fh:
             fh.write(text)
     except FileExistsError:
+        if out.is_symlink():
+            raise UsageError(f"{out} is a symbolic link; the doctor never writes through a link "
+                             "(it would write where the link points)",
+                             f"remove the link {out.name}, or print the changes with --diff"
+                             ) from None
         raise UsageError(f"{out} already exists; the doctor never overwrites a file",
                          f"remove or rename {out.name}, or print the changes with --diff"
                          ) from None

@@ -15,6 +15,7 @@ runs, unless ``force``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,15 @@ def check_kit_dir(out: str | Path, force: bool = False) -> None:
     if parent is not None and not parent.is_dir():
         raise UsageError(f"--out {name}: {short(str(parent))} is a file, so the kit folder cannot "
                          "be made under it", "give a new or existing directory")
+    # a link is never written through, --force or not: even a dangling one would create or
+    # replace a file elsewhere (wherever it points), not in the kit folder
+    links = [n for n in KIT_FILES if (d / n).is_symlink()]
+    if links:
+        raise UsageError(f"--out {name}: {', '.join(links)} is a symbolic link; vramdoc never "
+                         "writes through a link (it would write where the link points)",
+                         "remove the link(s), or choose another directory")
     if force:
         return
-    # a link counts as there even when it points nowhere: writing through it would land elsewhere
     existing = [n for n in KIT_FILES if (d / n).exists() or (d / n).is_symlink()]
     if existing:
         raise UsageError(f"--out {d}: {', '.join(existing)} already exist(s); vramdoc never "
@@ -164,8 +171,12 @@ def write_kit(out: str | Path, plan: Any, spec: Any, gpu: Any, force: bool = Fal
         d.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             path = d / name
-            mode = "w" if force else "x"  # "x": fail rather than replace a file that appeared
-            with path.open(mode, encoding="utf-8") as fh:
+            if force:  # O_NOFOLLOW: never through a link that appeared since check_kit_dir
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+                fh = os.fdopen(os.open(path, flags, 0o644), "w", encoding="utf-8")
+            else:  # "x": fail rather than replace a file (or follow a link) that appeared
+                fh = path.open("x", encoding="utf-8")
+            with fh:
                 fh.write(text)
             written.append(name)
             if name == "launch.sh":

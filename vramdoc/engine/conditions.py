@@ -117,7 +117,7 @@ def _compile(node: ast.expr) -> Compiled:  # noqa: C901 - one branch per node ty
     ops = _EVALUATOR.operators
     if isinstance(node, ast.Constant):
         value = node.value
-        if hasattr(value, "__len__") and len(value) > MAX_STRING_LENGTH:
+        if isinstance(value, str | bytes) and len(value) > MAX_STRING_LENGTH:
             raise _NotCompilable  # simpleeval raises IterableTooLong: let it
         return lambda _names: value
     if isinstance(node, ast.Name):

@@ -193,6 +193,15 @@ def _check_shapes(mt: str, s: Any, config: Mapping[str, Any], problems: list[str
         problems.append(
             f"num_key_value_heads = {kv} must divide num_attention_heads = {a} (each key/value "
             "head serves a whole group of query heads)")
+    types = config.get("layer_types")
+    if types is not None and (not isinstance(types, list)
+                              or not all(isinstance(t, str) for t in types)):
+        problems.append(f"layer_types = {show(types)} must be a list of attention kinds, one "
+                        "per layer (e.g. [\"sliding_attention\", \"full_attention\"])")
+    elif types is not None and len(types) != s.num_hidden_layers:
+        # transformers 5.24 configuration_utils.layer_type_validation refuses the mismatch
+        problems.append(f"layer_types lists {len(types)} layer(s) but num_hidden_layers = "
+                        f"{s.num_hidden_layers}; give one kind per layer")
     e, k = s.num_local_experts, s.num_experts_per_tok
     if e and not 1 <= k <= e:
         problems.append(f"num_experts_per_tok = {k} must be between 1 and the number of experts "

@@ -35,6 +35,7 @@ from typing import Any
 
 from vramdoc.monitor.context import ContextBuilder
 from vramdoc.monitor.fastdecode import DecodedStep, StepRun
+from vramdoc.monitor.header_args import clean_args
 from vramdoc.monitor.outcome import Outcome, from_end, without_end
 from vramdoc.monitor.schema import decode_float
 
@@ -192,6 +193,7 @@ class RunState:
     revision: int = 0
     failed_events: int = 0  # events that raised while being taken in (skipped)
     failed_reason: str = ""
+    header_problems: list[str] = field(default_factory=list)  # header args not used as given
     last_context: dict[str, Any] = field(default_factory=dict)
     _ctx: ContextBuilder = field(default_factory=ContextBuilder)
     _max_step: int | None = None
@@ -318,6 +320,11 @@ class RunState:
     def _on_header(self, ev: dict[str, Any]) -> None:
         if self.header is not None or self.steps:
             self.earlier.append(self._session_record())
+        if "args" in ev:  # a value the alerts cannot read: the default, named (header_args)
+            args, self.header_problems = clean_args(ev["args"])
+            ev = {**ev, "args": args}
+        else:
+            self.header_problems = []
         self.header = ev
         self.session = ev.get("session") if isinstance(ev.get("session"), str) else None
         self.sessions += 1
@@ -508,4 +515,7 @@ class RunState:
             ],
             "rules_error": self.rules_error or None,
             "failed_events": self.failed_events,
+            # header arguments not used as given (only when there are any)
+            **({"header_problems": list(self.header_problems)} if self.header_problems
+               else {}),
         }

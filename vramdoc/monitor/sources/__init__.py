@@ -148,6 +148,11 @@ class SourceFollower:
         if bad:
             out.append(f"{bad} damaged or unreadable record(s) skipped in the "
                        f"{self.kind.replace('_', ' ')} files; the summary holds the rest")
+        for broken in head.get("broken_states") or ():
+            out.append(f"could not read {broken}; read {head.get('state_read')} instead")
+        if head.get("bad_values"):
+            out.append(f"{head['bad_values']} logged value(s) that are not numbers skipped "
+                       f"(first: {head.get('first_bad_value')})")
         return out
 
     def describe(self) -> str:

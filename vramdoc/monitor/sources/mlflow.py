@@ -17,7 +17,9 @@ from typing import Any
 
 from vramdoc.errors import UsageError
 from vramdoc.monitor.sources._events import Row, SourceRun, pick_args
+from vramdoc.monitor.sources.tensorboard import trainer_name
 
+MAX_STEP = 2**63  # a step past int64 is no step MLflow (or a GPU run) can log
 _STATUS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 
 
@@ -57,7 +59,9 @@ def _metric_lines(f: Path, name: str, rows: dict[tuple[int, str], dict[str, Any]
             ts = int(parts[0])
             value = float(parts[1])
             step = int(parts[2]) if len(parts) > 2 else 0
-        except ValueError:  # text, a float step, a number past Python's 4,300 digits
+            if not 0 <= step < MAX_STEP:  # Trainer logs at global_step >= 0
+                raise ValueError
+        except ValueError:  # text, a float or negative step, a number past 4,300 digits
             bad += 1
             continue
         part = "eval" if name.startswith("eval_") else "train"
@@ -96,6 +100,9 @@ def read(path: str | Path) -> SourceRun:
             name = f.relative_to(metrics).as_posix()
             if name.startswith("system/"):
                 continue  # MLflow's system metrics (CPU, GPU) are not Trainer's logs
+            # a name written the TensorBoard / W&B way (``train/loss``, ``eval/loss``, a
+            # nested folder here) reads as Trainer's key, as those sources read it
+            name = trainer_name(name)
             skipped += _metric_lines(f, name, rows, times)
     params: dict[str, str] = {}
     params_dir = p / "params"

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.errors import UsageError
-from vramdoc.monitor.sources._events import Row, SourceRun
+from vramdoc.monitor.sources._events import STEP_FIELDS, Row, SourceRun, number
 
 STATE_FILE = "trainer_state.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# logged values Trainer writes as numbers (floats; NaN / Infinity as JSON's bare tokens)
+_NUMERIC = (*STEP_FIELDS, "eval_loss")
 
 
 def checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
@@ -71,17 +73,38 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
-def _latest(files: list[Path]) -> tuple[Path, dict[str, Any]]:
-    """The state with the most progress (global_step, then history length)."""
-    best: tuple[Path, dict[str, Any]] | None = None
-    for f in files:
-        data = _load(f)
-        key = (int(data.get("global_step") or 0), len(data["log_history"]))
-        if best is None or key > (int(best[1].get("global_step") or 0),
-                                  len(best[1]["log_history"])):
-            best = (f, data)
-    assert best is not None
-    return best
+def _progress(data: dict[str, Any]) -> tuple[int, int]:
+    """How far a state got: global_step, then history length."""
+    step = data.get("global_step")
+    return (int(step) if isinstance(step, int) else 0, len(data["log_history"]))
+
+
+def _latest(p: Path, files: list[Path]) -> tuple[Path, dict[str, Any], list[str]]:
+    """The state with the most progress among ``files``, falling back past broken ones.
+
+    A save cut short (a full disk, a killed job) leaves the newest checkpoint's state broken
+    while the older checkpoints hold the same history up to their step: read the newest one
+    that loads, and name each broken file. Raises the newest file's error when none loads.
+    """
+    older = ([ck / STATE_FILE for _, ck in checkpoints(p)][:-1][::-1] if p.is_dir() else [])
+    broken: list[str] = []
+    first_error: UsageError | None = None
+    good: list[tuple[Path, dict[str, Any]]] = []
+    for f in [*files, *older]:
+        if good and f in older:
+            break  # a newer state loaded: older checkpoints hold a prefix of it
+        if not f.is_file():
+            continue
+        try:
+            good.append((f, _load(f)))
+        except UsageError as exc:
+            first_error = first_error or exc
+            broken.append(f"{f} ({exc.message.split(': ', 1)[-1][:80]})")
+    if not good:
+        assert first_error is not None
+        raise first_error
+    path, data = max(good, key=lambda fd: _progress(fd[1]))
+    return path, data, broken
 
 
 def _method(ck_dir: Path | None) -> str | None:
@@ -106,7 +129,7 @@ def read(path: str | Path) -> SourceRun:
     if not files:
         raise UsageError(f"no {STATE_FILE} in {p} or its checkpoint-* folders",
                          "Trainer writes it at each save (save_steps / save_strategy)")
-    state_path, data = _latest(files)
+    state_path, data, broken = _latest(p, files)
     out_dir = p if p.is_dir() else p.parent
     if _CHECKPOINT_RE.match(out_dir.name):
         out_dir = out_dir.parent
@@ -119,6 +142,7 @@ def read(path: str | Path) -> SourceRun:
         # TrainerState.train_batch_size is the per-device batch times the GPUs of one process
         run.args["per_device_train_batch_size"] = data["train_batch_size"]
     skipped = 0  # entries Trainer never writes (not a mapping, no whole-number step): named
+    bad_values, first_bad = 0, ""  # logged values that are not numbers: named
     for i, entry in enumerate(data["log_history"]):
         if not isinstance(entry, dict):
             skipped += 1
@@ -128,6 +152,12 @@ def read(path: str | Path) -> SourceRun:
             skipped += 1
             continue
         values = {k: v for k, v in entry.items() if k != "step"}
+        wrong = [k for k in _NUMERIC if values.get(k) is not None and number(values[k]) is None]
+        if wrong:  # Trainer logs floats: a boolean or a list loss is damage, named, not used
+            bad_values += len(wrong)
+            first_bad = first_bad or f"step {step} {wrong[0]} {repr(values[wrong[0]])[:40]}"
+            for k in wrong:
+                del values[k]
         run.rows.append(Row(step=step, values=values))
         if "train_runtime" in values and i == len(data["log_history"]) - 1:
             run.ended = "completed"
@@ -139,4 +169,10 @@ def read(path: str | Path) -> SourceRun:
     run.facts = {"method": _method(latest_ck), "checkpoints": [step for step, _ in cks]}
     if skipped:
         run.facts["unreadable_records"] = skipped
+    if broken:
+        run.facts["broken_states"] = broken
+        run.facts["state_read"] = str(state_path)
+    if bad_values:
+        run.facts["bad_values"] = bad_values
+        run.facts["first_bad_value"] = first_bad
     return run

@@ -146,6 +146,7 @@ class BlockWalker:
         self.kbit_fwd = 0
         self.kbit_bwd = 0
         self.mlp_out_end: int | None = None  # saved bytes once the MLP's output projection ran
+        self.moe_bwd = 0  # LoRA on fused experts: their backward's peak (see moe)
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -638,6 +639,14 @@ class BlockWalker:
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
+        if lora_experts:
+            # the experts' backward, first their down projection's (grouped_mm's backward):
+            # everything the block saved so far (the expert output's gradient in place of the
+            # output), the gradient of its input (tokens x f) and of the materialised weight
+            # W + B@A of every expert (traced: mixtral qlora, the recomputed block's peak)
+            # (the down projection: the smaller of the fused gate_up / down tensors)
+            down = min((x.weight_numel for x in lin.experts), default=0)
+            self.moe_bwd = g.saved_bytes + tokens * f * e + down * e
         out = g.new(rows * h, n2.elem, True)
         if lin.shared:
             out = g.add(out, self.shared_expert(n2))
@@ -842,7 +851,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                                  for w in walks.values()) + rows * h * st.r
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
             attn_peak = attn_peak + rows * h * st.r if attn_peak else 0
-        elif st.bnb4 and all(w.kbit_instants or w.kbit_fwd for w in walks.values()):
+        elif st.bnb4 and _kbit_modelled(spec, lin) and all(
+                w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
                 spec, st, walks, adapter_last, reentrant, n_sliding)
     else:
@@ -856,6 +866,18 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         recompute_attn_peak_bytes=attn_peak, ids_bytes=ids, after_blocks_bytes=after_blocks,
         forward_transient_bytes=fwd_transient, recompute_fwd_peak_bytes=fwd_peak,
     )
+
+
+def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
+    """The blocks whose recomputation over k-bit bases _kbit_recompute models, as checked
+    against traces (bench_trace_matrix --method qlora: llama, mistral, qwen2/3, gemma 1/2/3,
+    phi3, olmo2, granite, mixtral): sequential pre-norm decoders with a gated MLP, and
+    Mixtral-style MoE. Others (GPT-style and parallel blocks, shared experts, MLA, gpt-oss'
+    clamped SwiGLU) keep the whole-block account."""
+    if spec.family == "llama":
+        return True
+    return spec.family == "moe" and not lin.shared and not spec.mla \
+        and spec.moe_act != "clamped_swiglu"
 
 
 def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker],
@@ -905,10 +927,14 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
             inst = at_a if (last and stops[w.masked]) else max(at_a, at_b)
             peak = max(peak, inst - own)
         peak = max(peak, w.kbit_fwd - own)
-        bwd = max(bwd, w.kbit_bwd - own, w.g.saved_bytes + (w.mlp_backward_extra or 0) - own)
+        bwd = max(bwd, w.kbit_bwd - own, w.moe_bwd - own,
+                  w.g.saved_bytes + (w.mlp_backward_extra or 0) - own)
         if w.attn_bwd_bytes:
             attn = max(attn, w.attn_bwd_bytes - own)
-    live = rows * h * st.r + mask  # the block output's gradient, the attention mask
+    # in backward: the block output's gradient, the attention mask, and under reentrant
+    # checkpointing the recomputed block's output (CheckpointFunction.backward holds
+    # ``outputs`` while it runs torch.autograd.backward through the block)
+    live = rows * h * st.r * (2 if reentrant else 1) + mask
     return peak + out_grad + mask, bwd + live, attn + live if attn else 0
 
 

@@ -916,10 +916,7 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     if any(stops.values()):
         out_grad += rows * h * (2 if st.autocast else st.adapter_elem)
     kinds = 1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)
-    if st.attn == "eager":
-        mask = kinds * b * s * s * st.r
-    else:
-        mask = (1 if n_sliding else 0) * b * s * s
+    mask = kinds * b * s * s * st.r if st.attn == "eager" else (1 if n_sliding else 0) * b * s * s
     peak = bwd = attn = 0
     for w in walks.values():
         own = w.g.saved.get(w._input_uid, 0)

@@ -829,8 +829,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         extras = [w.mlp_backward_extra for w in walks.values()]
         # Not modelled yet, so these keep the whole-block account (recompute_bytes +
         # transient):
-        # - k-bit bases: their backward dequantizes each weight again; traces of QLoRA
-        #   blocks peak 2-3 % above these instants (bench_trace_matrix, llama qlora);
+        # - k-bit bases: bitsandbytes 4-bit ones have their own instants (_kbit_recompute:
+        #   the dequantizing GEMMs, peft's Linear4bit, reentrant or early-stopped
+        #   recomputation) where the block is one _kbit_modelled covers; others keep this;
         # - an adapter on the MLP's output projection (LoRA / DoRA all-linear): the last
         #   tensor the block saves is in that adapter, so recomputation runs to it and
         #   stops there by raising from the saved-tensor hook; the interrupted forward's

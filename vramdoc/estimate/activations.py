@@ -29,6 +29,8 @@ from vramdoc.models.spec import EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamG
 
 # Activation functions whose HF implementation is a chain of python ops (NewGELUActivation:
 # 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715*x**3)))) keep 4 tensors; single-kernel ones keep 1.
+# bitsandbytes' 4-bit blocksize (Linear4bit / quantize_4bit default): one absmax per 64 weights
+BNB_4BIT_BLOCK = 64
 _ACT_SAVED_TENSORS = {"gelu_new": 4, "gelu_fast": 4, "quick_gelu": 2}
 _ATTN_OUT_LEAVES = {"o_proj", "out_proj", "c_proj", "dense", "wo", "out_lin"}
 _MLP_OUT_LEAVES = {"down_proj", "fc2", "c_proj", "dense_4h_to_h", "w2_out", "dense"}
@@ -54,6 +56,8 @@ class ActSetup:
     dora: bool = False  # LoRA with use_dora: weight-decomposed adapters
     lora_skip: frozenset[str] = frozenset()  # paths of unwrapped roles with a wrapped leaf name
     kbit: bool = False  # the setup asks for a quantized base (even where no layer is quantized)
+    bnb4: bool = False  # the k-bit bases are bitsandbytes 4-bit (NF4 / FP4) layers
+    double_quant: bool = False  # bnb_4bit_use_double_quant: the absmax is quantized again
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,17 @@ class BlockWalker:
         # adapter triggers when it is the block's last saving op
         self._tail_grads = (0, -1)
         self.bwd_proxy = 0
+        # k-bit (QLoRA) bases recomputed under checkpointing: the block's instants inside each
+        # LoRA-wrapped k-bit Linear (see kbit_adapter); the block input's uid (the checkpointed
+        # input, counted outside the block)
+        self.kbit_instants: list[tuple[int, int, bool]] = []
+        self._input_uid = 0
+        # ... and inside the 4-bit layers' dequantizing GEMMs (kbit_base): the recomputed
+        # forward's largest, and the MLP output projection's in backward
+        self.kbit_fwd = 0
+        self.kbit_bwd = 0
+        self.mlp_out_end: int | None = None  # saved bytes once the MLP's output projection ran
+        self.moe_bwd = 0  # LoRA on fused experts: their backward's peak (see moe)
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -213,6 +228,8 @@ class BlockWalker:
         if quant:
             # dequantized weight (bnb gemm_4bit / backward dequantize_4bit): transient
             g.transient(2 * grp.weight_numel + 2 * self.rows * grp.in_features)
+            if st.bnb4:
+                self.kbit_base(grp, x, n_out)
         lora = grp.leaf in st.lora and grp.path not in st.lora_skip
         if lora:
             xa = g.cast(x, st.adapter_elem)
@@ -270,7 +287,77 @@ class BlockWalker:
                 res = max(out_elem, b_elem)
                 self._tail_grads = (self.rows * n_out * (
                     (res + out_elem if res != out_elem else 0) + b_elem), len(g.saved))
+            if quant and not st.dora:
+                self.kbit_adapter(grp, x, n_out, out_elem)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
+
+    def kbit_base(self, grp: ParamGroup, x: T, n_out: int) -> None:
+        """bitsandbytes' 4-bit Linear in a recomputed block: its dequantizing GEMM, forward and
+        backward (bitsandbytes 0.50 nn.Linear4bit.forward, MatMul4Bit, backends/cuda/ops.py).
+
+        Forward: x cast to the compute dtype (16-bit), then ``_dequant_linear_fallback``: with
+        double quantization two fp32 absmax buffers (the dequantized one and ``+ offset``), the
+        weight dequantized to the compute dtype (out x in), F.linear's 16-bit output; all live
+        until it returns; then the output cast back to x's dtype.
+        Backward (``MatMul4Bit.backward``): the output gradient cast to the compute dtype,
+        ``dequantize_4bit`` (one fp32 absmax buffer, freed when it returns, next to the
+        dequantized weight), ``matmul(grad, W)``: the 16-bit input gradient, then cast to x's
+        dtype. For the MLP's output projection, whose backward runs first in the block, the
+        adapter's input gradient (x's dtype) is already made (peft runs the base layer first,
+        so autograd reaches the adapter first).
+        """
+        st, g = self.st, self.g
+        rows, n_in = self.rows, grp.in_features
+        w16 = 2 * grp.weight_numel  # the compute (and load) dtype: bf16 / fp16
+        n_blocks = -(-grp.weight_numel // BNB_4BIT_BLOCK)
+        absmax = 4 * n_blocks if st.double_quant else 0
+        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        held = g.saved_bytes + self._unsaved(*ctx, x)
+        x16 = rows * n_in * 2 if x.elem != 2 else 0
+        out16 = rows * n_out * 2
+        gemm = w16 + 2 * absmax + out16
+        back = out16 + rows * n_out * x.elem if x.elem != 2 else 0
+        self.kbit_fwd = max(self.kbit_fwd, held + x16 + max(gemm, back))
+        if grp is self.lin.mlp_out:
+            lora = grp.leaf in st.lora and grp.path not in st.lora_skip
+            adapter_grad = rows * n_in * x.elem if lora else 0
+            grad16 = out16 if x.elem != 2 else 0
+            self.kbit_bwd = g.saved_bytes + adapter_grad + grad16 + w16 + max(
+                absmax, rows * n_in * 2)
+
+    def kbit_adapter(self, grp: ParamGroup, x: T, n_out: int, out_elem: int) -> None:
+        """The instants inside peft's LoRA ``Linear4bit.forward`` (peft 0.21 tuners/lora/bnb.py)
+        of a block recomputed by checkpointing, on top of what the block saved so far.
+
+        ``result = base_layer(x).clone()`` (bitsandbytes' output, cast back to x's dtype and
+        defensively cloned: b*s*out in x's dtype, live to the end), then ``lora_B(lora_A(
+        dropout(x))) * scaling``, added to it. Under autocast peft does not cast x to the
+        adapter dtype (``requires_conversion = not torch.is_autocast_enabled()``): the dropout
+        output is in x's dtype and lora_A keeps its autocast copy (16-bit), so an fp32 dropout
+        output is live (unsaved) until lora_A has run; a 16-bit one is what lora_A keeps.
+        Recorded, on top of the saved bytes and the calling frames' unsaved tensors:
+        - A: after lora_A (its input copy and output saved), the dropout output still live;
+        - B: ``result + output``: lora_B's scaled output (16-bit under autocast) and the sum.
+        The bitsandbytes base keeps nothing for backward (MatMul4Bit keeps the packed weight,
+        a parameter); its dequantized weight is gone before these instants.
+        """
+        st, g = self.st, self.g
+        rows = self.rows
+        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        held = self._unsaved(*ctx, x) + rows * n_out * out_elem
+        if st.lora_dropout > 0:
+            if st.autocast:
+                drop = x.nbytes if x.elem != 2 else 0
+            else:
+                drop = x.numel * st.adapter_elem if x.elem != st.adapter_elem else 0
+        else:
+            drop = 0
+        b_elem = 2 if st.autocast else st.adapter_elem
+        b_out = rows * n_out * b_elem
+        at_a = g.saved_bytes + held + drop
+        at_b = g.saved_bytes + held + max(2 * b_out, b_out + rows * n_out * max(out_elem,
+                                                                                b_elem))
+        self.kbit_instants.append((at_a, at_b, grp is self.lin.mlp_out))
 
     def backward_proxy(self, n_bytes: int) -> None:
         """A LoRA / DoRA buffer that stands for the block's temporaries in backward only."""
@@ -494,6 +581,7 @@ class BlockWalker:
         # and MLP: no norm on the way in
         pre = spec.family != "encoder" and not spec.post_norms_only
         self._block_in = x
+        self._input_uid = x.uid
         if spec.family != "encoder":
             self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * st.r
             if spec.always_mask:
@@ -667,6 +755,7 @@ class BlockWalker:
         self.mlp_bwd_buffers = buffers if prod.grad else None
         self.mlp_out_mark = g.saved_bytes
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
+        self.mlp_out_end = g.saved_bytes
         return g.dropout(out, self.resid_dropout)
 
     def moe(self, n2: T) -> T:
@@ -706,6 +795,14 @@ class BlockWalker:
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
+        if lora_experts:
+            # the experts' backward, first their down projection's (grouped_mm's backward):
+            # everything the block saved so far (the expert output's gradient in place of the
+            # output), the gradient of its input (tokens x f) and of the materialised weight
+            # W + B@A of every expert (traced: mixtral qlora, the recomputed block's peak)
+            # (the down projection: the smaller of the fused gate_up / down tensors)
+            down = min((x.weight_numel for x in lin.experts), default=0)
+            self.moe_bwd = g.saved_bytes + tokens * f * e + down * e
         out = g.new(rows * h, n2.elem, True)
         if lin.shared:
             out = g.add(out, self.shared_expert(n2))
@@ -762,6 +859,10 @@ class ActivationAccount:
     # no checkpointing: the activations live at the last block's MLP backward; 0 where the
     # walk does not model it
     mlp_backward_bytes: int = 0
+    # checkpointing over k-bit bases: the recomputed forward's peak inside the block (before
+    # any gradient of the block exists), counted like recompute_peak_bytes; 0 where not
+    # modelled
+    recompute_fwd_peak_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -772,7 +873,8 @@ def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
 def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: ActSetup,
                         checkpointing: bool, task: str = "causal-lm", num_labels: int = 2,
                         lm_head_trains: bool = False, head_elem: int = 2,
-                        loss_shift_copy: bool = False) -> ActivationAccount:
+                        loss_shift_copy: bool = False,
+                        reentrant: bool = False) -> ActivationAccount:
     """Activations of one micro-batch of ``st.b`` sequences of ``st.s`` tokens."""
     lin = block_linears(groups)
     b, s, h, V = st.b, st.s, spec.hidden_size, spec.vocab_size
@@ -902,15 +1004,16 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     if st.autocast and st.weight_elem == 4 and st.full and checkpointing:
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
-    recompute_peak = attn_peak = attn_backward = mlp_backward = 0
+    recompute_peak = attn_peak = attn_backward = mlp_backward = fwd_peak = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
         extras = [w.mlp_recompute_backward_extra for w in walks.values()]
         # Not modelled yet, so these keep the whole-block account (recompute_bytes +
         # transient):
-        # - k-bit bases: their backward dequantizes each weight again; traces of QLoRA
-        #   blocks peak 2-3 % above these instants (bench_trace_matrix, llama qlora);
+        # - k-bit bases: bitsandbytes 4-bit ones have their own instants (_kbit_recompute:
+        #   the dequantizing GEMMs, peft's Linear4bit, reentrant or early-stopped
+        #   recomputation) where the block is one _kbit_modelled covers; others keep this;
         # - other activations run as a chain of python ops (quick_gelu): their backward's
         #   gradients are not walked (NewGELU's are: mlp_bwd_buffers).
         chain_act = spec.hidden_act in _ACT_SAVED_TENSORS and spec.hidden_act not in (
@@ -934,6 +1037,10 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                                  for w in walks.values()) + rows * h * st.r
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
             attn_peak = attn_peak + rows * h * st.r if attn_peak else 0
+        elif st.bnb4 and _kbit_modelled(spec, lin) and all(
+                w.kbit_instants or w.kbit_fwd for w in walks.values()):
+            fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
+                spec, st, walks, adapter_last, reentrant, n_sliding)
     else:
         saved_total = blocks_total + other
         recompute = 0
@@ -957,7 +1064,75 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         recompute_attn_peak_bytes=attn_peak, ids_bytes=ids, after_blocks_bytes=after_blocks,
         forward_transient_bytes=fwd_transient, attn_backward_bytes=attn_backward,
         loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
+        recompute_fwd_peak_bytes=fwd_peak,
     )
+
+
+def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
+    """The blocks whose recomputation over k-bit bases _kbit_recompute models, as checked
+    against traces (bench_trace_matrix --method qlora: llama, mistral, qwen2/3, gemma 1/2/3,
+    phi3, olmo2, granite, mixtral): sequential pre-norm decoders with a gated MLP, and
+    Mixtral-style MoE. Others (GPT-style and parallel blocks, shared experts, MLA, gpt-oss'
+    clamped SwiGLU) keep the whole-block account."""
+    if spec.family == "llama":
+        return True
+    return spec.family == "moe" and not lin.shared and not spec.mla \
+        and spec.moe_act != "clamped_swiglu"
+
+
+def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker],
+                    adapter_last: bool, reentrant: bool, n_sliding: int
+                    ) -> tuple[int, int, int]:
+    """A bitsandbytes 4-bit (QLoRA) block recomputed in backward: the peaks of its recomputed
+    forward, of its MLP's backward and of eager softmax's backward, beyond the checkpointed
+    inputs and token ids, as ``recompute_peak_bytes`` counts them.
+
+    The recomputed forward peaks inside a LoRA-wrapped bitsandbytes Linear
+    (BlockWalker.kbit_adapter), next to what the block saved before it. Live besides:
+    - the gradient of the block's output (residual dtype), held by the checkpoint's backward;
+    - non-reentrant checkpointing (torch.utils.checkpoint, use_reentrant=False) recomputes when
+      backward first unpacks a saved tensor of the block: with an adapter on the MLP output
+      that is lora_B's, after ``result + lora_B(...) * scaling``'s backward made the gradient
+      of the scaled output (16-bit under autocast); recomputation stops once the last tensor
+      the block saves exists (lora_B's weight copy), so that adapter's ``result + output``
+      never runs. Reentrant checkpointing (use_reentrant=True: what peft's
+      prepare_model_for_kbit_training gets, it passes ``gradient_checkpointing_kwargs={}``
+      and torch 2.13 defaults to reentrant) reruns the whole block before its backward;
+    - the attention mask, an input of every checkpointed layer: eager builds a float mask
+      (b, 1, s, s) in the embeddings' dtype (transformers 5 masking_utils.eager_mask), one
+      per kind of layer (full, sliding); SDPA gets a boolean one only for masked layers.
+    The block input is the checkpointed input (counted outside): where a norm keeps it, it
+    is not counted again.
+    Traced (bench_trace_matrix, llama / qwen2 qlora, CUDA semantics): the peak is lora_A of
+    the MLP's output projection.
+    """
+    b, s, rows, h = st.b, st.s, st.b * st.s, spec.hidden_size
+    # the MLP output's adapter keeps the block's last saved tensor unless a post-norm or a
+    # dropout after it saves more (OLMo 2, Gemma 2/3): then that one triggers and ends the
+    # recomputation, and the adapter's forward runs whole
+    stops = {w.masked: adapter_last and not reentrant and w.mlp_out_end is not None
+             and w.g.saved_bytes == w.mlp_out_end for w in walks.values()}
+    out_grad = rows * h * st.r
+    if any(stops.values()):
+        out_grad += rows * h * (2 if st.autocast else st.adapter_elem)
+    kinds = 1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)
+    mask = kinds * b * s * s * st.r if st.attn == "eager" else (1 if n_sliding else 0) * b * s * s
+    peak = bwd = attn = 0
+    for w in walks.values():
+        own = w.g.saved.get(w._input_uid, 0)
+        for at_a, at_b, last in w.kbit_instants:
+            inst = at_a if (last and stops[w.masked]) else max(at_a, at_b)
+            peak = max(peak, inst - own)
+        peak = max(peak, w.kbit_fwd - own)
+        bwd = max(bwd, w.kbit_bwd - own, w.moe_bwd - own,
+                  w.g.saved_bytes + (w.mlp_backward_extra or 0) - own)
+        if w.attn_bwd_bytes:
+            attn = max(attn, w.attn_bwd_bytes - own)
+    # in backward: the block output's gradient, the attention mask, and under reentrant
+    # checkpointing the recomputed block's output (CheckpointFunction.backward holds
+    # ``outputs`` while it runs torch.autograd.backward through the block)
+    live = rows * h * st.r * (2 if reentrant else 1) + mask
+    return peak + out_grad + mask, bwd + live, attn + live if attn else 0
 
 
 def _with_full(st: ActSetup, full: bool) -> ActSetup:

@@ -145,7 +145,14 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
         lora_r=lora.r if lora else 0, lora_dropout=lora.lora_dropout if lora else 0.0,
         quantized=quantized, attn=setup.attn_implementation,
         dora=bool(lora is not None and lora.use_dora), kbit=setup.quantization is not None,
+        bnb4=bool(quantized) and _bnb4(setup),
+        double_quant=_bnb4(setup) and bool(setup.quantization.bnb_4bit_use_double_quant),
     )
+
+
+def _bnb4(setup: TrainSetup) -> bool:
+    q = setup.quantization
+    return q is not None and q.quant_method == "bitsandbytes" and q.bits == 4
 
 
 _PARAMS_MEMO: dict[tuple[Any, ...], tuple[Any, ParamAccount]] = {}
@@ -206,6 +213,20 @@ def _fsdp_checkpointing(setup: TrainSetup) -> bool:
 
     o = options(setup)
     return bool(o is not None and o.activation_checkpointing)
+
+
+def _reentrant(setup: TrainSetup, ckpt: bool) -> bool:
+    """Whether checkpointing runs torch's reentrant variant. Trainer's flag enables it with
+    transformers' default ``{"use_reentrant": False}`` (modeling_utils
+    ``_activation_checkpointing_enable``); peft's prepare_model_for_kbit_training alone passes
+    ``gradient_checkpointing_kwargs={}``, which transformers keeps, and torch.utils.checkpoint
+    without ``use_reentrant`` runs reentrant (torch 2.13 checkpoint.py, with a warning)."""
+    t = setup.training
+    if not ckpt:
+        return False
+    if t.use_reentrant is not None:
+        return bool(t.use_reentrant)
+    return not t.gradient_checkpointing
 
 
 def _embedding_grads(setup: TrainSetup, spec: Any, groups: Any, div: int) -> tuple[int, int]:
@@ -301,6 +322,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
+        reentrant=_reentrant(setup, ckpt),
     )
     if t.use_liger_kernel and liger_applies(spec.model_type, setup.task, spec.is_encoder):
         acts = _liger_logits(acts, spec, st, params, head_elem=st.weight_elem)
@@ -537,6 +559,25 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                                "gradients": outside - untied + layer_g - attn_in_g
                                + unit_grads_first + grads_fwd_comm,
                                "activations": acts.attn_backward_bytes})
+    if ckpt and acts.recompute_fwd_peak_bytes:
+        # k-bit bases (activations._kbit_recompute): the recomputed forward's peak comes before
+        # the block's first weight gradient; at the first block recomputed (every block input
+        # kept, the gradients outside the blocks made) and at layer 0 (one block input left,
+        # every gradient but the untied embedding's and layer 0's own)
+        outside, layer_g, _out_g, _attn_in_g = _layer_grads(gsetup, spec, groups,
+                                                            sh.grads_div, ("layers", *ekey))
+        if host_grads:
+            outside = layer_g = 0
+        L = max(spec.num_hidden_layers, 1)
+        first_fwd = {**zero, **in_bwd, "optimizer_states": states,
+                     "gradients": outside - untied + unit_grads_first + grads_fwd_comm,
+                     "activations": acts.checkpoint_bytes + acts.ids_bytes
+                     + acts.recompute_fwd_peak_bytes}
+        candidates.append(first_fwd)
+        candidates.append({**first_fwd, "gradients": grads + unit_grads + grads_fwd_comm
+                           - untied - layer_g,
+                           "activations": acts.checkpoint_bytes // L + acts.ids_bytes
+                           + acts.recompute_fwd_peak_bytes})
     candidates.append(block0)
     if untied or tied:
         candidates.append(last)

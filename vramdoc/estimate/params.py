@@ -215,6 +215,9 @@ def _quantized_bytes(g: ParamGroup, setup: TrainSetup) -> tuple[int, int]:
                       + round_block(256 * 4) + round_block(4))
         else:
             consts = round_block(4 * blocks)
+        # + the 16-entry fp32 NF4/FP4 code each quantize_4bit call creates on the device and
+        # keeps in the layer's QuantState (bitsandbytes 0.50 functional.py, get_4bit_type)
+        consts += round_block(16 * 4)
         return w, consts
     if q.quant_method == "bitsandbytes" and q.bits == 8:
         return round_block(numel), round_block(4 * n_out * n_exp)

@@ -13,11 +13,15 @@ Sources (bitsandbytes 0.50):
   re-quantized blockwise to uint8 with blocksize 256 (``quantize_blockwise``): absmax uint8
   ``(n_blocks,)``, an fp32 offset scalar (``_absmax.mean()``), state2 absmax fp32
   ``(ceil(n_blocks / 256),)`` and a per-layer copy of the 256-entry fp32 dynamic map.
-- ``backends/default/ops.py::_gemm_4bit_default_impl`` (the path CUDA takes for more than 1536
-  rows, i.e. every training micro-batch): dequantize the nested absmax to fp32, add the
-  offset, dequantize the weight to the input dtype ``(out, in)``, ``F.linear``.
+- ``backends/cuda/ops.py::_dequant_linear_fallback`` (the path CUDA takes for more than 1536
+  rows, and below that wherever ``_gemm_4bit_use_custom_cuda`` prefers it): dequantize the
+  nested absmax into a new fp32 buffer, add the offset (a second one), dequantize the weight
+  to the input dtype ``(out, in)``, ``F.linear``; all three live until it returns.
   ``autograd/_functions.py::MatMul4Bit.backward``: ``matmul(grad, dequantize_4bit(B).to(grad
-  dtype))``; nothing is saved for backward but the packed weight.
+  dtype))``, the weight dequantized to ``quant_state.dtype`` (the dtype it was loaded in) with
+  the nested absmax dequantized in place into one fp32 buffer (freed when dequantize_4bit
+  returns); nothing is saved for backward but the packed weight (``ctx.tensors``, not
+  ``save_for_backward``: checkpointing's saved-tensor hooks never see it).
 - ``nn.Linear8bitLt``: int8 weight ``(out, in)`` + fp32 row scales ``SCB (out,)``.
 - GPTQ (gptqmodel / auto-gptq ``QuantLinear``, 4 bits): qweight int32 ``(in / 8, out)``,
   qzeros int32 ``(in / g, out / 8)``, scales fp16 ``(in / g, out)``, g_idx int32 ``(in,)``;
@@ -43,8 +47,13 @@ class _DequantLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, layer: QuantStandIn, bias: torch.Tensor | None) -> Any:
         ctx.layer = layer
+        # the temporaries the dequantization makes besides the weight stay live through the
+        # GEMM (locals of bitsandbytes' _dequant_linear_fallback, freed at its return)
+        keep = layer.dequant_temporaries(forward=True)
         w = layer.dequantize(x.dtype, direct=True)
-        return nn.functional.linear(x, w, bias)
+        out = nn.functional.linear(x, w, bias)
+        del keep, w
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
@@ -66,6 +75,11 @@ class QuantStandIn(nn.Module):
 
     def quant_tensors(self) -> list[torch.Tensor]:
         """Resident tensors besides the weight (quantization constants)."""
+        return []
+
+    def dequant_temporaries(self, forward: bool) -> list[torch.Tensor]:
+        """Buffers the forward's dequantization allocates before the weight and holds
+        until the GEMM returns (none by default)."""
         return []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,14 +132,28 @@ class PackedLinear4bit(QuantStandIn):
             out += [self.offset, self.absmax2, self.code2]
         return out
 
+    def dequant_temporaries(self, forward: bool) -> list[torch.Tensor]:
+        # backends/cuda/ops.py _dequant_linear_fallback (the forward): ``absmax_dq =
+        # torch.empty_like(absmax_8bit, dtype=torch.float32)``, dequantized into, then
+        # ``absmax = absmax_dq + absmax_offset`` (a second fp32 buffer); both are locals
+        # until the function returns F.linear's output
+        if not (forward and self.double_quant):
+            return []
+        absmax_dq = torch.empty(self.n_blocks, dtype=torch.float32, device=self.weight.device)
+        return [absmax_dq, absmax_dq + self.offset]
+
     def dequantize(self, dtype: torch.dtype, direct: bool) -> torch.Tensor:
         dev = self.weight.device
-        if self.double_quant:
+        absmax = None
+        if self.double_quant and not direct:
+            # functional.dequantize_4bit (MatMul4Bit.backward): ``absmax =
+            # dequantize_blockwise(...)`` then ``absmax += quant_state.offset`` in place; it is
+            # live while the weight is dequantized and freed when dequantize_4bit returns
             absmax = torch.empty(self.n_blocks, dtype=torch.float32, device=dev)
-            absmax = absmax + self.offset
-            del absmax
+            absmax += self.offset
         wdtype = dtype if direct else self.weight_dtype
         w = torch.empty((self.out_features, self.in_features), dtype=wdtype, device=dev)
+        del absmax
         return w if dtype == wdtype else w.to(dtype)
 
     def extra_repr(self) -> str:

@@ -337,11 +337,16 @@ class BlockWalker:
         # eager attention (transformers eager_attention_forward / BERT self-attention)
         e = 2 if st.autocast else q.elem
         rep = kv < a
-        k_rep = g.new(b * s * a * d, k.elem) if rep else k
-        v_rep = g.new(b * s * a * d, v.elem) if rep else v
+        k_rep = g.new(b * s * a * d, k.elem, k.grad) if rep else k
+        v_rep = g.new(b * s * a * d, v.elem, v.grad) if rep else v
         # matmul(q, k^T) folds q to (b*a, s, d): q, a transposed view of the projection (or
-        # of rotary's output, which keeps its strides), is copied to a contiguous tensor first
-        g.save(g.new(b * s * a * d, e), g.cast(k_rep, e))
+        # of rotary's output, which keeps its strides), is copied to a contiguous tensor first.
+        # bmm keeps each operand only for its partner's gradient: in the first block of a LoRA
+        # run (no input gradient) with k_proj frozen, k needs none, so q is not kept.
+        if k.grad:
+            g.save(g.new(b * s * a * d, e))
+        if q.grad:
+            g.save(g.cast(k_rep, e))
         scores = b * a * s * s
         if spec.attn_sinks:
             # gpt-oss eager_attention_forward (transformers 5.24 modeling_gpt_oss.py): the sink
@@ -349,6 +354,7 @@ class BlockWalker:
             # runs in the scores' dtype; its result is kept, and the probabilities matmul keeps
             # a slice of that same storage, then v
             cols = b * a * s * (s + 1)
+            g.save_bytes(8 * b * a * s)  # combined_logits.max(dim=-1): its int64 indices
             g.save_bytes(cols * e)
             g.transient(2 * cols * e)
             g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
@@ -521,9 +527,10 @@ class BlockWalker:
         f = spec.intermediate_size
         h = spec.hidden_size
         rows = self.rows
+        w_elem = 4  # the routing weights' bytes per element
         if lin.router is not None:
             logits = self.linear(n2, lin.router)
-            g.save(g.new(rows * n_e, 4))  # softmax(router_logits, dtype=float) result
+            w_elem = self.router(logits, k, n_e)
             g.transient(logits.nbytes)
         quantized = any(x.leaf in st.quantized for x in lin.experts)
         # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit);
@@ -550,10 +557,47 @@ class BlockWalker:
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
+        if n2.grad:
+            self.dispatch(tokens, n_e, w_elem)
         out = g.new(rows * h, n2.elem, True)
         if lin.shared:
             out = g.add(out, self.shared_expert(n2))
         return out
+
+    def router(self, logits: T, k: int, n_e: int) -> int:
+        """The top-k router's saved tensors (spec.router, vramdoc.models._block); returns the
+        routing weights' bytes per element."""
+        g, rows = self.g, self.rows
+        g.save_bytes(8 * rows * k)  # torch.topk keeps its int64 indices for backward
+        if self.spec.router == "topk_softmax":
+            # GptOssTopKRouter: softmax(top-k logits, dtype=their dtype) keeps its result
+            g.save_bytes(rows * k * logits.elem)
+            return logits.elem
+        g.save(g.new(rows * n_e, 4))  # softmax(router_logits, dtype=float) result
+        if self.spec.router == "softmax_topk_norm":
+            # MixtralTopKRouter: top_value /= top_value.sum(-1, keepdim=True): div_ keeps the
+            # divisor and a copy of the values it overwrites
+            g.save_bytes(4 * rows)
+            g.save_bytes(4 * rows * k)
+        return 4
+
+    def dispatch(self, tokens: int, n_e: int, w_elem: int) -> None:
+        """What grouped_mm_experts_forward (transformers 5.24 integrations/moe.py) keeps to
+        route ``tokens`` = b*s*k token copies: the int64 indices of its three gathers
+        (``hidden_states[perm // top_k]``, ``sample_weights[perm]``, ``weighted_out[inv_perm]``),
+        the gathered routing weights (kept by the weighting product), the int32 group offsets
+        (kept by grouped_mm) and, where experts have trainable biases, the sorted expert ids
+        that gather them."""
+        g = self.g
+        g.save_bytes(8 * tokens)  # perm // top_k
+        g.save_bytes(8 * tokens)  # perm
+        g.save_bytes(8 * tokens)  # inv_perm
+        g.save_bytes(tokens * w_elem)  # sample_weights_g
+        g.save_bytes(4 * n_e)  # offsets: cumsum(tokens_per_expert, dtype=int32)
+        if self.spec.expert_bias and self.st.full:
+            # expert_ids_g, the index of gate_up_proj_bias[...] / down_proj_bias[...]: kept
+            # where the biases train
+            g.save_bytes(8 * tokens)
 
     def shared_expert(self, n2: T) -> T:
         """Qwen2MoeSparseMoeBlock (transformers 5.24 modeling_qwen2_moe.py): a dense SwiGLU

@@ -153,6 +153,8 @@ class ModelSpec:
     #                           scores, softmax runs in the scores' dtype over s + 1 columns
     moe_act: str = "swiglu"  # routed experts' activation: "swiglu" (act(gate) * up), or
     #                          "clamped_swiglu" (gpt-oss GptOssExperts._apply_gate)
+    router: str = "softmax_topk"  # how routing weights are made (vramdoc.models._block)
+    expert_bias: bool = False  # experts carry biases, gathered per routed token (gpt-oss)
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the

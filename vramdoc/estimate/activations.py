@@ -118,6 +118,7 @@ class BlockWalker:
         self.spec = spec
         self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
         self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
+        self._attn_weights: T | None = None  # eager attention's returned weights (encoders)
         # The instant the MLP's backward peaks (see mlp_backward_extra): the gradient buffers
         # live then, and the saved bytes recorded from the MLP's output projection on (freed
         # by then). None where the block has no dense MLP walked this way (MoE).
@@ -361,16 +362,25 @@ class BlockWalker:
             return g.new(b * s * a * d, e)
         if spec.attn_softcap:
             g.save_bytes(scores * e)  # tanh(scores / softcap): its result
-        probs32 = g.new(scores, 4)
-        g.save(probs32)  # softmax (fp32 under autocast or by HF's dtype=float32)
+        encoder = self.spec.family == "encoder"
+        # softmax: fp32 by HF's dtype=float32 (decoders) or by CUDA autocast; BERT's softmax
+        # takes no dtype, so without autocast it runs in q's dtype
+        probs32 = g.new(scores, 4 if not encoder or st.autocast else q.elem)
+        g.save(probs32)
         # In backward, softmax's backward runs once everything saved after it is freed: live
         # are what the block saved up to here, the fp32 gradient of the probabilities and
         # softmax's fp32 result (2 * 4 * b*a*s*s) and the gradient of the attention output
         # (b*s*a*d). Traced (llama eager, s=256, checkpointing): the block's peak.
         self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + b * s * a * d * e
         g.transient(scores * (e + 4))
-        probs = g.cast(probs32, e if self.spec.family != "encoder" or st.autocast else q.elem)
-        probs_d = g.dropout(probs, self.attn_dropout)
+        if encoder:
+            # BERT's eager_attention_forward (transformers 5.24 modeling_bert.py): dropout on
+            # softmax's own output, then matmul casts it; the dropout output is returned as
+            # attn_weights, held by the layer until it returns
+            probs_d = g.dropout(probs32, self.attn_dropout)
+            self._attn_weights = probs_d
+        else:
+            probs_d = g.dropout(g.cast(probs32, e), self.attn_dropout)
         # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
         g.save(g.cast(probs_d, e), g.cast(v_rep, e) if v_storage is None
                else g.new(b * s * a * dv, e))
@@ -434,7 +444,8 @@ class BlockWalker:
             # live at the output LayerNorm (the forward's peak for a classifier): BertLayer
             # still holds attention_output and intermediate_output, BertOutput the dropout
             # result; saved ones are counted already
-            held = [x1, self._act_out] if self._act_out is not None else [x1]
+            # (and BertEncoder's loop its input, the previous block's output)
+            held = [t for t in (x, x1, self._act_out, self._attn_weights) if t is not None]
             g.transient(sum(t.nbytes for t in held if t.uid not in g.saved)
                         + m.nbytes + out.nbytes)
             return out
@@ -665,9 +676,15 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         spec.sliding_window and s >= spec.sliding_window) else 0
     n_masked = L if spec.always_mask else min(n_sliding, L)
 
+    # A post-LN encoder block's input is a LayerNorm's output (the embeddings' or the previous
+    # block's): fp32 under CUDA autocast, whatever the weights' dtype, so each of the query,
+    # key and value Linears casts (and keeps) its own 16-bit copy, and checkpointing keeps
+    # the fp32 input
+    x_elem = 4 if spec.family == "encoder" and st.autocast else st.r
+
     def walk_block(input_grad: bool, masked: bool) -> BlockWalker:
         w = BlockWalker(spec, lin, st, masked)
-        w.walk(w.g.new(rows * h, st.r, input_grad))
+        w.walk(w.g.new(rows * h, x_elem, input_grad))
         return w
 
     kinds = ([True] if n_masked > 0 else []) + ([False] if n_masked < L else [])
@@ -703,7 +720,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         blocks_total += (L - n_sparse) * (wd.g.saved_bytes - walks[kind].g.saved_bytes)
         per_layer = max(per_layer, wd.g.saved_bytes)
         transient = max(transient, wd.g.transient_peak)
-    ckpt_bytes = L * rows * h * st.r if checkpointing else 0
+    ckpt_bytes = L * rows * h * x_elem if checkpointing else 0
 
     # Outside the blocks: token ids and labels (int64), rotary cos/sin, the final norm and
     # the head's input (when the head trains) or its autocast weight copy (fp32 head).
@@ -721,11 +738,16 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     after_blocks = tail.g.saved_bytes
     if encoder or spec.family == "gpt":
         # embeddings: LayerNorm (BERT) and dropout after the embedding sum
-        emb = tail.g.new(rows * h, st.r, True)
+        # an encoder's embedding sum needs a gradient only when the embeddings train, or
+        # under checkpointing (PEFT's enable_input_require_grads); else its LayerNorm and
+        # dropout keep nothing
+        emb = tail.g.new(rows * h, st.r, True if not spec.is_encoder
+                         else st.full or checkpointing)
         if spec.is_encoder:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)
-    ids = 2 * 8 * rows
+    # token ids and labels (int64): one label per sequence for a classifier
+    ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
         ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
     other = tail.g.saved_bytes + ids

@@ -224,7 +224,11 @@ class BlockWalker:
             b_elem = 2 if st.autocast else st.adapter_elem
             held = (self._unsaved(*self._ctx, x, xa, xd) + self._ctx_bytes
                     + self.rows * n_out * out_elem)
-            self.forward_transient(held + 2 * b_elem * self.rows * n_out)
+            # the dropout copy is an argument of lora_A only: freed once lora_A has run
+            # (kept for backward only without autocast), before lora_B's output exists
+            no_xd = (self._unsaved(*self._ctx, x, xa) + self._ctx_bytes
+                     + self.rows * n_out * out_elem)
+            self.forward_transient(max(held, no_xd + 2 * b_elem * self.rows * n_out))
             if st.dora:
                 self.dora(x, grp, n_out, out_elem, held)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
@@ -397,6 +401,8 @@ class BlockWalker:
         pre = spec.family != "encoder" and not spec.post_norms_only
         if spec.family != "encoder":
             self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * st.r
+        else:  # BertModel's embedding output is counted with the block's transients
+            self._ctx, self._ctx_bytes = [x], 0
         n1 = self.norm(x, ln_trains) if pre else x
         # attention projections
         if spec.mla:
@@ -439,6 +445,9 @@ class BlockWalker:
         x1 = g.add(x, o)
         if spec.family == "encoder":  # post-LN: LayerNorm(x + attn)
             x1 = self.norm(x1, ln_trains)
+            # held while the MLP's LoRA layers run: the block input, attention_output and
+            # the attention weights BertLayer keeps until it returns
+            self._ctx = [t for t in (x, x1, self._attn_weights) if t is not None]
             m = self.mlp(x1)
             out = self.norm(g.add(x1, m), ln_trains)
             # live at the output LayerNorm (the forward's peak for a classifier): BertLayer

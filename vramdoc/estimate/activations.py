@@ -119,6 +119,7 @@ class BlockWalker:
         self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
         self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
         self._attn_weights: T | None = None  # eager attention's returned weights (encoders)
+        self.recompute_end = 0  # encoders: live at the end of the recomputed forward
         # The instant the MLP's backward peaks (see mlp_backward_extra): the gradient buffers
         # live then, and the saved bytes recorded from the MLP's output projection on (freed
         # by then). None where the block has no dense MLP walked this way (MoE).
@@ -455,8 +456,15 @@ class BlockWalker:
             # result; saved ones are counted already
             # (and BertEncoder's loop its input, the previous block's output)
             held = [t for t in (x, x1, self._act_out, self._attn_weights) if t is not None]
-            g.transient(sum(t.nbytes for t in held if t.uid not in g.saved)
-                        + m.nbytes + out.nbytes)
+            # (a forward-only peak: the recomputed block's own end is recompute_end below)
+            g.transient_peak = max(g.transient_peak, sum(
+                t.nbytes for t in held if t.uid not in g.saved) + m.nbytes + out.nbytes)
+            # checkpointing: recomputation stops after the last op that saves, the output
+            # LayerNorm, so the recomputed block ends with all it saved, its output and what
+            # BertLayer still holds (before any of its backward has run); the block input is
+            # the checkpointed one, counted apart
+            self.recompute_end = g.saved_bytes + m.nbytes + out.nbytes + sum(
+                t.nbytes for t in held[1:] if t.uid not in g.saved)
             return out
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
         self._ctx = [x, x1, n2]
@@ -660,6 +668,12 @@ class ActivationAccount:
     # the largest buffer inside a block during forward, with what the calling frames hold
     # (LoRA / DoRA layers); layer_transient_bytes stands for backward's temporaries
     forward_transient_bytes: int = 0
+    # what an encoder's embedding LayerNorm and dropout keep: the embeddings' backward runs
+    # last, so these stay through the whole backward (checkpointing's instants count them)
+    embedding_saved_bytes: int = 0
+    # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
+    # its output, the held attention weights) with the block's output gradient; 0 elsewhere
+    recompute_end_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -755,6 +769,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         if spec.is_encoder:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)
+    embedding_saved = tail.g.saved_bytes - after_blocks if spec.is_encoder else 0
     # token ids and labels (int64): one label per sequence for a classifier
     ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
@@ -795,7 +810,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     if st.autocast and st.weight_elem == 4 and st.full and checkpointing:
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
-    recompute_peak = attn_peak = 0
+    recompute_peak = attn_peak = recompute_end = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -819,11 +834,15 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # + the gradient of the block's output, in the residual dtype
             # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
             # input copies next to everything saved before them)
+            # (an encoder's recomputed forward ends at its output LayerNorm, recompute_end:
+            # its forward-time transients hold the checkpointed input, counted apart)
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_backward_extra or 0),
-                                     w.g.live_peak)
-                                 for w in walks.values()) + rows * h * st.r
+                                     w.recompute_end, w.g.live_peak)
+                                 for w in walks.values()) + rows * h * x_elem
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
-            attn_peak = attn_peak + rows * h * st.r if attn_peak else 0
+            attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
+            end = max(w.recompute_end for w in walks.values())
+            recompute_end = end + rows * h * x_elem if end else 0
     else:
         saved_total = blocks_total + other
         recompute = 0
@@ -833,7 +852,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         logits_backward_bytes=bwd, logits_saved_bytes=f32, recompute_bytes=recompute,
         autocast_cache_bytes=cache, recompute_peak_bytes=recompute_peak,
         recompute_attn_peak_bytes=attn_peak, ids_bytes=ids, after_blocks_bytes=after_blocks,
-        forward_transient_bytes=fwd_transient,
+        forward_transient_bytes=fwd_transient, embedding_saved_bytes=embedding_saved,
+        recompute_end_bytes=recompute_end,
     )
 
 

@@ -123,6 +123,8 @@ class BlockWalker:
         self.spec = spec
         self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
         self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
+        self._attn_weights: T | None = None  # eager attention's returned weights (encoders)
+        self.recompute_end = 0  # encoders: live at the end of the recomputed forward
         # The instant the MLP's backward peaks (see mlp_backward_extra): the gradient buffers
         # live then, and the saved bytes recorded from the MLP's output projection on (freed
         # by then). None where the block has no dense MLP walked this way (MoE).
@@ -546,15 +548,19 @@ class BlockWalker:
             # runs in the scores' dtype; its result is kept, and the probabilities matmul keeps
             # a slice of that same storage, then v
             cols = b * a * s * (s + 1)
+            g.save_bytes(8 * b * a * s)  # combined_logits.max(dim=-1): its int64 indices
             g.save_bytes(cols * e)
             g.transient(2 * cols * e)
             g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
             return g.new(b * s * a * d, e)
         if spec.attn_softcap:
             g.save_bytes(scores * e)  # tanh(scores / softcap): its result
-        probs32 = g.new(scores, 4, scores_grad)
+        encoder = self.spec.family == "encoder"
+        # softmax: fp32 by HF's dtype=float32 (decoders) or by CUDA autocast; BERT's softmax
+        # takes no dtype, so without autocast it runs in q's dtype
+        probs32 = g.new(scores, 4 if not encoder or st.autocast else q.elem, scores_grad)
         if scores_grad:
-            g.save(probs32)  # softmax (fp32 under autocast or by HF's dtype=float32)
+            g.save(probs32)
         # In backward, softmax's backward runs once everything saved after it is freed: live
         # are what the block saved up to here, the fp32 gradient of the probabilities and
         # softmax's fp32 result (2 * 4 * b*a*s*s) and the gradient of the attention output
@@ -562,8 +568,14 @@ class BlockWalker:
         # The last is v's gradient, at the heads matmul saw (Falcon-7B b=1: kv heads).
         self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + v_rep.numel * e
         g.transient(scores * (e + 4))
-        probs = g.cast(probs32, e if self.spec.family != "encoder" or st.autocast else q.elem)
-        probs_d = g.dropout(probs, self.attn_dropout)
+        if encoder:
+            # BERT's eager_attention_forward (transformers 5.24 modeling_bert.py): dropout on
+            # softmax's own output, then matmul casts it; the dropout output is returned as
+            # attn_weights, held by the layer until it returns
+            probs_d = g.dropout(probs32, self.attn_dropout)
+            self._attn_weights = probs_d
+        else:
+            probs_d = g.dropout(g.cast(probs32, e), self.attn_dropout)
         # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
         if v.grad:
             g.save(g.cast(probs_d, e))
@@ -590,6 +602,8 @@ class BlockWalker:
                 # model's dtype for eager attention (aten.where)
                 self._ctx_bytes += st.b * st.s * st.s * (
                     st.weight_elem if st.attn == "eager" else 1)
+        else:  # BertModel's embedding output is counted with the block's transients
+            self._ctx, self._ctx_bytes = [x], 0
         n1 = self.norm(x, ln_trains) if pre else x
         # attention projections
         if spec.mla:
@@ -645,14 +659,25 @@ class BlockWalker:
         x1 = g.add(x, o)
         if spec.family == "encoder":  # post-LN: LayerNorm(x + attn)
             x1 = self.norm(x1, ln_trains)
+            # held while the MLP's LoRA layers run: the block input, attention_output and
+            # the attention weights BertLayer keeps until it returns
+            self._ctx = [t for t in (x, x1, self._attn_weights) if t is not None]
             m = self.mlp(x1)
             out = self.norm(g.add(x1, m), ln_trains)
             # live at the output LayerNorm (the forward's peak for a classifier): BertLayer
             # still holds attention_output and intermediate_output, BertOutput the dropout
             # result; saved ones are counted already
-            held = [x1, self._act_out] if self._act_out is not None else [x1]
-            g.transient(sum(t.nbytes for t in held if t.uid not in g.saved)
-                        + m.nbytes + out.nbytes)
+            # (and BertEncoder's loop its input, the previous block's output)
+            held = [t for t in (x, x1, self._act_out, self._attn_weights) if t is not None]
+            # (a forward-only peak: the recomputed block's own end is recompute_end below)
+            g.transient_peak = max(g.transient_peak, sum(
+                t.nbytes for t in held if t.uid not in g.saved) + m.nbytes + out.nbytes)
+            # checkpointing: recomputation stops after the last op that saves, the output
+            # LayerNorm, so the recomputed block ends with all it saved, its output and what
+            # BertLayer still holds (before any of its backward has run); the block input is
+            # the checkpointed one, counted apart
+            self.recompute_end = g.saved_bytes + m.nbytes + out.nbytes + sum(
+                t.nbytes for t in held[1:] if t.uid not in g.saved)
             return out
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
         self._ctx = [x, x1, n2]
@@ -766,9 +791,10 @@ class BlockWalker:
         f = spec.intermediate_size
         h = spec.hidden_size
         rows = self.rows
+        w_elem = 4  # the routing weights' bytes per element
         if lin.router is not None:
             logits = self.linear(n2, lin.router)
-            g.save(g.new(rows * n_e, 4))  # softmax(router_logits, dtype=float) result
+            w_elem = self.router(logits, k, n_e)
             g.transient(logits.nbytes)
         quantized = any(x.leaf in st.quantized for x in lin.experts)
         # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit);
@@ -795,6 +821,8 @@ class BlockWalker:
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
+        if n2.grad:
+            self.dispatch(tokens, n_e, w_elem)
         if lora_experts:
             # the experts' backward, first their down projection's (grouped_mm's backward):
             # everything the block saved so far (the expert output's gradient in place of the
@@ -807,6 +835,41 @@ class BlockWalker:
         if lin.shared:
             out = g.add(out, self.shared_expert(n2))
         return out
+
+    def router(self, logits: T, k: int, n_e: int) -> int:
+        """The top-k router's saved tensors (spec.router, vramdoc.models._block); returns the
+        routing weights' bytes per element."""
+        g, rows = self.g, self.rows
+        g.save_bytes(8 * rows * k)  # torch.topk keeps its int64 indices for backward
+        if self.spec.router == "topk_softmax":
+            # GptOssTopKRouter: softmax(top-k logits, dtype=their dtype) keeps its result
+            g.save_bytes(rows * k * logits.elem)
+            return logits.elem
+        g.save(g.new(rows * n_e, 4))  # softmax(router_logits, dtype=float) result
+        if self.spec.router == "softmax_topk_norm":
+            # MixtralTopKRouter: top_value /= top_value.sum(-1, keepdim=True): div_ keeps the
+            # divisor and a copy of the values it overwrites
+            g.save_bytes(4 * rows)
+            g.save_bytes(4 * rows * k)
+        return 4
+
+    def dispatch(self, tokens: int, n_e: int, w_elem: int) -> None:
+        """What grouped_mm_experts_forward (transformers 5.24 integrations/moe.py) keeps to
+        route ``tokens`` = b*s*k token copies: the int64 indices of its three gathers
+        (``hidden_states[perm // top_k]``, ``sample_weights[perm]``, ``weighted_out[inv_perm]``),
+        the gathered routing weights (kept by the weighting product), the int32 group offsets
+        (kept by grouped_mm) and, where experts have trainable biases, the sorted expert ids
+        that gather them."""
+        g = self.g
+        g.save_bytes(8 * tokens)  # perm // top_k
+        g.save_bytes(8 * tokens)  # perm
+        g.save_bytes(8 * tokens)  # inv_perm
+        g.save_bytes(tokens * w_elem)  # sample_weights_g
+        g.save_bytes(4 * n_e)  # offsets: cumsum(tokens_per_expert, dtype=int32)
+        if self.spec.expert_bias and self.st.full:
+            # expert_ids_g, the index of gate_up_proj_bias[...] / down_proj_bias[...]: kept
+            # where the biases train
+            g.save_bytes(8 * tokens)
 
     def shared_expert(self, n2: T) -> T:
         """Qwen2MoeSparseMoeBlock (transformers 5.24 modeling_qwen2_moe.py): a dense SwiGLU
@@ -863,6 +926,12 @@ class ActivationAccount:
     # any gradient of the block exists), counted like recompute_peak_bytes; 0 where not
     # modelled
     recompute_fwd_peak_bytes: int = 0
+    # what an encoder's embedding LayerNorm and dropout keep: the embeddings' backward runs
+    # last, so these stay through the whole backward (checkpointing's instants count them)
+    embedding_saved_bytes: int = 0
+    # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
+    # its output, the held attention weights) with the block's output gradient; 0 elsewhere
+    recompute_end_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -889,9 +958,15 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         spec.sliding_window and s >= spec.sliding_window) else 0
     n_masked = L if spec.always_mask else min(n_sliding, L)
 
+    # A post-LN encoder block's input is a LayerNorm's output (the embeddings' or the previous
+    # block's): fp32 under CUDA autocast, whatever the weights' dtype, so each of the query,
+    # key and value Linears casts (and keeps) its own 16-bit copy, and checkpointing keeps
+    # the fp32 input
+    x_elem = 4 if spec.family == "encoder" and st.autocast else st.r
+
     def walk_block(input_grad: bool, masked: bool) -> BlockWalker:
         w = BlockWalker(spec, lin, st, masked)
-        w.walk(w.g.new(rows * h, st.r, input_grad))
+        w.walk(w.g.new(rows * h, x_elem, input_grad))
         return w
 
     kinds = ([True] if n_masked > 0 else []) + ([False] if n_masked < L else [])
@@ -930,7 +1005,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         blocks_total += (L - n_sparse) * (wd.g.saved_bytes - walks[kind].g.saved_bytes)
         per_layer = max(per_layer, wd.g.saved_bytes)
         transient = max(transient, wd.g.transient_peak)
-    ckpt_bytes = L * rows * h * st.r if checkpointing else 0
+    ckpt_bytes = L * rows * h * x_elem if checkpointing else 0
 
     # Outside the blocks: token ids and labels (int64), rotary cos/sin, the final norm and
     # the head's input (when the head trains) or its autocast weight copy (fp32 head).
@@ -951,13 +1026,16 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     after_blocks = tail.g.saved_bytes
     if encoder or spec.family == "gpt":
         # embeddings: LayerNorm (BERT) and dropout after the embedding sum
-        # a decoder's embedding output needs a gradient only when the embeddings train, or
-        # under checkpointing (PEFT's enable_input_require_grads); else dropout keeps no mask
-        emb = tail.g.new(rows * h, st.r, spec.is_encoder or st.full or checkpointing)
+        # the embedding output needs a gradient only when the embeddings train, or under
+        # checkpointing (PEFT's enable_input_require_grads); else its LayerNorm (BERT) and
+        # dropout keep nothing (traced: opt / gpt2 LoRA, bert LoRA)
+        emb = tail.g.new(rows * h, st.r, st.full or checkpointing)
         if spec.is_encoder:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)
-    ids = 2 * 8 * rows
+    embedding_saved = tail.g.saved_bytes - after_blocks if spec.is_encoder else 0
+    # token ids and labels (int64): one label per sequence for a classifier
+    ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
         ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
     other = tail.g.saved_bytes + ids
@@ -1004,7 +1082,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     if st.autocast and st.weight_elem == 4 and st.full and checkpointing:
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
-    recompute_peak = attn_peak = attn_backward = mlp_backward = fwd_peak = 0
+    recompute_peak = attn_peak = attn_backward = mlp_backward = fwd_peak = recompute_end = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -1031,12 +1109,16 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
             # input copies next to everything saved before them; with an adapter on the
             # MLP's output projection, recomputation runs into it and stops at its last
-            # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak)
+            # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
+            # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
+            # forward-time transients hold the checkpointed input, counted apart)
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
-                                     w.g.live_peak, w.recompute_forward_peak)
-                                 for w in walks.values()) + rows * h * st.r
+                                     w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
+                                 for w in walks.values()) + rows * h * x_elem
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
-            attn_peak = attn_peak + rows * h * st.r if attn_peak else 0
+            attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
+            end = max(w.recompute_end for w in walks.values())
+            recompute_end = end + rows * h * x_elem if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
@@ -1064,7 +1146,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         recompute_attn_peak_bytes=attn_peak, ids_bytes=ids, after_blocks_bytes=after_blocks,
         forward_transient_bytes=fwd_transient, attn_backward_bytes=attn_backward,
         loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
-        recompute_fwd_peak_bytes=fwd_peak,
+        recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
+        recompute_end_bytes=recompute_end,
     )
 
 

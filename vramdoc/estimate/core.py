@@ -509,11 +509,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         first = {**zero, **in_bwd, "optimizer_states": states,
                  "gradients": outside - untied + out_g + unit_grads_first + grads_fwd_comm,
                  "activations": acts.checkpoint_bytes + acts.ids_bytes
-                 + acts.recompute_peak_bytes}
+                 + acts.embedding_saved_bytes + acts.recompute_peak_bytes}
         block0 = {**zero, **in_bwd_end, "optimizer_states": states,
                   "gradients": grads + unit_grads + grads_fwd_comm - untied - layer_g + out_g,
                   "activations": acts.checkpoint_bytes // L + acts.ids_bytes
-                  + acts.recompute_peak_bytes}
+                  + acts.embedding_saved_bytes + acts.recompute_peak_bytes}
         candidates.append(first)
         if acts.recompute_attn_peak_bytes:
             # eager attention: softmax's backward, after the MLP's and o_proj's (their
@@ -526,6 +526,13 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                                - attn_in_g,
                                "activations": block0["activations"] - acts.recompute_peak_bytes
                                + acts.recompute_attn_peak_bytes})
+        if acts.recompute_end_bytes:
+            # encoders: the recomputed block's forward end, before its MLP output projection's
+            # weight gradient exists
+            for c in (first, block0):
+                candidates.append({**c, "gradients": c["gradients"] - out_g,
+                                   "activations": c["activations"] - acts.recompute_peak_bytes
+                                   + acts.recompute_end_bytes})
     elif parts.unit_grads_first is not None:
         # FSDP2 without checkpointing: the first layer's backward (layer L-1), every block's
         # activations still saved (the head's freed), its own backward's transients, its

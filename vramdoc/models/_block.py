@@ -57,6 +57,8 @@ class BlockFacts:
     # ends in torch.cat): the fused kernel's output follows q's layout, so the caller's
     # transpose(1, 2).contiguous() is a copy (traced: gpt_neox sdpa aten.clone (b, s, a, d))
     sdpa_out_copy: bool = False
+    router: str = "softmax_topk"
+    expert_bias: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -77,6 +79,11 @@ _SANDWICH = {"gemma2", "gemma3_text", "gemma3"}
 # soft-capping defaults of the config classes (transformers 5.24 configuration_gemma2.py:
 # attn_logit_softcapping 50.0, final_logit_softcapping 30.0; Gemma 3: None for both)
 _SOFTCAP_DEFAULTS = {"gemma2": (50.0, 30.0)}
+# How the top-k router makes the routing weights (transformers 5.24): MixtralTopKRouter takes
+# an fp32 softmax over all experts, then top-k, then renormalises in place (``/= sum``);
+# GptOssTopKRouter takes the top-k logits first, then a softmax over those k in their dtype.
+# Others keep "softmax_topk" (an fp32 softmax over all experts, then top-k).
+_ROUTERS = {"mixtral": "softmax_topk_norm", "gpt_oss": "topk_softmax"}
 # encoders fill no cache: BertModel builds one only when config.is_decoder
 _NO_CACHE = {"bert", "roberta"}
 
@@ -134,7 +141,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         always_mask=model_type == "falcon",
         # Olmo2DecoderLayer / Olmo2RMSNorm / Olmo2Attention (transformers 5.24 modeling_olmo2.py)
         post_norms_only=model_type == "olmo2",
-        norm_fp32_product=model_type == "olmo2",
+        # GptOssRMSNorm returns (self.weight * hidden_states).to(input_dtype) as OLMo 2 does
+        # (transformers 5.24 modeling_gpt_oss.py)
+        norm_fp32_product=model_type in ("olmo2", "gpt_oss"),
         qk_norm_full=model_type == "olmo2",
         # PhimoeDecoderLayer / PhimoeModel: nn.LayerNorm (transformers 5.24 modeling_phimoe.py)
         layer_norm=model_type == "phimoe",
@@ -142,6 +151,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         attn_sinks=model_type == "gpt_oss",
         moe_act="clamped_swiglu" if model_type == "gpt_oss" else "swiglu",
         sdpa_out_copy=model_type == "gpt_neox",
+        router=_ROUTERS.get(model_type, "softmax_topk"),
+        # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
+        expert_bias=model_type == "gpt_oss",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

@@ -26,9 +26,22 @@ change what autograd saves, and both are emulated here while a cpu/fake probe ru
   fake kernel), which keeps the same tensors for backward (input and weight) and returns the
   same output.
 
-SDPA needs no emulation beyond :func:`vramdoc.probe.devices._gpu_attention_dropout`: with a
-16-bit q/k/v and no mask CUDA picks the flash kernel, with a mask the memory-efficient one
-(flash takes no mask); both keep q, k, v, the output and an fp32 log-sum-exp, and the
+- **SDPA with a value head width unlike the query's** (DeepSeek-V2's MLA: q/k 192, v 128).
+  CUDA's backend choice (torch aten/src/ATen/native/transformers/cuda/sdp_utils.cpp,
+  ``select_sdp_backend``): flash needs equal q/k/v head widths (``check_head_dim_size_flash``),
+  the memory-efficient kernel only q == k and both widths a multiple of the GEMM alignment (8
+  for 16-bit on sm80+, ``check_head_dim_size_mem_efficient``), so CUDA runs memory-efficient
+  attention; where cuDNN attention goes first (Hopper with cuDNN > 9.15), it takes these widths
+  too and keeps the same tensors. The CPU backend has no memory-efficient kernel and its flash
+  needs equal widths (sdp_utils_cpp.cpp, ``check_head_dim_size_cpp``), so a CPU trace falls to
+  the math kernel, which keeps the b*a*s*s attention matrix. :func:`_sdpa_unequal_value_dim`
+  runs those calls as the memory-efficient kernel does: it keeps q, k, v, the output (laid out
+  b, s, a, d_v) and an fp32 log-sum-exp padded to 32 query rows (attention.cu,
+  ``_efficient_attention_forward``, kAlignLSE), and the additive mask when one is given.
+
+Other SDPA calls need no emulation beyond :func:`vramdoc.probe.devices._gpu_attention_dropout`:
+with a 16-bit q/k/v and no mask CUDA picks the flash kernel, with a mask the memory-efficient
+one (flash takes no mask); both keep q, k, v, the output and an fp32 log-sum-exp, and the
 memory-efficient kernel the additive mask as well, which is what torch's CPU flash kernel
 keeps (the boolean mask is converted to the query dtype first on both,
 ``convert_boolean_attn_mask`` in aten/src/ATen/native/transformers/attention.cpp).
@@ -177,8 +190,103 @@ def _grouped_mm_any_dtype() -> Iterator[None]:
         moe._can_use_grouped_mm = original
 
 
+def _mem_efficient_takes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Where CUDA runs memory-efficient attention but a CPU trace would run the math kernel:
+    q and k of one head width, v of another, both aligned (sdp_utils.cpp,
+    check_head_dim_size_mem_efficient: minimum_gemm_alignment is 8 elements for 16-bit
+    inputs, 4 for fp32 on sm80+)."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        return False
+    dq, dk, dv = q.shape[-1], k.shape[-1], v.shape[-1]
+    align = 8 if q.dtype in _LOW else 4
+    return dq == dk and dq != dv and dq % align == 0 and dv % align == 0 and dv > 0
+
+
+def _head_mask(mask: torch.Tensor | None, h: int) -> torch.Tensor | None:
+    """Head ``h``'s slice of a (b, a, s, s) mask; a mask broadcast over heads as it is."""
+    if mask is None or mask.dim() < 4 or mask.shape[1] == 1:
+        return mask
+    return mask[:, h:h + 1]
+
+
+class _MemEfficientSDPA(torch.autograd.Function):
+    """SDPA that keeps for backward what CUDA's memory-efficient kernel keeps.
+
+    Forward and backward compute one head at a time with the CPU kernel, so neither holds the
+    whole b*a*s*s attention matrix the math kernel would keep; the figures are torch's own.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                mask: torch.Tensor | None, is_causal: bool, scale: float | None,
+                sdpa: Any) -> torch.Tensor:
+        b, a, s, _ = q.shape
+        kv = k.shape[1]
+        # _scaled_dot_product_efficient_attention_cuda allocates the output as (b, s, a, d_v)
+        # and returns it transposed
+        out = q.new_empty(b, s, a, v.shape[-1]).transpose(1, 2)
+        with torch.no_grad():
+            for h in range(a):
+                hk = h * kv // a
+                m = _head_mask(mask, h)
+                out[:, h:h + 1] = sdpa(q[:, h:h + 1], k[:, hk:hk + 1], v[:, hk:hk + 1],
+                                       attn_mask=m, is_causal=is_causal, scale=scale)
+        # log-sum-exp: (b, a, ceil(s / 32) * 32) fp32 (attention.cu kAlignLSE = 32)
+        lse = q.new_empty(b, a, -(-s // 32) * 32, dtype=torch.float32)
+        ctx.save_for_backward(q, k, v, out, lse, mask)
+        ctx.is_causal, ctx.scale, ctx.sdpa = is_causal, scale, sdpa
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
+        q, k, v, _out, _lse, mask = ctx.saved_tensors
+        a, kv = q.shape[1], k.shape[1]
+        gq, gk, gv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        for h in range(a):
+            hk = h * kv // a
+            m = _head_mask(mask, h)
+            qh = q[:, h:h + 1].detach().requires_grad_()
+            kh = k[:, hk:hk + 1].detach().requires_grad_()
+            vh = v[:, hk:hk + 1].detach().requires_grad_()
+            with torch.enable_grad():
+                oh = ctx.sdpa(qh, kh, vh, attn_mask=m, is_causal=ctx.is_causal, scale=ctx.scale)
+                dq, dk, dv = torch.autograd.grad(oh, (qh, kh, vh), grad_out[:, h:h + 1])
+            gq[:, h:h + 1] = dq
+            gk[:, hk:hk + 1] += dk
+            gv[:, hk:hk + 1] += dv
+        return gq, gk, gv, None, None, None, None
+
+
+@contextlib.contextmanager
+def _sdpa_unequal_value_dim() -> Iterator[None]:
+    """SDPA with v's head width unlike q's as CUDA's memory-efficient kernel runs it."""
+    fn = torch.nn.functional
+    original = fn.scaled_dot_product_attention
+
+    def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+             attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+             is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False,
+             **kwargs: Any) -> torch.Tensor:
+        if kwargs or not _mem_efficient_takes(query, key, value):
+            return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
+                            is_causal=is_causal, scale=scale, enable_gqa=enable_gqa, **kwargs)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            # convert_boolean_attn_mask: an additive mask in the query's dtype, kept
+            attn_mask = torch.zeros(attn_mask.shape, dtype=query.dtype,
+                                    device=query.device).masked_fill_(~attn_mask,
+                                                                      float("-inf"))
+        return _MemEfficientSDPA.apply(query, key, value, attn_mask, is_causal, scale, original)
+
+    fn.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        fn.scaled_dot_product_attention = original
+
+
 @contextlib.contextmanager
 def cuda_semantics() -> Iterator[None]:
     """The emulations of the module docstring."""
-    with _cuda_autocast_lists(), _fused_dropout(), _grouped_mm_any_dtype():
+    with _cuda_autocast_lists(), _fused_dropout(), _grouped_mm_any_dtype(), \
+            _sdpa_unequal_value_dim():
         yield

@@ -83,6 +83,8 @@ def plan(setup: TrainSetup, spec: Any, *, min_layers: int | None = None
             if isinstance(v, list) and len(v) == layers:
                 config[k] = v[:n]
         config[key] = n
+        if "num_hidden_layers" in config:  # the name transformers maps to ``key``
+            config["num_hidden_layers"] = n
         if getattr(build.hf_config(spec.model_type, config, setup), "num_hidden_layers",
                    None) != n:
             return None, f"a {n}-layer config of this model cannot be built"

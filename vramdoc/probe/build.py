@@ -18,8 +18,11 @@ Two routes:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,18 +293,53 @@ def preload(setup: TrainSetup, model_type: str, config: dict[str, Any]) -> None:
     Some modules create tensors at import time (bitsandbytes' 4-bit tables, peft's default
     arguments); imported under the tracker they would count as resident memory.
     """
-    import accelerate.utils  # noqa: F401
-    import peft  # noqa: F401
-    import peft.tuners.loha.layer  # noqa: F401
-    from transformers.modeling_layers import GradientCheckpointingLayer  # noqa: F401
+    with _compile_on_first_call():
+        import accelerate.utils  # noqa: F401
+        import peft  # noqa: F401
+        import peft.tuners.loha.layer  # noqa: F401
+        from transformers.modeling_layers import GradientCheckpointingLayer  # noqa: F401
 
-    if setup.quantization is not None:
-        import bitsandbytes  # noqa: F401
-        import bitsandbytes.backends.utils  # noqa: F401
-        import bitsandbytes.optim  # noqa: F401
+        if setup.quantization is not None:
+            import bitsandbytes  # noqa: F401
+            import bitsandbytes.backends.utils  # noqa: F401
+            import bitsandbytes.optim  # noqa: F401
     cfg = hf_config(model_type, config, setup)
     auto = _auto_class(setup, cfg)
     auto._model_mapping[type(cfg)]  # imports the modeling module
+
+
+@contextlib.contextmanager
+def _compile_on_first_call() -> Iterator[None]:
+    """While the libraries import, ``torch.compile`` compiles on the first call.
+
+    bitsandbytes wraps its CPU fallback kernels in ``torch.compile`` when it is imported
+    (bitsandbytes/backends/default/ops.py, ``_try_torch_compile``), which imports
+    torch._inductor: about 2 s of CPU in every probe, though a fake-tensor probe never runs
+    those kernels (stand-ins replace them). The wrapper returned here calls the real
+    ``torch.compile`` the first time the function runs, with the same arguments, so a run
+    that uses a kernel gets the same compiled function, later.
+    """
+    original = torch.compile
+
+    def compile_later(model: Any = None, **kwargs: Any) -> Any:
+        if model is None:  # used as @torch.compile(...)
+            return lambda fn: compile_later(fn, **kwargs)
+        compiled: Any = None
+
+        @functools.wraps(model)
+        def call(*args: Any, **kw: Any) -> Any:
+            nonlocal compiled
+            if compiled is None:
+                compiled = original(model, **kwargs)
+            return compiled(*args, **kw)
+
+        return call
+
+    torch.compile = compile_later  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.compile = original
 
 
 def build_meta(setup: TrainSetup, model_type: str, config: dict[str, Any],

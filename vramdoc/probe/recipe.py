@@ -113,7 +113,7 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
               gpu: Any = None, weights: str | None = None, seed: int = 0,
               emulate_oom: bool = True, detail: bool = False,
               progress: Callable[[int, int, float], None] | None = None,
-              sharded: Any = None) -> ProbeResult:
+              sharded: Any = None, extrapolate: bool = False) -> ProbeResult:
     """Run ``steps`` optimizer steps of ``setup`` on ``device`` and measure them.
 
     Args:
@@ -129,13 +129,64 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
         progress: called after each step with (steps done, steps asked, seconds so far).
         sharded: a :class:`vramdoc.probe.sharded.ShardedRun`: trace one rank of an FSDP2 run
             (fake device only; the figures are per rank).
+        extrapolate: on fake tensors, when every decoder layer is identical, trace 2-, 3- and
+            4-layer builds and build the full timeline from them (:mod:`.segments`: the same
+            bytes as a full trace); otherwise, or when a check fails, trace every layer.
 
     A KeyboardInterrupt (Ctrl-C, SIGINT) between or inside steps stops the run: the result
     covers the steps done, with ``interrupted`` set. An exception a library raises (while
     building the model or in a step) becomes ``step_error`` (doctor rule D190), not a crash.
     """
-    t = setup.training
     device = choose_device(device, int(getattr(spec, "n_params", 0) or 0))
+    kwargs: dict[str, Any] = dict(device=device, steps=steps, gpu=gpu, weights=weights, seed=seed,
+                                  emulate_oom=emulate_oom, detail=detail)
+    why = ""
+    if extrapolate and device == "fake" and sharded is None:
+        from vramdoc.probe import segments
+
+        plan, why = segments.plan(setup, spec)
+        if plan is not None:
+            est_view, est, est_error = estimate_view(setup, spec, gpu)
+            full_limit = emulated_limit(gpu, est) if gpu is not None and emulate_oom else None
+
+            def shallow(s: Any, last: bool) -> segments.Shallow:
+                got = _steps(setup, s, progress=progress if last else None, sharded=None,
+                             **kwargs)
+                return segments.Shallow(got[0], got[1])
+
+            got, why = segments.run(plan, shallow, full_limit)
+            if got is not None:
+                result, trace = got
+                # the full model's estimate (a shallow spec's config is not what it estimates)
+                result.estimate, result.estimate_error = est_view, est_error or None
+                result.limit_bytes = full_limit
+                if trace is None:  # interrupted
+                    from vramdoc.probe import doctor
+
+                    doctor.diagnose(result, setup, spec, gpu)
+                    return result
+                return _conclude(result, trace, setup, spec, gpu, None, None, [], device)
+    result, tracker, cuda, watch, phase_seconds = _steps(setup, spec, progress=progress,
+                                                         sharded=sharded, **kwargs)
+    if why:
+        result.notes.append(f"traced every layer: {why}")
+    if tracker is None:  # the build raised
+        from vramdoc.probe import doctor
+
+        doctor.diagnose(result, setup, spec, gpu)
+        return result
+    return _conclude(result, tracker.trace(), setup, spec, gpu, cuda, watch, phase_seconds,
+                     device)
+
+
+def _steps(setup: TrainSetup, spec: Any, *, device: str, steps: int, gpu: Any,
+           weights: str | None, seed: int, emulate_oom: bool, detail: bool,
+           progress: Callable[[int, int, float], None] | None, sharded: Any
+           ) -> tuple[ProbeResult, MemoryTracker | None, devices.CudaMeter | None,
+                      NumericsWatch | None, list[float]]:
+    """Build the model and run the steps under the tracker (the tracker is None when the
+    build raised: ``step_error`` says why)."""
+    t = setup.training
     notes: list[str] = []
     measured_items = ["allocated bytes per phase and component (live-storage tracker)"]
     modelled_items: list[str] = []
@@ -158,7 +209,8 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
         limit = emulated_limit(gpu, est)
         modelled_items.append("out-of-memory: allocated bytes vs the card's memory minus the "
                               "CUDA context")
-    tracker = MemoryTracker(round_to=512, limit_bytes=limit, detail=detail)
+    # ops: each storage's aten op, to align the timelines of shallow builds (segments)
+    tracker = MemoryTracker(round_to=512, limit_bytes=limit, detail=detail, ops=True)
     torch.manual_seed(seed)
     generator = None if device == "fake" else torch.Generator(
         device="cpu" if device != "cuda" else "cuda").manual_seed(seed)
@@ -191,10 +243,7 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
         raise
     except Exception as exc:  # noqa: BLE001 - a library refusing the setup is a finding
         result.step_error = _first_line(exc)
-        from vramdoc.probe import doctor
-
-        doctor.diagnose(result, setup, spec, gpu)
-        return result
+        return result, None, cuda, watch, phase_seconds
     if sharded is not None:
         from vramdoc.probe import sharded as sharding
 
@@ -343,8 +392,17 @@ def run_probe(setup: TrainSetup, spec: Any, *, device: str = "auto", steps: int 
             if sigint is not None:
                 sigint.restore()
 
+    tracker.close()  # the timeline ends here, before this function's locals are freed
+    return result, tracker, cuda, watch, phase_seconds
+
+
+def _conclude(result: ProbeResult, trace: Trace, setup: TrainSetup, spec: Any, gpu: Any,
+              cuda: devices.CudaMeter | None, watch: NumericsWatch | None,
+              phase_seconds: list[float], device: str) -> ProbeResult:
+    """The figures of the replayed timeline, then the doctor's findings."""
+    t = setup.training
+    notes, measured_items = result.notes, result.measured_items
     # 5. Replay the timeline: per-phase peaks and what was live at each.
-    trace = tracker.trace()
     if not any(p in trace.phases for p in PHASES):  # nothing ran (the build raised)
         from vramdoc.probe import doctor
 

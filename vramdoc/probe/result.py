@@ -105,6 +105,8 @@ class ProbeResult:
     step_error: str | None = None  # "Type: message" when a step raised
     interrupted: bool = False  # stopped by Ctrl-C / SIGINT: the figures cover the steps done
     sharding: dict[str, Any] | None = None  # the sharded probe: engine, world_size, rank ...
+    # the timeline built from shallow builds (vramdoc.probe.segments): layers, traced_layers
+    extrapolated: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``vramdoc probe --json`` object."""
@@ -146,4 +148,6 @@ class ProbeResult:
             out["interrupted"] = True
         if self.sharding is not None:
             out["sharding"] = dict(self.sharding)
+        if self.extrapolated is not None:
+            out["extrapolated"] = dict(self.extrapolated)
         return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,8 @@ class _Record:
     free: int | None = None
     role: str | None = None  # set by tag(): weights, gradients, optimizer_states, host ...
     what: str = ""  # op, shape and dtype (only when the tracker runs with detail=True)
+    op: Any = None  # the aten op that allocated it (only when the tracker runs with ops=True)
+    raw: int = 0  # the storage's own size (before rounding to the allocator block)
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,13 @@ class MemoryTracker(TorchDispatchMode):
     """
 
     def __init__(self, round_to: int = CUDA_BLOCK_BYTES, limit_bytes: int | None = None,
-                 detail: bool = False) -> None:
+                 detail: bool = False, ops: bool = False) -> None:
         super().__init__()
         self.detail = detail
+        self.ops = ops  # keep each storage's aten op (to align timelines, .segments)
         self._op = ""
+        self._func: Any = None
+        self.closed = False  # set by close(): what is freed afterwards is not recorded
         self.round_to = round_to
         self.limit_bytes = limit_bytes
         self.phase = "load"
@@ -135,6 +140,7 @@ class MemoryTracker(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         if self.detail:
             self._op = str(func)
+        self._func = func
         if not self._paused:
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
@@ -151,10 +157,13 @@ class MemoryTracker(TorchDispatchMode):
         if hit is not None and hit[0]() is st:
             return hit[1]
         self._seq += 1
-        rec = _Record(block_bytes(st.nbytes(), self.round_to), self._seq, self.phase, self.step,
-                      self.ctx, self.layer, role=self.role)
+        raw = st.nbytes()
+        rec = _Record(block_bytes(raw, self.round_to), self._seq, self.phase, self.step,
+                      self.ctx, self.layer, role=self.role, raw=raw)
         if self.detail:
             rec.what = f"{self._op} {tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
+        if self.ops:
+            rec.op = self._func
         self._records.append(rec)
         self._by_storage[key] = (weakref.ref(st, self._freer(key, rec)), rec)
         if rec.role in OFF_DEVICE_ROLES:
@@ -167,6 +176,8 @@ class MemoryTracker(TorchDispatchMode):
 
     def _freer(self, key: int, rec: _Record) -> Any:
         def on_free(ref: Any) -> None:
+            if self.closed:
+                return
             hit = self._by_storage.get(key)
             current = rec
             if hit is not None and hit[0] is ref:
@@ -203,7 +214,7 @@ class MemoryTracker(TorchDispatchMode):
             return
         self._seq += 1
         new = _Record(block_bytes(nbytes, self.round_to), self._seq, self.phase, self.step,
-                      self.ctx, self.layer, role=role, what=what)
+                      self.ctx, self.layer, role=role, what=what, raw=nbytes)
         self._records.append(new)
         if ref is None:
             ref = weakref.ref(storage, self._freer(key, new))
@@ -238,6 +249,10 @@ class MemoryTracker(TorchDispatchMode):
         finally:
             self._paused -= 1
 
+    def close(self) -> None:
+        """End the timeline: storages freed from now on (the run's teardown) stay live in it."""
+        self.closed = True
+
     # --- replay --------------------------------------------------------------------------
     @staticmethod
     def component(rec: _Record) -> str | None:
@@ -266,72 +281,150 @@ class MemoryTracker(TorchDispatchMode):
                 out[comp] = out.get(comp, 0) + r.nbytes
         return out
 
+    def timeline(self, ops: bool = False, layers: int = 0) -> list[Token]:
+        """The run as one ordered list of tokens: every allocation and free with the final
+        role's component, and the phase markers, in the order they happened.
+
+        An event is ``(sign, nbytes, component, paged, op, layer, raw)``: +1 allocation / -1
+        free; ``nbytes`` as counted (rounded to the allocator block), ``raw`` the storage's size;
+        ``component`` None when the bytes are not in device memory; ``paged`` for paged
+        optimizer state. A marker is ``("|", phase, step)``: the events after it belong to
+        that phase. With ``ops=True`` an event also names the aten op that allocated the
+        storage, and an allocation the decoder layer it was made in as
+        ``first``/``middle``/``last`` of ``layers`` (forward only), so that runs of models with
+        different depths can be aligned (:mod:`vramdoc.probe.segments`).
+        """
+        slots: list[Any] = [None] * (self._seq + 1)
+        last = layers - 1
+        for r in self._records:
+            comp = self.component(r)
+            paged = r.role == "paged"
+            op = layer = None
+            if ops:
+                op = r.op
+                if r.layer is not None:
+                    layer = "first" if r.layer == 0 else "last" if r.layer == last else "middle"
+            slots[r.alloc] = (1, r.nbytes, comp, paged, op, layer, r.raw)
+            if r.free is not None:  # freed where the next layer runs: no layer of its own
+                slots[r.free] = (-1, r.nbytes, comp, paged, op, None, r.raw)
+        out: list[Token] = []
+        mi = 0
+        markers = self._markers
+        for seq in range(self._seq + 1):
+            while mi < len(markers) and markers[mi][0] < seq:
+                out.append(("|", markers[mi][1], markers[mi][2]))
+                mi += 1
+            if slots[seq] is not None:
+                out.append(slots[seq])
+        out.extend(("|", phase, step) for _seq, phase, step in markers[mi:])
+        return out
+
     def trace(self) -> Trace:
         """Replay the timeline with the final roles: per-phase peaks and their components."""
-        events: list[tuple[int, int, _Record]] = []
-        for r in self._records:
-            events.append((r.alloc, 1, r))
-            if r.free is not None:
-                events.append((r.free, -1, r))
-        events.sort(key=lambda e: e[0])
-        markers = self._markers + [(self._seq + 1, "", -1)]
-        # phase -> (bytes, step, live bytes by component at that instant)
-        best: dict[str, tuple[int, int, dict[str, int]]] = {}
-        paged_peak = paged = total = 0
-        ei = 0
-        resident_after_load = 0
+        replayed = replay(self.timeline())
         forward_end_seq: int | None = None
-        forward_end_comps: dict[str, int] | None = None
-        # live bytes by component, kept with the running total: the components at a peak are
-        # a copy of it taken when the peak is reached (what components_at() would recount)
-        comps = dict.fromkeys(COMPONENTS, 0)
-        for mi in range(len(markers) - 1):
-            start, phase, step = markers[mi]
-            end = markers[mi + 1][0]
-            seg_best = (total, comps)
-            seg_copied = False
-            while ei < len(events) and events[ei][0] <= end:
-                seq, sign, r = events[ei]
-                ei += 1
-                comp = self.component(r)
-                if r.role == "paged":
-                    paged += sign * r.nbytes
-                    paged_peak = max(paged_peak, paged)
-                if comp is None:
-                    continue
-                if not seg_copied:  # the start snapshot must not follow later events
-                    seg_best = (seg_best[0], dict(seg_best[1]))
-                    seg_copied = True
-                total += sign * r.nbytes
-                comps[comp] = comps.get(comp, 0) + sign * r.nbytes
-                if total > seg_best[0]:
-                    seg_best = (total, dict(comps))
-            if phase == "load":
-                resident_after_load = total
-                seg_best = (total, comps)  # load = what stays resident, not build transients
-            if phase == "forward" and forward_end_seq is None:
-                forward_end_seq = end
-                forward_end_comps = dict(comps)
-            if phase and (phase not in best or seg_best[0] > best[phase][0]):
-                best[phase] = (seg_best[0], step, _nonzero_extra(seg_best[1]))
-        phases = {p: PhasePeak(p, b[1], b[0], b[2]) for p, b in best.items()}
-        peak_phase = max(phases, key=lambda p: (phases[p].allocated_bytes, -PHASES.index(p)))
+        for i, (_seq, phase, _step) in enumerate(self._markers):
+            if phase == "forward":
+                nxt = self._markers[i + 1:]
+                forward_end_seq = nxt[0][0] if nxt else self._seq + 1
+                break
         per_layer: dict[int, int] = {}
         saved: dict[int, list[tuple[str, int]]] = {}
-        fwd_components: dict[str, int] = {}
-        if forward_end_seq is not None and forward_end_comps is not None:
-            fwd_components = _nonzero_extra(forward_end_comps)
+        if forward_end_seq is not None:
             for r in self._live_at(forward_end_seq):
                 if r.phase == "forward" and r.layer is not None and self.component(r) in (
                         "activations",):
                     per_layer[r.layer] = per_layer.get(r.layer, 0) + r.nbytes
                     if self.detail:
                         saved.setdefault(r.layer, []).append((r.what, r.nbytes))
+        return replayed.trace(dict(sorted(per_layer.items())), saved)
+
+
+# One entry of MemoryTracker.timeline(): an event (sign, nbytes, component, paged, op, layer,
+# raw) or a phase marker ("|", phase, step).
+Token = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay of a timeline found (the parts of a :class:`Trace` a timeline holds)."""
+
+    phases: dict[str, PhasePeak]
+    paged_bytes: int
+    resident_after_load_bytes: int
+    forward_end_components: dict[str, int]
+    live_peak_bytes: int  # highest bytes live in any role (device or not): an upper bound of
+    #                       what the tracker counted against an emulated limit at any instant
+
+    def trace(self, per_layer: dict[int, int],
+              saved: dict[int, list[tuple[str, int]]]) -> Trace:
+        """The :class:`Trace`, given the saved activations per layer at the forward's end."""
+        phases = self.phases
+        peak_phase = max(phases, key=lambda p: (phases[p].allocated_bytes, -PHASES.index(p)))
         return Trace(phases=phases, peak_phase=peak_phase,
                      peak_allocated_bytes=phases[peak_phase].allocated_bytes,
-                     paged_bytes=paged_peak, resident_after_load_bytes=resident_after_load,
-                     saved_activation_bytes_per_layer=dict(sorted(per_layer.items())),
-                     forward_end_components=fwd_components, saved_in_layer=saved)
+                     paged_bytes=self.paged_bytes,
+                     resident_after_load_bytes=self.resident_after_load_bytes,
+                     saved_activation_bytes_per_layer=per_layer,
+                     forward_end_components=self.forward_end_components, saved_in_layer=saved)
+
+
+def replay(tokens: Iterable[Token]) -> Replayed:
+    """Per-phase peaks of a timeline: each phase's highest live total over the steps, with the
+    live bytes by component at that instant; the load phase counts what stays resident."""
+    # phase -> (bytes, step, live bytes by component at that instant)
+    best: dict[str, tuple[int, int, dict[str, int]]] = {}
+    paged_peak = paged = total = 0
+    live = live_peak = 0
+    resident_after_load = 0
+    forward_end_comps: dict[str, int] | None = None
+    # live bytes by component, kept with the running total: the components at a peak are
+    # a copy of it taken when the peak is reached (what components_at() would recount)
+    comps = dict.fromkeys(COMPONENTS, 0)
+    phase, step = "", 0  # before the first marker (the load's, at the start)
+    seg_best: tuple[int, dict[str, int]] = (total, comps)
+    seg_copied = False
+
+    def close() -> None:
+        nonlocal resident_after_load, forward_end_comps, seg_best
+        if phase == "load":
+            resident_after_load = total
+            seg_best = (total, comps)  # load = what stays resident, not build transients
+        if phase == "forward" and forward_end_comps is None:
+            forward_end_comps = dict(comps)
+        if phase and (phase not in best or seg_best[0] > best[phase][0]):
+            best[phase] = (seg_best[0], step, _nonzero_extra(seg_best[1]))
+
+    for tok in tokens:
+        sign = tok[0]
+        if sign == "|":
+            close()
+            phase, step = tok[1], tok[2]
+            seg_best, seg_copied = (total, comps), False
+            continue
+        nbytes = tok[1]
+        live += sign * nbytes
+        if live > live_peak:
+            live_peak = live
+        if tok[3]:
+            paged += sign * nbytes
+            paged_peak = max(paged_peak, paged)
+        comp = tok[2]
+        if comp is None:
+            continue
+        if not seg_copied:  # the start snapshot must not follow later events
+            seg_best = (seg_best[0], dict(seg_best[1]))
+            seg_copied = True
+        total += sign * nbytes
+        comps[comp] = comps.get(comp, 0) + sign * nbytes
+        if total > seg_best[0]:
+            seg_best = (total, dict(comps))
+    close()
+    return Replayed(phases={p: PhasePeak(p, b[1], b[0], b[2]) for p, b in best.items()},
+                    paged_bytes=paged_peak, resident_after_load_bytes=resident_after_load,
+                    forward_end_components=_nonzero_extra(forward_end_comps)
+                    if forward_end_comps is not None else {},
+                    live_peak_bytes=live_peak)
 
 
 def _nonzero_extra(comps: dict[str, int]) -> dict[str, int]:

@@ -281,7 +281,9 @@ for name, model, says in (
 case("estimate-model-hub-offline", ["estimate", "--model", "some-org/some-model-xyz"],
      says="HF_HUB_OFFLINE", env=(("HF_HUB_OFFLINE", "1"),))
 case("estimate-no-model", ["estimate"], says="model")
-case("estimate-fsdp-blank-is-none", EST + ["--num-gpus", "2", "--fsdp", "  "], OK)
+# a blank --fsdp is refused like the other empty flags (sweep 3: it used to be ignored)
+case("estimate-fsdp-blank-refused", EST + ["--num-gpus", "2", "--fsdp", "  "],
+     says="names no FSDP option")
 case("estimate-json-ok", EST + ["--json"], OK)
 case("estimate-json-gpu-ok", EST + ["--json", "--gpu", "T4"], FITS_OR_NOT)
 case("estimate-json-qlora-ok", EST + ["--json", "--method", "qlora", "--seq-len", "1"], OK)

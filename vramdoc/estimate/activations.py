@@ -932,6 +932,8 @@ class ActivationAccount:
     # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
     # its output, the held attention weights) with the block's output gradient; 0 elsewhere
     recompute_end_bytes: int = 0
+    # the logits tensor the model returns in its output (``output.logits``), in their dtype
+    logits_output_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -1147,7 +1149,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         forward_transient_bytes=fwd_transient, attn_backward_bytes=attn_backward,
         loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
-        recompute_end_bytes=recompute_end,
+        recompute_end_bytes=recompute_end, logits_output_bytes=n * logit_elem,
     )
 
 

@@ -41,6 +41,7 @@ from vramdoc.estimate.stack import (
     foreach_default,
     grads_freed_after_step,
     lazy_module_loading,
+    logits_upcast_in_model,
     loss_shift_copy,
 )
 from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, LINEAR, ROUTER
@@ -201,7 +202,7 @@ def _liger_logits(acts: ActivationAccount, spec: Any, st: ActSetup, params: Para
                             logit_elem=2 if st.autocast else head_elem, head_elem=head_elem,
                             head_trains=params.lm_head_trainable)
     return replace(acts, logits_forward_bytes=fwd, logits_backward_bytes=saved,
-                   logits_saved_bytes=saved)
+                   logits_saved_bytes=saved, logits_output_bytes=0)
 
 
 def _fsdp_checkpointing(setup: TrainSetup) -> bool:
@@ -591,6 +592,16 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     backward = max(candidates, key=lambda c: sum(c.values()))
     step = {**zero, **base, "optimizer_states": states, "gradients": grads + grads_fwd_comm,
             "optimizer_temporaries": temps}
+    if setup.hold_outputs:
+        # the loop's ``output`` keeps the returned logits from the loss until after
+        # ``optimizer.step()`` (fsdp_qlora train.py: ``output = None`` follows the step): beside
+        # the whole backward and the step; fp32 where the model upcast them itself
+        held = acts.logits_output_bytes
+        if (held and spec.loss == "transformers" and not spec.is_encoder
+                and logits_upcast_in_model(setup.transformers_version)):
+            held = 4 * t.per_device_train_batch_size * setup.max_seq_length * spec.vocab_size
+        backward = {**backward, "logits": backward["logits"] + held}
+        step = {**step, "logits": step["logits"] + held}
     phase_components = {"load": load, "forward": forward, "backward": backward,
                         "optimizer_step": step}
     totals = {p: sum(c.values()) for p, c in phase_components.items()}

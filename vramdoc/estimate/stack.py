@@ -7,6 +7,8 @@ from the library's source at the named release:
 - Loss: up to the 4.4x releases ``ForCausalLMLoss`` (transformers/loss/loss_utils.py) shifted
   the upcast logits with ``logits[..., :-1, :].contiguous()``, one more fp32 copy of the
   logits alive at the end of forward; later releases pad the labels instead.
+- Logits: up to the 4.45 releases Llama-like models upcast their logits to fp32 in their own
+  forward (``logits = logits.float()``), so the output they return holds fp32 logits.
 - MoE experts: before transformers 5, Mixtral's experts were separate ``nn.Linear`` modules
   (``MixtralBlockSparseTop2MLP``: w1, w2, w3) and its router an ``nn.Linear``, so
   bitsandbytes quantized them; transformers 5 fuses each layer's experts into 3-D parameters
@@ -42,6 +44,17 @@ def version_tuple(version: str) -> tuple[int, int]:
 def loss_shift_copy(version: str) -> bool:
     """True when the causal-LM loss makes a contiguous shifted copy of the fp32 logits."""
     return version_tuple(version) < (4, 50)
+
+
+def logits_upcast_in_model(version: str) -> bool:
+    """True when a causal LM's forward replaces its logits by an fp32 copy before the loss.
+
+    Up to the 4.45 releases LlamaForCausalLM and the models copied from it (Mistral, Qwen2,
+    Gemma, ...) ran ``logits = self.lm_head(hidden_states)`` then ``logits = logits.float()``
+    (modeling_llama.py), so the output's ``logits`` are fp32 and the 16-bit ones are freed;
+    4.46 moved the upcast into ``ForCausalLMLoss`` (loss/loss_utils.py), leaving the output's
+    logits in the head's dtype."""
+    return version_tuple(version) < (4, 46)
 
 
 def experts_are_linear(version: str) -> bool:

@@ -324,6 +324,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
         reentrant=_reentrant(setup, ckpt),
+        logits_upcast=logits_upcast_in_model(setup.transformers_version),
     )
     if t.use_liger_kernel and liger_applies(spec.model_type, setup.task, spec.is_encoder):
         acts = _liger_logits(acts, spec, st, params, head_elem=st.weight_elem)
@@ -597,9 +598,6 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         # ``optimizer.step()`` (fsdp_qlora train.py: ``output = None`` follows the step): beside
         # the whole backward and the step; fp32 where the model upcast them itself
         held = acts.logits_output_bytes
-        if (held and spec.loss == "transformers" and not spec.is_encoder
-                and logits_upcast_in_model(setup.transformers_version)):
-            held = 4 * t.per_device_train_batch_size * setup.max_seq_length * spec.vocab_size
         backward = {**backward, "logits": backward["logits"] + held}
         step = {**step, "logits": step["logits"] + held}
     phase_components = {"load": load, "forward": forward, "backward": backward,

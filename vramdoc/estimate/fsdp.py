@@ -121,7 +121,7 @@ def fsdp_sharding(setup: TrainSetup) -> Sharding:
     return Sharding(n, div, div, div, 2, False, o.cpu_offload, "fsdp", label)
 
 
-def init_cache_bytes(layer_bytes: int, root_bytes: int) -> int:
+def init_cache_bytes(layer_bytes: int, root_bytes: int, root_param_bytes: int = 0) -> int:
     """Blocks FSDP1's wrapping leaves cached in the default stream's pool, beyond the shards.
 
     Each unit is wrapped in turn (``_recursive_wrap``, children first, the root last):
@@ -136,9 +136,17 @@ def init_cache_bytes(layer_bytes: int, root_bytes: int) -> int:
     to what is reserved, these blocks included: the default stream's pool starts at the shards
     plus two decoder layers. The root (embeddings, final norm, LM head) is wrapped last; when
     it is larger than a layer its flat copy fits none of the cached blocks and takes a segment
-    of its own.
+    of its own, and so do its moved parameters: ``_init_param_handle_from_module`` holds them
+    (``managed_params``) until it returns, after ``FlatParamHandle.shard`` has cloned this
+    rank's 1/N and freed the flat storage (``orig_storage._resize_(0)``), so the moved copies
+    and the flat copy are all freed into the cache, two roots. A moved parameter no larger than
+    a layer (``root_param_bytes``, the largest of the root's: the embedding) takes the
+    layer's freed flat block instead of a segment of its own.
     """
-    return 2 * layer_bytes + (root_bytes if root_bytes > layer_bytes else 0)
+    if root_bytes <= layer_bytes:
+        return 2 * layer_bytes
+    reused = root_param_bytes if root_param_bytes <= layer_bytes else 0
+    return 2 * layer_bytes + 2 * root_bytes - reused
 
 
 def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
@@ -326,7 +334,10 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         if o is not None and o.version == 1:
             pool += unit_grads  # record_stream'ed unsharded gradient
             if not sh.cpu_offload:
-                init_cache = init_cache_bytes(sharded_part(blocks) // L, sharded_part(root))
+                largest = max((sharded_part(account_params(acc_setup, spec, (g,)))
+                               for g in groups if not g.in_block), default=0)
+                init_cache = init_cache_bytes(sharded_part(blocks) // L, sharded_part(root),
+                                              largest)
     host: dict[str, int] = {}
     if sh.cpu_offload:
         # what FSDP does not manage (GPTQ/AWQ buffers; FSDP2's ignored 4-bit weights) is not

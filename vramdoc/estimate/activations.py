@@ -946,7 +946,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                         lm_head_trains: bool = False, head_elem: int = 2,
                         loss_shift_copy: bool = False,
                         reentrant: bool = False,
-                        logits_upcast: bool = False) -> ActivationAccount:
+                        logits_upcast: bool = False,
+                        own_loss: bool = False) -> ActivationAccount:
     """Activations of one micro-batch of ``st.b`` sequences of ``st.s`` tokens."""
     lin = block_linears(groups)
     b, s, h, V = st.b, st.s, spec.hidden_size, spec.vocab_size
@@ -1050,8 +1051,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     logit_elem = 2 if st.autocast else head_elem
     out_elem = logit_elem  # the dtype of the output's logits
     n = tokens * n_out
-    if spec.loss == "shift" and not encoder:
-        # the model's own loss: a shifted contiguous copy in the logits dtype, then
+    if (spec.loss == "shift" or own_loss) and not encoder:
+        # the model's own loss (own_loss: stack.model_computes_own_loss): a shifted
+        # contiguous copy in the logits dtype, then
         # cross_entropy in that dtype (autocast runs it in fp32: one more cast copy)
         ce = 4 if st.autocast else logit_elem
         fwd = n * logit_elem * 2 + (n * ce if ce != logit_elem else 0) + n * ce

@@ -43,6 +43,7 @@ from vramdoc.estimate.stack import (
     lazy_module_loading,
     logits_upcast_in_model,
     loss_shift_copy,
+    model_computes_own_loss,
 )
 from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, LINEAR, ROUTER
 from vramdoc.setup import TrainSetup
@@ -325,6 +326,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
         reentrant=_reentrant(setup, ckpt),
         logits_upcast=logits_upcast_in_model(setup.transformers_version),
+        own_loss=model_computes_own_loss(spec.model_type, setup.transformers_version),
     )
     if t.use_liger_kernel and liger_applies(spec.model_type, setup.task, spec.is_encoder):
         acts = _liger_logits(acts, spec, st, params, head_elem=st.weight_elem)

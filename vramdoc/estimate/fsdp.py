@@ -327,6 +327,21 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                 # of layer 0's, only it and the untied embedding are still unsharded
                 if untied_embedding:
                     g_bwd_end = unit + emb_full
+                elif heads:
+                    # tied: the tail holds the input embedding, so it is gathered before layer
+                    # 0 (as under full_shard above) and stays whole through forward and
+                    # backward; nothing is all-gathered before the head, and at the loss the
+                    # last layer's all-gather output is the one still held. The tail's
+                    # post_backward waits for the embedding's gradient, as under full_shard
+                    # (checked against the sharded fake probe: qwen2.5-0.5b, gemma-2b)
+                    gathered, g_copy_out = gathered + tail_full, g_copy_out + tail_full
+                    g_head = None
+                    g_fwd_loss = (L + 1) * unit + tail_full
+                    g_bwd, g_bwd_end = g_bwd + tail_full, unit + tail_full
+                    fsdp2_unit_grads += tail_grads
+                    first_grads = fsdp2_unit_grads - (blocks.trainable_numel // L) * e16
+                    if not sh.cpu_offload:
+                        pending += shard(tail.trainable_bytes, sh.grads_div)
         unit_grads = blocks.trainable_bytes // L if o is None or o.version == 1 \
             else fsdp2_unit_grads
         extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output

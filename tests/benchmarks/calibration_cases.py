@@ -128,9 +128,13 @@ def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) 
     setup["training"]["fsdp_config"] = {"version": 1, "backward_prefetch": "BACKWARD_PRE",
                                         "limit_all_gathers": True, "use_orig_params": False}
     if method == "qlora":
+        # train.py's replace_linear builds bnb.nn.Linear4bit(compute_dtype, quant_type="nf4",
+        # quant_storage) and leaves compress_statistics at Linear4bit's default, True: nested
+        # (double) quantization of the absmax constants
         setup["quantization"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
                                  "bnb_4bit_compute_dtype": "bfloat16",
-                                 "bnb_4bit_quant_storage": "bfloat16"}
+                                 "bnb_4bit_quant_storage": "bfloat16",
+                                 "bnb_4bit_use_double_quant": True}
         setup["prepare_model_for_kbit_training"] = False
     return setup
 

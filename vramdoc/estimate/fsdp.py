@@ -356,9 +356,14 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
     host: dict[str, int] = {}
     if sh.cpu_offload:
         # what FSDP does not manage (GPTQ/AWQ buffers; FSDP2's ignored 4-bit weights) is not
-        # offloaded: it stays whole on the device (the sharded fake probe keeps it there)
+        # offloaded: it stays whole on the device (the sharded fake probe keeps it there).
+        # Nor are bitsandbytes' quantization constants: FSDP moves parameters only
+        # (FSDP1 ``flat_param_to(cpu)``, FSDP2 ``CPUOffloadPolicy``), and a Params4bit's
+        # ``quant_state`` is a plain attribute, made on the GPU where bitsandbytes quantizes
+        # (fsdp_qlora train.py ``load_and_quantize`` keeps it there when it moves the packed
+        # data to the CPU); the dequantizing kernels read it beside the gathered weight
         kept = {"weights": packed if buffers else 0,
-                "quant_state": base["quant_state"] if buffers else 0, "adapters": 0}
+                "quant_state": base["quant_state"], "adapters": 0}
         host = {"offloaded parameters": sum(base.values()) - sum(kept.values()),
                 "offloaded gradients": grads, "offloaded optimizer states": states + paged}
         base = kept

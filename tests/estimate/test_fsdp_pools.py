@@ -43,6 +43,16 @@ def test_bnb_quant_state_stays_whole_on_every_rank() -> None:
     assert two["weights"] < one["weights"]
 
 
+def test_cpu_offload_leaves_the_bnb_quant_state_on_the_device() -> None:
+    # FSDP offloads parameters; a Params4bit's quant_state is a plain attribute on the GPU
+    kept = estimate(_setup(2, qlora=True)).phase_components["load"]
+    off = estimate(_setup(2, "full_shard offload auto_wrap", qlora=True))
+    load = off.phase_components["load"]
+    assert load["quant_state"] == kept["quant_state"] > 0
+    assert load["weights"] == 0
+    assert off.host.per_process["offloaded parameters"] == kept["weights"] + kept["adapters"]
+
+
 def test_init_cache_two_layers_and_a_larger_root() -> None:
     # a root larger than a layer leaves its moved parameters and its flat copy cached; the
     # embedding, when no larger than a layer, took the layer's freed flat block instead

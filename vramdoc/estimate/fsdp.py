@@ -110,13 +110,14 @@ def fsdp_sharding(setup: TrainSetup) -> Sharding:
         # (``_reduce_grad_no_shard``: ``dist.all_reduce(flat_param.grad)``): no bucket copy
         return Sharding(n, 1, 1, 1, 0, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "SHARD_GRAD_OP":
-        if o.version == 2:
-            # fully_shard(reshard_after_forward=False): the shards stay resident, each layer's
-            # unsharded copy lives from its forward to its backward (dp_parts counts them)
-            return Sharding(n, n, n, n, 1, False, o.cpu_offload, "fsdp", label)
-        return Sharding(n, 1, n, n, 0, False, o.cpu_offload, "fsdp", label)
+        # FSDP2 fully_shard(reshard_after_forward=False), and FSDP1 alike ("parameters are
+        # sharded outside computation", torch ShardingStrategy.SHARD_GRAD_OP): the shards stay
+        # resident, each layer's unsharded copy lives from its forward to its backward
+        # (dp_parts counts them)
+        return Sharding(n, n, n, n, 1, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "_HYBRID_SHARD_ZERO2":
-        return Sharding(n, 1, per_node, per_node, 0, False, o.cpu_offload, "fsdp", label)
+        return Sharding(n, per_node, per_node, per_node, 1, False, o.cpu_offload, "fsdp",
+                        label)
     div = per_node if o.strategy == "HYBRID_SHARD" else n
     return Sharding(n, div, div, div, 2, False, o.cpu_offload, "fsdp", label)
 
@@ -214,6 +215,13 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         # whole root, not the half a rank lacks
         root_full = sharded_part(root) // mp
         gathered = sh.gathered_units * unit + root_full
+        if o is not None and o.version == 1 and not o.reshard_after_forward:
+            # FSDP1 SHARD_GRAD_OP / _HYBRID_SHARD_ZERO2: ``_post_forward`` reshards only the
+            # RESHARD_AFTER_FORWARD_HANDLE_STRATEGIES (FULL_SHARD, HYBRID_SHARD); the others
+            # keep each unit's unsharded flat parameter beside its local shard until its
+            # post-backward frees it (``_should_free_in_backward``, torch
+            # distributed/fsdp/_runtime_utils.py): at the loss every layer and the root
+            gathered = L * unit + root_full
         if o is not None and o.version == 2:
             # FSDP2 as accelerate wraps it (fsdp2_prepare_model): each decoder layer, the
             # input embedding when untied (resharded after forward like the layers), and the

@@ -932,6 +932,8 @@ class ActivationAccount:
     # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
     # its output, the held attention weights) with the block's output gradient; 0 elsewhere
     recompute_end_bytes: int = 0
+    # the logits tensor the model returns in its output (``output.logits``), in their dtype
+    logits_output_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -943,7 +945,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                         checkpointing: bool, task: str = "causal-lm", num_labels: int = 2,
                         lm_head_trains: bool = False, head_elem: int = 2,
                         loss_shift_copy: bool = False,
-                        reentrant: bool = False) -> ActivationAccount:
+                        reentrant: bool = False,
+                        logits_upcast: bool = False,
+                        own_loss: bool = False) -> ActivationAccount:
     """Activations of one micro-batch of ``st.b`` sequences of ``st.s`` tokens."""
     lin = block_linears(groups)
     b, s, h, V = st.b, st.s, spec.hidden_size, spec.vocab_size
@@ -1045,9 +1049,11 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # backward start: saved log_softmax + grad of nll + grad of log_softmax (fp32 each).
     tokens = rows if not encoder else b
     logit_elem = 2 if st.autocast else head_elem
+    out_elem = logit_elem  # the dtype of the output's logits
     n = tokens * n_out
-    if spec.loss == "shift" and not encoder:
-        # the model's own loss: a shifted contiguous copy in the logits dtype, then
+    if (spec.loss == "shift" or own_loss) and not encoder:
+        # the model's own loss (own_loss: stack.model_computes_own_loss): a shifted
+        # contiguous copy in the logits dtype, then
         # cross_entropy in that dtype (autocast runs it in fp32: one more cast copy)
         ce = 4 if st.autocast else logit_elem
         fwd = n * logit_elem * 2 + (n * ce if ce != logit_elem else 0) + n * ce
@@ -1058,6 +1064,11 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         fwd = n * logit_elem + (4 * n if logit_elem != 4 else 0) + 4 * n
         if loss_shift_copy and not encoder:
             fwd += 4 * n  # logits[..., :-1, :].contiguous() of the fp32 logits (< 4.50)
+        if logits_upcast and not encoder and logit_elem != 4:
+            # < 4.46 the model's own ``logits = logits.float()`` drops its 16-bit logits
+            # (stack.logits_upcast_in_model): the output returns the fp32 ones
+            fwd -= n * logit_elem
+            out_elem = 4
         bwd = 3 * 4 * n
         saved = 4 * n
     if spec.final_softcap and not encoder:
@@ -1147,7 +1158,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         forward_transient_bytes=fwd_transient, attn_backward_bytes=attn_backward,
         loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
-        recompute_end_bytes=recompute_end,
+        recompute_end_bytes=recompute_end, logits_output_bytes=n * out_elem,
     )
 
 

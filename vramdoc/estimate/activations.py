@@ -124,6 +124,11 @@ class BlockWalker:
         self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
         self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
         self._attn_weights: T | None = None  # eager attention's returned weights (encoders)
+        self._held_weights: T | None = None  # ... and a decoder's (see attention)
+        # what the layer's frames hold beyond _ctx, counted by the k-bit instants only
+        # (kbit_base, kbit_adapter): the attention weights and, where spec.attn_output_held,
+        # the attention output
+        self._kbit_held: list[T] = []
         self.recompute_end = 0  # encoders: live at the end of the recomputed forward
         # The instant the MLP's backward peaks (see mlp_backward_extra): the gradient buffers
         # live then, and the saved bytes recorded from the MLP's output projection on (freed
@@ -313,7 +318,7 @@ class BlockWalker:
         w16 = 2 * grp.weight_numel  # the compute (and load) dtype: bf16 / fp16
         n_blocks = -(-grp.weight_numel // BNB_4BIT_BLOCK)
         absmax = 4 * n_blocks if st.double_quant else 0
-        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        ctx = [t for t in self._ctx + self._kbit_held if t.uid != self._input_uid]
         held = g.saved_bytes + self._unsaved(*ctx, x)
         x16 = rows * n_in * 2 if x.elem != 2 else 0
         out16 = rows * n_out * 2
@@ -345,7 +350,7 @@ class BlockWalker:
         """
         st, g = self.st, self.g
         rows = self.rows
-        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        ctx = [t for t in self._ctx + self._kbit_held if t.uid != self._input_uid]
         held = self._unsaved(*ctx, x) + rows * n_out * out_elem
         if st.lora_dropout > 0:
             if st.autocast:
@@ -536,10 +541,13 @@ class BlockWalker:
         # q and v, k needs none and q is not kept (traced: opt lora layer 0)
         # For one sequence the fold is a view and q itself is kept: the fused projection's
         # whole output when q is a slice of it (traced: gpt2 eager b=1, aten.addmm (s, 3h))
+        # A projection that returns fp32 (a k-bit base returns its input's dtype, fp32 after
+        # k-bit preparation) is copied by autocast to 16-bit: only q's (k's) own slice of it
+        # (traced: gpt2 qlora eager b=1, aten._to_copy (1, a, s, d) for q and k)
         if k.grad:
-            g.save(g.cast(q, e) if b == 1 else g.new(b * s * a * d, e))
+            g.save(q if b == 1 and q.elem == e else g.new(b * s * a * d, e))
         if q.grad:
-            g.save(g.cast(k_rep, e))
+            g.save(k_rep if k_rep.elem == e else g.new(b * s * (a if rep else kv) * d, e))
         scores_grad = q.grad or k.grad
         scores = b * a * s * s
         if spec.attn_sinks:
@@ -575,7 +583,11 @@ class BlockWalker:
             probs_d = g.dropout(probs32, self.attn_dropout)
             self._attn_weights = probs_d
         else:
-            probs_d = g.dropout(g.cast(probs32, e), self.attn_dropout)
+            # softmax(...).to(query.dtype) (or .type(value.dtype)): q's own dtype, fp32 in a
+            # k-bit block; the dropout output is returned as the attention weights, which the
+            # decoder layer binds (``attn_output, _ = self.attn(...)``) until it returns
+            probs_d = g.dropout(g.cast(probs32, q.elem), self.attn_dropout)
+            self._held_weights = probs_d
         # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
         if v.grad:
             g.save(g.cast(probs_d, e))
@@ -638,10 +650,15 @@ class BlockWalker:
             attn_out = self.attention(q, k, v)
             if st.kv_cache:
                 self._cache_held(k, v)
+        # the attention module holds the weights it got back while its output projection
+        # runs, the layer (``attn_output, _ = self.attn(...)``) until it returns
+        self._kbit_held = [self._held_weights] if self._held_weights is not None else []
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
         if spec.sandwich_norms or spec.post_norms_only:
             o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3, OLMo 2)
         o = g.dropout(o, self.resid_dropout)
+        if spec.attn_output_held:
+            self._kbit_held.append(o)
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
             n2 = n1 if spec.shared_block_norm else self.norm(x, ln_trains)
@@ -1157,7 +1174,7 @@ def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     phi3, olmo2, granite, mixtral): sequential pre-norm decoders with a gated MLP, and
     Mixtral-style MoE. Others (GPT-style and parallel blocks, shared experts, MLA, gpt-oss'
     clamped SwiGLU) keep the whole-block account."""
-    if spec.family == "llama":
+    if spec.family in ("llama", "gpt", "parallel"):
         return True
     return spec.family == "moe" and not lin.shared and not spec.mla \
         and spec.moe_act != "clamped_swiglu"

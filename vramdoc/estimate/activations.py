@@ -495,7 +495,10 @@ class BlockWalker:
         fused = st.attn.startswith("flash") or st.attn == "sdpa"
         if fused:
             e = 2 if (st.attn.startswith("flash") or st.autocast) else q.elem
-            qs, ks, vs = g.cast(q, e), g.cast(k, e), g.cast(v, e)
+            # (a fused projection's fp32 output, k-bit's: autocast copies each slice alone)
+            qs = q if q.elem == e else g.new(b * s * a * d, e)
+            ks = k if k.elem == e else g.new(b * s * kv * d, e)
+            vs = v if v.elem == e else g.new(b * s * kv * dv, e)
             if st.attn == "sdpa" and self.masked:
                 if kv < a and not spec.sdpa_repeat_kv:
                     # fewer k/v heads and a mask: neither fused kernel takes it, CUDA runs
@@ -1225,13 +1228,22 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
             peak = max(peak, inst - own)
         peak = max(peak, w.kbit_fwd - own)
         bwd = max(bwd, w.kbit_bwd - own, w.moe_bwd - own,
-                  w.g.saved_bytes + (w.mlp_backward_extra or 0) - own)
+                  w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0) - own)
         if w.attn_bwd_bytes:
             attn = max(attn, w.attn_bwd_bytes - own)
     # in backward: the block output's gradient, the attention mask, and under reentrant
     # checkpointing the recomputed block's output (CheckpointFunction.backward holds
     # ``outputs`` while it runs torch.autograd.backward through the block)
     live = rows * h * st.r * (2 if reentrant else 1) + mask
+    if spec.family == "gpt":
+        # GPT-style models add positions (or LayerNorm, BLOOM) to the embedding output, which
+        # enable_input_require_grads (peft, under checkpointing) made a leaf requiring grad:
+        # its AccumulateGrad node keeps it to the end of backward (traced: gpt2 qlora,
+        # aten.embedding (b, s, h) fp32 freed after the last block's backward), with the
+        # embedding dropout's mask (GPT2Model.drop)
+        held = rows * h * st.r + (rows * h if spec.embedding_dropout > 0 else 0)
+        live += held
+        peak += held
     return peak + out_grad + mask, bwd + live, attn + live if attn else 0
 
 

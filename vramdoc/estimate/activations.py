@@ -331,6 +331,13 @@ class BlockWalker:
             grad16 = out16 if x.elem != 2 else 0
             self.kbit_bwd = g.saved_bytes + adapter_grad + grad16 + w16 + max(
                 absmax, rows * n_in * 2)
+            if lora and self.mlp_out_mark is not None:
+                # then autograd sums x's two gradients (torch's InputBuffer.accumulate): the
+                # base's (MatMul4Bit's, cast to x's dtype) and the adapter's (through LoRA's
+                # dropout), both live next to their sum; the projection's own saved tensors
+                # are freed by then (traced: opt qlora, aten.add (b*s, f) fp32 next to
+                # native_dropout_backward's and _to_copy's outputs, the step's peak)
+                self.kbit_bwd = max(self.kbit_bwd, self.mlp_out_mark + 3 * rows * n_in * x.elem)
 
     def kbit_adapter(self, grp: ParamGroup, x: T, n_out: int, out_elem: int) -> None:
         """The instants inside peft's LoRA ``Linear4bit.forward`` (peft 0.21 tuners/lora/bnb.py)

@@ -59,12 +59,10 @@ class BlockFacts:
     sdpa_out_copy: bool = False
     router: str = "softmax_topk"
     expert_bias: bool = False
-    # what the decoder layer's frame holds while its MLP runs (read where the k-bit (QLoRA)
-    # recomputed block is walked op by op): GPT2Block / GPTBigCodeBlock keep ``attn_output``
-    # bound after the residual add; OPTDecoderLayer rebinds ``hidden_states`` to fc1's output,
-    # freeing the final norm's output that the others pass to (and hold through) the MLP
+    # the decoder layer's frame holds its attention output while its MLP runs (read where
+    # the k-bit (QLoRA) recomputed block is walked op by op): GPT2Block / GPTBigCodeBlock keep
+    # ``attn_output`` bound after the residual add
     attn_output_held: bool = False
-    mlp_input_held: bool = True
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -161,9 +159,8 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",
         # transformers 5.24 modeling_gpt2.py / modeling_gpt_bigcode.py (GPT2Block.forward,
-        # GPTBigCodeBlock.forward) and modeling_opt.py (OPTDecoderLayer.forward)
+        # GPTBigCodeBlock.forward)
         attn_output_held=model_type in ("gpt2", "gpt_bigcode"),
-        mlp_input_held=model_type != "opt",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

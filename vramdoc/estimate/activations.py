@@ -792,7 +792,8 @@ class BlockWalker:
             hidden = self.linear(n2, lin.mlp_in[0])
             prod = self.activation(hidden)
             self._act_out = prod
-            buffers = prod.nbytes + hidden.nbytes  # d(act), d(hidden)
+            # d(act), d(hidden) (or the activation backward's temporaries, spec)
+            buffers = prod.nbytes + max(1, spec.act_backward_temps) * hidden.nbytes
             if self.act_name in ("gelu_new", "gelu_fast") and hidden.grad:
                 # NewGELU's chain (0.5 * x * (1 + tanh(...)), fp32 from pow on): the last
                 # mul's backward makes d(0.5 * x) and d(1 + tanh) next to d(act).

@@ -63,6 +63,9 @@ class BlockFacts:
     # the k-bit (QLoRA) recomputed block is walked op by op): GPT2Block / GPTBigCodeBlock keep
     # ``attn_output`` bound after the residual add
     attn_output_held: bool = False
+    # x-sized temporaries the MLP activation's backward holds at once next to its incoming
+    # gradient, where it is a python formula (0: one, the gradient it returns)
+    act_backward_temps: int = 0
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -161,6 +164,11 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # transformers 5.24 modeling_gpt2.py / modeling_gpt_bigcode.py (GPT2Block.forward,
         # GPTBigCodeBlock.forward)
         attn_output_held=model_type in ("gpt2", "gpt_bigcode"),
+        # BLOOM's GeLUFunction.backward (transformers 5.24 modeling_bloom.py, bloom_gelu_back):
+        # ``0.5 * x * ((1 - tanh_out * tanh_out) * (0.79788456 + 0.1070322243 * x * x))``
+        # evaluated left to right holds tanh_out, 0.5 * x, 1 - tanh_out**2, 0.107 * x and its
+        # product with x at once
+        act_backward_temps=5 if model_type == "bloom" else 0,
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

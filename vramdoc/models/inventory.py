@@ -162,6 +162,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         attn_sinks=facts.attn_sinks, moe_act=facts.moe_act, sdpa_out_copy=facts.sdpa_out_copy,
         buffer_bytes=_buffer_bytes(mt, summary_fields(summary)), router=facts.router,
         expert_bias=facts.expert_bias, attn_output_held=facts.attn_output_held,
+        act_backward_temps=facts.act_backward_temps,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )

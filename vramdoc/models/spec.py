@@ -162,6 +162,7 @@ class ModelSpec:
     router: str = "softmax_topk"  # how routing weights are made (vramdoc.models._block)
     expert_bias: bool = False  # experts carry biases, gathered per routed token (gpt-oss)
     attn_output_held: bool = False  # the layer holds its attention output through the MLP
+    act_backward_temps: int = 0  # the MLP activation's backward: temporaries held at once
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the

@@ -1243,6 +1243,15 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     # checkpointing the recomputed block's output (CheckpointFunction.backward holds
     # ``outputs`` while it runs torch.autograd.backward through the block)
     live = rows * h * st.r * (2 if reentrant else 1) + mask
+    if reentrant and spec.returns_attn_weights:
+        # the layer's eager attention weights are an output of the reentrant checkpoint: its
+        # backward (torch.autograd.Function, materialize_grads) gets a zero-filled gradient
+        # for them, made before the recomputation and live to the end of the block's backward
+        # (traced: bloom qlora, aten.zeros (b, a, s, s) fp32)
+        zeros = max((w._held_weights.nbytes for w in walks.values()
+                     if w._held_weights is not None), default=0)
+        live += zeros
+        peak += zeros
     if spec.family == "gpt":
         # GPT-style models add positions (or LayerNorm, BLOOM) to the embedding output, which
         # enable_input_require_grads (peft, under checkpointing) made a leaf requiring grad:

@@ -66,6 +66,9 @@ class BlockFacts:
     # x-sized temporaries the MLP activation's backward holds at once next to its incoming
     # gradient, where it is a python formula (0: one, the gradient it returns)
     act_backward_temps: int = 0
+    # the decoder layer returns (hidden_states, attention weights): under reentrant
+    # checkpointing the weights are an output of the checkpointed function
+    returns_attn_weights: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -169,6 +172,8 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # evaluated left to right holds tanh_out, 0.5 * x, 1 - tanh_out**2, 0.107 * x and its
         # product with x at once
         act_backward_temps=5 if model_type == "bloom" else 0,
+        # BloomBlock.forward / FalconDecoderLayer.forward: ``return output, attn_weights``
+        returns_attn_weights=model_type in ("bloom", "falcon"),
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

@@ -285,9 +285,9 @@ class BlockWalker:
             else:
                 # recomputation: A's output is saved with the input copies live (the stop
                 # instant when it is the block's last saved tensor), then B's output and its
-                # scaled copy
+                # scaled copy (the dropout copy, lora_A's argument only, freed by then)
                 self._rec_instant(rec_held, saves=True)
-                self._rec_instant(rec_held + 2 * b_elem * self.rows * n_out)
+                self._rec_instant(rec_held - xd_only + 2 * b_elem * self.rows * n_out)
                 # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
                 # neither needs a saved tensor, so both come before the recomputation
@@ -411,6 +411,13 @@ class BlockWalker:
         peak = max((b for n, b, saves in self._rec if n < total or saves), default=0)
         grads, entries = self._tail_grads
         return peak + (grads if entries == total else 0)
+
+    @property
+    def reentrant_forward_peak(self) -> int:
+        """The recomputed block's forward peak under reentrant checkpointing
+        (torch.utils.checkpoint CheckpointFunction.backward): the whole forward reruns before
+        any of the block's backward, so every instant happens and no gradient is live yet."""
+        return max((b for _n, b, _saves in self._rec), default=0)
 
     def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int, held: int,
              rec: tuple[int, int] = (0, 0)) -> None:
@@ -596,7 +603,8 @@ class BlockWalker:
             # softmax(...).to(query.dtype) (or .type(value.dtype)): q's own dtype, fp32 in a
             # k-bit block; the dropout output is returned as the attention weights, which the
             # decoder layer binds (``attn_output, _ = self.attn(...)``) until it returns
-            probs_d = g.dropout(g.cast(probs32, q.elem), self.attn_dropout)
+            probs_d = g.dropout(g.cast(probs32, q.elem) if spec.probs_to_query_dtype
+                                else probs32, self.attn_dropout)
             self._held_weights = probs_d
         # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
         if v.grad:
@@ -1130,7 +1138,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # the encoder work) keep the whole-block account they had before
         # recompute_forward_peak was modelled
         adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
-        keep_block = adapter_last and (st.kbit or spec.is_encoder)
+        keep_block = adapter_last and ((st.kbit and bool(st.quantized)) or spec.is_encoder)
         if all(x is not None for x in extras) and not st.quantized and not chain_act \
                 and not keep_block:
             # + the gradient of the block's output, in the residual dtype
@@ -1140,11 +1148,23 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
             # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
             # forward-time transients hold the checkpointed input, counted apart)
-            recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
-                                     w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
-                                 for w in walks.values()) + rows * h * x_elem
-            attn_peak = max(w.attn_bwd_bytes for w in walks.values())
-            attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
+            # Reentrant checkpointing (a k-bit-prepared model whose layers stayed unquantized,
+            # Falcon's FalconLinear; see _kbit_recompute) reruns the whole block before any of
+            # its backward and holds the recomputed output (and the zero gradient of returned
+            # attention weights) through it
+            rerun, held = _reentrant_extras(spec, st, walks) if reentrant else (0, 0)
+            # k-bit preparation's fp32 residual: the first norm keeps the block input itself,
+            # the checkpointed one, counted apart (as in _kbit_recompute)
+            own = {m: w.g.saved.get(w._input_uid, 0) if st.kbit else 0
+                   for m, w in walks.items()}
+            recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0)
+                                     + held, w.g.live_peak,
+                                     w.reentrant_forward_peak if reentrant
+                                     else w.recompute_forward_peak, w.recompute_end)
+                                 - own[m] for m, w in walks.items()) + rows * h * x_elem + rerun
+            attn_peak = max(w.attn_bwd_bytes - own[m] if w.attn_bwd_bytes else 0
+                            for m, w in walks.items())
+            attn_peak = attn_peak + rows * h * x_elem + rerun + held if attn_peak else 0
             end = max(w.recompute_end for w in walks.values())
             recompute_end = end + rows * h * x_elem if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
@@ -1242,15 +1262,10 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     # in backward: the block output's gradient, the attention mask, and under reentrant
     # checkpointing the recomputed block's output (CheckpointFunction.backward holds
     # ``outputs`` while it runs torch.autograd.backward through the block)
-    live = rows * h * st.r * (2 if reentrant else 1) + mask
-    if reentrant and spec.returns_attn_weights:
-        # the layer's eager attention weights are an output of the reentrant checkpoint: its
-        # backward (torch.autograd.Function, materialize_grads) gets a zero-filled gradient
-        # for them, made before the recomputation and live to the end of the block's backward
-        # (traced: bloom qlora, aten.zeros (b, a, s, s) fp32)
-        zeros = max((w._held_weights.nbytes for w in walks.values()
-                     if w._held_weights is not None), default=0)
-        live += zeros
+    live = rows * h * st.r + mask
+    if reentrant:
+        zeros, out = _reentrant_extras(spec, st, walks)
+        live += zeros + out
         peak += zeros
     if spec.family == "gpt":
         # GPT-style models add positions (or LayerNorm, BLOOM) to the embedding output, which
@@ -1262,6 +1277,25 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
         live += held
         peak += held
     return peak + out_grad + mask, bwd + live, attn + live if attn else 0
+
+
+def _reentrant_extras(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker]
+                      ) -> tuple[int, int]:
+    """What reentrant checkpointing (torch.utils.checkpoint CheckpointFunction) adds to a
+    recomputed block: (live from before its recomputation, live through its backward).
+
+    - the layer's eager attention weights, where it returns them, are an output of the
+      checkpointed function: its backward (an autograd.Function, materialize_grads) gets a
+      zero-filled gradient for them, made before the recomputation and live to the end of the
+      block's backward (traced: bloom qlora, aten.zeros (b, a, s, s) fp32);
+    - CheckpointFunction.backward holds the recomputed ``outputs`` while it runs
+      torch.autograd.backward through the block.
+    """
+    zeros = 0
+    if spec.returns_attn_weights:
+        zeros = max((w._held_weights.nbytes for w in walks.values()
+                     if w._held_weights is not None), default=0)
+    return zeros, st.b * st.s * spec.hidden_size * st.r
 
 
 def _with_full(st: ActSetup, full: bool) -> ActSetup:

@@ -69,6 +69,9 @@ class BlockFacts:
     # the decoder layer returns (hidden_states, attention weights): under reentrant
     # checkpointing the weights are an output of the checkpointed function
     returns_attn_weights: bool = False
+    # eager attention casts softmax's output to q's dtype (``softmax(..., dtype=float32)
+    # .to(query.dtype)``); Falcon keeps softmax's own (``dtype=hidden_states.dtype``)
+    probs_to_query_dtype: bool = True
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -174,6 +177,8 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         act_backward_temps=5 if model_type == "bloom" else 0,
         # BloomBlock.forward / FalconDecoderLayer.forward: ``return output, attn_weights``
         returns_attn_weights=model_type in ("bloom", "falcon"),
+        # FalconAttention.forward (transformers 5.24 modeling_falcon.py), rotary branch
+        probs_to_query_dtype=model_type != "falcon",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

@@ -164,6 +164,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         expert_bias=facts.expert_bias, attn_output_held=facts.attn_output_held,
         act_backward_temps=facts.act_backward_temps,
         returns_attn_weights=facts.returns_attn_weights,
+        probs_to_query_dtype=facts.probs_to_query_dtype,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )

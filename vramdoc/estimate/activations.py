@@ -1165,6 +1165,17 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             attn_peak = max(w.attn_bwd_bytes - own[m] if w.attn_bwd_bytes else 0
                             for m, w in walks.items())
             attn_peak = attn_peak + rows * h * x_elem + rerun + held if attn_peak else 0
+            if st.kbit:
+                # an unquantized k-bit-prepared block (Falcon's FalconLinear): the attention
+                # mask, an input of every checkpointed layer (in the fp32 embeddings' dtype for
+                # eager, boolean for SDPA), and under non-reentrant checkpointing the MLP
+                # output's gradient cast down from the fp32 residual sum before recomputation
+                # (traced: falcon qlora, aten._to_copy (b, s, h) bf16 next to ``* scaling``'s)
+                mask = b * s * s * st.r if st.attn == "eager" else (b * s * s if n_masked
+                                                                    else 0)
+                cast = rows * h * 2 if not reentrant and st.autocast and st.r == 4 else 0
+                recompute_peak += mask + cast
+                attn_peak += mask if attn_peak else 0
             end = max(w.recompute_end for w in walks.values())
             recompute_end = end + rows * h * x_elem if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(

@@ -129,6 +129,9 @@ class BlockWalker:
         # (kbit_base, kbit_adapter): the attention weights and, where spec.attn_output_held,
         # the attention output
         self._kbit_held: list[T] = []
+        # a parallel block's attention output gradient, where the residual sum cast it to
+        # the output's own dtype: made before the block's recomputation (see _kbit_recompute)
+        self.kbit_attn_grad = 0
         self.recompute_end = 0  # encoders: live at the end of the recomputed forward
         # The instant the MLP's backward peaks (see mlp_backward_extra): the gradient buffers
         # live then, and the saved bytes recorded from the MLP's output projection on (freed
@@ -685,6 +688,7 @@ class BlockWalker:
             # (Falcon-7B's shared one) and the attention output while the MLP runs; GPT-NeoX's
             # attention norm output was a temporary, freed
             self._ctx = [x, n2, o]
+            self.kbit_attn_grad = o.nbytes if o.elem != x.elem else 0
             if spec.shared_block_norm and self.attn_bwd_bytes and n1.grad:
                 # backward runs the MLP branch first: its gradient of the shared norm's
                 # output waits for attention's to be added to it (traced: falcon, fp32)
@@ -1274,6 +1278,14 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     # checkpointing the recomputed block's output (CheckpointFunction.backward holds
     # ``outputs`` while it runs torch.autograd.backward through the block)
     live = rows * h * st.r + mask
+    if not reentrant:
+        # a parallel block's output sum hands its 16-bit attention output a gradient cast
+        # down from the residual dtype before anything of the block is unpacked: live until
+        # the attention branch's backward (traced: gpt_neox qlora, aten._to_copy (b, s, h)
+        # bf16 from before the recomputation to the dense projection's backward)
+        par = max(w.kbit_attn_grad for w in walks.values())
+        live += par
+        peak += par
     if reentrant:
         zeros, out = _reentrant_extras(spec, st, walks)
         live += zeros + out

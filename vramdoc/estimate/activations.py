@@ -577,8 +577,15 @@ class BlockWalker:
             # a slice of that same storage, then v
             cols = b * a * s * (s + 1)
             g.save_bytes(8 * b * a * s)  # combined_logits.max(dim=-1): its int64 indices
-            g.save_bytes(cols * e)
-            g.transient(2 * cols * e)
+            # torch.cat with the sinks parameter promotes the scores to its dtype (fp32 after
+            # k-bit preparation): then matmul keeps its autocast copy of the probabilities
+            # (traced: gpt_oss qlora, aten._softmax (b, a, s, s + 1) fp32 and aten._to_copy
+            # (b, a, s, s) bf16)
+            pe = max(e, st.weight_elem)
+            g.save_bytes(cols * pe)
+            g.transient(2 * cols * pe)
+            if pe != e:
+                g.save_bytes(scores * e)
             g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
             return g.new(b * s * a * d, e)
         if spec.attn_softcap:
@@ -863,6 +870,15 @@ class BlockWalker:
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
         if n2.grad:
             self.dispatch(tokens, n_e, w_elem)
+        # the recomputed forward's end of the experts (grouped_mm_experts_forward, transformers
+        # 5.24 integrations/moe.py): the gathered inputs (held by the function), the gathered
+        # down-projection biases, the routing-weighted output and its ``[inv_perm]`` gather,
+        # with ``inv_perm`` (traced: gpt_oss qlora, the recomputed block's peak)
+        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        held = (0 if (w_trains or lora_experts) else tokens * h * e) + (
+            tokens * h * e if spec.expert_bias else 0)
+        self.kbit_fwd = max(self.kbit_fwd, g.saved_bytes + self._unsaved(*ctx, n2) + held
+                            + 2 * tokens * h * e + 8 * tokens)
         if lora_experts:
             # the experts' backward, first their down projection's (grouped_mm's backward):
             # everything the block saved so far (the expert output's gradient in place of the
@@ -1222,8 +1238,7 @@ def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     clamped SwiGLU) keep the whole-block account."""
     if spec.family in ("llama", "gpt", "parallel"):
         return True
-    return spec.family == "moe" and not lin.shared and not spec.mla \
-        and spec.moe_act != "clamped_swiglu"
+    return spec.family == "moe" and not lin.shared and not spec.mla
 
 
 def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker],

@@ -1233,9 +1233,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
 def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     """The blocks whose recomputation over k-bit bases _kbit_recompute models, as checked
     against traces (bench_trace_matrix --method qlora: llama, mistral, qwen2/3, gemma 1/2/3,
-    phi3, olmo2, granite, mixtral): sequential pre-norm decoders with a gated MLP, and
-    Mixtral-style MoE. Others (GPT-style and parallel blocks, shared experts, MLA, gpt-oss'
-    clamped SwiGLU) keep the whole-block account."""
+    phi3, olmo2, granite, mixtral, gpt2, gpt_bigcode, opt, bloom, gpt_neox, gpt_oss):
+    sequential pre-norm decoders with a gated or plain MLP, parallel blocks, and MoE with
+    fused experts. Others (shared experts, MLA) keep the whole-block account."""
     if spec.family in ("llama", "gpt", "parallel"):
         return True
     return spec.family == "moe" and not lin.shared and not spec.mla

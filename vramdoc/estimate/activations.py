@@ -124,6 +124,14 @@ class BlockWalker:
         self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
         self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
         self._attn_weights: T | None = None  # eager attention's returned weights (encoders)
+        self._held_weights: T | None = None  # ... and a decoder's (see attention)
+        # what the layer's frames hold beyond _ctx, counted by the k-bit instants only
+        # (kbit_base, kbit_adapter): the attention weights and, where spec.attn_output_held,
+        # the attention output
+        self._kbit_held: list[T] = []
+        # a parallel block's attention output gradient, where the residual sum cast it to
+        # the output's own dtype: made before the block's recomputation (see _kbit_recompute)
+        self.kbit_attn_grad = 0
         self.recompute_end = 0  # encoders: live at the end of the recomputed forward
         # The instant the MLP's backward peaks (see mlp_backward_extra): the gradient buffers
         # live then, and the saved bytes recorded from the MLP's output projection on (freed
@@ -280,9 +288,9 @@ class BlockWalker:
             else:
                 # recomputation: A's output is saved with the input copies live (the stop
                 # instant when it is the block's last saved tensor), then B's output and its
-                # scaled copy
+                # scaled copy (the dropout copy, lora_A's argument only, freed by then)
                 self._rec_instant(rec_held, saves=True)
-                self._rec_instant(rec_held + 2 * b_elem * self.rows * n_out)
+                self._rec_instant(rec_held - xd_only + 2 * b_elem * self.rows * n_out)
                 # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
                 # neither needs a saved tensor, so both come before the recomputation
@@ -313,7 +321,7 @@ class BlockWalker:
         w16 = 2 * grp.weight_numel  # the compute (and load) dtype: bf16 / fp16
         n_blocks = -(-grp.weight_numel // BNB_4BIT_BLOCK)
         absmax = 4 * n_blocks if st.double_quant else 0
-        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        ctx = [t for t in self._ctx + self._kbit_held if t.uid != self._input_uid]
         held = g.saved_bytes + self._unsaved(*ctx, x)
         x16 = rows * n_in * 2 if x.elem != 2 else 0
         out16 = rows * n_out * 2
@@ -326,6 +334,13 @@ class BlockWalker:
             grad16 = out16 if x.elem != 2 else 0
             self.kbit_bwd = g.saved_bytes + adapter_grad + grad16 + w16 + max(
                 absmax, rows * n_in * 2)
+            if lora and self.mlp_out_mark is not None:
+                # then autograd sums x's two gradients (torch's InputBuffer.accumulate): the
+                # base's (MatMul4Bit's, cast to x's dtype) and the adapter's (through LoRA's
+                # dropout), both live next to their sum; the projection's own saved tensors
+                # are freed by then (traced: opt qlora, aten.add (b*s, f) fp32 next to
+                # native_dropout_backward's and _to_copy's outputs, the step's peak)
+                self.kbit_bwd = max(self.kbit_bwd, self.mlp_out_mark + 3 * rows * n_in * x.elem)
 
     def kbit_adapter(self, grp: ParamGroup, x: T, n_out: int, out_elem: int) -> None:
         """The instants inside peft's LoRA ``Linear4bit.forward`` (peft 0.21 tuners/lora/bnb.py)
@@ -345,7 +360,7 @@ class BlockWalker:
         """
         st, g = self.st, self.g
         rows = self.rows
-        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        ctx = [t for t in self._ctx + self._kbit_held if t.uid != self._input_uid]
         held = self._unsaved(*ctx, x) + rows * n_out * out_elem
         if st.lora_dropout > 0:
             if st.autocast:
@@ -399,6 +414,13 @@ class BlockWalker:
         peak = max((b for n, b, saves in self._rec if n < total or saves), default=0)
         grads, entries = self._tail_grads
         return peak + (grads if entries == total else 0)
+
+    @property
+    def reentrant_forward_peak(self) -> int:
+        """The recomputed block's forward peak under reentrant checkpointing
+        (torch.utils.checkpoint CheckpointFunction.backward): the whole forward reruns before
+        any of the block's backward, so every instant happens and no gradient is live yet."""
+        return max((b for _n, b, _saves in self._rec), default=0)
 
     def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int, held: int,
              rec: tuple[int, int] = (0, 0)) -> None:
@@ -490,7 +512,10 @@ class BlockWalker:
         fused = st.attn.startswith("flash") or st.attn == "sdpa"
         if fused:
             e = 2 if (st.attn.startswith("flash") or st.autocast) else q.elem
-            qs, ks, vs = g.cast(q, e), g.cast(k, e), g.cast(v, e)
+            # (a fused projection's fp32 output, k-bit's: autocast copies each slice alone)
+            qs = q if q.elem == e else g.new(b * s * a * d, e)
+            ks = k if k.elem == e else g.new(b * s * kv * d, e)
+            vs = v if v.elem == e else g.new(b * s * kv * dv, e)
             if st.attn == "sdpa" and self.masked:
                 if kv < a and not spec.sdpa_repeat_kv:
                     # fewer k/v heads and a mask: neither fused kernel takes it, CUDA runs
@@ -536,10 +561,13 @@ class BlockWalker:
         # q and v, k needs none and q is not kept (traced: opt lora layer 0)
         # For one sequence the fold is a view and q itself is kept: the fused projection's
         # whole output when q is a slice of it (traced: gpt2 eager b=1, aten.addmm (s, 3h))
+        # A projection that returns fp32 (a k-bit base returns its input's dtype, fp32 after
+        # k-bit preparation) is copied by autocast to 16-bit: only q's (k's) own slice of it
+        # (traced: gpt2 qlora eager b=1, aten._to_copy (1, a, s, d) for q and k)
         if k.grad:
-            g.save(g.cast(q, e) if b == 1 else g.new(b * s * a * d, e))
+            g.save(q if b == 1 and q.elem == e else g.new(b * s * a * d, e))
         if q.grad:
-            g.save(g.cast(k_rep, e))
+            g.save(k_rep if k_rep.elem == e else g.new(b * s * (a if rep else kv) * d, e))
         scores_grad = q.grad or k.grad
         scores = b * a * s * s
         if spec.attn_sinks:
@@ -549,8 +577,15 @@ class BlockWalker:
             # a slice of that same storage, then v
             cols = b * a * s * (s + 1)
             g.save_bytes(8 * b * a * s)  # combined_logits.max(dim=-1): its int64 indices
-            g.save_bytes(cols * e)
-            g.transient(2 * cols * e)
+            # torch.cat with the sinks parameter promotes the scores to its dtype (fp32 after
+            # k-bit preparation): then matmul keeps its autocast copy of the probabilities
+            # (traced: gpt_oss qlora, aten._softmax (b, a, s, s + 1) fp32 and aten._to_copy
+            # (b, a, s, s) bf16)
+            pe = max(e, st.weight_elem)
+            g.save_bytes(cols * pe)
+            g.transient(2 * cols * pe)
+            if pe != e:
+                g.save_bytes(scores * e)
             g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
             return g.new(b * s * a * d, e)
         if spec.attn_softcap:
@@ -575,7 +610,12 @@ class BlockWalker:
             probs_d = g.dropout(probs32, self.attn_dropout)
             self._attn_weights = probs_d
         else:
-            probs_d = g.dropout(g.cast(probs32, e), self.attn_dropout)
+            # softmax(...).to(query.dtype) (or .type(value.dtype)): q's own dtype, fp32 in a
+            # k-bit block; the dropout output is returned as the attention weights, which the
+            # decoder layer binds (``attn_output, _ = self.attn(...)``) until it returns
+            probs_d = g.dropout(g.cast(probs32, q.elem) if spec.probs_to_query_dtype
+                                else probs32, self.attn_dropout)
+            self._held_weights = probs_d
         # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
         if v.grad:
             g.save(g.cast(probs_d, e))
@@ -638,10 +678,15 @@ class BlockWalker:
             attn_out = self.attention(q, k, v)
             if st.kv_cache:
                 self._cache_held(k, v)
+        # the attention module holds the weights it got back while its output projection
+        # runs, the layer (``attn_output, _ = self.attn(...)``) until it returns
+        self._kbit_held = [self._held_weights] if self._held_weights is not None else []
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
         if spec.sandwich_norms or spec.post_norms_only:
             o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3, OLMo 2)
         o = g.dropout(o, self.resid_dropout)
+        if spec.attn_output_held:
+            self._kbit_held.append(o)
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
             n2 = n1 if spec.shared_block_norm else self.norm(x, ln_trains)
@@ -650,6 +695,7 @@ class BlockWalker:
             # (Falcon-7B's shared one) and the attention output while the MLP runs; GPT-NeoX's
             # attention norm output was a temporary, freed
             self._ctx = [x, n2, o]
+            self.kbit_attn_grad = o.nbytes if o.elem != x.elem else 0
             if spec.shared_block_norm and self.attn_bwd_bytes and n1.grad:
                 # backward runs the MLP branch first: its gradient of the shared norm's
                 # output waits for attention's to be added to it (traced: falcon, fp32)
@@ -765,7 +811,8 @@ class BlockWalker:
             hidden = self.linear(n2, lin.mlp_in[0])
             prod = self.activation(hidden)
             self._act_out = prod
-            buffers = prod.nbytes + hidden.nbytes  # d(act), d(hidden)
+            # d(act), d(hidden) (or the activation backward's temporaries, spec)
+            buffers = prod.nbytes + max(1, spec.act_backward_temps) * hidden.nbytes
             if self.act_name in ("gelu_new", "gelu_fast") and hidden.grad:
                 # NewGELU's chain (0.5 * x * (1 + tanh(...)), fp32 from pow on): the last
                 # mul's backward makes d(0.5 * x) and d(1 + tanh) next to d(act).
@@ -823,6 +870,15 @@ class BlockWalker:
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
         if n2.grad:
             self.dispatch(tokens, n_e, w_elem)
+        # the recomputed forward's end of the experts (grouped_mm_experts_forward, transformers
+        # 5.24 integrations/moe.py): the gathered inputs (held by the function), the gathered
+        # down-projection biases, the routing-weighted output and its ``[inv_perm]`` gather,
+        # with ``inv_perm`` (traced: gpt_oss qlora, the recomputed block's peak)
+        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        held = (0 if (w_trains or lora_experts) else tokens * h * e) + (
+            tokens * h * e if spec.expert_bias else 0)
+        self.kbit_fwd = max(self.kbit_fwd, g.saved_bytes + self._unsaved(*ctx, n2) + held
+                            + 2 * tokens * h * e + 8 * tokens)
         if lora_experts:
             # the experts' backward, first their down projection's (grouped_mm's backward):
             # everything the block saved so far (the expert output's gradient in place of the
@@ -1113,7 +1169,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # the encoder work) keep the whole-block account they had before
         # recompute_forward_peak was modelled
         adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
-        keep_block = adapter_last and (st.kbit or spec.is_encoder)
+        keep_block = adapter_last and ((st.kbit and bool(st.quantized)) or spec.is_encoder)
         if all(x is not None for x in extras) and not st.quantized and not chain_act \
                 and not keep_block:
             # + the gradient of the block's output, in the residual dtype
@@ -1123,11 +1179,34 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
             # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
             # forward-time transients hold the checkpointed input, counted apart)
-            recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
-                                     w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
-                                 for w in walks.values()) + rows * h * x_elem
-            attn_peak = max(w.attn_bwd_bytes for w in walks.values())
-            attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
+            # Reentrant checkpointing (a k-bit-prepared model whose layers stayed unquantized,
+            # Falcon's FalconLinear; see _kbit_recompute) reruns the whole block before any of
+            # its backward and holds the recomputed output (and the zero gradient of returned
+            # attention weights) through it
+            rerun, held = _reentrant_extras(spec, st, walks) if reentrant else (0, 0)
+            # k-bit preparation's fp32 residual: the first norm keeps the block input itself,
+            # the checkpointed one, counted apart (as in _kbit_recompute)
+            own = {m: w.g.saved.get(w._input_uid, 0) if st.kbit else 0
+                   for m, w in walks.items()}
+            recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0)
+                                     + held, w.g.live_peak,
+                                     w.reentrant_forward_peak if reentrant
+                                     else w.recompute_forward_peak, w.recompute_end)
+                                 - own[m] for m, w in walks.items()) + rows * h * x_elem + rerun
+            attn_peak = max(w.attn_bwd_bytes - own[m] if w.attn_bwd_bytes else 0
+                            for m, w in walks.items())
+            attn_peak = attn_peak + rows * h * x_elem + rerun + held if attn_peak else 0
+            if st.kbit:
+                # an unquantized k-bit-prepared block (Falcon's FalconLinear): the attention
+                # mask, an input of every checkpointed layer (in the fp32 embeddings' dtype for
+                # eager, boolean for SDPA), and under non-reentrant checkpointing the MLP
+                # output's gradient cast down from the fp32 residual sum before recomputation
+                # (traced: falcon qlora, aten._to_copy (b, s, h) bf16 next to ``* scaling``'s)
+                mask = b * s * s * st.r if st.attn == "eager" else (b * s * s if n_masked
+                                                                    else 0)
+                cast = rows * h * 2 if not reentrant and st.autocast and st.r == 4 else 0
+                recompute_peak += mask + cast
+                attn_peak += mask if attn_peak else 0
             end = max(w.recompute_end for w in walks.values())
             recompute_end = end + rows * h * x_elem if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
@@ -1165,13 +1244,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
 def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     """The blocks whose recomputation over k-bit bases _kbit_recompute models, as checked
     against traces (bench_trace_matrix --method qlora: llama, mistral, qwen2/3, gemma 1/2/3,
-    phi3, olmo2, granite, mixtral): sequential pre-norm decoders with a gated MLP, and
-    Mixtral-style MoE. Others (GPT-style and parallel blocks, shared experts, MLA, gpt-oss'
-    clamped SwiGLU) keep the whole-block account."""
-    if spec.family == "llama":
+    phi3, olmo2, granite, mixtral, gpt2, gpt_bigcode, opt, bloom, gpt_neox, gpt_oss):
+    sequential pre-norm decoders with a gated or plain MLP, parallel blocks, and MoE with
+    fused experts. Others (shared experts, MLA) keep the whole-block account."""
+    if spec.family in ("llama", "gpt", "parallel"):
         return True
-    return spec.family == "moe" and not lin.shared and not spec.mla \
-        and spec.moe_act != "clamped_swiglu"
+    return spec.family == "moe" and not lin.shared and not spec.mla
 
 
 def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker],
@@ -1219,14 +1297,54 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
             peak = max(peak, inst - own)
         peak = max(peak, w.kbit_fwd - own)
         bwd = max(bwd, w.kbit_bwd - own, w.moe_bwd - own,
-                  w.g.saved_bytes + (w.mlp_backward_extra or 0) - own)
+                  w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0) - own)
         if w.attn_bwd_bytes:
             attn = max(attn, w.attn_bwd_bytes - own)
     # in backward: the block output's gradient, the attention mask, and under reentrant
     # checkpointing the recomputed block's output (CheckpointFunction.backward holds
     # ``outputs`` while it runs torch.autograd.backward through the block)
-    live = rows * h * st.r * (2 if reentrant else 1) + mask
+    live = rows * h * st.r + mask
+    if not reentrant:
+        # a parallel block's output sum hands its 16-bit attention output a gradient cast
+        # down from the residual dtype before anything of the block is unpacked: live until
+        # the attention branch's backward (traced: gpt_neox qlora, aten._to_copy (b, s, h)
+        # bf16 from before the recomputation to the dense projection's backward)
+        par = max(w.kbit_attn_grad for w in walks.values())
+        live += par
+        peak += par
+    if reentrant:
+        zeros, out = _reentrant_extras(spec, st, walks)
+        live += zeros + out
+        peak += zeros
+    if spec.family == "gpt":
+        # GPT-style models add positions (or LayerNorm, BLOOM) to the embedding output, which
+        # enable_input_require_grads (peft, under checkpointing) made a leaf requiring grad:
+        # its AccumulateGrad node keeps it to the end of backward (traced: gpt2 qlora,
+        # aten.embedding (b, s, h) fp32 freed after the last block's backward), with the
+        # embedding dropout's mask (GPT2Model.drop)
+        held = rows * h * st.r + (rows * h if spec.embedding_dropout > 0 else 0)
+        live += held
+        peak += held
     return peak + out_grad + mask, bwd + live, attn + live if attn else 0
+
+
+def _reentrant_extras(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker]
+                      ) -> tuple[int, int]:
+    """What reentrant checkpointing (torch.utils.checkpoint CheckpointFunction) adds to a
+    recomputed block: (live from before its recomputation, live through its backward).
+
+    - the layer's eager attention weights, where it returns them, are an output of the
+      checkpointed function: its backward (an autograd.Function, materialize_grads) gets a
+      zero-filled gradient for them, made before the recomputation and live to the end of the
+      block's backward (traced: bloom qlora, aten.zeros (b, a, s, s) fp32);
+    - CheckpointFunction.backward holds the recomputed ``outputs`` while it runs
+      torch.autograd.backward through the block.
+    """
+    zeros = 0
+    if spec.returns_attn_weights:
+        zeros = max((w._held_weights.nbytes for w in walks.values()
+                     if w._held_weights is not None), default=0)
+    return zeros, st.b * st.s * spec.hidden_size * st.r
 
 
 def _with_full(st: ActSetup, full: bool) -> ActSetup:

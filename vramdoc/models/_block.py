@@ -59,6 +59,19 @@ class BlockFacts:
     sdpa_out_copy: bool = False
     router: str = "softmax_topk"
     expert_bias: bool = False
+    # the decoder layer's frame holds its attention output while its MLP runs (read where
+    # the k-bit (QLoRA) recomputed block is walked op by op): GPT2Block / GPTBigCodeBlock keep
+    # ``attn_output`` bound after the residual add
+    attn_output_held: bool = False
+    # x-sized temporaries the MLP activation's backward holds at once next to its incoming
+    # gradient, where it is a python formula (0: one, the gradient it returns)
+    act_backward_temps: int = 0
+    # the decoder layer returns (hidden_states, attention weights): under reentrant
+    # checkpointing the weights are an output of the checkpointed function
+    returns_attn_weights: bool = False
+    # eager attention casts softmax's output to q's dtype (``softmax(..., dtype=float32)
+    # .to(query.dtype)``); Falcon keeps softmax's own (``dtype=hidden_states.dtype``)
+    probs_to_query_dtype: bool = True
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -154,6 +167,18 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         router=_ROUTERS.get(model_type, "softmax_topk"),
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",
+        # transformers 5.24 modeling_gpt2.py / modeling_gpt_bigcode.py (GPT2Block.forward,
+        # GPTBigCodeBlock.forward)
+        attn_output_held=model_type in ("gpt2", "gpt_bigcode"),
+        # BLOOM's GeLUFunction.backward (transformers 5.24 modeling_bloom.py, bloom_gelu_back):
+        # ``0.5 * x * ((1 - tanh_out * tanh_out) * (0.79788456 + 0.1070322243 * x * x))``
+        # evaluated left to right holds tanh_out, 0.5 * x, 1 - tanh_out**2, 0.107 * x and its
+        # product with x at once
+        act_backward_temps=5 if model_type == "bloom" else 0,
+        # BloomBlock.forward / FalconDecoderLayer.forward: ``return output, attn_weights``
+        returns_attn_weights=model_type in ("bloom", "falcon"),
+        # FalconAttention.forward (transformers 5.24 modeling_falcon.py), rotary branch
+        probs_to_query_dtype=model_type != "falcon",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

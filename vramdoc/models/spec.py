@@ -161,6 +161,10 @@ class ModelSpec:
     #                          "clamped_swiglu" (gpt-oss GptOssExperts._apply_gate)
     router: str = "softmax_topk"  # how routing weights are made (vramdoc.models._block)
     expert_bias: bool = False  # experts carry biases, gathered per routed token (gpt-oss)
+    attn_output_held: bool = False  # the layer holds its attention output through the MLP
+    act_backward_temps: int = 0  # the MLP activation's backward: temporaries held at once
+    returns_attn_weights: bool = False  # the decoder layer returns its attention weights
+    probs_to_query_dtype: bool = True  # eager softmax's output is cast to q's dtype
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the

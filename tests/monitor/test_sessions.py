@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.tui.runs import ev, gpu_header, write
 from vramdoc.monitor import Recorder, RunState
 from vramdoc.monitor.follower import Follower, iter_events
@@ -142,3 +145,15 @@ def test_the_benchmark_log_is_valid_and_read_whole(tmp_path, run_cli):
     assert doc["file"]["invalid_lines"] == doc["file"]["corrupt_lines"] == 0
     assert (doc["sessions"], doc["steps"]) == (3, steps // 3)
     assert doc["status"]["text"] == f"finished at step {steps // 3}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(st.sampled_from([b'"kind"', b'"header"', b":", b" ", b"\n", b"\t", b'"',
+                                        b"x", b"{", b"kind", b"header", b"\r\n", b'""']),
+                      max_size=30))
+def test_header_marks_are_where_the_pattern_matches(parts):
+    """The scan anchored on ``"header"`` finds exactly the regular expression's matches."""
+    from vramdoc.monitor.follower import _HEADER_MARK, _header_marks
+
+    block = b"".join(parts)
+    assert _header_marks(block) == [m.start() for m in _HEADER_MARK.finditer(block)]

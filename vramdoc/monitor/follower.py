@@ -130,20 +130,16 @@ class Follower:
         if self.offset or not self.path.is_file():
             return 0
         starts: list[int] = []
-        newlines: list[tuple[int, int]] = []  # (chunk start, newlines before it)
         try:
             with open(self.path, "rb") as fh:
-                pos, tail, count = 0, b"", 0
+                pos, tail = 0, b""
                 while True:
                     data = fh.read(chunk)
                     if not data:
                         break
-                    newlines.append((pos, count))
-                    count += data.count(b"\n")
                     block = tail + data
                     base = pos - len(tail)
-                    for m in _HEADER_MARK.finditer(block):
-                        starts.append(base + m.start())
+                    starts.extend(base + m for m in _header_marks(block))
                     tail = block[-64:]  # a mark cut by the chunk boundary is found next time
                     pos += len(data)
                 headers: list[int] = []
@@ -155,10 +151,17 @@ class Follower:
                 if not headers:
                     return 0
                 self.offset = headers[-1]
-                chunk_start, before = next(c for c in reversed(newlines)
-                                           if c[0] <= self.offset)
-                fh.seek(chunk_start)
-                self.line_no = before + fh.read(self.offset - chunk_start).count(b"\n")
+                # the lines before it, counted only now: nothing to count when the latest
+                # session starts the file (one long run, the usual case)
+                fh.seek(0)
+                left, count = self.offset, 0
+                while left > 0:
+                    data = fh.read(min(chunk, left))
+                    if not data:
+                        break
+                    count += data.count(b"\n")
+                    left -= len(data)
+                self.line_no = count
         except OSError:
             return 0
         return len(headers) - 1
@@ -389,6 +392,29 @@ def _run_decoder() -> Any:
     from vramdoc.monitor.fastdecode import run_decoder
 
     return run_decoder()
+
+
+_SPACE = b" \t\n\r\f\v"  # what ``\s`` matches in a bytes pattern
+
+
+def _header_marks(block: bytes) -> list[int]:
+    """Where ``_HEADER_MARK`` matches in ``block`` (the start of each ``"kind"``), found from
+    the rare ``"header"`` backwards: a regular expression anchored on ``"kind"`` stops at
+    every line of a log, this looks at the few places that can match."""
+    out = []
+    at = block.find(b'"header"')
+    while at >= 0:
+        p = at
+        while p > 0 and block[p - 1] in _SPACE:
+            p -= 1
+        if p > 0 and block[p - 1] == 58:  # ':'
+            p -= 1
+            while p > 0 and block[p - 1] in _SPACE:
+                p -= 1
+            if block.endswith(b'"kind"', 0, p):
+                out.append(p - 6)
+        at = block.find(b'"header"', at + 1)
+    return out
 
 
 def _is_run_line(raw: bytes) -> bool:

@@ -157,3 +157,19 @@ def test_header_marks_are_where_the_pattern_matches(parts):
 
     block = b"".join(parts)
     assert _header_marks(block) == [m.start() for m in _HEADER_MARK.finditer(block)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 90), min_size=1, max_size=8), chunk=st.integers(16, 200))
+def test_skip_counts_each_header_once_whatever_the_chunk(tmp_path_factory, sizes, chunk):
+    """Headers near chunk boundaries (found in the seam and in the chunk) count once."""
+    path = tmp_path_factory.mktemp("skip") / "events.jsonl"
+    lines = []
+    for pad in sizes:
+        lines.append(json.dumps(ev("header"), separators=(",", ":")) + "\n")  # short lines:
+        lines.append("x" * pad + "\n")  # two marks can share a seam
+    path.write_text("".join(lines))
+    f = Follower(path)
+    assert f.skip_to_last_session(chunk=chunk) == len(sizes) - 1
+    assert f.line_no == 2 * (len(sizes) - 1)
+    assert [e["kind"] for e in f.read_all()] == ["header"]

@@ -137,10 +137,14 @@ class Follower:
                     data = fh.read(chunk)
                     if not data:
                         break
-                    block = tail + data
-                    base = pos - len(tail)
-                    starts.extend(base + m for m in _header_marks(block))
-                    tail = block[-64:]  # a mark cut by the chunk boundary is found next time
+                    # a mark cut by the chunk boundary: in the seam (the last 64 bytes
+                    # before it and the first ones after), without copying the chunk
+                    seam = tail + data[:64]
+                    found = [pos - len(tail) + m for m in _header_marks(seam)]
+                    found += [pos + m for m in _header_marks(data)]
+                    last = starts[-1] if starts else -1  # the seam's marks found before
+                    starts.extend(m for m in sorted(set(found)) if m > last)
+                    tail = data[-64:] if len(data) >= 64 else (tail + data)[-64:]
                     pos += len(data)
                 headers: list[int] = []
                 for mark in starts:

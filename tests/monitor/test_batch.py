@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import vramdoc.monitor.batch as batch
 from tests.monitor.test_fastdecode import COUNTERS, _varied_log, dumps, full_step, header
 from vramdoc.commands.watch import read_to_end
+from vramdoc.monitor.fastdecode import DecodedStep
 from vramdoc.monitor.follower import Follower
 from vramdoc.monitor.run import RunState
 from vramdoc.monitor.schema import encode_value
@@ -253,14 +254,21 @@ def test_runs_with_odd_lines_inside_read_the_same(tmp_path):
 
 def test_the_run_path_needs_no_msgspec_struct_for_the_live_screen(tmp_path):
     """The live screen's poll() still hands out dict events only."""
-    from vramdoc.monitor.fastdecode import StepRun
+    from vramdoc.monitor.fastdecode import ColumnRun, StepRun
 
     path = tmp_path / "events.jsonl"
     path.write_bytes(bench_log(500))
     f = Follower(path)
-    assert not any(type(e) is StepRun for e in f.poll())
+    assert all(type(e) is DecodedStep or type(e) is dict for e in f.poll())
     f2 = Follower(path)
-    assert any(type(e) is StepRun for e in f2.poll_runs())
+    assert any(type(e) is ColumnRun for e in f2.poll_runs())
+    with_mem = [json.loads(line) for line in bench_log(500).splitlines()[1:200]]
+    for e in with_mem[::7]:
+        e["mem"]["extra_bytes"] = 1  # a mem object of another shape: the Struct run path
+    path.write_bytes(path.read_bytes().split(b"\n")[0] + b"\n" + b"".join(
+        dumps(e) for e in with_mem))
+    f4 = Follower(path)
+    assert any(type(e) is StepRun for e in f4.poll_runs())
 
 
 def test_numpy_stays_off_the_plan_path():

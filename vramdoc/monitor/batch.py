@@ -50,6 +50,7 @@ from vramdoc.monitor.curves import (
     TPUT_WINDOW,
 )
 from vramdoc.monitor.curves import _finite as _number
+from vramdoc.monitor.fastdecode import ColumnRun
 
 _EXACT = float(2**53)
 # Tests set this: a fault in take_run raises instead of falling back to the per-step path.
@@ -173,14 +174,19 @@ class _Run:
         b.curves = c = copy.copy(b.curves)
         self.structs = structs
         n = self.n = len(structs)
-        # the fields as columns, a step's numbers taken together (they lie close in memory)
-        nums = np.array(list(map(_NUMBERS, structs)), dtype=np.float64)  # None -> nan
-        S, L, G, LR, SC, T, DT = nums.T.copy()
+        columns = type(structs) is ColumnRun
+        if columns:  # read into columns already (Follower.poll_runs)
+            cols0 = structs.cols
+            S, L, G, LR, SC, T, DT = (cols0[k] for k in ("step", "loss", "grad_norm", "lr",
+                                                         "loss_scale", "tokens_per_s",
+                                                         "step_time_s"))
+        else:
+            # the fields as columns, a step's numbers taken together (close in memory)
+            nums = np.array(list(map(_NUMBERS, structs)), dtype=np.float64)  # None -> nan
+            S, L, G, LR, SC, T, DT = nums.T.copy()
         if np.any(np.abs(S) >= _EXACT) or np.isnan(S).any():
             raise Unsupported("a step number past 2**53")
         steps = S.astype(np.int64).tolist()  # the ints read: exact below 2**53
-        skipped, interrupted, mems, gpus = (list(map(attrgetter(name), structs))
-                                            for name in ("skipped", "interrupted", "mem", "gpu"))
         self.steps = steps
         self.S = S
         for col in (L, G, LR, SC, T, DT):
@@ -188,16 +194,27 @@ class _Run:
                 raise Unsupported("-0.0")
         self.L, self.G, self.LR, self.SC = L, G, LR, SC
 
-        try:  # every step has every figure (a GPU run): one C-level pass
-            A, R, PA, PR, RT = np.array(list(map(_MEM, mems)), dtype=np.float64).T.copy()
-        except (KeyError, TypeError):
-            def mem(key: str) -> np.ndarray:
-                return _arr([m.get(key) if m else None for m in mems])
+        if columns:
+            A, R, PA, PR, RT, GT = (cols0[k] for k in (
+                "allocated_bytes", "reserved_bytes", "peak_allocated_bytes",
+                "peak_reserved_bytes", "alloc_retries", "gpu_total_bytes"))
+            sk, intr = cols0["skipped"], cols0["interrupted"]
+        else:
+            skipped, interrupted, mems, gpus = (
+                list(map(attrgetter(name), structs))
+                for name in ("skipped", "interrupted", "mem", "gpu"))
+            try:  # every step has every figure (a GPU run): one C-level pass
+                A, R, PA, PR, RT = np.array(list(map(_MEM, mems)), dtype=np.float64).T.copy()
+            except (KeyError, TypeError):
+                def mem(key: str) -> np.ndarray:
+                    return _arr([m.get(key) if m else None for m in mems])
 
-            A, R, PA, PR, RT = (mem("allocated_bytes"), mem("reserved_bytes"),
-                                mem("peak_allocated_bytes"), mem("peak_reserved_bytes"),
-                                mem("alloc_retries"))
-        GT = _arr([g.total_bytes if g is not None else None for g in gpus])
+                A, R, PA, PR, RT = (mem("allocated_bytes"), mem("reserved_bytes"),
+                                    mem("peak_allocated_bytes"), mem("peak_reserved_bytes"),
+                                    mem("alloc_retries"))
+            GT = _arr([g.total_bytes if g is not None else None for g in gpus])
+            sk = np.array(list(map(bool, skipped)), dtype=bool)
+            intr = np.array(list(map(bool, interrupted)), dtype=bool)
         for col in (A, R, PA, PR, RT, GT, S):
             if np.any(np.abs(col) >= _EXACT):
                 raise Unsupported("an integer past 2**53")
@@ -219,12 +236,11 @@ class _Run:
         false = np.zeros(n, dtype=bool)
         put("loss_nonfinite", false)  # the fast path takes finite numbers only
         put("grad_norm_nonfinite", false)
-        sk = np.array(list(map(bool, skipped)), dtype=bool)
         self.sk = sk
         put("skipped", sk)
         self.streak = _streak(sk, b.skipped_streak)
         put("skipped_streak", self.streak.astype(np.float64))
-        put("interrupted", np.array(list(map(bool, interrupted)), dtype=bool))
+        put("interrupted", intr)
         put("mem_allocated_bytes", A, none(A))
         put("mem_reserved_bytes", R, none(R))
         put("mem_peak_allocated_bytes", PA, none(PA))
@@ -697,6 +713,8 @@ class _Run:
         c.tput_now = deque(now[-TPUT_WINDOW:], maxlen=TPUT_WINDOW)
 
     def event(self, i: int, to_event: Any) -> dict[str, Any]:
+        if type(self.structs) is ColumnRun:
+            return self.structs.event(i)
         return to_event(self.structs[i])  # type: ignore[no-any-return]
 
     def builder_at(self, i: int) -> ContextBuilder:
@@ -952,7 +970,7 @@ def take_run(state: Any, structs: list[Any], to_event: Any) -> bool:
             length += 1
             if length > CHART_WINDOW + CHART_WINDOW // 4:
                 length = CHART_WINDOW
-        fresh = [to_event(s) for s in structs[n - min(n, length):]]
+        fresh = [run.event(k, to_event) for k in range(n - min(n, length), n)]
         finite = run.L[~np.isnan(run.L)]
         loss_min = float(finite.min()) if len(finite) else None
         peaks = {}

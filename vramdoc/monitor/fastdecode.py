@@ -21,6 +21,9 @@ path. Without msgspec, :func:`step_decoder` returns None and every line takes th
 # No ``from __future__ import annotations``: the Structs are built inside a function (msgspec
 # is imported lazily) and msgspec reads their annotations as objects.
 from collections.abc import Callable
+from itertools import chain
+from operator import attrgetter
+from typing import Any
 
 from vramdoc.monitor.events import MAX_INT, MAX_TEXT
 
@@ -102,7 +105,7 @@ def _build() -> Callable[[bytes], DecodedStep] | None:
     def run(lines: list[bytes]) -> StepRun:
         """Many step lines in one call (``[line,line,...]``); raises as ``fast`` would on any."""
         blob = b"[" + b",".join(lines) + b"]"
-        if b"\\u" in blob:
+        if _escapes(blob):
             raise ValueError("escape")
         steps = decode_many(blob)
         # Each line must be one element, as read alone. The follower only passes lines that
@@ -114,6 +117,23 @@ def _build() -> Callable[[bytes], DecodedStep] | None:
         return StepRun(steps)
 
     _RUN.append((run, to_event))
+
+    # The column path (ColumnRun): the same schema, with ``mem`` a Struct of the six figures
+    # the CUDA sampler writes (vramdoc.monitor.sampling._CUDA_KEYS), all required and no
+    # other. A mem object of another shape makes the whole block take the path above. The
+    # Structs are read into columns at once and dropped: no event is built per line.
+    class Mem(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+        allocated_bytes: uint
+        reserved_bytes: uint
+        peak_allocated_bytes: uint
+        peak_reserved_bytes: uint
+        alloc_retries: uint
+        ooms: uint
+
+    lean_fields = [(f, (Mem | None) if f == "mem" else t)
+                   for f, t in Step.__annotations__.items()]
+    Lean = msgspec.defstruct("Lean", lean_fields, forbid_unknown_fields=True, gc=False)
+    _COLUMNS.append((msgspec.json.Decoder(Lean).decode_lines, fast))
     return fast
 
 
@@ -126,6 +146,128 @@ class StepRun(list):  # type: ignore[type-arg]
     __slots__ = ()
 
 
+class ColumnRun:
+    """Consecutive step lines read into numpy columns (:func:`column_run`): what
+    :meth:`~vramdoc.monitor.follower.Follower.poll_runs` hands :class:`~.run.RunState` for
+    the recorder's plain lines. It keeps the lines' bytes, not their events: :meth:`event`
+    decodes one line with :func:`step_decoder`'s function, so an event built from a
+    ColumnRun is the very event the per-line path builds.
+
+    ``cols`` holds, per line, the figures the watch's columns read (``step``, ``loss``,
+    ``grad_norm``, ``lr``, ``loss_scale``, ``tokens_per_s``, ``step_time_s``, the ``mem``
+    figures by their names and ``gpu_total_bytes``) as float64 with nan for None (a line
+    of this path holds finite numbers only), and ``skipped`` and ``interrupted`` as bools
+    (None is False); ``sessions`` the ``session`` of each line.
+    """
+
+    __slots__ = ("data", "starts", "ends", "cols", "sessions", "_fast")
+
+    def __init__(self, data: bytes, starts: Any, ends: Any, cols: dict[str, Any],
+                 sessions: list[str | None], fast: Callable[[bytes], DecodedStep]) -> None:
+        self.data, self.starts, self.ends = data, starts, ends
+        self.cols, self.sessions, self._fast = cols, sessions, fast
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def __getitem__(self, k: slice) -> "ColumnRun":
+        return ColumnRun(self.data, self.starts[k], self.ends[k],
+                         {name: col[k] for name, col in self.cols.items()},
+                         self.sessions[k], self._fast)
+
+    def line(self, i: int) -> bytes:
+        return self.data[int(self.starts[i]):int(self.ends[i])]
+
+    def event(self, i: int) -> DecodedStep:
+        return self._fast(self.line(i))
+
+
+# the columns a ColumnRun holds: name -> the Struct attribute it is read from
+_NUMBER_COLS = {"step": "step", "loss": "loss", "grad_norm": "grad_norm", "lr": "lr",
+                "loss_scale": "loss_scale", "tokens_per_s": "tokens_per_s",
+                "step_time_s": "step_time_s", "allocated_bytes": "mem.allocated_bytes",
+                "reserved_bytes": "mem.reserved_bytes",
+                "peak_allocated_bytes": "mem.peak_allocated_bytes",
+                "peak_reserved_bytes": "mem.peak_reserved_bytes",
+                "alloc_retries": "mem.alloc_retries", "gpu_total_bytes": "gpu.total_bytes"}
+
+
+def _column(np: Any, structs: list[Any], path: str) -> Any:
+    """One figure of every Struct as float64 (None, or a None ``mem``/``gpu``, -> nan)."""
+    get = attrgetter(path)
+    try:  # every line holds the figure: one C-level pass
+        return np.fromiter(map(get, structs), np.float64, len(structs))
+    except (TypeError, AttributeError):
+        head, _, name = path.rpartition(".")
+        if head:
+            outer = attrgetter(head)
+            inner = attrgetter(name)
+            values = [None if (o := outer(s)) is None else inner(o) for s in structs]
+        else:
+            values = list(map(get, structs))
+        return np.array(values, dtype=np.float64)  # None -> nan
+
+
+_TOP = attrgetter(*list(_NUMBER_COLS.values())[:7])
+_GET_MEM = attrgetter("mem")
+_MEM = attrgetter(*[p.partition(".")[2] for p in list(_NUMBER_COLS.values())[7:12]])
+_GPU_TOTAL = attrgetter("gpu.total_bytes")
+
+
+def _escapes(data: bytes) -> bool:
+    """``b"\\u" in data``, the usual answer (no backslash at all) from one memchr pass."""
+    return b"\\" in data and b"\\u" in data
+
+
+def _flags(np: Any, structs: list[Any], name: str) -> Any:
+    values = list(map(attrgetter(name), structs))
+    if True not in values:
+        return np.zeros(len(values), dtype=bool)
+    return np.array([v is True for v in values], dtype=bool)
+
+
+def column_run(data: bytes, starts: Any, ends: Any) -> ColumnRun:
+    """The step lines ``data[starts[i]:ends[i]]`` (``data`` holds them, each followed by a
+    newline, and nothing else) as a :class:`ColumnRun`.
+
+    The caller has checked that every line starts with ``{"v":1,"kind":"step"`` and ends with
+    ``}``, so that each line is one element of the decoded sequence (as for
+    :func:`run_decoder`). Raises ValueError when any line is one :func:`step_decoder`'s
+    function would not take, or one of another shape (see ``Mem`` above).
+    """
+    import numpy as np
+
+    step_decoder()
+    if not _COLUMNS:  # pragma: no cover - msgspec is a core dependency
+        raise ValueError("no msgspec")
+    decode_lines, fast = _COLUMNS[0]
+    if _escapes(data):  # escapes: the plain path checks lone surrogates and says so
+        raise ValueError("escape")
+    structs = decode_lines(data)
+    n = len(structs)
+    if n != len(starts):
+        raise ValueError("lines and elements differ")
+    try:  # every line holds every figure (a GPU run): C-level passes over the Structs
+        top = np.fromiter(chain.from_iterable(map(_TOP, structs)), np.float64, 7 * n)
+        mem = np.fromiter(chain.from_iterable(map(_MEM, map(_GET_MEM, structs))), np.float64,
+                          5 * n)
+        gpu = np.fromiter(map(_GPU_TOTAL, structs), np.float64, n)
+    except (TypeError, AttributeError):  # a None somewhere: column by column
+        cols = {name: _column(np, structs, path) for name, path in _NUMBER_COLS.items()}
+    else:
+        top = np.ascontiguousarray(top.reshape(n, 7).T)
+        mem = np.ascontiguousarray(mem.reshape(n, 5).T)
+        names = list(_NUMBER_COLS)
+        cols = dict(zip(names[:7], top, strict=True))
+        cols.update(zip(names[7:12], mem, strict=True))
+        cols["gpu_total_bytes"] = gpu
+    cols["skipped"] = _flags(np, structs, "skipped")
+    cols["interrupted"] = _flags(np, structs, "interrupted")
+    sessions = list(map(attrgetter("session"), structs))
+    return ColumnRun(data, starts, ends, cols, sessions, fast)
+
+
+_COLUMNS: list[tuple[Callable[[Any], list[Any]], Callable[[bytes], DecodedStep]]] = []
 _FAST: list[Callable[[bytes], DecodedStep] | None] = []  # built on first use
 _RUN: list[tuple[Callable[[list[bytes]], StepRun], Callable[[object], DecodedStep]]] = []
 

@@ -217,16 +217,24 @@ class Follower:
         with any line the fast path refuses is read line by line, exactly as :meth:`poll`
         reads it, so the counts and messages are the same.
         """
-        lines = self._read_lines(max_bytes)
+        block = self._read_block(max_bytes)
         out: list[Any] = []
-        if not lines:
+        if not block:
             return out
         runs = _run_decoder() if self.fast else None
         if runs is None:
-            self._decode_lines(lines, out)
+            self._decode_lines(block.split(b"\n")[:-1], out)
             return out
+        columns = _column_reader()
+        if columns is not None:  # the usual case at once: a block of plain step lines
+            run = columns(block)
+            if run is not None:
+                self.line_no += len(run)
+                return [run]
+        lines = block.split(b"\n")
+        lines.pop()  # b"": the block ends with its last line's newline
         decode_run = runs[0]
-        if len(lines) >= MIN_RUN and _all_run_lines(lines):  # the usual case, checked in C
+        if len(lines) >= MIN_RUN and _all_run_lines(lines):  # checked in C
             try:
                 run = decode_run(lines)
             except ValueError:
@@ -241,11 +249,8 @@ class Follower:
             while j < n and _is_run_line(lines[j]):
                 j += 1
             if j - i >= MIN_RUN:
-                try:
-                    run = decode_run(lines[i:j])
-                except ValueError:
-                    pass
-                else:
+                run = _stretch_run(lines[i:j], columns, decode_run)
+                if run is not None:
                     self._decode_lines(lines[start:i], out)
                     self.line_no += j - i
                     out.append(run)
@@ -254,8 +259,15 @@ class Follower:
         self._decode_lines(lines[start:], out)
         return out
 
-    def _read_lines(self, max_bytes: int) -> list[bytes]:
-        """The complete lines that arrived since the last read (an over-long one dropped)."""
+    def _read_block(self, max_bytes: int) -> bytes:
+        """The complete lines that arrived since the last read, each with its newline, as one
+        bytes object (an over-long line dropped); b"" when none is complete."""
+        lines = self._read_lines(max_bytes, joined=True)
+        return lines[0] if lines else b""
+
+    def _read_lines(self, max_bytes: int, joined: bool = False) -> list[bytes]:
+        """The complete lines that arrived since the last read (an over-long one dropped);
+        ``joined``: as one bytes object (each line with its newline) in a list, or []."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -283,9 +295,13 @@ class Follower:
             data = data[nl + 1:]
             self._dropping = False
             self.line_no += 1
-        data = self._buffer + data
-        lines = data.split(b"\n")
-        self._buffer = lines.pop()  # b"" when data ended with a newline
+        data = self._buffer + data if self._buffer else data
+        if joined:
+            cut = data.rfind(b"\n") + 1
+            lines, self._buffer = ([data[:cut]] if cut else []), data[cut:]
+        else:
+            lines = data.split(b"\n")
+            self._buffer = lines.pop()  # b"" when data ended with a newline
         if len(self._buffer) > MAX_LINE_BYTES:
             self._buffer = b""
             self._dropping = True
@@ -419,6 +435,60 @@ def _header_marks(block: bytes) -> list[int]:
                 out.append(p - 6)
         at = block.find(b'"header"', at + 1)
     return out
+
+
+def _column_reader() -> Any:
+    """``read(block) -> ColumnRun | None``: a block of complete lines as one column run when
+    every line is a plain step line the column path takes (None otherwise, or without
+    numpy)."""
+    if not _COLUMN_READER:
+        try:
+            import numpy as np
+
+            from vramdoc.monitor.fastdecode import column_run
+        except ImportError:
+            _COLUMN_READER.append(None)
+        else:
+            prefix = np.frombuffer(_STEP_START, dtype=np.uint8)
+            width = np.arange(len(_STEP_START))
+
+            def read(block: bytes) -> Any:
+                arr = np.frombuffer(block, dtype=np.uint8)
+                ends = np.flatnonzero(arr == 10)  # the block ends with a newline
+                n = len(ends)
+                if n < MIN_RUN:
+                    return None
+                starts = np.empty_like(ends)
+                starts[0] = 0
+                starts[1:] = ends[:-1] + 1
+                lengths = ends - starts
+                # every line: the recorder's step start, '}' last, not over-long
+                if lengths.min() < len(_STEP_START) or lengths.max() > MAX_LINE_BYTES or \
+                        not (arr[ends - 1] == 125).all() or \
+                        not (arr[starts[:, None] + width] == prefix).all():
+                    return None
+                try:
+                    return column_run(block, starts, ends)
+                except ValueError:
+                    return None
+
+            _COLUMN_READER.append(read)
+    return _COLUMN_READER[0]
+
+
+_COLUMN_READER: list[Any] = []
+
+
+def _stretch_run(lines: list[bytes], columns: Any, decode_run: Any) -> Any:
+    """A stretch of step lines as one ColumnRun, else one StepRun, else None."""
+    if columns is not None:
+        run = columns(b"\n".join(lines) + b"\n")
+        if run is not None:
+            return run
+    try:
+        return decode_run(lines)
+    except ValueError:
+        return None
 
 
 def _is_run_line(raw: bytes) -> bool:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.monitor.context import ContextBuilder
-from vramdoc.monitor.fastdecode import DecodedStep, StepRun
+from vramdoc.monitor.fastdecode import ColumnRun, DecodedStep, StepRun
 from vramdoc.monitor.header_args import clean_args
 from vramdoc.monitor.outcome import Outcome, from_end, without_end
 from vramdoc.monitor.schema import decode_float
@@ -284,7 +284,7 @@ class RunState:
         :attr:`failed_events` and skipped: a watch never dies on a line.
         """
         for ev in events:
-            if type(ev) is StepRun:  # Follower.poll_runs: many step lines at once
+            if type(ev) is StepRun or type(ev) is ColumnRun:  # Follower.poll_runs
                 self._feed_run(ev)
                 continue
             try:
@@ -370,7 +370,7 @@ class RunState:
         if self.rules:
             self._alerts(step, context, prev)
 
-    def _feed_run(self, run: StepRun) -> None:
+    def _feed_run(self, run: StepRun | ColumnRun) -> None:
         """Step events decoded as a run: the longest stretches that move the run forward in
         this session go through :func:`vramdoc.monitor.batch.take_run`; any other step (late,
         repeated, another session's) and any stretch the batch path does not take are fed
@@ -385,15 +385,16 @@ class RunState:
         decoders = run_decoder()
         assert decoders is not None  # a StepRun was decoded by it
         to_event = decoders[1]
+        columns = type(run) is ColumnRun
         i, n = 0, len(run)
         while i < n:
             j = self._forward_stretch(run, i)
             if j - i >= 32 and take_run(self, run[i:j], to_event):
                 i = j
                 continue
-            for s in run[i:max(j, i + 1)]:
+            for k in range(i, max(j, i + 1)):
                 try:
-                    self._feed_one(to_event(s))
+                    self._feed_one(run.event(k) if columns else to_event(run[k]))
                 except Exception as exc:  # noqa: BLE001 - as in feed()
                     self.failed_events += 1
                     self.failed_reason = f"{type(exc).__name__}: {exc}"[:200]
@@ -405,6 +406,8 @@ class RunState:
         last = self._max_step if self._max_step is not None else -1
         session = self.session
         j, n = i, len(run)
+        if type(run) is ColumnRun:
+            return self._forward_columns(run, i, last)
         if i == 0:  # the usual case at once: one session, steps rising
             steps = [s.step for s in run]
             if None not in steps and steps[0] > last and \
@@ -420,6 +423,27 @@ class RunState:
             last = step
             j += 1
         return j
+
+    def _forward_columns(self, run: ColumnRun, i: int, last: int) -> int:
+        """:meth:`_forward_stretch` over a ColumnRun's step column (nan: no step number)."""
+        import numpy as np
+
+        steps = run.cols["step"][i:]
+        session = self.session
+        # a row breaks the stretch when it has no step number (nan), does not rise above the
+        # one before (the first: above every step seen), or names another session
+        prev = np.empty_like(steps)
+        if len(steps):
+            prev[0] = last
+            prev[1:] = steps[:-1]
+        with np.errstate(invalid="ignore"):
+            bad = ~(steps > prev)  # nan compares False
+        if session is not None:
+            sessions = run.sessions[i:]
+            if set(sessions) - {session, None}:
+                bad |= np.array([s is not None and s != session for s in sessions], dtype=bool)
+        cut = np.flatnonzero(bad)
+        return i + (int(cut[0]) if len(cut) else len(steps))
 
     def _late_step(self, step: int, ev: dict[str, Any]) -> None:
         """A step number at or below the highest seen: place it, or replace its twin."""

@@ -176,7 +176,7 @@ class ColumnRun:
                          self.sessions[k], self._fast)
 
     def line(self, i: int) -> bytes:
-        return self.data[int(self.starts[i]):int(self.ends[i])]
+        return bytes(self.data[int(self.starts[i]):int(self.ends[i])])
 
     def event(self, i: int) -> DecodedStep:
         return self._fast(self.line(i))
@@ -226,27 +226,8 @@ def _flags(np: Any, structs: list[Any], name: str) -> Any:
     return np.array([v is True for v in values], dtype=bool)
 
 
-def column_run(data: bytes, starts: Any, ends: Any) -> ColumnRun:
-    """The step lines ``data[starts[i]:ends[i]]`` (``data`` holds them, each followed by a
-    newline, and nothing else) as a :class:`ColumnRun`.
-
-    The caller has checked that every line starts with ``{"v":1,"kind":"step"`` and ends with
-    ``}``, so that each line is one element of the decoded sequence (as for
-    :func:`run_decoder`). Raises ValueError when any line is one :func:`step_decoder`'s
-    function would not take, or one of another shape (see ``Mem`` above).
-    """
-    import numpy as np
-
-    step_decoder()
-    if not _COLUMNS:  # pragma: no cover - msgspec is a core dependency
-        raise ValueError("no msgspec")
-    decode_lines, fast = _COLUMNS[0]
-    if _escapes(data):  # escapes: the plain path checks lone surrogates and says so
-        raise ValueError("escape")
-    structs = decode_lines(data)
+def _piece_columns(np: Any, structs: list[Any]) -> tuple[dict[str, Any], list[str | None]]:
     n = len(structs)
-    if n != len(starts):
-        raise ValueError("lines and elements differ")
     try:  # every line holds every figure (a GPU run): C-level passes over the Structs
         top = np.fromiter(chain.from_iterable(map(_TOP, structs)), np.float64, 7 * n)
         mem = np.fromiter(chain.from_iterable(map(_MEM, map(_GET_MEM, structs))), np.float64,
@@ -263,7 +244,46 @@ def column_run(data: bytes, starts: Any, ends: Any) -> ColumnRun:
         cols["gpu_total_bytes"] = gpu
     cols["skipped"] = _flags(np, structs, "skipped")
     cols["interrupted"] = _flags(np, structs, "interrupted")
-    sessions = list(map(attrgetter("session"), structs))
+    return cols, list(map(attrgetter("session"), structs))
+
+
+_PIECE = 8192  # lines decoded at once (some 5 MiB of the recorder's lines)
+
+
+def column_run(data: bytes, starts: Any, ends: Any) -> ColumnRun:
+    """The step lines ``data[starts[i]:ends[i]]`` (``data`` holds them, each followed by a
+    newline, and nothing else) as a :class:`ColumnRun`.
+
+    The caller has checked that every line starts with ``{"v":1,"kind":"step"`` and ends with
+    ``}``, so that each line is one element of the decoded sequence (as for
+    :func:`run_decoder`). Raises ValueError when any line is one :func:`step_decoder`'s
+    function would not take, or one of another shape (see ``Mem`` above).
+    """
+    import numpy as np
+
+    step_decoder()
+    if not _COLUMNS:  # pragma: no cover - msgspec is a core dependency
+        raise ValueError("no msgspec")
+    decode_lines, fast = _COLUMNS[0]
+    arr = np.frombuffer(data, dtype=np.uint8)
+    slashes = np.flatnonzero(arr == 92)  # b"\\u" in data, for any bytes-like data
+    if len(slashes) and (arr[np.minimum(slashes + 1, len(arr) - 1)] == 117).any():
+        raise ValueError("escape")  # the plain path checks lone surrogates and says so
+    # in pieces, so that the Structs of only one piece are alive at a time (memory)
+    view = memoryview(data)
+    parts: list[tuple[dict[str, Any], list[str | None]]] = []
+    for a in range(0, len(starts), _PIECE):
+        b = min(a + _PIECE, len(starts))
+        structs = decode_lines(view[int(starts[a]):int(ends[b - 1]) + 1])
+        if len(structs) != b - a:
+            raise ValueError("lines and elements differ")
+        parts.append(_piece_columns(np, structs))
+        del structs
+    if len(parts) == 1:
+        cols, sessions = parts[0]
+    else:
+        cols = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
+        sessions = [s for p in parts for s in p[1]]
     return ColumnRun(data, starts, ends, cols, sessions, fast)
 
 

@@ -223,7 +223,7 @@ class Follower:
             return out
         runs = _run_decoder() if self.fast else None
         if runs is None:
-            self._decode_lines(block.split(b"\n")[:-1], out)
+            self._decode_lines(bytes(block).split(b"\n")[:-1], out)
             return out
         columns = _column_reader()
         if columns is not None:  # the usual case at once: a block of plain step lines
@@ -231,7 +231,7 @@ class Follower:
             if run is not None:
                 self.line_no += len(run)
                 return [run]
-        lines = block.split(b"\n")
+        lines = bytes(block).split(b"\n")
         lines.pop()  # b"": the block ends with its last line's newline
         decode_run = runs[0]
         if len(lines) >= MIN_RUN and _all_run_lines(lines):  # checked in C
@@ -259,9 +259,9 @@ class Follower:
         self._decode_lines(lines[start:], out)
         return out
 
-    def _read_block(self, max_bytes: int) -> bytes:
+    def _read_block(self, max_bytes: int) -> Any:
         """The complete lines that arrived since the last read, each with its newline, as one
-        bytes object (an over-long line dropped); b"" when none is complete."""
+        bytes-like object (an over-long line dropped); b"" when none is complete."""
         lines = self._read_lines(max_bytes, joined=True)
         return lines[0] if lines else b""
 
@@ -281,6 +281,8 @@ class Follower:
             self.status = FollowerStatus.LIVE
         if st.st_size <= self.offset:
             return []
+        if joined and not self._dropping:
+            return self._read_joined(min(max_bytes, st.st_size - self.offset))
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
@@ -307,6 +309,29 @@ class Follower:
             self._dropping = True
             self.oversized += 1
         return lines
+
+    def _read_joined(self, size: int) -> list[Any]:
+        """``_read_lines(joined=True)`` without copying the slice: the held-back start of a
+        line and the new bytes are read into one buffer, and the complete lines are handed
+        out as a memoryview of it."""
+        held = self._buffer
+        buf = bytearray(len(held) + size)
+        buf[:len(held)] = held
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                got = fh.readinto(memoryview(buf)[len(held):])
+        except OSError:  # a directory, a permission change, a vanished file: try again later
+            return []
+        self.offset += got
+        end = len(held) + got
+        cut = buf.rfind(b"\n", 0, end) + 1
+        self._buffer = bytes(buf[cut:end])
+        if len(self._buffer) > MAX_LINE_BYTES:
+            self._buffer = b""
+            self._dropping = True
+            self.oversized += 1
+        return [memoryview(buf)[:cut]] if cut else []
 
     def _decode_lines(self, lines: list[bytes], events: list[Any]) -> None:
         """Decode ``lines`` one by one onto ``events`` (the fast path first, when on)."""
@@ -449,8 +474,9 @@ def _column_reader() -> Any:
         except ImportError:
             _COLUMN_READER.append(None)
         else:
-            prefix = np.frombuffer(_STEP_START, dtype=np.uint8)
-            width = np.arange(len(_STEP_START))
+            # the 20-byte start as three (overlapping) 8-byte words, compared at once
+            words = [(k, int(np.frombuffer(_STEP_START[k:k + 8], dtype="<u8")[0]))
+                     for k in (0, 8, len(_STEP_START) - 8)]
 
             def read(block: bytes) -> Any:
                 arr = np.frombuffer(block, dtype=np.uint8)
@@ -464,8 +490,12 @@ def _column_reader() -> Any:
                 lengths = ends - starts
                 # every line: the recorder's step start, '}' last, not over-long
                 if lengths.min() < len(_STEP_START) or lengths.max() > MAX_LINE_BYTES or \
-                        not (arr[ends - 1] == 125).all() or \
-                        not (arr[starts[:, None] + width] == prefix).all():
+                        not (arr[ends - 1] == 125).all():
+                    return None
+                # unaligned 8-byte words at every byte (a strided view, no copy)
+                u64 = np.ndarray(shape=(len(block) - 7,), dtype="<u8", buffer=block,
+                                 strides=(1,))
+                if not all((u64[starts + k] == w).all() for k, w in words):
                     return None
                 try:
                     return column_run(block, starts, ends)

@@ -747,8 +747,20 @@ class _Vec:
         self.value, self.missing, self.scalar, self.is_scalar = value, missing, scalar, is_scalar
 
 
-def _names(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+def _names(node: ast.AST) -> frozenset[str]:
+    """The names ``node`` reads; kept per node (the rules' trees live as long as the rules,
+    and every run asks again for each of their nodes)."""
+    hit = _NAMES.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    names = frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+    if len(_NAMES) > 20_000:  # rules loaded again and again (tests): start afresh
+        _NAMES.clear()
+    _NAMES[id(node)] = (node, names)  # the node is held: its id is not reused meanwhile
+    return names
+
+
+_NAMES: dict[int, tuple[ast.AST, frozenset[str]]] = {}
 
 
 class VectorRules:
@@ -965,12 +977,16 @@ def take_run(state: Any, structs: list[Any], to_event: Any) -> bool:
                 ContextBuilder.add_texts(c)
             findings[(row, pos)] = finding(rule, c)
         # chart window: the length RunState._on_step would leave, and the events in it
-        length = len(state.steps)
+        pending = state._window_run
+        length = len(state.steps) + (pending[2] - pending[1] if pending else 0)
         for _ in range(n):
             length += 1
             if length > CHART_WINDOW + CHART_WINDOW // 4:
                 length = CHART_WINDOW
-        fresh = [run.event(k, to_event) for k in range(n - min(n, length), n)]
+        first = n - min(n, length)
+        defer = (length == n - first and state._defer_window
+                 and type(structs) is ColumnRun)  # the window holds this run's rows only
+        fresh = [] if defer else [run.event(k, to_event) for k in range(first, n)]
         finite = run.L[~np.isnan(run.L)]
         loss_min = float(finite.min()) if len(finite) else None
         peaks = {}
@@ -993,8 +1009,16 @@ def take_run(state: Any, structs: list[Any], to_event: Any) -> bool:
     state._max_step = steps[-1]
     state.step_count += n
     state.batched_steps += n
-    keep = length - len(fresh)
-    state.steps = (state.steps[len(state.steps) - keep:] if keep else []) + fresh
+    if defer:
+        state.steps = []
+        state._window_run = (structs, first, n)
+    else:
+        keep = length - len(fresh)
+        if keep:
+            state._settle_window()
+        else:
+            state._window_run = None
+        state.steps = (state.steps[len(state.steps) - keep:] if keep else []) + fresh
     if loss_min is not None:
         low = loss_min
         state._loss_min = low if state._loss_min is None else min(state._loss_min, low)

@@ -205,6 +205,10 @@ class RunState:
     _live: list[Any] | None = None  # the rules that can fire in this session (live_rules)
     _vector: Any = None  # the live rules over columns (batch.VectorRules); False: not possible
     batched_steps: int = 0  # steps taken in runs (vramdoc.monitor.batch), for tests and figures
+    # read_to_end: a ColumnRun's rows that make the whole chart window, decoded into events
+    # only when anything reads the window (_settle_window); a later run usually replaces them
+    _window_run: Any = None  # (ColumnRun, first row, end row) or None
+    _defer_window: bool = False
 
     @classmethod
     def with_rules(cls) -> RunState:
@@ -287,14 +291,25 @@ class RunState:
             if type(ev) is StepRun or type(ev) is ColumnRun:  # Follower.poll_runs
                 self._feed_run(ev)
                 continue
+            self._settle_window()
             try:
                 self._feed_one(ev)
             except Exception as exc:  # noqa: BLE001 - the line, not the watch, is at fault
                 self.failed_events += 1
                 self.failed_reason = f"{type(exc).__name__}: {exc}"[:200]
+        if not self._defer_window:
+            self._settle_window()
         if events:
             self.revision += 1
         return bool(events)
+
+    def _settle_window(self) -> None:
+        """Decode the chart window's rows a ColumnRun left pending (see ``_window_run``)."""
+        pending = self._window_run
+        if pending is not None:
+            self._window_run = None
+            run, a, b = pending
+            self.steps = self.steps + [run.event(k) for k in range(a, b)]
 
     def _feed_one(self, ev: dict[str, Any]) -> None:
         kind = ev.get("kind")
@@ -392,6 +407,7 @@ class RunState:
             if j - i >= 32 and take_run(self, run[i:j], to_event):
                 i = j
                 continue
+            self._settle_window()
             for k in range(i, max(j, i + 1)):
                 try:
                     self._feed_one(run.event(k) if columns else to_event(run[k]))

@@ -1011,7 +1011,7 @@ def take_run(state: Any, structs: list[Any], to_event: Any) -> bool:
     state.batched_steps += n
     if defer:
         state.steps = []
-        state._window_run = (structs, first, n)
+        state._window_run = (structs.lines_only(first, n), 0, n - first)
     else:
         keep = length - len(fresh)
         if keep:

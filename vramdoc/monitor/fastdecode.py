@@ -175,6 +175,13 @@ class ColumnRun:
                          {name: col[k] for name, col in self.cols.items()},
                          self.sessions[k], self._fast)
 
+    def lines_only(self, a: int, b: int) -> "ColumnRun":
+        """Rows ``a:b`` holding only their lines (a copy: the slice's buffer is let go), for
+        :meth:`event`; no columns."""
+        lo, hi = int(self.starts[a]), int(self.ends[b - 1]) + 1
+        return ColumnRun(bytes(self.data[lo:hi]), self.starts[a:b] - lo, self.ends[a:b] - lo,
+                         {}, self.sessions[a:b], self._fast)
+
     def line(self, i: int) -> bytes:
         return bytes(self.data[int(self.starts[i]):int(self.ends[i])])
 

@@ -258,8 +258,8 @@ _PIECE = 8192  # lines decoded at once (some 5 MiB of the recorder's lines)
 
 
 def column_run(data: bytes, starts: Any, ends: Any) -> ColumnRun:
-    """The step lines ``data[starts[i]:ends[i]]`` (``data`` holds them, each followed by a
-    newline, and nothing else) as a :class:`ColumnRun`.
+    """The step lines ``data[starts[i]:ends[i]]`` (consecutive lines of ``data``, each
+    followed by its newline) as a :class:`ColumnRun`.
 
     The caller has checked that every line starts with ``{"v":1,"kind":"step"`` and ends with
     ``}``, so that each line is one element of the decoded sequence (as for
@@ -272,8 +272,8 @@ def column_run(data: bytes, starts: Any, ends: Any) -> ColumnRun:
     if not _COLUMNS:  # pragma: no cover - msgspec is a core dependency
         raise ValueError("no msgspec")
     decode_lines, fast = _COLUMNS[0]
-    arr = np.frombuffer(data, dtype=np.uint8)
-    slashes = np.flatnonzero(arr == 92)  # b"\\u" in data, for any bytes-like data
+    arr = np.frombuffer(data, dtype=np.uint8)[int(starts[0]):int(ends[-1]) + 1]
+    slashes = np.flatnonzero(arr == 92)  # b"\\u" in the lines, for any bytes-like data
     if len(slashes) and (arr[np.minimum(slashes + 1, len(arr) - 1)] == 117).any():
         raise ValueError("escape")  # the plain path checks lone surrogates and says so
     # in pieces, so that the Structs of only one piece are alive at a time (memory)

@@ -225,12 +225,10 @@ class Follower:
         if runs is None:
             self._decode_lines(bytes(block).split(b"\n")[:-1], out)
             return out
-        columns = _column_reader()
-        if columns is not None:  # the usual case at once: a block of plain step lines
-            run = columns(block)
-            if run is not None:
-                self.line_no += len(run)
-                return [run]
+        scan = _line_scanner()
+        if scan is not None:
+            self._poll_columns(block, scan, runs[0], out)
+            return out
         lines = bytes(block).split(b"\n")
         lines.pop()  # b"": the block ends with its last line's newline
         decode_run = runs[0]
@@ -249,8 +247,11 @@ class Follower:
             while j < n and _is_run_line(lines[j]):
                 j += 1
             if j - i >= MIN_RUN:
-                run = _stretch_run(lines[i:j], columns, decode_run)
-                if run is not None:
+                try:
+                    run = decode_run(lines[i:j])
+                except ValueError:
+                    pass
+                else:
                     self._decode_lines(lines[start:i], out)
                     self.line_no += j - i
                     out.append(run)
@@ -258,6 +259,37 @@ class Follower:
             i = j + 1
         self._decode_lines(lines[start:], out)
         return out
+
+    def _poll_columns(self, block: Any, scan: Any, decode_run: Any, out: list[Any]) -> None:
+        """poll_runs with numpy: the lines' bounds and which lines may join a run found over
+        the whole block at once; each stretch of at least MIN_RUN such lines becomes a
+        ColumnRun (else a StepRun, else it is read line by line), the other lines are read
+        one by one."""
+        from vramdoc.monitor.fastdecode import column_run
+
+        starts, ends, ok = scan(block)
+        n = len(starts)
+
+        def lines(a: int, b: int) -> list[bytes]:
+            if a >= b:
+                return []
+            lo = int(starts[a])
+            return bytes(block[lo:int(ends[b - 1])]).split(b"\n")
+
+        done = 0  # lines before this one have been decoded
+        for a, b in _stretches(ok, MIN_RUN):
+            try:
+                run: Any = column_run(block, starts[a:b], ends[a:b])
+            except ValueError:
+                try:
+                    run = decode_run(lines(a, b))
+                except ValueError:
+                    continue
+            self._decode_lines(lines(done, a), out)
+            self.line_no += b - a
+            out.append(run)
+            done = b
+        self._decode_lines(lines(done, n), out)
 
     def _read_block(self, max_bytes: int) -> Any:
         """The complete lines that arrived since the last read, each with its newline, as one
@@ -462,63 +494,57 @@ def _header_marks(block: bytes) -> list[int]:
     return out
 
 
-def _column_reader() -> Any:
-    """``read(block) -> ColumnRun | None``: a block of complete lines as one column run when
-    every line is a plain step line the column path takes (None otherwise, or without
-    numpy)."""
-    if not _COLUMN_READER:
+def _line_scanner() -> Any:
+    """``scan(block) -> (starts, ends, ok)``: where each line of a block of complete lines
+    starts and ends (its newline), and which lines may join a run (:func:`_is_run_line`,
+    stricter: ``}`` exactly last), found with numpy; None without numpy or msgspec."""
+    if not _SCANNER:
         try:
             import numpy as np
 
-            from vramdoc.monitor.fastdecode import column_run
+            from vramdoc.monitor.fastdecode import column_run  # noqa: F401 - msgspec there
         except ImportError:
-            _COLUMN_READER.append(None)
+            _SCANNER.append(None)
         else:
             # the 20-byte start as three (overlapping) 8-byte words, compared at once
             words = [(k, int(np.frombuffer(_STEP_START[k:k + 8], dtype="<u8")[0]))
                      for k in (0, 8, len(_STEP_START) - 8)]
 
-            def read(block: bytes) -> Any:
+            def scan(block: Any) -> Any:
                 arr = np.frombuffer(block, dtype=np.uint8)
                 ends = np.flatnonzero(arr == 10)  # the block ends with a newline
-                n = len(ends)
-                if n < MIN_RUN:
-                    return None
                 starts = np.empty_like(ends)
-                starts[0] = 0
-                starts[1:] = ends[:-1] + 1
+                if len(ends):
+                    starts[0] = 0
+                    starts[1:] = ends[:-1] + 1
                 lengths = ends - starts
-                # every line: the recorder's step start, '}' last, not over-long
-                if lengths.min() < len(_STEP_START) or lengths.max() > MAX_LINE_BYTES or \
-                        not (arr[ends - 1] == 125).all():
-                    return None
-                # unaligned 8-byte words at every byte (a strided view, no copy)
-                u64 = np.ndarray(shape=(len(block) - 7,), dtype="<u8", buffer=block,
-                                 strides=(1,))
-                if not all((u64[starts + k] == w).all() for k, w in words):
-                    return None
-                try:
-                    return column_run(block, starts, ends)
-                except ValueError:
-                    return None
+                ok = (lengths >= len(_STEP_START)) & (lengths <= MAX_LINE_BYTES)
+                ok &= arr[np.maximum(ends - 1, 0)] == 125  # '}' last
+                if len(arr) >= 8:
+                    # unaligned 8-byte words at every byte (a strided view, no copy); a line
+                    # too short to hold the start reads its neighbours' bytes: it is not ok
+                    u64 = np.ndarray(shape=(len(arr) - 7,), dtype="<u8", buffer=block,
+                                     strides=(1,))
+                    for k, w in words:
+                        ok &= u64[np.minimum(starts + k, len(arr) - 8)] == w
+                else:
+                    ok[:] = False
+                return starts, ends, ok
 
-            _COLUMN_READER.append(read)
-    return _COLUMN_READER[0]
-
-
-_COLUMN_READER: list[Any] = []
+            _SCANNER.append(scan)
+    return _SCANNER[0]
 
 
-def _stretch_run(lines: list[bytes], columns: Any, decode_run: Any) -> Any:
-    """A stretch of step lines as one ColumnRun, else one StepRun, else None."""
-    if columns is not None:
-        run = columns(b"\n".join(lines) + b"\n")
-        if run is not None:
-            return run
-    try:
-        return decode_run(lines)
-    except ValueError:
-        return None
+_SCANNER: list[Any] = []
+
+
+def _stretches(ok: Any, shortest: int) -> list[tuple[int, int]]:
+    """``(first, end)`` of each run of True in ``ok`` at least ``shortest`` long."""
+    import numpy as np
+
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], ok, [False]]).astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)
+            if b - a >= shortest]
 
 
 def _is_run_line(raw: bytes) -> bool:

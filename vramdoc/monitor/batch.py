@@ -379,8 +379,9 @@ class _Run:
         truthy = ~np.isnan(A) & (A != 0)
         self.truthy_alloc = truthy
         hist = list(b.alloc_hist)
-        xs = np.array([p[0] for p in hist] + S[truthy].tolist(), dtype=np.float64)
-        ys = np.array([p[1] for p in hist] + A[truthy].tolist(), dtype=np.float64)
+        # the history's ints as float64 (exact below 2**53, as the run's own figures)
+        xs = np.concatenate([np.array([p[0] for p in hist], dtype=np.float64), S[truthy]])
+        ys = np.concatenate([np.array([p[1] for p in hist], dtype=np.float64), A[truthy]])
         self.alloc_xs, self.alloc_ys = xs, ys
         q = len(hist) + np.cumsum(truthy) - truthy  # points before each row
         end = q + truthy  # one past the last point of the row's window

@@ -156,7 +156,10 @@ def test_header_marks_are_where_the_pattern_matches(parts):
     from vramdoc.monitor.follower import _HEADER_MARK, _header_marks
 
     block = b"".join(parts)
-    assert _header_marks(block) == [m.start() for m in _HEADER_MARK.finditer(block)]
+    want = [m.start() for m in _HEADER_MARK.finditer(block)]
+    assert _header_marks(block) == want
+    pad = b"h" * 4096  # long enough for the numpy scan, 'h' bytes that are no header
+    assert _header_marks(pad + block + pad) == [len(pad) + m for m in want]
 
 
 @settings(max_examples=60, deadline=None)

@@ -459,3 +459,16 @@ def _columns_match_their_lines(path: Path) -> None:
                 assert run.sessions[k] == ev["session"]
         if f.at_end() or f.offset == before:
             break
+
+
+def test_without_the_numpy_line_scan_struct_runs_read_the_same(tmp_path, monkeypatch):
+    """The follower's path without numpy's line scan (StepRun stretches) stays exact."""
+    import vramdoc.monitor.follower as follower
+    from vramdoc.monitor.fastdecode import ColumnRun, StepRun
+
+    monkeypatch.setattr(follower, "_line_scanner", lambda: None)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(_random_log(3, 1500))
+    assert same(path).batched_steps > 0
+    kinds = {type(e) for e in Follower(path).poll_runs()}
+    assert StepRun in kinds and ColumnRun not in kinds

@@ -211,9 +211,12 @@ class Follower:
     def poll_runs(self, max_bytes: int = RUN_CHUNK_BYTES) -> list[Any]:
         """:meth:`poll`, with runs of the recorder's plain step lines decoded at once.
 
-        Returns events and :class:`~vramdoc.monitor.fastdecode.StepRun` lists (one per run of
-        at least :data:`MIN_RUN` consecutive step lines that all take the fast path), in file
-        order: :meth:`RunState.feed <vramdoc.monitor.run.RunState.feed>` takes both. A run
+        Returns events and runs (one per stretch of at least :data:`MIN_RUN` consecutive step
+        lines that all take the fast path), in file order: a
+        :class:`~vramdoc.monitor.fastdecode.ColumnRun` (the lines read straight into numpy
+        columns) where numpy is there and every line has the recorder's six ``mem`` figures,
+        else a :class:`~vramdoc.monitor.fastdecode.StepRun`;
+        :meth:`RunState.feed <vramdoc.monitor.run.RunState.feed>` takes all three. A run
         with any line the fast path refuses is read line by line, exactly as :meth:`poll`
         reads it, so the counts and messages are the same.
         """

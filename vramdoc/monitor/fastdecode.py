@@ -14,6 +14,11 @@ line) raises, and the follower decodes that line the plain way (``json.loads`` +
 accepts is one the plain path accepts with equal values, and every diagnostic still comes from
 the plain path. ``tests/monitor/test_fastdecode.py`` checks both on varied and hostile lines.
 
+For ``vramdoc watch --once`` on a long log, :func:`column_run` reads a stretch of such lines
+straight into numpy columns (:class:`ColumnRun`): the same typed schema, decoded a piece at a
+time and read into arrays, no event per line; an event is decoded from its line only where
+the watch needs one (an alert's context, the chart window).
+
 msgspec is imported here only: the monitor imports this module lazily, never on the ``plan``
 path. Without msgspec, :func:`step_decoder` returns None and every line takes the plain path.
 """

@@ -309,7 +309,14 @@ class RunState:
         if pending is not None:
             self._window_run = None
             run, a, b = pending
-            self.steps = self.steps + [run.event(k) for k in range(a, b)]
+            events = []
+            for k in range(a, b):  # lines the run's decoder took: the fast decoder takes them
+                try:
+                    events.append(run.event(k))
+                except Exception as exc:  # noqa: BLE001 - as in feed(): never die on a line
+                    self.failed_events += 1
+                    self.failed_reason = f"{type(exc).__name__}: {exc}"[:200]
+            self.steps = self.steps + events
 
     def _feed_one(self, ev: dict[str, Any]) -> None:
         kind = ev.get("kind")

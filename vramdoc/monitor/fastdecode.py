@@ -220,10 +220,7 @@ def _column(np: Any, structs: list[Any], path: str) -> Any:
         return np.array(values, dtype=np.float64)  # None -> nan
 
 
-_TOP = attrgetter(*list(_NUMBER_COLS.values())[:7])
-_GET_MEM = attrgetter("mem")
-_MEM = attrgetter(*[p.partition(".")[2] for p in list(_NUMBER_COLS.values())[7:12]])
-_GPU_TOTAL = attrgetter("gpu.total_bytes")
+_ALL = attrgetter(*_NUMBER_COLS.values())
 
 
 def _escapes(data: bytes) -> bool:
@@ -240,20 +237,13 @@ def _flags(np: Any, structs: list[Any], name: str) -> Any:
 
 def _piece_columns(np: Any, structs: list[Any]) -> tuple[dict[str, Any], list[str | None]]:
     n = len(structs)
-    try:  # every line holds every figure (a GPU run): C-level passes over the Structs
-        top = np.fromiter(chain.from_iterable(map(_TOP, structs)), np.float64, 7 * n)
-        mem = np.fromiter(chain.from_iterable(map(_MEM, map(_GET_MEM, structs))), np.float64,
-                          5 * n)
-        gpu = np.fromiter(map(_GPU_TOTAL, structs), np.float64, n)
+    k = len(_NUMBER_COLS)
+    try:  # every line holds every figure (a GPU run): one C-level pass over the Structs
+        flat = np.fromiter(chain.from_iterable(map(_ALL, structs)), np.float64, k * n)
     except (TypeError, AttributeError):  # a None somewhere: column by column
         cols = {name: _column(np, structs, path) for name, path in _NUMBER_COLS.items()}
     else:
-        top = np.ascontiguousarray(top.reshape(n, 7).T)
-        mem = np.ascontiguousarray(mem.reshape(n, 5).T)
-        names = list(_NUMBER_COLS)
-        cols = dict(zip(names[:7], top, strict=True))
-        cols.update(zip(names[7:12], mem, strict=True))
-        cols["gpu_total_bytes"] = gpu
+        cols = dict(zip(_NUMBER_COLS, np.ascontiguousarray(flat.reshape(n, k).T), strict=True))
     cols["skipped"] = _flags(np, structs, "skipped")
     cols["interrupted"] = _flags(np, structs, "interrupted")
     return cols, list(map(attrgetter("session"), structs))

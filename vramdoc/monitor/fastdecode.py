@@ -204,20 +204,28 @@ _NUMBER_COLS = {"step": "step", "loss": "loss", "grad_norm": "grad_norm", "lr": 
                 "alloc_retries": "mem.alloc_retries", "gpu_total_bytes": "gpu.total_bytes"}
 
 
-def _column(np: Any, structs: list[Any], path: str) -> Any:
-    """One figure of every Struct as float64 (None, or a None ``mem``/``gpu``, -> nan)."""
-    get = attrgetter(path)
-    try:  # every line holds the figure: one C-level pass
-        return np.fromiter(map(get, structs), np.float64, len(structs))
-    except (TypeError, AttributeError):
-        head, _, name = path.rpartition(".")
-        if head:
-            outer = attrgetter(head)
-            inner = attrgetter(name)
-            values = [None if (o := outer(s)) is None else inner(o) for s in structs]
-        else:
-            values = list(map(get, structs))
+def _values(np: Any, objs: list[Any], name: str) -> Any:
+    """``obj.name`` of every object as float64 (None -> nan)."""
+    get = attrgetter(name)
+    try:  # every object holds a number: one C-level pass
+        return np.fromiter(map(get, objs), np.float64, len(objs))
+    except TypeError:  # a None among them
+        values = list(map(get, objs))
+        if values.count(None) == len(values):  # a figure never written (e.g. loss_scale)
+            return np.full(len(values), np.nan)
         return np.array(values, dtype=np.float64)  # None -> nan
+
+
+def _nested(np: Any, structs: list[Any], outer: str, names: list[str]) -> list[Any]:
+    """The figures ``names`` of each Struct's ``outer`` record (``mem``, ``gpu``; None -> nan)."""
+    inner = list(map(attrgetter(outer), structs))
+    none = inner.count(None)
+    if none == len(inner):  # no such record (a CPU run, no NVML): no figure
+        return [np.full(len(inner), np.nan) for _ in names]
+    if not none:
+        return [_values(np, inner, name) for name in names]
+    return [np.array([None if o is None else getattr(o, name) for o in inner],
+                     dtype=np.float64) for name in names]
 
 
 _ALL = attrgetter(*_NUMBER_COLS.values())
@@ -238,10 +246,15 @@ def _flags(np: Any, structs: list[Any], name: str) -> Any:
 def _piece_columns(np: Any, structs: list[Any]) -> tuple[dict[str, Any], list[str | None]]:
     n = len(structs)
     k = len(_NUMBER_COLS)
-    try:  # every line holds every figure (a GPU run): one C-level pass over the Structs
+    try:  # every line holds every figure: one C-level pass over the Structs
         flat = np.fromiter(chain.from_iterable(map(_ALL, structs)), np.float64, k * n)
     except (TypeError, AttributeError):  # a None somewhere: column by column
-        cols = {name: _column(np, structs, path) for name, path in _NUMBER_COLS.items()}
+        names = list(_NUMBER_COLS)
+        cols = {name: _values(np, structs, name) for name in names[:7]}
+        for outer in ("mem", "gpu"):
+            keys = [name for name, path in _NUMBER_COLS.items() if path.startswith(outer + ".")]
+            fields = [_NUMBER_COLS[name].partition(".")[2] for name in keys]
+            cols.update(zip(keys, _nested(np, structs, outer, fields), strict=True))
     else:
         cols = dict(zip(_NUMBER_COLS, np.ascontiguousarray(flat.reshape(n, k).T), strict=True))
     cols["skipped"] = _flags(np, structs, "skipped")

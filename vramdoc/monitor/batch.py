@@ -395,8 +395,8 @@ class _Run:
             rows = np.flatnonzero(width == m)
             if not len(rows):
                 continue
-            idx = np.arange(m)[:, None] + (end[rows] - m)  # terms x rows: rows contiguous
-            X, Y = xs[idx], ys[idx]
+            first = end[rows] - m  # each row's window: xs[first:first + m]
+            X, Y = _windows(xs, m)[first].T, _windows(ys, m)[first].T  # terms x rows
             mx = X.sum(axis=0) / m  # whole numbers below 2**53: exact, as Python's int sum
             my = summ(Y) / m
             D = X - mx

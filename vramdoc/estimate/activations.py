@@ -165,6 +165,9 @@ class BlockWalker:
         self.kbit_bwd = 0
         self.mlp_out_end: int | None = None  # saved bytes once the MLP's output projection ran
         self.moe_bwd = 0  # LoRA on fused experts: their backward's peak (see moe)
+        # a block that ends in a norm (Gemma 2/3, OLMo 2 post_feedforward_layernorm): its
+        # backward, the block's first, with all the block saved (see post_norm_backward)
+        self.post_norm_bwd = 0
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -683,8 +686,27 @@ class BlockWalker:
         self._ctx = [x, x1, n2]
         m = self.mlp(n2)
         if spec.sandwich_norms or spec.post_norms_only:
+            before = g.saved_bytes
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm
+            self.post_norm_backward(m, before)
         return g.add(x1, m)
+
+    def post_norm_backward(self, out: T, before: int) -> None:
+        """The backward of the RMSNorm that ends the block, the first op backward runs in it.
+
+        Gemma2RMSNorm / Olmo2RMSNorm (transformers 5.24): ``xf = x.float()``, ``xf *
+        rsqrt(xf.pow(2).mean(-1) + eps)``, times the weight, cast back. Backward, with every
+        tensor the block saved still live: the product's gradients, then rsqrt's and mean's,
+        then pow's (torch 2.13 FunctionsManual.cpp ``pow_backward``: ``grad * (exponent *
+        self.pow(exponent - 1))``, three fp32 buffers as large as x at once) next to the first
+        product's gradient of xf and mean's expanded gradient: five fp32 b*s*h buffers. By
+        then the norm's saved rsqrt, (1 + weight) and normed input (a trained weight's) are
+        freed; its fp32 copy of x is not. Traced (gemma2 / olmo2, lora and full, with
+        checkpointing): the recomputed block's peak, at pow's backward.
+        """
+        if self.layer_norm or not out.grad:
+            return
+        self.post_norm_bwd = before + 4 * out.numel + 5 * 4 * out.numel
 
     def _cache_held(self, k: T, v: T) -> None:
         self.cache_held = sum(t.nbytes for t in (k, v) if t.uid not in self.g.saved)
@@ -930,7 +952,8 @@ class ActivationAccount:
     # last, so these stay through the whole backward (checkpointing's instants count them)
     embedding_saved_bytes: int = 0
     # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
-    # its output, the held attention weights) with the block's output gradient; 0 elsewhere
+    # its output, the held attention weights) with the block's output gradient; a block
+    # ending in a norm (Gemma 2/3, OLMo 2): that norm's backward; 0 elsewhere
     recompute_end_bytes: int = 0
 
 
@@ -1117,7 +1140,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                                  for w in walks.values()) + rows * h * x_elem
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
             attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
-            end = max(w.recompute_end for w in walks.values())
+            # the instants before the MLP output projection's weight gradient exists: an
+            # encoder's recomputed forward end, the backward of a norm ending the block
+            end = max(max(w.recompute_end, w.post_norm_bwd) for w in walks.values())
             recompute_end = end + rows * h * x_elem if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):

@@ -1135,15 +1135,19 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
             # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
             # forward-time transients hold the checkpointed input, counted apart)
+            # + the attention masks, inputs of every checkpointed layer (llama-like decoders:
+            # transformers 5 masking_utils; other families are not checked here)
+            out_grad = rows * h * x_elem + (
+                _ckpt_mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0)
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
                                      w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
-                                 for w in walks.values()) + rows * h * x_elem
+                                 for w in walks.values()) + out_grad
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
-            attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
+            attn_peak = attn_peak + out_grad if attn_peak else 0
             # the instants before the MLP output projection's weight gradient exists: an
             # encoder's recomputed forward end, the backward of a norm ending the block
             end = max(max(w.recompute_end, w.post_norm_bwd) for w in walks.values())
-            recompute_end = end + rows * h * x_elem if end else 0
+            recompute_end = end + out_grad if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
@@ -1214,7 +1218,7 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     Traced (bench_trace_matrix, llama / qwen2 qlora, CUDA semantics): the peak is lora_A of
     the MLP's output projection.
     """
-    b, s, rows, h = st.b, st.s, st.b * st.s, spec.hidden_size
+    rows, h = st.b * st.s, spec.hidden_size
     # the MLP output's adapter keeps the block's last saved tensor unless a post-norm or a
     # dropout after it saves more (OLMo 2, Gemma 2/3): then that one triggers and ends the
     # recomputation, and the adapter's forward runs whole
@@ -1223,8 +1227,7 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     out_grad = rows * h * st.r
     if any(stops.values()):
         out_grad += rows * h * (2 if st.autocast else st.adapter_elem)
-    kinds = 1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)
-    mask = kinds * b * s * s * st.r if st.attn == "eager" else (1 if n_sliding else 0) * b * s * s
+    mask = _ckpt_mask_bytes(spec, st, n_sliding)
     peak = bwd = attn = 0
     for w in walks.values():
         own = w.g.saved.get(w._input_uid, 0)
@@ -1241,6 +1244,20 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     # ``outputs`` while it runs torch.autograd.backward through the block)
     live = rows * h * st.r * (2 if reentrant else 1) + mask
     return peak + out_grad + mask, bwd + live, attn + live if attn else 0
+
+
+def _ckpt_mask_bytes(spec: ModelSpec, st: ActSetup, n_sliding: int) -> int:
+    """The attention masks a checkpointed step holds through backward: the decoder passes
+    them to every checkpointed layer, whose recomputation keeps its inputs (torch 2.13
+    torch/utils/checkpoint.py, non-reentrant: the recompute closure holds ``args``). Eager
+    attention gets a float (b, 1, s, s) mask in the embeddings' dtype (transformers 5.24
+    masking_utils.eager_mask), one per kind of layer (full, sliding); SDPA a boolean one only
+    for the sliding layers (``_ignore_causal_mask_sdpa`` skips the full-attention one).
+    Without checkpointing no autograd node keeps a mask: it dies with the forward."""
+    b, s = st.b, st.s
+    if st.attn == "eager":
+        return (1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)) * b * s * s * st.r
+    return (1 if n_sliding else 0) * b * s * s
 
 
 def _with_full(st: ActSetup, full: bool) -> ActSetup:

@@ -1061,6 +1061,15 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
         ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
+    if spec.embeddings_scaled_outside and checkpointing and not st.full:
+        # PEFT's checkpointing calls enable_input_require_grads (transformers 5.24
+        # modeling_utils.py: a forward hook runs ``output.requires_grad_(True)`` on the
+        # embedding's output), which makes the frozen embedding's output a leaf: its
+        # AccumulateGrad node holds it through backward. Where the model scales it outside
+        # the module (Granite), the scaled copy is the first block's input and this leaf is
+        # one more b*s*h in the embeddings' dtype (fp32 after k-bit preparation). Traced:
+        # granite lora / qlora with checkpointing, aten.embedding live at the peak.
+        ids += rows * h * st.r
     other = tail.g.saved_bytes + ids
     n_out = num_labels if encoder else V
     # Logits chain (transformers 5 ForCausalLMLoss: logits.float() then cross_entropy):

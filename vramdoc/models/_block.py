@@ -59,6 +59,9 @@ class BlockFacts:
     sdpa_out_copy: bool = False
     router: str = "softmax_topk"
     expert_bias: bool = False
+    # the decoder scales inputs_embeds after the embedding module returns (GraniteModel.forward:
+    # ``inputs_embeds * self.embedding_multiplier``, transformers 5.24 modeling_granite.py)
+    embeddings_scaled_outside: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -154,6 +157,7 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         router=_ROUTERS.get(model_type, "softmax_topk"),
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",
+        embeddings_scaled_outside=model_type == "granite",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

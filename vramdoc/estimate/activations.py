@@ -168,6 +168,10 @@ class BlockWalker:
         # a block that ends in a norm (Gemma 2/3, OLMo 2 post_feedforward_layernorm): its
         # backward, the block's first, with all the block saved (see post_norm_backward)
         self.post_norm_bwd = 0
+        # the MLP branch's own output gradient (Granite's residual_multiplier), live where
+        # backward waits in the MLP's last op for the recomputation
+        self.branch_grad = 0
+        self._tail_holds_out_grad = False
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -292,6 +296,9 @@ class BlockWalker:
                 res = max(out_elem, b_elem)
                 self._tail_grads = (self.rows * n_out * (
                     (res + out_elem if res != out_elem else 0) + b_elem), len(g.saved))
+                # unpromoted, the add hands the output's own gradient to the base layer,
+                # whose backward waits for the recomputation with it (Granite: branch_grad)
+                self._tail_holds_out_grad = res == out_elem
             if quant and not st.dora:
                 self.kbit_adapter(grp, x, n_out, out_elem)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
@@ -685,6 +692,17 @@ class BlockWalker:
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
         self._ctx = [x, x1, n2]
         m = self.mlp(n2)
+        if spec.residual_multiplier:
+            # ``hidden_states * residual_multiplier`` saves nothing (a python scalar), but its
+            # backward makes the MLP output's gradient as a tensor of its own, next to the
+            # block output's: live while the MLP's last op waits for the recomputation
+            # (traced: granite lora-all, aten.mul (b, s, h) live at lora_A of down_proj;
+            # DoRA's output cast consumes it first: freed before the recomputation)
+            self.branch_grad = m.nbytes
+            grads, entries = self._tail_grads
+            if entries == len(g.saved) and self._tail_holds_out_grad:
+                self._tail_grads = (grads + m.nbytes, entries)
+            m = g.new(m.numel, m.elem, m.grad)
         if spec.sandwich_norms or spec.post_norms_only:
             before = g.saved_bytes
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm

@@ -62,6 +62,9 @@ class BlockFacts:
     # the decoder scales inputs_embeds after the embedding module returns (GraniteModel.forward:
     # ``inputs_embeds * self.embedding_multiplier``, transformers 5.24 modeling_granite.py)
     embeddings_scaled_outside: bool = False
+    # each branch's output is scaled before the residual add (GraniteDecoderLayer: ``residual +
+    # hidden_states * self.residual_multiplier``, transformers 5.24 modeling_granite.py)
+    residual_multiplier: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -158,6 +161,7 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",
         embeddings_scaled_outside=model_type == "granite",
+        residual_multiplier=model_type == "granite",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

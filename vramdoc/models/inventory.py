@@ -163,6 +163,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         buffer_bytes=_buffer_bytes(mt, summary_fields(summary)), router=facts.router,
         expert_bias=facts.expert_bias,
         embeddings_scaled_outside=facts.embeddings_scaled_outside,
+        residual_multiplier=facts.residual_multiplier,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )

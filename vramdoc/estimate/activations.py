@@ -1254,6 +1254,10 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     out_grad = rows * h * st.r
     if any(stops.values()):
         out_grad += rows * h * (2 if st.autocast else st.adapter_elem)
+        # Granite: the MLP output's own gradient (``* residual_multiplier``), held by the base
+        # layer's backward (BlockWalker.branch_grad)
+        out_grad += max((w.branch_grad for w in walks.values() if w._tail_holds_out_grad),
+                        default=0)
     mask = _ckpt_mask_bytes(spec, st, n_sliding)
     peak = bwd = attn = 0
     for w in walks.values():

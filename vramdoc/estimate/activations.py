@@ -287,9 +287,10 @@ class BlockWalker:
             else:
                 # recomputation: A's output is saved with the input copies live (the stop
                 # instant when it is the block's last saved tensor), then B's output and its
-                # scaled copy
+                # scaled copy, the dropout copy freed with lora_A's call (as in forward above;
+                # traced: gemma3 lora-all, down_proj's fp32 dropout output ends before lora_B)
                 self._rec_instant(rec_held, saves=True)
-                self._rec_instant(rec_held + 2 * b_elem * self.rows * n_out)
+                self._rec_instant(rec_held - xd_only + 2 * b_elem * self.rows * n_out)
                 # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
                 # neither needs a saved tensor, so both come before the recomputation
@@ -704,12 +705,12 @@ class BlockWalker:
                 self._tail_grads = (grads + m.nbytes, entries)
             m = g.new(m.numel, m.elem, m.grad)
         if spec.sandwich_norms or spec.post_norms_only:
-            before = g.saved_bytes
+            before, m_in = g.saved_bytes, m
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm
-            self.post_norm_backward(m, before)
+            self.post_norm_backward(m, before, m_in.elem)
         return g.add(x1, m)
 
-    def post_norm_backward(self, out: T, before: int) -> None:
+    def post_norm_backward(self, out: T, before: int, in_elem: int) -> None:
         """The backward of the RMSNorm that ends the block, the first op backward runs in it.
 
         Gemma2RMSNorm / Olmo2RMSNorm (transformers 5.24): ``xf = x.float()``, ``xf *
@@ -725,6 +726,11 @@ class BlockWalker:
         if self.layer_norm or not out.grad:
             return
         self.post_norm_bwd = before + 4 * out.numel + 5 * 4 * out.numel
+        # the norm's last op, the cast back to x's dtype, needs no saved tensor: its fp32
+        # gradient is made before the product's backward unpacks one and so starts the
+        # recomputation, and lives through it (traced: gemma2 lora, aten._to_copy (b, s, h)
+        # fp32 made before the recomputed block's first op, freed by the product's backward)
+        self._tail_grads = (4 * out.numel if in_elem != 4 else 0, len(self.g.saved))
 
     def _cache_held(self, k: T, v: T) -> None:
         self.cache_held = sum(t.nbytes for t in (k, v) if t.uid not in self.g.saved)

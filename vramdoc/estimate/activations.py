@@ -530,7 +530,9 @@ class BlockWalker:
             out = g.new(b * s * a * dv, e)
             g.save(out)
             g.save_bytes(4 * b * a * s)  # log-sum-exp, fp32
-            if spec.sdpa_out_copy:
+            # (a masked call runs CUDA's memory-efficient kernel, whose output is allocated
+            # (b, s, a, d) whatever q's layout: no copy)
+            if spec.sdpa_out_copy and not (st.attn == "sdpa" and self.masked):
                 return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous(): a copy
             return out
         # eager attention (transformers eager_attention_forward / BERT self-attention)

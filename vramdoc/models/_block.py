@@ -156,7 +156,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # GptOssAttention: sinks; GptOssExperts._apply_gate (transformers 5.24 modeling_gpt_oss.py)
         attn_sinks=model_type == "gpt_oss",
         moe_act="clamped_swiglu" if model_type == "gpt_oss" else "swiglu",
-        sdpa_out_copy=model_type == "gpt_neox",
+        # Phi-3's apply_rotary_pos_emb ends in torch.cat too (partial rotary: q_rot and
+        # q_pass joined; transformers 5.24 modeling_phi3.py)
+        sdpa_out_copy=model_type in ("gpt_neox", "phi3"),
         router=_ROUTERS.get(model_type, "softmax_topk"),
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",

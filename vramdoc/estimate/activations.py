@@ -1022,7 +1022,13 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     walks = {m: walk_block(True, m) for m in kinds}
     per_layer = max(w.g.saved_bytes for w in walks.values())
     transient = max(max(w.g.transient_peak, w.bwd_proxy) for w in walks.values())
-    fwd_transient = max(max(w.g.transient_peak, w.fwd_transient - w.g.saved_bytes)
+    # the decoder's forward holds its attention masks through the layer loop: live at the
+    # walked LoRA / DoRA instants (llama-like decoders). The largest transient stays as it
+    # was: for eager attention it counts softmax's fp32 result once more, though that is
+    # saved, on top of every tensor the block saves after it (traced: llama LoRA eager, the
+    # masks added there put the forward 1.4-1.8 % over its trace)
+    masks = _mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0
+    fwd_transient = max(max(w.g.transient_peak, w.fwd_transient - w.g.saved_bytes + masks)
                         for w in walks.values())
     # the KV cache's copies nothing saved stay live to the end of forward (every layer's)
     cache_held = L * max(w.cache_held for w in walks.values())
@@ -1173,7 +1179,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # + the attention masks, inputs of every checkpointed layer (llama-like decoders:
             # transformers 5 masking_utils; other families are not checked here)
             out_grad = rows * h * x_elem + (
-                _ckpt_mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0)
+                _mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0)
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
                                      w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
                                  for w in walks.values()) + out_grad
@@ -1266,7 +1272,7 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
         # layer's backward (BlockWalker.branch_grad)
         out_grad += max((w.branch_grad for w in walks.values() if w._tail_holds_out_grad),
                         default=0)
-    mask = _ckpt_mask_bytes(spec, st, n_sliding)
+    mask = _mask_bytes(spec, st, n_sliding)
     peak = bwd = attn = 0
     for w in walks.values():
         own = w.g.saved.get(w._input_uid, 0)
@@ -1285,14 +1291,16 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     return peak + out_grad + mask, bwd + live, attn + live if attn else 0
 
 
-def _ckpt_mask_bytes(spec: ModelSpec, st: ActSetup, n_sliding: int) -> int:
-    """The attention masks a checkpointed step holds through backward: the decoder passes
-    them to every checkpointed layer, whose recomputation keeps its inputs (torch 2.13
-    torch/utils/checkpoint.py, non-reentrant: the recompute closure holds ``args``). Eager
-    attention gets a float (b, 1, s, s) mask in the embeddings' dtype (transformers 5.24
-    masking_utils.eager_mask), one per kind of layer (full, sliding); SDPA a boolean one only
-    for the sliding layers (``_ignore_causal_mask_sdpa`` skips the full-attention one).
-    Without checkpointing no autograd node keeps a mask: it dies with the forward."""
+def _mask_bytes(spec: ModelSpec, st: ActSetup, n_sliding: int) -> int:
+    """The attention masks the decoder's forward holds through its layer loop, and a
+    checkpointed step through backward: the decoder passes them to every checkpointed layer,
+    whose recomputation keeps its inputs (torch 2.13 torch/utils/checkpoint.py,
+    non-reentrant: the recompute closure holds ``args``). Eager attention gets a float
+    (b, 1, s, s) mask in the embeddings' dtype (transformers 5.24 masking_utils.eager_mask),
+    one per kind of layer (full, sliding); SDPA a boolean one only for the sliding layers
+    (``_ignore_causal_mask_sdpa`` skips the full-attention one). Without checkpointing no
+    autograd node keeps a mask: it dies with the forward (traced: gemma3 DoRA eager, the two
+    aten.where masks live at the last block's forward peak)."""
     b, s = st.b, st.s
     if st.attn == "eager":
         return (1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)) * b * s * s * st.r

@@ -173,6 +173,13 @@ class BlockWalker:
         self.kbit_bwd = 0
         self.mlp_out_end: int | None = None  # saved bytes once the MLP's output projection ran
         self.moe_bwd = 0  # LoRA on fused experts: their backward's peak (see moe)
+        # a block that ends in a norm (Gemma 2/3, OLMo 2 post_feedforward_layernorm): its
+        # backward, the block's first, with all the block saved (see post_norm_backward)
+        self.post_norm_bwd = 0
+        # the MLP branch's own output gradient (Granite's residual_multiplier), live where
+        # backward waits in the MLP's last op for the recomputation
+        self.branch_grad = 0
+        self._tail_holds_out_grad = False
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -288,7 +295,8 @@ class BlockWalker:
             else:
                 # recomputation: A's output is saved with the input copies live (the stop
                 # instant when it is the block's last saved tensor), then B's output and its
-                # scaled copy (the dropout copy, lora_A's argument only, freed by then)
+                # scaled copy, the dropout copy freed with lora_A's call (as in forward above;
+                # traced: gemma3 lora-all, down_proj's fp32 dropout output ends before lora_B)
                 self._rec_instant(rec_held, saves=True)
                 self._rec_instant(rec_held - xd_only + 2 * b_elem * self.rows * n_out)
                 # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
@@ -297,6 +305,9 @@ class BlockWalker:
                 res = max(out_elem, b_elem)
                 self._tail_grads = (self.rows * n_out * (
                     (res + out_elem if res != out_elem else 0) + b_elem), len(g.saved))
+                # unpromoted, the add hands the output's own gradient to the base layer,
+                # whose backward waits for the recomputation with it (Granite: branch_grad)
+                self._tail_holds_out_grad = res == out_elem
             if quant and not st.dora:
                 self.kbit_adapter(grp, x, n_out, out_elem)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
@@ -544,7 +555,9 @@ class BlockWalker:
             out = g.new(b * s * a * dv, e)
             g.save(out)
             g.save_bytes(4 * b * a * s)  # log-sum-exp, fp32
-            if spec.sdpa_out_copy:
+            # (a masked call runs CUDA's memory-efficient kernel, whose output is allocated
+            # (b, s, a, d) whatever q's layout: no copy)
+            if spec.sdpa_out_copy and not (st.attn == "sdpa" and self.masked):
                 return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous(): a copy
             return out
         # eager attention (transformers eager_attention_forward / BERT self-attention)
@@ -728,9 +741,44 @@ class BlockWalker:
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
         self._ctx = [x, x1, n2]
         m = self.mlp(n2)
+        if spec.residual_multiplier:
+            # ``hidden_states * residual_multiplier`` saves nothing (a python scalar), but its
+            # backward makes the MLP output's gradient as a tensor of its own, next to the
+            # block output's: live while the MLP's last op waits for the recomputation
+            # (traced: granite lora-all, aten.mul (b, s, h) live at lora_A of down_proj;
+            # DoRA's output cast consumes it first: freed before the recomputation)
+            self.branch_grad = m.nbytes
+            grads, entries = self._tail_grads
+            if entries == len(g.saved) and self._tail_holds_out_grad:
+                self._tail_grads = (grads + m.nbytes, entries)
+            m = g.new(m.numel, m.elem, m.grad)
         if spec.sandwich_norms or spec.post_norms_only:
+            before, m_in = g.saved_bytes, m
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm
+            self.post_norm_backward(m, before, m_in.elem)
         return g.add(x1, m)
+
+    def post_norm_backward(self, out: T, before: int, in_elem: int) -> None:
+        """The backward of the RMSNorm that ends the block, the first op backward runs in it.
+
+        Gemma2RMSNorm / Olmo2RMSNorm (transformers 5.24): ``xf = x.float()``, ``xf *
+        rsqrt(xf.pow(2).mean(-1) + eps)``, times the weight, cast back. Backward, with every
+        tensor the block saved still live: the product's gradients, then rsqrt's and mean's,
+        then pow's (torch 2.13 FunctionsManual.cpp ``pow_backward``: ``grad * (exponent *
+        self.pow(exponent - 1))``, three fp32 buffers as large as x at once) next to the first
+        product's gradient of xf and mean's expanded gradient: five fp32 b*s*h buffers. By
+        then the norm's saved rsqrt, (1 + weight) and normed input (a trained weight's) are
+        freed; its fp32 copy of x is not. Traced (gemma2 / olmo2, lora and full, with
+        checkpointing): the recomputed block's peak, at pow's backward.
+        """
+        if self.layer_norm or not out.grad:
+            return
+        self.post_norm_bwd = before + 4 * out.numel + 5 * 4 * out.numel
+        # the norm's last op, the cast back to x's dtype, needs no saved tensor: its fp32
+        # gradient is made before the product's backward unpacks one and so starts the
+        # recomputation, and lives through it (traced: gemma2 lora, aten._to_copy (b, s, h)
+        # fp32 made before the recomputed block's first op, freed by the product's backward)
+        self._tail_grads = (4 * out.numel if in_elem != 4 else 0, len(self.g.saved))
 
     def _cache_held(self, k: T, v: T) -> None:
         self.cache_held = sum(t.nbytes for t in (k, v) if t.uid not in self.g.saved)
@@ -986,7 +1034,8 @@ class ActivationAccount:
     # last, so these stay through the whole backward (checkpointing's instants count them)
     embedding_saved_bytes: int = 0
     # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
-    # its output, the held attention weights) with the block's output gradient; 0 elsewhere
+    # its output, the held attention weights) with the block's output gradient; a block
+    # ending in a norm (Gemma 2/3, OLMo 2): that norm's backward; 0 elsewhere
     recompute_end_bytes: int = 0
     # the logits tensor the model returns in its output (``output.logits``), in their dtype
     logits_output_bytes: int = 0
@@ -1033,7 +1082,13 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     walks = {m: walk_block(True, m) for m in kinds}
     per_layer = max(w.g.saved_bytes for w in walks.values())
     transient = max(max(w.g.transient_peak, w.bwd_proxy) for w in walks.values())
-    fwd_transient = max(max(w.g.transient_peak, w.fwd_transient - w.g.saved_bytes)
+    # the decoder's forward holds its attention masks through the layer loop: live at the
+    # walked LoRA / DoRA instants (llama-like decoders). The largest transient stays as it
+    # was: for eager attention it counts softmax's fp32 result once more, though that is
+    # saved, on top of every tensor the block saves after it (traced: llama LoRA eager, the
+    # masks added there put the forward 1.4-1.8 % over its trace)
+    masks = _mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0
+    fwd_transient = max(max(w.g.transient_peak, w.fwd_transient - w.g.saved_bytes + masks)
                         for w in walks.values())
     # the KV cache's copies nothing saved stay live to the end of forward (every layer's)
     cache_held = L * max(w.cache_held for w in walks.values())
@@ -1098,6 +1153,15 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
         ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
+    if spec.embeddings_scaled_outside and checkpointing and not st.full:
+        # PEFT's checkpointing calls enable_input_require_grads (transformers 5.24
+        # modeling_utils.py: a forward hook runs ``output.requires_grad_(True)`` on the
+        # embedding's output), which makes the frozen embedding's output a leaf: its
+        # AccumulateGrad node holds it through backward. Where the model scales it outside
+        # the module (Granite), the scaled copy is the first block's input and this leaf is
+        # one more b*s*h in the embeddings' dtype (fp32 after k-bit preparation). Traced:
+        # granite lora / qlora with checkpointing, aten.embedding live at the peak.
+        ids += rows * h * st.r
     other = tail.g.saved_bytes + ids
     n_out = num_labels if encoder else V
     # Logits chain (transformers 5 ForCausalLMLoss: logits.float() then cross_entropy):
@@ -1188,27 +1252,34 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # the checkpointed one, counted apart (as in _kbit_recompute)
             own = {m: w.g.saved.get(w._input_uid, 0) if st.kbit else 0
                    for m, w in walks.items()}
+            # + the attention masks, inputs of every checkpointed layer (llama-like decoders:
+            # transformers 5 masking_utils; other families are not checked here)
+            out_grad = rows * h * x_elem + (
+                _mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0)
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0)
                                      + held, w.g.live_peak,
                                      w.reentrant_forward_peak if reentrant
                                      else w.recompute_forward_peak, w.recompute_end)
-                                 - own[m] for m, w in walks.items()) + rows * h * x_elem + rerun
+                                 - own[m] for m, w in walks.items()) + out_grad + rerun
             attn_peak = max(w.attn_bwd_bytes - own[m] if w.attn_bwd_bytes else 0
                             for m, w in walks.items())
-            attn_peak = attn_peak + rows * h * x_elem + rerun + held if attn_peak else 0
+            attn_peak = attn_peak + out_grad + rerun + held if attn_peak else 0
             if st.kbit:
                 # an unquantized k-bit-prepared block (Falcon's FalconLinear): the attention
                 # mask, an input of every checkpointed layer (in the fp32 embeddings' dtype for
-                # eager, boolean for SDPA), and under non-reentrant checkpointing the MLP
-                # output's gradient cast down from the fp32 residual sum before recomputation
-                # (traced: falcon qlora, aten._to_copy (b, s, h) bf16 next to ``* scaling``'s)
-                mask = b * s * s * st.r if st.attn == "eager" else (b * s * s if n_masked
-                                                                    else 0)
+                # eager, boolean for SDPA; llama-like decoders count theirs in out_grad), and
+                # under non-reentrant checkpointing the MLP output's gradient cast down from the
+                # fp32 residual sum before recomputation (traced: falcon qlora, aten._to_copy
+                # (b, s, h) bf16 next to ``* scaling``'s)
+                mask = 0 if spec.family == "llama" else (
+                    b * s * s * st.r if st.attn == "eager" else (b * s * s if n_masked else 0))
                 cast = rows * h * 2 if not reentrant and st.autocast and st.r == 4 else 0
                 recompute_peak += mask + cast
                 attn_peak += mask if attn_peak else 0
-            end = max(w.recompute_end for w in walks.values())
-            recompute_end = end + rows * h * x_elem if end else 0
+            # the instants before the MLP output projection's weight gradient exists: an
+            # encoder's recomputed forward end, the backward of a norm ending the block
+            end = max(max(w.recompute_end, w.post_norm_bwd) for w in walks.values())
+            recompute_end = end + out_grad if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
@@ -1278,7 +1349,7 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     Traced (bench_trace_matrix, llama / qwen2 qlora, CUDA semantics): the peak is lora_A of
     the MLP's output projection.
     """
-    b, s, rows, h = st.b, st.s, st.b * st.s, spec.hidden_size
+    rows, h = st.b * st.s, spec.hidden_size
     # the MLP output's adapter keeps the block's last saved tensor unless a post-norm or a
     # dropout after it saves more (OLMo 2, Gemma 2/3): then that one triggers and ends the
     # recomputation, and the adapter's forward runs whole
@@ -1287,8 +1358,11 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     out_grad = rows * h * st.r
     if any(stops.values()):
         out_grad += rows * h * (2 if st.autocast else st.adapter_elem)
-    kinds = 1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)
-    mask = kinds * b * s * s * st.r if st.attn == "eager" else (1 if n_sliding else 0) * b * s * s
+        # Granite: the MLP output's own gradient (``* residual_multiplier``), held by the base
+        # layer's backward (BlockWalker.branch_grad)
+        out_grad += max((w.branch_grad for w in walks.values() if w._tail_holds_out_grad),
+                        default=0)
+    mask = _mask_bytes(spec, st, n_sliding)
     peak = bwd = attn = 0
     for w in walks.values():
         own = w.g.saved.get(w._input_uid, 0)
@@ -1345,6 +1419,22 @@ def _reentrant_extras(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalk
         zeros = max((w._held_weights.nbytes for w in walks.values()
                      if w._held_weights is not None), default=0)
     return zeros, st.b * st.s * spec.hidden_size * st.r
+
+
+def _mask_bytes(spec: ModelSpec, st: ActSetup, n_sliding: int) -> int:
+    """The attention masks the decoder's forward holds through its layer loop, and a
+    checkpointed step through backward: the decoder passes them to every checkpointed layer,
+    whose recomputation keeps its inputs (torch 2.13 torch/utils/checkpoint.py,
+    non-reentrant: the recompute closure holds ``args``). Eager attention gets a float
+    (b, 1, s, s) mask in the embeddings' dtype (transformers 5.24 masking_utils.eager_mask),
+    one per kind of layer (full, sliding); SDPA a boolean one only for the sliding layers
+    (``_ignore_causal_mask_sdpa`` skips the full-attention one). Without checkpointing no
+    autograd node keeps a mask: it dies with the forward (traced: gemma3 DoRA eager, the two
+    aten.where masks live at the last block's forward peak)."""
+    b, s = st.b, st.s
+    if st.attn == "eager":
+        return (1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)) * b * s * s * st.r
+    return (1 if n_sliding else 0) * b * s * s
 
 
 def _with_full(st: ActSetup, full: bool) -> ActSetup:

@@ -72,6 +72,12 @@ class BlockFacts:
     # eager attention casts softmax's output to q's dtype (``softmax(..., dtype=float32)
     # .to(query.dtype)``); Falcon keeps softmax's own (``dtype=hidden_states.dtype``)
     probs_to_query_dtype: bool = True
+    # the decoder scales inputs_embeds after the embedding module returns (GraniteModel.forward:
+    # ``inputs_embeds * self.embedding_multiplier``, transformers 5.24 modeling_granite.py)
+    embeddings_scaled_outside: bool = False
+    # each branch's output is scaled before the residual add (GraniteDecoderLayer: ``residual +
+    # hidden_states * self.residual_multiplier``, transformers 5.24 modeling_granite.py)
+    residual_multiplier: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -163,7 +169,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # GptOssAttention: sinks; GptOssExperts._apply_gate (transformers 5.24 modeling_gpt_oss.py)
         attn_sinks=model_type == "gpt_oss",
         moe_act="clamped_swiglu" if model_type == "gpt_oss" else "swiglu",
-        sdpa_out_copy=model_type == "gpt_neox",
+        # Phi-3's apply_rotary_pos_emb ends in torch.cat too (partial rotary: q_rot and
+        # q_pass joined; transformers 5.24 modeling_phi3.py)
+        sdpa_out_copy=model_type in ("gpt_neox", "phi3"),
         router=_ROUTERS.get(model_type, "softmax_topk"),
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",
@@ -179,6 +187,8 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         returns_attn_weights=model_type in ("bloom", "falcon"),
         # FalconAttention.forward (transformers 5.24 modeling_falcon.py), rotary branch
         probs_to_query_dtype=model_type != "falcon",
+        embeddings_scaled_outside=model_type == "granite",
+        residual_multiplier=model_type == "granite",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

@@ -165,6 +165,8 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         act_backward_temps=facts.act_backward_temps,
         returns_attn_weights=facts.returns_attn_weights,
         probs_to_query_dtype=facts.probs_to_query_dtype,
+        embeddings_scaled_outside=facts.embeddings_scaled_outside,
+        residual_multiplier=facts.residual_multiplier,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )

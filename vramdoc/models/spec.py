@@ -167,6 +167,13 @@ class ModelSpec:
     probs_to_query_dtype: bool = True  # eager softmax's output is cast to q's dtype
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
+    # inputs_embeds scaled after the embedding module (Granite's embedding_multiplier): under
+    # PEFT's enable_input_require_grads the embedding's own output is a leaf, kept by its
+    # AccumulateGrad node through backward next to the scaled copy the first block reads
+    embeddings_scaled_outside: bool = False
+    # attention's and the MLP's outputs scaled by a python scalar before each residual add
+    # (Granite's residual_multiplier): in backward each branch gets its own gradient tensor
+    residual_multiplier: bool = False
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
     #                        module tree transformers builds (vramdoc.models.generic):
     #                        activations follow a generic block, estimates say so

@@ -440,14 +440,23 @@ class BlockWalker:
         casts = 2 * st.adapter_elem * grp.weight_numel
         norm = 2 * st.adapter_elem * grp.weight_numel - later
         products = 3 * max(st.adapter_elem, e) * rows * n_out
-        self.forward_transient(held + graph + casts + max(norm, products))
+        # get_lora_weight's last op, lora_B(...) of the identity: torch.eye(in) in A's
+        # (adapter) dtype is a local until it returns, next to its autocast copy, A's output
+        # and B's (in x out) output; W's and BA's casts are not made yet (traced: bert dora
+        # ckpt, output.dense: aten.eye (f, f) fp32 + its bf16 copy + aten.mm (f, h))
+        # (before the LoRA input copy, A's output and the saves above exist)
+        rec_held, not_yet = rec
+        eye = st.adapter_elem * grp.in_features ** 2 if e != st.adapter_elem else 0
+        lora_weight = graph + eye + e * grp.in_features * n_out
+        self.forward_transient(held + max(graph + casts + max(norm, products),
+                                          lora_weight - later - not_yet))
         # recomputation: the weight norm runs before the LoRA input copy, A's output and the
         # saves above; the result expression's second product (m / norm times lora_result)
         # saves its inputs before it runs, so when they are the block's last saved tensors
         # recomputation stops with only the first product made; otherwise the second, the
         # third (* scaling, a scalar: nothing saved) and the sum follow
-        rec_held, not_yet = rec
         product = max(st.adapter_elem, e) * rows * n_out
+        self._rec_instant(rec_held + lora_weight, saves=True, unsaved=later + not_yet)
         self._rec_instant(rec_held + graph + casts + 2 * st.adapter_elem * grp.weight_numel,
                           saves=True, unsaved=later + not_yet)
         self._rec_instant(rec_held + graph + casts + product, saves=True)
@@ -1102,7 +1111,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # the encoder work) keep the whole-block account they had before
         # recompute_forward_peak was modelled
         adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
-        keep_block = adapter_last and (st.kbit or spec.is_encoder)
+        keep_block = adapter_last and st.kbit
         if all(x is not None for x in extras) and not st.quantized and not chain_act \
                 and not keep_block:
             # + the gradient of the block's output, in the residual dtype

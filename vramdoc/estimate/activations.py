@@ -280,9 +280,10 @@ class BlockWalker:
             else:
                 # recomputation: A's output is saved with the input copies live (the stop
                 # instant when it is the block's last saved tensor), then B's output and its
-                # scaled copy
+                # scaled copy, once the dropout copy (lora_A's argument only) is freed
+                # (traced: bert lora-all ckpt, output.dense's recomputed adapter)
                 self._rec_instant(rec_held, saves=True)
-                self._rec_instant(rec_held + 2 * b_elem * self.rows * n_out)
+                self._rec_instant(rec_held - xd_only + 2 * b_elem * self.rows * n_out)
                 # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
                 # neither needs a saved tensor, so both come before the recomputation
@@ -1039,6 +1040,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # checkpointing (PEFT's enable_input_require_grads); else its LayerNorm (BERT) and
         # dropout keep nothing (traced: opt / gpt2 LoRA, bert LoRA)
         emb = tail.g.new(rows * h, st.r, st.full or checkpointing)
+        if spec.is_encoder and checkpointing and not st.full:
+            # enable_input_require_grads (transformers 5.24 modeling_utils.py) makes the
+            # frozen word embedding's output a leaf that requires grad: its AccumulateGrad
+            # node holds it to the end of backward. A decoder's is its first block's
+            # checkpointed input; BERT's is summed with the position and token-type
+            # embeddings first, so it is one more b*s*h tensor (traced: bert lora ckpt,
+            # aten.embedding (b, s, h) live from the embeddings to the end of backward)
+            tail.g.save_bytes(rows * h * st.r)
         if spec.is_encoder:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)

@@ -1127,11 +1127,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
             # input copies next to everything saved before them; with an adapter on the
             # MLP's output projection, recomputation runs into it and stops at its last
-            # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
-            # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
-            # forward-time transients hold the checkpointed input, counted apart)
+            # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak). An
+            # encoder's recomputed forward ends at its output LayerNorm (recompute_end below:
+            # its forward-time transients hold the checkpointed input, counted apart), an
+            # instant of its own: before the MLP output projection's weight gradient exists,
+            # which the instants here come with (traced: bert full eager ckpt, layer 0's
+            # recomputation ends with layer 1's gradients only)
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
-                                     w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
+                                     w.g.live_peak, w.recompute_forward_peak)
                                  for w in walks.values()) + rows * h * x_elem
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
             attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0

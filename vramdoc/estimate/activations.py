@@ -173,7 +173,8 @@ class BlockWalker:
         self.attn_dropout = spec.attention_dropout
         self.resid_dropout = spec.hidden_dropout
         self.embd_dropout = spec.embedding_dropout
-        self.layer_norm = spec.family in ("gpt", "encoder", "parallel") or spec.layer_norm
+        self.layer_norm = (spec.family in ("gpt", "encoder", "parallel") or spec.layer_norm) \
+            and not spec.norm_fp32_copies  # an op-chain norm measured on the module is not
 
     # --- building blocks ---------------------------------------------------------------
     def norm(self, x: T, trainable: bool, dim: int = 0) -> T:
@@ -190,6 +191,18 @@ class BlockWalker:
                     # native_layer_norm keeps both for backward
                     g.save_bytes(2 * 4 * dim)
             return g.new(x.numel, 4 if st.autocast else x.elem, x.grad or trainable)
+        if self.spec.norm_fp32_copies > 1:
+            # an op-chain LayerNorm (CohereLayerNorm, transformers 5.24 modeling_cohere.py):
+            # in fp32, ``(x - mean)`` is computed twice, one kept by pow, one by the product
+            # with rsqrt (norm_fp32_copies, measured), with rsqrt's result; the fp32 weight
+            # is kept for the input's gradient, the normalised fp32 input for the weight's
+            if x.grad:
+                g.save_bytes(self.spec.norm_fp32_copies * 4 * x.numel)
+                g.save_bytes(4 * rows)  # rsqrt result
+                g.save_bytes(4 * dim)  # weight.to(torch.float32)
+            if trainable:
+                g.save_bytes(4 * x.numel)
+            return g.new(x.numel, x.elem, x.grad or trainable)
         xf = g.cast(x, 4)  # LlamaRMSNorm: hidden_states.to(torch.float32)
         if x.grad or trainable:
             g.save(xf)

@@ -55,16 +55,24 @@ def generic_spec(config: Mapping[str, Any], *, name: str, hf_id: str = "",
             "pip install 'vramdoc[probe]', or use a model of an architecture vramdoc knows: "
             + ", ".join(SUPPORTED_MODEL_TYPES))
     summary, _groups, full = build.inventory(dict(config), CAUSAL_LM, 2)
+    # the block's wiring, read off the built module: a parallel block (attention and MLP
+    # both on the layer's input, GPT-NeoX / Falcon / Cohere style), whether they share one
+    # norm output, and what an op-chain norm keeps (vramdoc.probe.generic.block_structure)
+    wiring = build.block_structure(dict(config))
+    fields = summary_fields(summary)
+    if wiring.parallel:
+        fields["family"] = "parallel"
     try:
         facts = block_facts(mt, full, summary.num_hidden_layers, summary.sliding_window)
     except ConfigError as exc:
         raise ConfigError(exc.problems, f"{name}: config", exc.hint) from None
     return ModelSpec(
-        name=name, hf_id=hf_id, model_type=mt, **summary_fields(summary),
+        name=name, hf_id=hf_id, model_type=mt, **fields,
         checkpoint_dtype=checkpoint_dtype(config), source=source, config=dict(config),
         hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
         hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
         rotary=facts.rotary, use_cache=facts.use_cache, sliding_layers=facts.sliding_layers,
+        shared_block_norm=wiring.shared_norm, norm_fp32_copies=wiring.norm_fp32_copies,
         n_params=sum(g.numel for g in _groups), generic=True,
     )
 

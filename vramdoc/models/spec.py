@@ -163,6 +163,10 @@ class ModelSpec:
     expert_bias: bool = False  # experts carry biases, gathered per routed token (gpt-oss)
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
+    # fp32 copies of its input's size a block norm computed as an op chain keeps for the
+    # input's gradient, measured on the built module (vramdoc.probe.generic.block_structure;
+    # generic specs only): 2 for CohereLayerNorm's two ``x - mean``; 0: the family's norm
+    norm_fp32_copies: int = 0
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
     #                        module tree transformers builds (vramdoc.models.generic):
     #                        activations follow a generic block, estimates say so

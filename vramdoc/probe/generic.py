@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -305,3 +306,146 @@ def _first(cfg: Any, names: tuple[str, ...], default: Any) -> Any:
         if v is not None and not isinstance(v, bool):
             return v
     return default
+
+
+@dataclass(frozen=True)
+class BlockStructure:
+    """How one decoder layer of the built model is wired, read off a forward on the meta
+    device (hooks on the first layer's children, the autograd graph of their tensors).
+
+    Attributes:
+        parallel: the MLP's input does not depend on the attention's output: the layer adds
+            ``attn(norm(x)) + mlp(norm'(x))`` to its input (GPT-NeoX, Falcon, Cohere), instead
+            of running its MLP on ``x + attn(...)``.
+        shared_norm: attention and MLP read the very same tensor (one norm for both: Falcon-7B,
+            Cohere's ``CohereDecoderLayer``).
+        norm_fp32_copies: how many distinct fp32 tensors of the input's size the layer's first
+            norm keeps for its input's gradient when it is an op chain, not ``nn.LayerNorm``
+            (LlamaRMSNorm: 1, ``x.float()``; CohereLayerNorm: 2, the two ``x - mean`` it
+            computes, one kept by ``pow``, one by the product with ``rsqrt``); 0 for
+            ``nn.LayerNorm`` or where it was not measured.
+    """
+
+    parallel: bool = False
+    shared_norm: bool = False
+    norm_fp32_copies: int = 0
+
+
+SEQUENTIAL = BlockStructure()
+
+
+def block_structure(config: dict[str, Any]) -> BlockStructure:
+    """The wiring of ``config``'s decoder layer (SEQUENTIAL where it cannot be read)."""
+    return _block_structure(json.dumps(config, sort_keys=True, default=str))
+
+
+def _reaches(fn: Any, target: Any) -> bool:
+    """Whether autograd node ``target`` is among ``fn``'s inputs, recursively."""
+    stack, seen = [fn], set()
+    while stack:
+        f = stack.pop()
+        if f is None or id(f) in seen:
+            continue
+        if f is target:
+            return True
+        seen.add(id(f))
+        stack.extend(n for n, _ in f.next_functions)
+    return False
+
+
+def _first_tensor(obj: Any) -> Any:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, tuple | list) and obj:
+        return _first_tensor(obj[0])
+    return None
+
+
+@lru_cache(maxsize=32)
+def _block_structure(key: str) -> BlockStructure:
+    import torch
+    import torch.nn as nn
+    import transformers
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    from vramdoc.probe.devices import quiet
+
+    config = json.loads(key)
+    try:
+        with quiet():
+            cfg = hf_config(config)
+            cfg._attn_implementation = "eager"
+            with torch.device("meta"):
+                model = transformers.AutoModelForCausalLM.from_config(cfg)
+    except Exception:  # noqa: BLE001 - the inventory reports a build failure; here: unknown
+        return SEQUENTIAL
+    layer = next((m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)),
+                 None)
+    if layer is None:
+        return SEQUENTIAL
+    kids = dict(layer.named_children())
+    attn = next((m for n, m in kids.items() if ("attn" in n or "attention" in n)
+                 and "norm" not in n and "dropout" not in n), None)
+    mlp = next((m for n, m in kids.items() if n in ("mlp", "feed_forward", "ffn")), None)
+    norm = next((m for m in kids.values() if "norm" in type(m).__name__.lower()), None)
+    if attn is None or mlp is None:
+        return SEQUENTIAL
+    got: dict[str, Any] = {}
+
+    def attn_out(_m: Any, args: Any, kwargs: Any, out: Any) -> None:
+        got.setdefault("attn_in", args[0] if args else kwargs.get("hidden_states"))
+        got.setdefault("attn_out", _first_tensor(out))
+
+    def mlp_in(_m: Any, args: Any, kwargs: Any) -> None:
+        got.setdefault("mlp_in", args[0] if args else next(iter(kwargs.values()), None))
+
+    hooks = [attn.register_forward_hook(attn_out, with_kwargs=True),
+             mlp.register_forward_pre_hook(mlp_in, with_kwargs=True)]
+    try:
+        with quiet():
+            model(input_ids=torch.zeros(1, 4, dtype=torch.long, device="meta"))
+    except Exception:  # noqa: BLE001 - a model whose forward refuses the meta device
+        return SEQUENTIAL
+    finally:
+        for h in hooks:
+            h.remove()
+    a_out, m_in, a_in = got.get("attn_out"), got.get("mlp_in"), got.get("attn_in")
+    if a_out is None or m_in is None or a_out.grad_fn is None:
+        return SEQUENTIAL
+    parallel = not _reaches(m_in.grad_fn, a_out.grad_fn)
+    copies = 0
+    if norm is not None and not isinstance(norm, nn.LayerNorm):
+        copies = _norm_fp32_copies(norm, int(getattr(cfg, "hidden_size", 0) or 0))
+    return BlockStructure(parallel=parallel, shared_norm=parallel and m_in is a_in,
+                          norm_fp32_copies=copies)
+
+
+def _norm_fp32_copies(norm: Any, h: int) -> int:
+    """Distinct fp32 tensors of the input's size ``norm`` keeps for backward (its weight
+    frozen, its 16-bit input needing a gradient), counted by saved_tensors_hooks."""
+    import torch
+
+    if h <= 0:
+        return 0
+    kept: dict[int, Any] = {}
+
+    def pack(t: Any) -> Any:
+        kept[id(t)] = t
+        return t
+
+    flags = [(p, p.requires_grad) for p in norm.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        x = torch.empty(1, 4, h, dtype=torch.bfloat16, device="meta", requires_grad=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            norm(x)
+    except Exception:  # noqa: BLE001 - not measurable: the family's default norm
+        return 0
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    return sum(1 for t in kept.values()
+               if t.dtype == torch.float32 and t.numel() == x.numel())

@@ -324,11 +324,16 @@ class BlockStructure:
             (LlamaRMSNorm: 1, ``x.float()``; CohereLayerNorm: 2, the two ``x - mean`` it
             computes, one kept by ``pow``, one by the product with ``rsqrt``); 0 for
             ``nn.LayerNorm`` or where it was not measured.
+        sdpa_out_copy: the query reaches scaled_dot_product_attention contiguous in
+            (b, heads, s, d) (a rotary ending in ``torch.cat``: StableLM's partial rotary,
+            GPT-NeoX): the kernel's output follows that layout, so the caller's
+            ``transpose(1, 2).contiguous()`` is a copy (ModelSpec.sdpa_out_copy).
     """
 
     parallel: bool = False
     shared_norm: bool = False
     norm_fp32_copies: int = 0
+    sdpa_out_copy: bool = False
 
 
 SEQUENTIAL = BlockStructure()
@@ -376,7 +381,9 @@ def _block_structure(key: str) -> BlockStructure:
     try:
         with quiet():
             cfg = hf_config(config)
-            cfg._attn_implementation = "eager"
+            sdpa = bool(getattr(transformers.AutoModelForCausalLM._model_mapping.get(
+                type(cfg), None), "_supports_sdpa", False))
+            cfg._attn_implementation = "sdpa" if sdpa else "eager"
             with torch.device("meta"):
                 model = transformers.AutoModelForCausalLM.from_config(cfg)
     except Exception:  # noqa: BLE001 - the inventory reports a build failure; here: unknown
@@ -404,7 +411,7 @@ def _block_structure(key: str) -> BlockStructure:
     hooks = [attn.register_forward_hook(attn_out, with_kwargs=True),
              mlp.register_forward_pre_hook(mlp_in, with_kwargs=True)]
     try:
-        with quiet():
+        with quiet(), _QueryLayout() as layout:
             model(input_ids=torch.zeros(1, 4, dtype=torch.long, device="meta"))
     except Exception:  # noqa: BLE001 - a model whose forward refuses the meta device
         return SEQUENTIAL
@@ -419,7 +426,7 @@ def _block_structure(key: str) -> BlockStructure:
     if norm is not None and not isinstance(norm, nn.LayerNorm):
         copies = _norm_fp32_copies(norm, int(getattr(cfg, "hidden_size", 0) or 0))
     return BlockStructure(parallel=parallel, shared_norm=parallel and m_in is a_in,
-                          norm_fp32_copies=copies)
+                          norm_fp32_copies=copies, sdpa_out_copy=bool(layout.contiguous))
 
 
 def _norm_fp32_copies(norm: Any, h: int) -> int:
@@ -449,3 +456,38 @@ def _norm_fp32_copies(norm: Any, h: int) -> int:
             p.requires_grad_(flag)
     return sum(1 for t in kept.values()
                if t.dtype == torch.float32 and t.numel() == x.numel())
+
+
+def _query_layout_mode() -> Any:
+    # a function mode: on the meta device SDPA is decomposed into bmm before any dispatch
+    # mode sees it; F.scaled_dot_product_attention itself is seen here
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class QueryLayout(TorchFunctionMode):
+        """Records whether the first SDPA call's query is contiguous as (b, heads, s, d)."""
+
+        contiguous: bool | None = None
+
+        def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            if self.contiguous is None and \
+                    func is torch.nn.functional.scaled_dot_product_attention and args:
+                q = args[0]
+                # a single head or position is contiguous either way: no evidence
+                if q.dim() == 4 and q.shape[1] > 1 and q.shape[2] > 1:
+                    self.contiguous = q.is_contiguous()
+            return func(*args, **(kwargs or {}))
+
+    return QueryLayout()
+
+
+class _QueryLayout:
+    """Context manager around the dispatch mode (built lazily: torch imports on use)."""
+
+    def __enter__(self) -> Any:
+        self.mode = _query_layout_mode()
+        return self.mode.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.mode.__exit__(*exc)

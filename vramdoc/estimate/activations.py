@@ -662,6 +662,7 @@ class BlockWalker:
             if st.kv_cache:
                 self._cache_held(k, v)
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
+        o_attn = o  # the attention's output, as the layer's frame may hold it
         if spec.sandwich_norms or spec.post_norms_only:
             o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3, OLMo 2)
         o = g.dropout(o, self.resid_dropout)
@@ -704,6 +705,12 @@ class BlockWalker:
             return out
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
         self._ctx = [x, x1, n2]
+        # locals the layer never rebinds, held by its frame while the MLP runs (read off
+        # the built module for generic specs: StableLmDecoderLayer keeps the first norm's
+        # output as ``hidden_states`` and ``self_attn_output``)
+        holds = spec.mlp_frame_holds
+        self._ctx += [t for k, t in (("attn_in", n1), ("attn_out", o_attn))
+                      if k in holds and t is not x]
         m = self.mlp(n2)
         if spec.sandwich_norms or spec.post_norms_only:
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm

@@ -73,7 +73,7 @@ def generic_spec(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
         rotary=facts.rotary, use_cache=facts.use_cache, sliding_layers=facts.sliding_layers,
         shared_block_norm=wiring.shared_norm, norm_fp32_copies=wiring.norm_fp32_copies,
-        sdpa_out_copy=wiring.sdpa_out_copy,
+        sdpa_out_copy=wiring.sdpa_out_copy, mlp_frame_holds=wiring.mlp_holds,
         n_params=sum(g.numel for g in _groups), generic=True,
     )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -328,12 +329,17 @@ class BlockStructure:
             (b, heads, s, d) (a rotary ending in ``torch.cat``: StableLM's partial rotary,
             GPT-NeoX): the kernel's output follows that layout, so the caller's
             ``transpose(1, 2).contiguous()`` is a copy (ModelSpec.sdpa_out_copy).
+        mlp_holds: of a sequential layer, what its frame still holds while its MLP runs:
+            ``attn_in`` (the first norm's output, StableLmDecoderLayer's ``hidden_states``,
+            never rebound) and ``attn_out`` (the attention's output, its
+            ``self_attn_output``); a layer that rebinds its locals (Llama) holds neither.
     """
 
     parallel: bool = False
     shared_norm: bool = False
     norm_fp32_copies: int = 0
     sdpa_out_copy: bool = False
+    mlp_holds: tuple[str, ...] = ()
 
 
 SEQUENTIAL = BlockStructure()
@@ -385,7 +391,10 @@ def _block_structure(key: str) -> BlockStructure:
                 type(cfg), None), "_supports_sdpa", False))
             cfg._attn_implementation = "sdpa" if sdpa else "eager"
             with torch.device("meta"):
-                model = transformers.AutoModelForCausalLM.from_config(cfg)
+                # in a 16-bit dtype, as trained: an fp32 model's ``x.float()`` would be x
+                # itself, and a norm would seem to keep (and hold) its input
+                model = transformers.AutoModelForCausalLM.from_config(cfg,
+                                                                      dtype=torch.bfloat16)
     except Exception:  # noqa: BLE001 - the inventory reports a build failure; here: unknown
         return SEQUENTIAL
     layer = next((m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)),
@@ -401,32 +410,64 @@ def _block_structure(key: str) -> BlockStructure:
         return SEQUENTIAL
     got: dict[str, Any] = {}
 
+    def layer_in(_m: Any, args: Any, kwargs: Any) -> None:
+        got.setdefault("layer_in", weakref.ref(args[0] if args else kwargs["hidden_states"]))
+
     def attn_out(_m: Any, args: Any, kwargs: Any, out: Any) -> None:
-        got.setdefault("attn_in", args[0] if args else kwargs.get("hidden_states"))
-        got.setdefault("attn_out", _first_tensor(out))
+        if "attn_in" in got:
+            return
+        a_in, a_out = args[0] if args else kwargs.get("hidden_states"), _first_tensor(out)
+        if a_in is None or a_out is None:
+            return
+        # weak references: whether the layer's frame still holds them when its MLP starts
+        got["attn_in"], got["attn_out"] = weakref.ref(a_in), weakref.ref(a_out)
+        got["attn_fn"] = a_out.grad_fn
 
     def mlp_in(_m: Any, args: Any, kwargs: Any) -> None:
-        got.setdefault("mlp_in", args[0] if args else next(iter(kwargs.values()), None))
+        if "mlp_in" in got or "attn_in" not in got:
+            return
+        m_in = args[0] if args else next(iter(kwargs.values()), None)
+        if m_in is None:
+            return
+        got["mlp_in"] = m_in.grad_fn
+        a_in, a_out = got["attn_in"](), got["attn_out"]()
+        got["shared"] = a_in is m_in
+        # the layer's input is held by the decoder's loop, not the layer (OLMo 2's
+        # attention reads it directly)
+        x = got["layer_in"]() if "layer_in" in got else None
+        got["holds"] = tuple(n for n, t in (("attn_in", a_in), ("attn_out", a_out))
+                             if t is not None and t is not m_in and t is not x)
 
-    hooks = [attn.register_forward_hook(attn_out, with_kwargs=True),
+    hooks = [layer.register_forward_pre_hook(layer_in, with_kwargs=True),
+             attn.register_forward_hook(attn_out, with_kwargs=True),
              mlp.register_forward_pre_hook(mlp_in, with_kwargs=True)]
+    # frozen weights and an input that needs a gradient: autograd keeps only what the
+    # input's gradient needs, so a tensor alive when the MLP starts is held by the layer's
+    # frame (a tensor kept for backward would be alive too: none of these is, with frozen
+    # Linears and norms)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.train()
+    h = int(getattr(cfg, "hidden_size", 0) or 0)
     try:
+        emb = torch.empty(1, 4, h, device="meta", dtype=torch.bfloat16, requires_grad=True)
         with quiet(), _QueryLayout() as layout:
-            model(input_ids=torch.zeros(1, 4, dtype=torch.long, device="meta"))
+            model(inputs_embeds=emb)
     except Exception:  # noqa: BLE001 - a model whose forward refuses the meta device
         return SEQUENTIAL
     finally:
-        for h in hooks:
-            h.remove()
-    a_out, m_in, a_in = got.get("attn_out"), got.get("mlp_in"), got.get("attn_in")
-    if a_out is None or m_in is None or a_out.grad_fn is None:
+        for hook in hooks:
+            hook.remove()
+    a_fn, m_fn = got.get("attn_fn"), got.get("mlp_in")
+    if a_fn is None or m_fn is None:
         return SEQUENTIAL
-    parallel = not _reaches(m_in.grad_fn, a_out.grad_fn)
+    parallel = not _reaches(m_fn, a_fn)
     copies = 0
     if norm is not None and not isinstance(norm, nn.LayerNorm):
         copies = _norm_fp32_copies(norm, int(getattr(cfg, "hidden_size", 0) or 0))
-    return BlockStructure(parallel=parallel, shared_norm=parallel and m_in is a_in,
-                          norm_fp32_copies=copies, sdpa_out_copy=bool(layout.contiguous))
+    return BlockStructure(parallel=parallel, shared_norm=parallel and got["shared"],
+                          norm_fp32_copies=copies, sdpa_out_copy=bool(layout.contiguous),
+                          mlp_holds=() if parallel else got["holds"])
 
 
 def _norm_fp32_copies(norm: Any, h: int) -> int:

@@ -240,6 +240,13 @@ class BlockWalker:
             if w_trains:
                 g.save(x)
             out_elem = x.elem if quant else st.weight_elem
+        if not w_trains and not quant and x.grad:
+            # a frozen Linear whose input needs a gradient keeps its weight (a parameter: no
+            # bytes) for it, before it runs: a recomputation runs to it with its input live,
+            # even past the block's last saved activation (traced: stablelm lora ckpt, the
+            # recomputed block ends at down_proj with gate * up made)
+            self._rec_instant(self._unsaved(*[t for t in self._ctx + self._rec_ctx
+                                              if t is not self._block_in], x), saves=True)
         if quant:
             # dequantized weight (bnb gemm_4bit / backward dequantize_4bit): transient
             g.transient(2 * grp.weight_numel + 2 * self.rows * grp.in_features)

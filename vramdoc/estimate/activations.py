@@ -173,8 +173,10 @@ class BlockWalker:
         self.attn_dropout = spec.attention_dropout
         self.resid_dropout = spec.hidden_dropout
         self.embd_dropout = spec.embedding_dropout
+        # (a norm measured as an op chain on the built module, generic specs, is no
+        # native_layer_norm whatever the family)
         self.layer_norm = (spec.family in ("gpt", "encoder", "parallel") or spec.layer_norm) \
-            and not spec.norm_fp32_copies  # an op-chain norm measured on the module is not
+            and not spec.norm_fp32_copies
 
     # --- building blocks ---------------------------------------------------------------
     def norm(self, x: T, trainable: bool, dim: int = 0) -> T:

@@ -302,9 +302,10 @@ class BlockWalker:
             else:
                 # recomputation: A's output is saved with the input copies live (the stop
                 # instant when it is the block's last saved tensor), then B's output and its
-                # scaled copy, once the dropout copy (lora_A's argument only) is freed
-                # (traced: bert lora-all ckpt, output.dense's recomputed adapter)
+                # scaled copy
                 self._rec_instant(rec_held, saves=True)
+                # (the dropout copy is freed once lora_A has run, as in forward_transient:
+                # traced, opt lora-all fc2, whose dropout mask after it ends the recomputation)
                 self._rec_instant(rec_held - xd_only + 2 * b_elem * self.rows * n_out)
                 # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
@@ -463,25 +464,24 @@ class BlockWalker:
         casts = 2 * st.adapter_elem * grp.weight_numel
         norm = 2 * st.adapter_elem * grp.weight_numel - later
         products = 3 * max(st.adapter_elem, e) * rows * n_out
-        # get_lora_weight's last op, lora_B(...) of the identity: torch.eye(in) in A's
-        # (adapter) dtype is a local until it returns, next to its autocast copy, A's output
-        # and B's (in x out) output; W's and BA's casts are not made yet (traced: bert dora
-        # ckpt, output.dense: aten.eye (f, f) fp32 + its bf16 copy + aten.mm (f, h))
-        # (before the LoRA input copy, A's output and the saves above exist)
-        rec_held, not_yet = rec
-        eye = st.adapter_elem * grp.in_features ** 2 if e != st.adapter_elem else 0
-        lora_weight = graph + eye + e * grp.in_features * n_out
-        self.forward_transient(held + max(graph + casts + max(norm, products),
-                                          lora_weight - later - not_yet))
+        self.forward_transient(held + graph + casts + max(norm, products))
+        # inside get_lora_weight (peft 0.21 dora.py): the identity in the adapter dtype
+        # (x_eye, a local until it returns) next to its autocast copy, A's output and
+        # lora_B's (in x out) output (traced: gpt2 DoRA c_proj, the recomputed block's peak
+        # at aten.mm (in, out) with aten.eye (in, in) fp32 live)
+        eye = st.adapter_elem * grp.in_features ** 2 + e * grp.in_features * n_out
+        # (lora_A(x)'s input copy and output, saved since, are not made yet then)
+        self.forward_transient(held + graph + eye - later - rec[1])
         # recomputation: the weight norm runs before the LoRA input copy, A's output and the
         # saves above; the result expression's second product (m / norm times lora_result)
         # saves its inputs before it runs, so when they are the block's last saved tensors
         # recomputation stops with only the first product made; otherwise the second, the
         # third (* scaling, a scalar: nothing saved) and the sum follow
+        rec_held, not_yet = rec
         product = max(st.adapter_elem, e) * rows * n_out
-        self._rec_instant(rec_held + lora_weight, saves=True, unsaved=later + not_yet)
         self._rec_instant(rec_held + graph + casts + 2 * st.adapter_elem * grp.weight_numel,
                           saves=True, unsaved=later + not_yet)
+        self._rec_instant(rec_held + graph + eye, saves=True, unsaved=later + not_yet)
         self._rec_instant(rec_held + graph + casts + product, saves=True)
         self._rec_instant(rec_held + graph + casts + 3 * product)
         # backward reaches the block's last op first: ``result + result_dora`` (fp32 by

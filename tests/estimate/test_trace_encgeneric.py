@@ -40,6 +40,9 @@ ROWS = [
     Case("stablelm", "dora", "sdpa", False, 2, 128),  # the layer's held locals
     Case("stablelm", "lora-all", "eager", True, 2, 128),
     Case("stablelm", "lora", "sdpa", True, 2, 128),  # recomputed to the frozen down_proj
+    # rotary LayerNorm decoders are llama-like (the k-bit recomputation model applies)
+    Case("stablelm", "qlora", "eager", False, 1, 256),  # was +3.8 %
+    Case("starcoder2", "qlora", "sdpa", False, 2, 128),  # was +5.0 %
 ]
 
 
@@ -83,3 +86,6 @@ def test_generic_spec_carries_the_wiring() -> None:
     spec = generic_spec(FAMILIES["cohere"], name="tiny-cohere")
     assert spec.generic and spec.family == "parallel" and spec.shared_block_norm
     assert spec.norm_fp32_copies == 2
+    # LayerNorm with biases, rotary, the embedding's own output into the first block
+    starcoder2 = generic_spec(FAMILIES["starcoder2"], name="tiny-starcoder2")
+    assert starcoder2.family == "llama" and starcoder2.layer_norm

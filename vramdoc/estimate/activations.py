@@ -188,7 +188,10 @@ class BlockWalker:
         self.attn_dropout = spec.attention_dropout
         self.resid_dropout = spec.hidden_dropout
         self.embd_dropout = spec.embedding_dropout
-        self.layer_norm = spec.family in ("gpt", "encoder", "parallel") or spec.layer_norm
+        # (a norm measured as an op chain on the built module, generic specs, is no
+        # native_layer_norm whatever the family)
+        self.layer_norm = (spec.family in ("gpt", "encoder", "parallel") or spec.layer_norm) \
+            and not spec.norm_fp32_copies
 
     # --- building blocks ---------------------------------------------------------------
     def norm(self, x: T, trainable: bool, dim: int = 0) -> T:
@@ -205,6 +208,18 @@ class BlockWalker:
                     # native_layer_norm keeps both for backward
                     g.save_bytes(2 * 4 * dim)
             return g.new(x.numel, 4 if st.autocast else x.elem, x.grad or trainable)
+        if self.spec.norm_fp32_copies > 1:
+            # an op-chain LayerNorm (CohereLayerNorm, transformers 5.24 modeling_cohere.py):
+            # in fp32, ``(x - mean)`` is computed twice, one kept by pow, one by the product
+            # with rsqrt (norm_fp32_copies, measured), with rsqrt's result; the fp32 weight
+            # is kept for the input's gradient, the normalised fp32 input for the weight's
+            if x.grad:
+                g.save_bytes(self.spec.norm_fp32_copies * 4 * x.numel)
+                g.save_bytes(4 * rows)  # rsqrt result
+                g.save_bytes(4 * dim)  # weight.to(torch.float32)
+            if trainable:
+                g.save_bytes(4 * x.numel)
+            return g.new(x.numel, x.elem, x.grad or trainable)
         xf = g.cast(x, 4)  # LlamaRMSNorm: hidden_states.to(torch.float32)
         if x.grad or trainable:
             g.save(xf)
@@ -242,6 +257,13 @@ class BlockWalker:
             if w_trains:
                 g.save(x)
             out_elem = x.elem if quant else st.weight_elem
+        if not w_trains and not quant and x.grad:
+            # a frozen Linear whose input needs a gradient keeps its weight (a parameter: no
+            # bytes) for it, before it runs: a recomputation runs to it with its input live,
+            # even past the block's last saved activation (traced: stablelm lora ckpt, the
+            # recomputed block ends at down_proj with gate * up made)
+            self._rec_instant(self._unsaved(*[t for t in self._ctx + self._rec_ctx
+                                              if t is not self._block_in], x), saves=True)
         if quant:
             # dequantized weight (bnb gemm_4bit / backward dequantize_4bit): transient
             g.transient(2 * grp.weight_numel + 2 * self.rows * grp.in_features)
@@ -474,6 +496,13 @@ class BlockWalker:
         norm = 2 * st.adapter_elem * grp.weight_numel - later
         products = 3 * max(st.adapter_elem, e) * rows * n_out
         self.forward_transient(held + graph + casts + max(norm, products))
+        # inside get_lora_weight (peft 0.21 dora.py): the identity in the adapter dtype
+        # (x_eye, a local until it returns) next to its autocast copy, A's output and
+        # lora_B's (in x out) output (traced: gpt2 DoRA c_proj, the recomputed block's peak
+        # at aten.mm (in, out) with aten.eye (in, in) fp32 live)
+        eye = st.adapter_elem * grp.in_features ** 2 + e * grp.in_features * n_out
+        # (lora_A(x)'s input copy and output, saved since, are not made yet then)
+        self.forward_transient(held + graph + eye - later - rec[1])
         # recomputation: the weight norm runs before the LoRA input copy, A's output and the
         # saves above; the result expression's second product (m / norm times lora_result)
         # saves its inputs before it runs, so when they are the block's last saved tensors
@@ -483,6 +512,7 @@ class BlockWalker:
         product = max(st.adapter_elem, e) * rows * n_out
         self._rec_instant(rec_held + graph + casts + 2 * st.adapter_elem * grp.weight_numel,
                           saves=True, unsaved=later + not_yet)
+        self._rec_instant(rec_held + graph + eye, saves=True, unsaved=later + not_yet)
         self._rec_instant(rec_held + graph + casts + product, saves=True)
         self._rec_instant(rec_held + graph + casts + 3 * product)
         # backward reaches the block's last op first: ``result + result_dora`` (fp32 by
@@ -695,6 +725,7 @@ class BlockWalker:
         # runs, the layer (``attn_output, _ = self.attn(...)``) until it returns
         self._kbit_held = [self._held_weights] if self._held_weights is not None else []
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
+        o_attn = o  # the attention's output, as the layer's frame may hold it
         if spec.sandwich_norms or spec.post_norms_only:
             o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3, OLMo 2)
         o = g.dropout(o, self.resid_dropout)
@@ -740,6 +771,12 @@ class BlockWalker:
             return out
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
         self._ctx = [x, x1, n2]
+        # locals the layer never rebinds, held by its frame while the MLP runs (read off
+        # the built module for generic specs: StableLmDecoderLayer keeps the first norm's
+        # output as ``hidden_states`` and ``self_attn_output``)
+        holds = spec.mlp_frame_holds
+        self._ctx += [t for k, t in (("attn_in", n1), ("attn_out", o_attn))
+                      if k in holds and t is not x]
         m = self.mlp(n2)
         if spec.residual_multiplier:
             # ``hidden_states * residual_multiplier`` saves nothing (a python scalar), but its
@@ -1145,6 +1182,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # checkpointing (PEFT's enable_input_require_grads); else its LayerNorm (BERT) and
         # dropout keep nothing (traced: opt / gpt2 LoRA, bert LoRA)
         emb = tail.g.new(rows * h, st.r, st.full or checkpointing)
+        if spec.is_encoder and checkpointing and not st.full:
+            # enable_input_require_grads (transformers 5.24 modeling_utils.py) makes the
+            # frozen word embedding's output a leaf that requires grad: its AccumulateGrad
+            # node holds it to the end of backward. A decoder's is its first block's
+            # checkpointed input; BERT's is summed with the position and token-type
+            # embeddings first, so it is one more b*s*h tensor (traced: bert lora ckpt,
+            # aten.embedding (b, s, h) live from the embeddings to the end of backward)
+            tail.g.save_bytes(rows * h * st.r)
         if spec.is_encoder:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)
@@ -1228,21 +1273,24 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         chain_act = spec.hidden_act in _ACT_SAVED_TENSORS and spec.hidden_act not in (
             "gelu_new", "gelu_fast")
         # With an adapter on the MLP output, quantized setups (their backward is modelled
-        # apart) and encoders (post-LN: the recomputation runs past the adapter into the
-        # output LayerNorm; their checkpointed rows are -9 to -16 % on other terms, left to
-        # the encoder work) keep the whole-block account they had before
-        # recompute_forward_peak was modelled
+        # apart) keep the whole-block account they had before recompute_forward_peak was
+        # modelled. Encoders do not: post-LN, the output LayerNorm saves after the adapter,
+        # so recomputation runs through it and every recorded instant counts (traced: bert
+        # lora-all / DoRA ckpt, -6.5 to -16 % with the whole-block account, within 0.3 %)
         adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
-        keep_block = adapter_last and ((st.kbit and bool(st.quantized)) or spec.is_encoder)
+        keep_block = adapter_last and st.kbit and bool(st.quantized)
         if all(x is not None for x in extras) and not st.quantized and not chain_act \
                 and not keep_block:
             # + the gradient of the block's output, in the residual dtype
             # the MLP's backward, or the recomputed forward's own peak (LoRA's adapter-dtype
             # input copies next to everything saved before them; with an adapter on the
             # MLP's output projection, recomputation runs into it and stops at its last
-            # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
-            # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
-            # forward-time transients hold the checkpointed input, counted apart)
+            # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak). An
+            # encoder's recomputed forward ends at its output LayerNorm (recompute_end below:
+            # its forward-time transients hold the checkpointed input, counted apart), an
+            # instant of its own: before the MLP output projection's weight gradient exists,
+            # which the instants here come with (traced: bert full eager ckpt, layer 0's
+            # recomputation ends with layer 1's gradients only)
             # Reentrant checkpointing (a k-bit-prepared model whose layers stayed unquantized,
             # Falcon's FalconLinear; see _kbit_recompute) reruns the whole block before any of
             # its backward and holds the recomputed output (and the zero gradient of returned
@@ -1259,7 +1307,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0)
                                      + held, w.g.live_peak,
                                      w.reentrant_forward_peak if reentrant
-                                     else w.recompute_forward_peak, w.recompute_end)
+                                     else w.recompute_forward_peak)
                                  - own[m] for m, w in walks.items()) + out_grad + rerun
             attn_peak = max(w.attn_bwd_bytes - own[m] if w.attn_bwd_bytes else 0
                             for m, w in walks.items())

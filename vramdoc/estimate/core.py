@@ -382,10 +382,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # (forward_transient_bytes); layer_transient_bytes adds the LoRA backward proxy (3 fp32
     # output-sized buffers), which is no forward instant: with a fused gate_up (phi3) it
     # is 2f wide and stood above the traced forward (phi3 all-linear +4.4 to +6.5 %). k-bit
-    # bases keep it (their backward dequantize buffers are counted in it), and so do
-    # encoders: there it stands in for eager attention's forward instant, not modelled yet
-    # (without it BERT all-linear eager b2 s128 goes -2.6 -> -5.0 %, sdpa +3.5 -> +0.4 %).
-    fwd_block = acts.forward_transient_bytes if not (st.kbit or spec.is_encoder) else max(
+    # bases keep it (their backward dequantize buffers are counted in it). Encoders used it
+    # too, for eager attention's forward instant; with the held attention weights and
+    # adapter frames walked (activations.BlockWalker) their forward instant is op by op as
+    # well (traced: bert all-linear sdpa no-ckpt +1.2 -> -0.1 %, eager -0.1 % either way).
+    fwd_block = acts.forward_transient_bytes if not st.kbit else max(
         acts.forward_transient_bytes, acts.layer_transient_bytes)
     in_block_bytes = acts.layer_transient_bytes if ckpt else (
         fwd_block - acts.after_blocks_bytes)

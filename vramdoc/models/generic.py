@@ -19,7 +19,7 @@ from vramdoc.errors import ConfigError, UnknownModelError
 from vramdoc.models._block import block_facts
 from vramdoc.models._cfg import checkpoint_dtype
 from vramdoc.models.inventory import summary_fields
-from vramdoc.models.spec import ModelSpec, ParamGroup
+from vramdoc.models.spec import EMBEDDING, ModelSpec, ParamGroup
 from vramdoc.safeload import show
 
 
@@ -55,16 +55,34 @@ def generic_spec(config: Mapping[str, Any], *, name: str, hf_id: str = "",
             "pip install 'vramdoc[probe]', or use a model of an architecture vramdoc knows: "
             + ", ".join(SUPPORTED_MODEL_TYPES))
     summary, _groups, full = build.inventory(dict(config), CAUSAL_LM, 2)
+    # the block's wiring, read off the built module: a parallel block (attention and MLP
+    # both on the layer's input, GPT-NeoX / Falcon / Cohere style), whether they share one
+    # norm output, and what an op-chain norm keeps (vramdoc.probe.generic.block_structure)
+    wiring = build.block_structure(dict(config))
+    fields = summary_fields(summary)
+    if wiring.parallel:
+        fields["family"] = "parallel"
     try:
         facts = block_facts(mt, full, summary.num_hidden_layers, summary.sliding_window)
     except ConfigError as exc:
         raise ConfigError(exc.problems, f"{name}: config", exc.hint) from None
+    # LayerNorm (norms with biases) made the summary say "gpt"; but a block whose input is
+    # the input embedding's own output (no learned positions added, no embedding norm:
+    # rotary models such as StableLM, Starcoder2) is a pre-norm decoder of the llama kind
+    # with nn.LayerNorm (ModelSpec.layer_norm), not GPT-2's embedding sum
+    layer_norm = False
+    if fields["family"] == "gpt" and facts.rotary and not facts.embedding_dropout and sum(
+            1 for g in _groups if g.kind == EMBEDDING and not g.in_block) == 1:
+        fields["family"], layer_norm = "llama", True
     return ModelSpec(
-        name=name, hf_id=hf_id, model_type=mt, **summary_fields(summary),
+        name=name, hf_id=hf_id, model_type=mt, **fields,
         checkpoint_dtype=checkpoint_dtype(config), source=source, config=dict(config),
         hidden_act=facts.hidden_act, attention_dropout=facts.attention_dropout,
         hidden_dropout=facts.hidden_dropout, embedding_dropout=facts.embedding_dropout,
         rotary=facts.rotary, use_cache=facts.use_cache, sliding_layers=facts.sliding_layers,
+        shared_block_norm=wiring.shared_norm, norm_fp32_copies=wiring.norm_fp32_copies,
+        sdpa_out_copy=wiring.sdpa_out_copy, mlp_frame_holds=wiring.mlp_holds,
+        layer_norm=layer_norm,
         n_params=sum(g.numel for g in _groups), generic=True,
     )
 

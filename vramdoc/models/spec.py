@@ -174,6 +174,14 @@ class ModelSpec:
     # attention's and the MLP's outputs scaled by a python scalar before each residual add
     # (Granite's residual_multiplier): in backward each branch gets its own gradient tensor
     residual_multiplier: bool = False
+    # fp32 copies of its input's size a block norm computed as an op chain keeps for the
+    # input's gradient, measured on the built module (vramdoc.probe.generic.block_structure;
+    # generic specs only): 2 for CohereLayerNorm's two ``x - mean``; 0: the family's norm
+    norm_fp32_copies: int = 0
+    # what a sequential layer's frame still holds while its MLP runs, read off the built
+    # module (generic specs): "attn_in" (the first norm's output), "attn_out" (the
+    # attention's output); a layer that rebinds its locals (Llama) holds neither
+    mlp_frame_holds: tuple[str, ...] = ()
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
     #                        module tree transformers builds (vramdoc.models.generic):
     #                        activations follow a generic block, estimates say so

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copy
 import json
+import weakref
 from collections import Counter
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -305,3 +307,228 @@ def _first(cfg: Any, names: tuple[str, ...], default: Any) -> Any:
         if v is not None and not isinstance(v, bool):
             return v
     return default
+
+
+@dataclass(frozen=True)
+class BlockStructure:
+    """How one decoder layer of the built model is wired, read off a forward on the meta
+    device (hooks on the first layer's children, the autograd graph of their tensors).
+
+    Attributes:
+        parallel: the MLP's input does not depend on the attention's output: the layer adds
+            ``attn(norm(x)) + mlp(norm'(x))`` to its input (GPT-NeoX, Falcon, Cohere), instead
+            of running its MLP on ``x + attn(...)``.
+        shared_norm: attention and MLP read the very same tensor (one norm for both: Falcon-7B,
+            Cohere's ``CohereDecoderLayer``).
+        norm_fp32_copies: how many distinct fp32 tensors of the input's size the layer's first
+            norm keeps for its input's gradient when it is an op chain, not ``nn.LayerNorm``
+            (LlamaRMSNorm: 1, ``x.float()``; CohereLayerNorm: 2, the two ``x - mean`` it
+            computes, one kept by ``pow``, one by the product with ``rsqrt``); 0 for
+            ``nn.LayerNorm`` or where it was not measured.
+        sdpa_out_copy: the query reaches scaled_dot_product_attention contiguous in
+            (b, heads, s, d) (a rotary ending in ``torch.cat``: StableLM's partial rotary,
+            GPT-NeoX): the kernel's output follows that layout, so the caller's
+            ``transpose(1, 2).contiguous()`` is a copy (ModelSpec.sdpa_out_copy).
+        mlp_holds: of a sequential layer, what its frame still holds while its MLP runs:
+            ``attn_in`` (the first norm's output, StableLmDecoderLayer's ``hidden_states``,
+            never rebound) and ``attn_out`` (the attention's output, its
+            ``self_attn_output``); a layer that rebinds its locals (Llama) holds neither.
+    """
+
+    parallel: bool = False
+    shared_norm: bool = False
+    norm_fp32_copies: int = 0
+    sdpa_out_copy: bool = False
+    mlp_holds: tuple[str, ...] = ()
+
+
+SEQUENTIAL = BlockStructure()
+
+
+def block_structure(config: dict[str, Any]) -> BlockStructure:
+    """The wiring of ``config``'s decoder layer (SEQUENTIAL where it cannot be read)."""
+    return _block_structure(json.dumps(config, sort_keys=True, default=str))
+
+
+def _reaches(fn: Any, target: Any) -> bool:
+    """Whether autograd node ``target`` is among ``fn``'s inputs, recursively."""
+    stack, seen = [fn], set()
+    while stack:
+        f = stack.pop()
+        if f is None or id(f) in seen:
+            continue
+        if f is target:
+            return True
+        seen.add(id(f))
+        stack.extend(n for n, _ in f.next_functions)
+    return False
+
+
+def _first_tensor(obj: Any) -> Any:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, tuple | list) and obj:
+        return _first_tensor(obj[0])
+    return None
+
+
+@lru_cache(maxsize=32)
+def _block_structure(key: str) -> BlockStructure:
+    import torch
+    import torch.nn as nn
+    import transformers
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    from vramdoc.probe.devices import quiet
+
+    config = json.loads(key)
+    try:
+        with quiet():
+            cfg = hf_config(config)
+            sdpa = bool(getattr(transformers.AutoModelForCausalLM._model_mapping.get(
+                type(cfg), None), "_supports_sdpa", False))
+            cfg._attn_implementation = "sdpa" if sdpa else "eager"
+            with torch.device("meta"):
+                # in a 16-bit dtype, as trained: an fp32 model's ``x.float()`` would be x
+                # itself, and a norm would seem to keep (and hold) its input
+                model = transformers.AutoModelForCausalLM.from_config(cfg,
+                                                                      dtype=torch.bfloat16)
+    except Exception:  # noqa: BLE001 - the inventory reports a build failure; here: unknown
+        return SEQUENTIAL
+    layer = next((m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)),
+                 None)
+    if layer is None:
+        return SEQUENTIAL
+    kids = dict(layer.named_children())
+    attn = next((m for n, m in kids.items() if ("attn" in n or "attention" in n)
+                 and "norm" not in n and "dropout" not in n), None)
+    mlp = next((m for n, m in kids.items() if n in ("mlp", "feed_forward", "ffn")), None)
+    norm = next((m for m in kids.values() if "norm" in type(m).__name__.lower()), None)
+    if attn is None or mlp is None:
+        return SEQUENTIAL
+    got: dict[str, Any] = {}
+
+    def layer_in(_m: Any, args: Any, kwargs: Any) -> None:
+        got.setdefault("layer_in", weakref.ref(args[0] if args else kwargs["hidden_states"]))
+
+    def attn_out(_m: Any, args: Any, kwargs: Any, out: Any) -> None:
+        if "attn_in" in got:
+            return
+        a_in, a_out = args[0] if args else kwargs.get("hidden_states"), _first_tensor(out)
+        if a_in is None or a_out is None:
+            return
+        # weak references: whether the layer's frame still holds them when its MLP starts
+        got["attn_in"], got["attn_out"] = weakref.ref(a_in), weakref.ref(a_out)
+        got["attn_fn"] = a_out.grad_fn
+
+    def mlp_in(_m: Any, args: Any, kwargs: Any) -> None:
+        if "mlp_in" in got or "attn_in" not in got:
+            return
+        m_in = args[0] if args else next(iter(kwargs.values()), None)
+        if m_in is None:
+            return
+        got["mlp_in"] = m_in.grad_fn
+        a_in, a_out = got["attn_in"](), got["attn_out"]()
+        got["shared"] = a_in is m_in
+        # the layer's input is held by the decoder's loop, not the layer (OLMo 2's
+        # attention reads it directly)
+        x = got["layer_in"]() if "layer_in" in got else None
+        got["holds"] = tuple(n for n, t in (("attn_in", a_in), ("attn_out", a_out))
+                             if t is not None and t is not m_in and t is not x)
+
+    hooks = [layer.register_forward_pre_hook(layer_in, with_kwargs=True),
+             attn.register_forward_hook(attn_out, with_kwargs=True),
+             mlp.register_forward_pre_hook(mlp_in, with_kwargs=True)]
+    # frozen weights and an input that needs a gradient: autograd keeps only what the
+    # input's gradient needs, so a tensor alive when the MLP starts is held by the layer's
+    # frame (a tensor kept for backward would be alive too: none of these is, with frozen
+    # Linears and norms)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.train()
+    h = int(getattr(cfg, "hidden_size", 0) or 0)
+    try:
+        emb = torch.empty(1, 4, h, device="meta", dtype=torch.bfloat16, requires_grad=True)
+        with quiet(), _QueryLayout() as layout:
+            model(inputs_embeds=emb)
+    except Exception:  # noqa: BLE001 - a model whose forward refuses the meta device
+        return SEQUENTIAL
+    finally:
+        for hook in hooks:
+            hook.remove()
+    a_fn, m_fn = got.get("attn_fn"), got.get("mlp_in")
+    if a_fn is None or m_fn is None:
+        return SEQUENTIAL
+    parallel = not _reaches(m_fn, a_fn)
+    copies = 0
+    if norm is not None and not isinstance(norm, nn.LayerNorm):
+        copies = _norm_fp32_copies(norm, int(getattr(cfg, "hidden_size", 0) or 0))
+    return BlockStructure(parallel=parallel, shared_norm=parallel and got["shared"],
+                          norm_fp32_copies=copies, sdpa_out_copy=bool(layout.contiguous),
+                          mlp_holds=() if parallel else got["holds"])
+
+
+def _norm_fp32_copies(norm: Any, h: int) -> int:
+    """Distinct fp32 tensors of the input's size ``norm`` keeps for backward (its weight
+    frozen, its 16-bit input needing a gradient), counted by saved_tensors_hooks."""
+    import torch
+
+    if h <= 0:
+        return 0
+    kept: dict[int, Any] = {}
+
+    def pack(t: Any) -> Any:
+        kept[id(t)] = t
+        return t
+
+    flags = [(p, p.requires_grad) for p in norm.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        x = torch.empty(1, 4, h, dtype=torch.bfloat16, device="meta", requires_grad=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            norm(x)
+    except Exception:  # noqa: BLE001 - not measurable: the family's default norm
+        return 0
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    return sum(1 for t in kept.values()
+               if t.dtype == torch.float32 and t.numel() == x.numel())
+
+
+def _query_layout_mode() -> Any:
+    # a function mode: on the meta device SDPA is decomposed into bmm before any dispatch
+    # mode sees it; F.scaled_dot_product_attention itself is seen here
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class QueryLayout(TorchFunctionMode):
+        """Records whether the first SDPA call's query is contiguous as (b, heads, s, d)."""
+
+        contiguous: bool | None = None
+
+        def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            if self.contiguous is None and \
+                    func is torch.nn.functional.scaled_dot_product_attention and args:
+                q = args[0]
+                # a single head or position is contiguous either way: no evidence
+                if q.dim() == 4 and q.shape[1] > 1 and q.shape[2] > 1:
+                    self.contiguous = q.is_contiguous()
+            return func(*args, **(kwargs or {}))
+
+    return QueryLayout()
+
+
+class _QueryLayout:
+    """Context manager around the dispatch mode (built lazily: torch imports on use)."""
+
+    def __enter__(self) -> Any:
+        self.mode = _query_layout_mode()
+        return self.mode.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.mode.__exit__(*exc)

@@ -784,13 +784,28 @@ class BlockWalker:
         return g.dropout(out, self.resid_dropout)
 
     def moe(self, n2: T) -> T:
-        """Mixtral-style sparse MoE (transformers 5 fused experts): top-k tokens per expert."""
+        """Sparse MoE with transformers 5's fused experts, run by grouped_mm_experts_forward
+        (transformers 5.24 integrations/moe.py): top-k token copies per expert.
+
+        Walked in the order the module runs (its saves, and the instants a checkpointed
+        block's recomputation reaches, ``_rec_instant``), with the instants of the experts'
+        backward (``mlp_bwd_buffers``): see ``_moe_backward``."""
         spec, st, lin, g = self.spec, self.st, self.lin, self.g
         k = max(spec.num_experts_per_tok, 1)
         n_e = max(spec.num_local_experts, 1)
         f = spec.intermediate_size
         h = spec.hidden_size
         rows = self.rows
+        # what the calling frames hold while the block is recomputed (the block input is the
+        # checkpointed tensor, counted apart)
+        held_ts = [t for t in self._ctx + self._rec_ctx if t is not self._block_in]
+        shared_out: T | None = None
+        if lin.shared and spec.shared_expert_first:
+            # Qwen2MoeSparseMoeBlock.forward: shared_expert(x) first, its output held by the
+            # block's frame through the router and the routed experts
+            shared_out = self.shared_expert_mlp(n2)
+            held_ts.append(shared_out)
+        held = self._unsaved(*held_ts)
         w_elem = 4  # the routing weights' bytes per element
         if lin.router is not None:
             logits = self.linear(n2, lin.router)
@@ -802,14 +817,23 @@ class BlockWalker:
         # experts' dtype (integrations/moe.py _grouped_mm), fp32 after QLoRA's k-bit upcast
         e = n2.elem if quantized else st.weight_elem
         w_trains = st.full and not quantized
-        tokens = rows * k
+        tokens = S = rows * k
         # LoRA leaves are names: Qwen2-MoE's shared expert has a down_proj of its own
         shared_leaves = {x.leaf for x in lin.shared}
         lora_experts = any(x.leaf in st.lora and x.leaf not in shared_leaves
                            for x in lin.experts)
-        if w_trains or lora_experts:
-            g.save_bytes(tokens * h * e)  # gathered expert inputs
-            g.save_bytes(tokens * f * e)  # gate*up product, input of down
+        # grouped_mm_experts_forward, in order. Its locals live to its return: expert_ids_g
+        # (int64, from torch.sort), the histc input (int32 on CUDA) and histc's counts
+        bias_ids = spec.expert_bias and st.full and n2.grad
+        ids = (0 if bias_ids else 8 * S) + 4 * S + 4 * n_e
+        if n2.grad:
+            self.dispatch_indices(S, n_e)  # perm // top_k, perm, offsets (, expert_ids_g)
+        else:
+            ids += 8 * S  # perm: a local
+        sel_saved = w_trains or lora_experts
+        if sel_saved:
+            g.save_bytes(tokens * h * e)  # gathered expert inputs, kept by grouped_mm
+        sel = 0 if sel_saved else S * h * e  # hidden_states[perm // top_k]: a local
         if lora_experts:
             # peft's ParamWrapper materialises W + B@A for every expert on each forward and
             # grouped_mm keeps it for backward: one full copy of the expert weights per layer
@@ -820,9 +844,50 @@ class BlockWalker:
             # GptOssExperts._apply_gate: clamp(gate), gate * alpha -> sigmoid (result kept),
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
+        m_mul = g.saved_bytes  # the gated product made: its saved inputs are all kept
+        self._rec_instant(held + ids + sel + S * f * e)
+        if w_trains or lora_experts:
+            g.save_bytes(tokens * f * e)  # gate*up product, input of down
+        prod = 0 if w_trains or lora_experts else S * f * e
+        m_prod = g.saved_bytes
+        # the down projection's output, (S, h) in the experts' dtype
+        self._rec_instant(held + ids + sel + prod + S * h * e)
+        # ``proj_out * sample_weights_g``: keeps the expert output and the gathered weights
+        # when the routing weights need a gradient; the product follows type promotion
+        we = max(e, w_elem)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
         if n2.grad:
-            self.dispatch(tokens, n_e, w_elem)
+            g.save_bytes(tokens * w_elem)  # sample_weights_g
+        m_w = g.saved_bytes
+        self._rec_instant(held + ids + sel + S * h * we)
+        if n2.grad:
+            g.save_bytes(8 * tokens)  # inv_perm, kept by ``weighted_out[inv_perm]``
+        # weighted_out[inv_perm] next to the product it gathers from
+        self._rec_instant(held + ids + sel + 2 * S * h * we)
+        # ``.view(tokens, top_k, h).sum(dim=1)`` (CUDA autocast: sum in fp32, its fp32 list),
+        # then ``.to(hidden_states.dtype)``; the product it summed is freed by then
+        se = 4 if st.autocast else we
+        cast = rows * h * n2.elem if se != n2.elem else 0
+        self._rec_instant(held + ids + sel + S * h * we + rows * h * se + cast)
+        out = g.new(rows * h, n2.elem, True)
+        if lin.shared:
+            if shared_out is None:
+                # DeepseekV2Moe.forward: the shared experts run after the routed ones, the
+                # routed output held by the block's frame
+                rec_ctx = self._rec_ctx
+                self._rec_ctx = [*rec_ctx, out]
+                y = self.shared_expert_mlp(n2)
+                self._rec_ctx = rec_ctx
+                pending = n2.nbytes  # their input gradient, waiting for the router's
+            else:
+                y = self.shared_gate(n2, shared_out)
+                # the gate's input gradient and d(shared_expert_output) wait for the routed
+                # experts' backward (the shared expert ran first: lower sequence numbers)
+                pending = n2.nbytes + shared_out.nbytes
+            out = g.add(out, y)
+        else:
+            pending = 0
+        self._moe_backward(S, f, h, e, we, pending, m_mul, m_prod, m_w)
         if lora_experts:
             # the experts' backward, first their down projection's (grouped_mm's backward):
             # everything the block saved so far (the expert output's gradient in place of the
@@ -831,10 +896,51 @@ class BlockWalker:
             # (the down projection: the smaller of the fused gate_up / down tensors)
             down = min((x.weight_numel for x in lin.experts), default=0)
             self.moe_bwd = g.saved_bytes + tokens * f * e + down * e
-        out = g.new(rows * h, n2.elem, True)
-        if lin.shared:
-            out = g.add(out, self.shared_expert(n2))
         return out
+
+    def _moe_backward(self, S: int, f: int, h: int, e: int, we: int, pending: int,
+                      m_mul: int, m_prod: int, m_w: int) -> None:
+        """The routed experts' backward instants, as ``mlp_bwd_buffers`` over ``mlp_out_mark``
+        (the bytes live beyond everything the block saved).
+
+        Backward reaches what ran after the routed experts first (Qwen2-MoE's gated shared
+        output, DeepSeek-V2's shared experts: their saves are freed, their gradients of the
+        MoE input, and Qwen2-MoE's d(shared output), wait), then, in grouped_mm_experts_forward
+        reversed: ``weighted_out[inv_perm]``'s backward (a fresh (S, h) gradient) and the
+        routing-weight product's (grad * weights and grad * output, (S, h) each, in the
+        product's dtype); the down projection's grouped_mm backward (d(output) and d(input),
+        (S, f)); the gated product's backward: d(prod), d(act), d(up), (S, f) each, once the
+        down projection's and the weighting's saved tensors are freed (traced: mixtral lora
+        sdpa with checkpointing, aten.mul.Tensor (S, f) twice next to grouped_mm's (S, f))."""
+        g = self.g
+        end = g.saved_bytes
+        # freed by each instant: inv_perm and what ran after the experts (the weighting's
+        # own saved tensors are live through its backward); then the weighting's saves; then
+        # the down projection's saved input
+        at_weighting = pending + 3 * S * h * we - (end - m_w)
+        at_down = pending + S * h * e + S * f * e - (end - m_prod)
+        at_gate = pending + 3 * S * f * e - (end - m_mul)
+        self.mlp_bwd_buffers = max(at_weighting, at_down, at_gate)
+        self.mlp_out_mark = end
+
+    def shared_expert_mlp(self, n2: T) -> T:
+        """A dense SwiGLU shared expert (Qwen2MoeMLP, DeepseekV2MLP) on every token."""
+        g = self.g
+        by_leaf = {x.leaf: x for x in self.lin.shared}
+        gate = self.linear(n2, by_leaf["gate_proj"])
+        up = self.linear(n2, by_leaf["up_proj"])
+        prod = g.mul(self.activation(gate), up)
+        return self.linear(prod, by_leaf["down_proj"])
+
+    def shared_gate(self, n2: T, y: T) -> T:
+        """Qwen2MoeSparseMoeBlock: ``sigmoid(shared_expert_gate(x)) * shared_expert_output``;
+        the product keeps both operands, sigmoid its (b*s x 1) result."""
+        g = self.g
+        by_leaf = {x.leaf: x for x in self.lin.shared}
+        if "shared_expert_gate" not in by_leaf:
+            return y
+        sig = g.unary_saves_result(self.linear(n2, by_leaf["shared_expert_gate"]))
+        return g.mul(sig, y)
 
     def router(self, logits: T, k: int, n_e: int) -> int:
         """The top-k router's saved tensors (spec.router, vramdoc.models._block); returns the
@@ -851,40 +957,25 @@ class BlockWalker:
             # divisor and a copy of the values it overwrites
             g.save_bytes(4 * rows)
             g.save_bytes(4 * rows * k)
+        if self.spec.router == "softmax_topk_cast":
+            return logits.elem  # Qwen2/3-MoE: .to(router_logits.dtype)
         return 4
 
-    def dispatch(self, tokens: int, n_e: int, w_elem: int) -> None:
-        """What grouped_mm_experts_forward (transformers 5.24 integrations/moe.py) keeps to
-        route ``tokens`` = b*s*k token copies: the int64 indices of its three gathers
-        (``hidden_states[perm // top_k]``, ``sample_weights[perm]``, ``weighted_out[inv_perm]``),
-        the gathered routing weights (kept by the weighting product), the int32 group offsets
-        (kept by grouped_mm) and, where experts have trainable biases, the sorted expert ids
-        that gather them."""
+    def dispatch_indices(self, tokens: int, n_e: int) -> None:
+        """The indices grouped_mm_experts_forward (transformers 5.24 integrations/moe.py)
+        keeps to route ``tokens`` = b*s*k token copies before the experts run: those of its
+        gathers ``hidden_states[perm // top_k]`` and ``sample_weights[perm]``, the int32
+        group offsets (kept by grouped_mm) and, where experts have trainable biases, the
+        sorted expert ids that gather them. (``weighted_out[inv_perm]``'s indices and the
+        gathered routing weights are kept later, by the walk in ``moe``.)"""
         g = self.g
         g.save_bytes(8 * tokens)  # perm // top_k
         g.save_bytes(8 * tokens)  # perm
-        g.save_bytes(8 * tokens)  # inv_perm
-        g.save_bytes(tokens * w_elem)  # sample_weights_g
         g.save_bytes(4 * n_e)  # offsets: cumsum(tokens_per_expert, dtype=int32)
         if self.spec.expert_bias and self.st.full:
             # expert_ids_g, the index of gate_up_proj_bias[...] / down_proj_bias[...]: kept
             # where the biases train
             g.save_bytes(8 * tokens)
-
-    def shared_expert(self, n2: T) -> T:
-        """Qwen2MoeSparseMoeBlock (transformers 5.24 modeling_qwen2_moe.py): a dense SwiGLU
-        MLP on every token, scaled by ``sigmoid(shared_expert_gate(x))``; the product keeps
-        both operands, sigmoid its (b*s x 1) result."""
-        g = self.g
-        by_leaf = {x.leaf: x for x in self.lin.shared}
-        gate = self.linear(n2, by_leaf["gate_proj"])
-        up = self.linear(n2, by_leaf["up_proj"])
-        prod = g.mul(self.activation(gate), up)
-        y = self.linear(prod, by_leaf["down_proj"])
-        if "shared_expert_gate" not in by_leaf:  # DeepSeek-V2: shared experts added ungated
-            return y
-        sig = g.unary_saves_result(self.linear(n2, by_leaf["shared_expert_gate"]))
-        return g.mul(sig, y)
 
 
 @dataclass(frozen=True)

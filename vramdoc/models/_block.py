@@ -59,6 +59,7 @@ class BlockFacts:
     sdpa_out_copy: bool = False
     router: str = "softmax_topk"
     expert_bias: bool = False
+    shared_expert_first: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -82,8 +83,11 @@ _SOFTCAP_DEFAULTS = {"gemma2": (50.0, 30.0)}
 # How the top-k router makes the routing weights (transformers 5.24): MixtralTopKRouter takes
 # an fp32 softmax over all experts, then top-k, then renormalises in place (``/= sum``);
 # GptOssTopKRouter takes the top-k logits first, then a softmax over those k in their dtype.
+# Qwen2MoeTopKRouter / Qwen3MoeTopKRouter take Mixtral's fp32 softmax and top-k, then cast the
+# routing weights back to the logits' dtype (``router_top_value.to(router_logits.dtype)``).
 # Others keep "softmax_topk" (an fp32 softmax over all experts, then top-k).
-_ROUTERS = {"mixtral": "softmax_topk_norm", "gpt_oss": "topk_softmax"}
+_ROUTERS = {"mixtral": "softmax_topk_norm", "gpt_oss": "topk_softmax",
+            "qwen2_moe": "softmax_topk_cast", "qwen3_moe": "softmax_topk_cast"}
 # encoders fill no cache: BertModel builds one only when config.is_decoder
 _NO_CACHE = {"bert", "roberta"}
 
@@ -154,6 +158,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         router=_ROUTERS.get(model_type, "softmax_topk"),
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",
+        # Qwen2MoeSparseMoeBlock.forward runs shared_expert(x) before the router and the
+        # routed experts (DeepseekV2Moe.forward adds its shared experts after them)
+        shared_expert_first=model_type == "qwen2_moe",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

@@ -838,6 +838,13 @@ class BlockWalker:
             # peft's ParamWrapper materialises W + B@A for every expert on each forward and
             # grouped_mm keeps it for backward: one full copy of the expert weights per layer
             g.save_bytes(sum(x.weight_numel for x in lin.experts) * e)
+            # ... as ``baddbmm(W, lhs, rhs)`` (peft 0.21 _LoraFactorsProxy, for one adapter on
+            # a 16-bit stack), whose factors get_delta_factors casts to W's dtype: baddbmm
+            # keeps both copies (rank r per expert, 2r for the fused gate_up, as params.py)
+            for x in lin.experts:
+                if x.leaf in st.lora and st.adapter_elem != e:
+                    r = st.lora_r * x.n_experts * (2 if x.leaf == "gate_up_proj" else 1)
+                    g.save_bytes(r * (x.in_features + x.out_features) * e)
         g.save_bytes(tokens * 2 * f * e)  # gate_up output (gate for act, up for the product)
         g.save_bytes(tokens * f * e)  # act(gate)
         if spec.moe_act == "clamped_swiglu":
@@ -887,19 +894,23 @@ class BlockWalker:
             out = g.add(out, y)
         else:
             pending = 0
-        self._moe_backward(S, f, h, e, we, pending, m_mul, m_prod, m_w)
+        # the down projection's weight gradient, made by its grouped_mm backward: with LoRA
+        # on the experts, of the materialised W + B@A (an activation until peft's backward
+        # reaches B and A; traced: mixtral lora-all, aten._grouped_mm (E, h, f))
+        down = min((x.weight_numel for x in lin.experts), default=0)
+        self._moe_backward(S, f, h, e, we, pending, m_mul, m_prod, m_w,
+                           down * e if lora_experts else 0)
         if lora_experts:
             # the experts' backward, first their down projection's (grouped_mm's backward):
             # everything the block saved so far (the expert output's gradient in place of the
             # output), the gradient of its input (tokens x f) and of the materialised weight
             # W + B@A of every expert (traced: mixtral qlora, the recomputed block's peak)
             # (the down projection: the smaller of the fused gate_up / down tensors)
-            down = min((x.weight_numel for x in lin.experts), default=0)
             self.moe_bwd = g.saved_bytes + tokens * f * e + down * e
         return out
 
     def _moe_backward(self, S: int, f: int, h: int, e: int, we: int, pending: int,
-                      m_mul: int, m_prod: int, m_w: int) -> None:
+                      m_mul: int, m_prod: int, m_w: int, w_grad: int) -> None:
         """The routed experts' backward instants, as ``mlp_bwd_buffers`` over ``mlp_out_mark``
         (the bytes live beyond everything the block saved).
 
@@ -918,7 +929,7 @@ class BlockWalker:
         # own saved tensors are live through its backward); then the weighting's saves; then
         # the down projection's saved input
         at_weighting = pending + 3 * S * h * we - (end - m_w)
-        at_down = pending + S * h * e + S * f * e - (end - m_prod)
+        at_down = pending + S * h * e + S * f * e + w_grad - (end - m_prod)
         at_gate = pending + 3 * S * f * e - (end - m_mul)
         self.mlp_bwd_buffers = max(at_weighting, at_down, at_gate)
         self.mlp_out_mark = end

@@ -852,13 +852,17 @@ class BlockWalker:
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
         m_mul = g.saved_bytes  # the gated product made: its saved inputs are all kept
-        self._rec_instant(held + ids + sel + S * f * e)
+        # gpt-oss: ``selected_biases = gate_up_proj_bias[expert_ids_g]`` (S, 2f), then the
+        # same local rebound to ``down_proj_bias[expert_ids_g]`` (S, h), live to the return
+        bias_gu = S * 2 * f * e if spec.expert_bias else 0
+        bias_dn = S * h * e if spec.expert_bias else 0
+        self._rec_instant(held + ids + sel + bias_gu + S * f * e)
         if w_trains or lora_experts:
             g.save_bytes(tokens * f * e)  # gate*up product, input of down
         prod = 0 if w_trains or lora_experts else S * f * e
         m_prod = g.saved_bytes
         # the down projection's output, (S, h) in the experts' dtype
-        self._rec_instant(held + ids + sel + prod + S * h * e)
+        self._rec_instant(held + ids + sel + bias_dn + prod + S * h * e)
         # ``proj_out * sample_weights_g``: keeps the expert output and the gathered weights
         # when the routing weights need a gradient; the product follows type promotion
         we = max(e, w_elem)
@@ -866,16 +870,26 @@ class BlockWalker:
         if n2.grad:
             g.save_bytes(tokens * w_elem)  # sample_weights_g
         m_w = g.saved_bytes
-        self._rec_instant(held + ids + sel + S * h * we)
+        live = held + ids + sel + bias_dn
+        self._rec_instant(live + S * h * we)
         if n2.grad:
+            # ``inv_perm = empty_like(perm); inv_perm[perm] = arange(S)`` runs before the
+            # gather that keeps inv_perm: live even when that gather's save ends the
+            # recomputation (traced: gpt_oss lora eager, aten.arange at the block's peak)
+            self._rec_instant(live + S * h * we + 2 * 8 * S, saves=True)
             g.save_bytes(8 * tokens)  # inv_perm, kept by ``weighted_out[inv_perm]``
+            # backward reaches that gather after ``.to(dtype)`` and ``.sum(dim=1)``, whose
+            # backward needs no saved tensor: the gathered product's gradient, (S, h), is
+            # made before the recomputation starts (traced: gpt_oss, aten._to_copy (b*s, k, h))
+            self._tail_grads = (S * h * we, len(g.saved))
         # weighted_out[inv_perm] next to the product it gathers from
-        self._rec_instant(held + ids + sel + 2 * S * h * we)
-        # ``.view(tokens, top_k, h).sum(dim=1)`` (CUDA autocast: sum in fp32, its fp32 list),
-        # then ``.to(hidden_states.dtype)``; the product it summed is freed by then
+        self._rec_instant(live + 2 * S * h * we)
+        # ``.view(tokens, top_k, h).sum(dim=1)`` (CUDA autocast: sum in fp32, its
+        # fp32_set_opt_dtype list: no input copy), then ``.to(hidden_states.dtype)``; the
+        # product it gathered from is freed by then
         se = 4 if st.autocast else we
         cast = rows * h * n2.elem if se != n2.elem else 0
-        self._rec_instant(held + ids + sel + S * h * we + rows * h * se + cast)
+        self._rec_instant(live + S * h * we + rows * h * se + cast)
         out = g.new(rows * h, n2.elem, True)
         if lin.shared:
             if shared_out is None:

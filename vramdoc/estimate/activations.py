@@ -833,7 +833,11 @@ class BlockWalker:
         sel_saved = w_trains or lora_experts
         if sel_saved:
             g.save_bytes(tokens * h * e)  # gathered expert inputs, kept by grouped_mm
-        sel = 0 if sel_saved else S * h * e  # hidden_states[perm // top_k]: a local
+        # hidden_states[perm // top_k], a local in the MoE input's dtype (fp32 after a
+        # LayerNorm under CUDA autocast: Phi-3.5-MoE); _grouped_mm casts it to the experts'
+        # dtype (``input.to(weight.dtype)``), the copy grouped_mm keeps or drops
+        sel = 0 if sel_saved and n2.elem == e else S * h * n2.elem
+        cast_in = S * h * e if n2.elem != e and not sel_saved else 0
         if lora_experts:
             # peft's ParamWrapper materialises W + B@A for every expert on each forward and
             # grouped_mm keeps it for backward: one full copy of the expert weights per layer
@@ -846,15 +850,18 @@ class BlockWalker:
                     r = st.lora_r * x.n_experts * (2 if x.leaf == "gate_up_proj" else 1)
                     g.save_bytes(r * (x.in_features + x.out_features) * e)
         g.save_bytes(tokens * 2 * f * e)  # gate_up output (gate for act, up for the product)
+        # gpt-oss: ``selected_biases = gate_up_proj_bias[expert_ids_g]`` (S, 2f), then the
+        # same local rebound to ``down_proj_bias[expert_ids_g]`` (S, h), live to the return;
+        # _grouped_linear adds it to grouped_mm's output (both (S, 2f) at the add)
+        bias_gu = 2 * S * 2 * f * e if spec.expert_bias else 0
+        self._rec_instant(held + ids + sel + cast_in + bias_gu)
+        bias_gu //= 2
         g.save_bytes(tokens * f * e)  # act(gate)
         if spec.moe_act == "clamped_swiglu":
             # GptOssExperts._apply_gate: clamp(gate), gate * alpha -> sigmoid (result kept),
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
         m_mul = g.saved_bytes  # the gated product made: its saved inputs are all kept
-        # gpt-oss: ``selected_biases = gate_up_proj_bias[expert_ids_g]`` (S, 2f), then the
-        # same local rebound to ``down_proj_bias[expert_ids_g]`` (S, h), live to the return
-        bias_gu = S * 2 * f * e if spec.expert_bias else 0
         bias_dn = S * h * e if spec.expert_bias else 0
         self._rec_instant(held + ids + sel + bias_gu + S * f * e)
         if w_trains or lora_experts:
@@ -878,10 +885,15 @@ class BlockWalker:
             # recomputation (traced: gpt_oss lora eager, aten.arange at the block's peak)
             self._rec_instant(live + S * h * we + 2 * 8 * S, saves=True)
             g.save_bytes(8 * tokens)  # inv_perm, kept by ``weighted_out[inv_perm]``
-            # backward reaches that gather after ``.to(dtype)`` and ``.sum(dim=1)``, whose
-            # backward needs no saved tensor: the gathered product's gradient, (S, h), is
-            # made before the recomputation starts (traced: gpt_oss, aten._to_copy (b*s, k, h))
-            self._tail_grads = (S * h * we, len(g.saved))
+            # backward reaches that gather after ``.to(dtype)``, ``.sum(dim=1)`` and
+            # ``.view(tokens, top_k, h)``, whose backward needs no saved tensor, so their
+            # gradients come before the recomputation: the sum's is an expanded view of its
+            # output's gradient, made an (S, h) tensor in the product's dtype by the view's
+            # backward (a reshape of an expanded tensor: traced, phimoe aten.clone (b*s, k,
+            # h) fp32) or by the cast back from the sum's dtype (CUDA autocast's fp32 sum of a
+            # 16-bit product; traced: gpt_oss aten._to_copy (b*s, k, h) bf16)
+            tail = S * h * we
+            self._tail_grads = (tail, len(g.saved))
         # weighted_out[inv_perm] next to the product it gathers from
         self._rec_instant(live + 2 * S * h * we)
         # ``.view(tokens, top_k, h).sum(dim=1)`` (CUDA autocast: sum in fp32, its

@@ -1240,13 +1240,22 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
             # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
             # forward-time transients hold the checkpointed input, counted apart)
+            # + the attention mask, an input of every checkpointed layer that the checkpoint
+            # keeps for the recomputation through the whole backward (as _kbit_recompute:
+            # eager's float mask per kind of layer, SDPA's boolean one for masked layers;
+            # traced: llama / mixtral / qwen2_moe eager, aten.where.self (b, 1, s, s) live at
+            # the recomputed block's peak). Falcon's is counted by the walk (always_mask).
+            n_kinds = 1 + (1 if 0 < n_sliding < L else 0)
+            mask = 0 if spec.always_mask or spec.is_encoder else (
+                n_kinds * b * s * s * st.r if st.attn == "eager"
+                else (1 if n_sliding else 0) * b * s * s)
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
                                      w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
-                                 for w in walks.values()) + rows * h * x_elem
+                                 for w in walks.values()) + rows * h * x_elem + mask
             attn_peak = max(w.attn_bwd_bytes for w in walks.values())
-            attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
+            attn_peak = attn_peak + rows * h * x_elem + mask if attn_peak else 0
             end = max(w.recompute_end for w in walks.values())
-            recompute_end = end + rows * h * x_elem if end else 0
+            recompute_end = end + rows * h * x_elem + mask if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(

@@ -580,7 +580,13 @@ class BlockWalker:
         if v.grad:
             g.save(g.cast(probs_d, e))
         if probs_d.grad:
-            g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
+            if spec.mla and b == 1 and v_storage is not None and v_storage.elem == e:
+                # MLA's v is a view of kv_b_proj's output: for one sequence matmul folds
+                # (b, heads) as a view and keeps that whole output (traced: deepseek_v2 eager
+                # b=1, aten.add.Tensor (1, 1, s, a * (nope + v)) kept by layer 1)
+                g.save(v_storage)
+            else:
+                g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
         return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous()
 
     # --- one block ------------------------------------------------------------------------

@@ -1066,6 +1066,10 @@ class ActivationAccount:
     # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
     # its output, the held attention weights) with the block's output gradient; 0 elsewhere
     recompute_end_bytes: int = 0
+    # checkpointing, MoE models whose layer 0 is dense: that layer's recompute_peak_bytes and
+    # recompute_attn_peak_bytes (0: layer 0 is a block like the others)
+    recompute_peak_layer0_bytes: int = 0
+    recompute_attn_peak_layer0_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -1131,6 +1135,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # MoE models with dense layers (DeepSeek-V2 first_k_dense_replace, Qwen-MoE mlp_only_layers /
     # decoder_sparse_step): those layers run the dense MLP of the inventory, not the experts
     n_sparse = max((x.count for x in groups if x.kind == EXPERTS and x.in_block), default=L)
+    wd: BlockWalker | None = None
     if lin.experts and lin.mlp_in and lin.mlp_out and n_sparse < L:
         dense_lin = replace(lin, experts=(), router=None, shared=())
         kind = kinds[-1]
@@ -1217,6 +1222,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
     recompute_peak = attn_peak = attn_backward = mlp_backward = fwd_peak = recompute_end = 0
+    recompute_peak0 = attn_peak0 = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -1262,6 +1268,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             attn_peak = attn_peak + rows * h * x_elem + mask if attn_peak else 0
             end = max(w.recompute_end for w in walks.values())
             recompute_end = end + rows * h * x_elem + mask if end else 0
+            if wd is not None:
+                # MoE models' dense layers come first (DeepSeek-V2 first_k_dense_replace,
+                # Qwen-MoE decoder_sparse_step > 1): layer 0, the last block recomputed, is one
+                peak0 = max(wd.g.saved_bytes + (wd.mlp_recompute_backward_extra or 0),
+                            wd.g.live_peak, wd.recompute_forward_peak)
+                recompute_peak0 = peak0 + rows * h * x_elem + mask
+                attn_peak0 = wd.attn_bwd_bytes + rows * h * x_elem + mask \
+                    if wd.attn_bwd_bytes else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
@@ -1291,6 +1305,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
         recompute_end_bytes=recompute_end,
+        recompute_peak_layer0_bytes=recompute_peak0, recompute_attn_peak_layer0_bytes=attn_peak0,
     )
 
 

@@ -811,12 +811,12 @@ class BlockWalker:
             # block's frame through the router and the routed experts
             shared_out = self.shared_expert_mlp(n2)
             held_ts.append(shared_out)
-        held = self._unsaved(*held_ts)
         w_elem = 4  # the routing weights' bytes per element
         if lin.router is not None:
             logits = self.linear(n2, lin.router)
             w_elem = self.router(logits, k, n_e)
             g.transient(logits.nbytes)
+        held = self._unsaved(*held_ts)  # (the router keeps the MoE input when it trains)
         quantized = any(x.leaf in st.quantized for x in lin.experts)
         # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit);
         # transformers 5's grouped_mm experts are not autocast: they cast the input to the
@@ -1268,14 +1268,22 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             attn_peak = attn_peak + rows * h * x_elem + mask if attn_peak else 0
             end = max(w.recompute_end for w in walks.values())
             recompute_end = end + rows * h * x_elem + mask if end else 0
+            # layer 0, the last block recomputed: the checkpoints of the layers after it
+            # were released with their backward, and the masks only they took with them
+            # (traced: gpt_oss full eager b1 s256, the full-attention layer's mask freed once
+            # layer 1's backward ends, the sliding one live at layer 0's peak)
+            mask0 = mask // n_kinds if st.attn == "eager" else mask
             if wd is not None:
                 # MoE models' dense layers come first (DeepSeek-V2 first_k_dense_replace,
-                # Qwen-MoE decoder_sparse_step > 1): layer 0, the last block recomputed, is one
+                # Qwen-MoE decoder_sparse_step > 1): layer 0 is one
                 peak0 = max(wd.g.saved_bytes + (wd.mlp_recompute_backward_extra or 0),
                             wd.g.live_peak, wd.recompute_forward_peak)
-                recompute_peak0 = peak0 + rows * h * x_elem + mask
-                attn_peak0 = wd.attn_bwd_bytes + rows * h * x_elem + mask \
+                recompute_peak0 = peak0 + rows * h * x_elem + mask0
+                attn_peak0 = wd.attn_bwd_bytes + rows * h * x_elem + mask0 \
                     if wd.attn_bwd_bytes else 0
+            elif mask0 != mask:
+                recompute_peak0 = recompute_peak - mask + mask0
+                attn_peak0 = attn_peak - mask + mask0 if attn_peak else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(

@@ -902,6 +902,8 @@ class BlockWalker:
             self._tail_grads = (tail, len(g.saved))
         # weighted_out[inv_perm] next to the product it gathers from
         self._rec_instant(live + 2 * S * h * we)
+        # the same instant inside a k-bit (QLoRA) block's recomputation (_kbit_recompute)
+        self.kbit_fwd = max(self.kbit_fwd, g.saved_bytes + live + 2 * S * h * we)
         # ``.view(tokens, top_k, h).sum(dim=1)`` (CUDA autocast: sum in fp32, its
         # fp32_set_opt_dtype list: no input copy), then ``.to(hidden_states.dtype)``; the
         # product it gathered from is freed by then
@@ -1320,12 +1322,16 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
 def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     """The blocks whose recomputation over k-bit bases _kbit_recompute models, as checked
     against traces (bench_trace_matrix --method qlora: llama, mistral, qwen2/3, gemma 1/2/3,
-    phi3, olmo2, granite, mixtral): sequential pre-norm decoders with a gated MLP, and
-    Mixtral-style MoE. Others (GPT-style and parallel blocks, shared experts, MLA, gpt-oss'
-    clamped SwiGLU) keep the whole-block account."""
+    phi3, olmo2, granite, mixtral, qwen2/3-MoE): sequential pre-norm decoders with a gated
+    MLP, and MoE blocks, Qwen2-MoE's shared expert included (its bitsandbytes Linears walk
+    like a dense MLP's; with non-bf16 grouped GEMMs keeping what aten's GroupedMmBackward0
+    keeps, as i12-gptkbit's probe does: qwen2_moe qlora b2 s128 -3.7 / -2.1 / -5.2 / -3.4 %
+    -> -0.1 / -0.1 / +0.8 / +0.9 %). Others (GPT-style and parallel blocks, MLA: deepseek_v2
+    sdpa qlora goes -4.4 -> -6.3 % that way, gpt-oss' clamped SwiGLU) keep the whole-block
+    account."""
     if spec.family == "llama":
         return True
-    return spec.family == "moe" and not lin.shared and not spec.mla \
+    return spec.family == "moe" and not spec.mla \
         and spec.moe_act != "clamped_swiglu"
 
 

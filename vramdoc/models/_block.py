@@ -53,13 +53,13 @@ class BlockFacts:
     layer_norm: bool = False
     attn_sinks: bool = False
     moe_act: str = "swiglu"
+    shared_expert_first: bool = False
     # q enters SDPA as a contiguous (b, heads, s, d) tensor (GPT-NeoX's apply_rotary_pos_emb
     # ends in torch.cat): the fused kernel's output follows q's layout, so the caller's
     # transpose(1, 2).contiguous() is a copy (traced: gpt_neox sdpa aten.clone (b, s, a, d))
     sdpa_out_copy: bool = False
     router: str = "softmax_topk"
     expert_bias: bool = False
-    shared_expert_first: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -154,13 +154,13 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # GptOssAttention: sinks; GptOssExperts._apply_gate (transformers 5.24 modeling_gpt_oss.py)
         attn_sinks=model_type == "gpt_oss",
         moe_act="clamped_swiglu" if model_type == "gpt_oss" else "swiglu",
+        # Qwen2MoeSparseMoeBlock.forward runs shared_expert(x) before the router and the
+        # routed experts (DeepseekV2Moe.forward adds its shared experts after them)
+        shared_expert_first=model_type == "qwen2_moe",
         sdpa_out_copy=model_type == "gpt_neox",
         router=_ROUTERS.get(model_type, "softmax_topk"),
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",
-        # Qwen2MoeSparseMoeBlock.forward runs shared_expert(x) before the router and the
-        # routed experts (DeepseekV2Moe.forward adds its shared experts after them)
-        shared_expert_first=model_type == "qwen2_moe",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
     )

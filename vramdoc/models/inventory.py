@@ -161,9 +161,10 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         qk_norm_full=facts.qk_norm_full, layer_norm=facts.layer_norm,
         attn_sinks=facts.attn_sinks, moe_act=facts.moe_act, sdpa_out_copy=facts.sdpa_out_copy,
         buffer_bytes=_buffer_bytes(mt, summary_fields(summary)), router=facts.router,
-        expert_bias=facts.expert_bias, shared_expert_first=facts.shared_expert_first,
+        expert_bias=facts.expert_bias,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
+        shared_expert_first=facts.shared_expert_first,
     )
 
 

@@ -159,9 +159,9 @@ class ModelSpec:
     #                              layout follows a contiguous q: GPT-NeoX's rotary cat)
     moe_act: str = "swiglu"  # routed experts' activation: "swiglu" (act(gate) * up), or
     #                          "clamped_swiglu" (gpt-oss GptOssExperts._apply_gate)
+    shared_expert_first: bool = False  # the shared expert runs before the router (Qwen2-MoE)
     router: str = "softmax_topk"  # how routing weights are made (vramdoc.models._block)
     expert_bias: bool = False  # experts carry biases, gathered per routed token (gpt-oss)
-    shared_expert_first: bool = False  # the shared expert runs before the router (Qwen2-MoE)
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the

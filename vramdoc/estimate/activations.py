@@ -58,6 +58,9 @@ class ActSetup:
     kbit: bool = False  # the setup asks for a quantized base (even where no layer is quantized)
     bnb4: bool = False  # the k-bit bases are bitsandbytes 4-bit (NF4 / FP4) layers
     double_quant: bool = False  # bnb_4bit_use_double_quant: the absmax is quantized again
+    # MoE experts are fused 3-D parameters run by grouped_mm_experts_forward (transformers
+    # >= 5), not per-expert nn.Linear modules in a python loop (stack.experts_are_linear)
+    fused_experts: bool = True
 
 
 @dataclass(frozen=True)
@@ -817,6 +820,7 @@ class BlockWalker:
             w_elem = self.router(logits, k, n_e)
             g.transient(logits.nbytes)
         held = self._unsaved(*held_ts)  # (the router keeps the MoE input when it trains)
+        rec_mark = len(self._rec)
         quantized = any(x.leaf in st.quantized for x in lin.experts)
         # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit);
         # transformers 5's grouped_mm experts are not autocast: they cast the input to the
@@ -898,12 +902,13 @@ class BlockWalker:
             # backward (a reshape of an expanded tensor: traced, phimoe aten.clone (b*s, k,
             # h) fp32) or by the cast back from the sum's dtype (CUDA autocast's fp32 sum of a
             # 16-bit product; traced: gpt_oss aten._to_copy (b*s, k, h) bf16)
-            tail = S * h * we
-            self._tail_grads = (tail, len(g.saved))
+            if st.fused_experts:
+                self._tail_grads = (S * h * we, len(g.saved))
         # weighted_out[inv_perm] next to the product it gathers from
         self._rec_instant(live + 2 * S * h * we)
         # the same instant inside a k-bit (QLoRA) block's recomputation (_kbit_recompute)
-        self.kbit_fwd = max(self.kbit_fwd, g.saved_bytes + live + 2 * S * h * we)
+        if st.fused_experts:
+            self.kbit_fwd = max(self.kbit_fwd, g.saved_bytes + live + 2 * S * h * we)
         # ``.view(tokens, top_k, h).sum(dim=1)`` (CUDA autocast: sum in fp32, its
         # fp32_set_opt_dtype list: no input copy), then ``.to(hidden_states.dtype)``; the
         # product it gathered from is freed by then
@@ -932,8 +937,15 @@ class BlockWalker:
         # on the experts, of the materialised W + B@A (an activation until peft's backward
         # reaches B and A; traced: mixtral lora-all, aten._grouped_mm (E, h, f))
         down = min((x.weight_numel for x in lin.experts), default=0)
-        self._moe_backward(S, f, h, e, we, pending, m_mul, m_prod, m_w,
-                           down * e if lora_experts else 0)
+        if st.fused_experts:
+            self._moe_backward(S, f, h, e, we, pending, m_mul, m_prod, m_w,
+                               down * e if lora_experts else 0)
+        else:
+            # transformers < 5: per-expert nn.Linear modules in a python loop, whose
+            # instants are not walked here: the block keeps the whole-block account, and
+            # its recomputed forward instants are dropped (the calibration runs FMS-19 / 21,
+            # transformers 4.48, stay where they were)
+            self._rec = self._rec[:rec_mark]
         if lora_experts:
             # the experts' backward, first their down projection's (grouped_mm's backward):
             # everything the block saved so far (the expert output's gradient in place of the

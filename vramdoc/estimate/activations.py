@@ -58,6 +58,9 @@ class ActSetup:
     kbit: bool = False  # the setup asks for a quantized base (even where no layer is quantized)
     bnb4: bool = False  # the k-bit bases are bitsandbytes 4-bit (NF4 / FP4) layers
     double_quant: bool = False  # bnb_4bit_use_double_quant: the absmax is quantized again
+    # MoE experts are fused 3-D parameters run by grouped_mm_experts_forward (transformers
+    # >= 5), not per-expert nn.Linear modules in a python loop (stack.experts_are_linear)
+    fused_experts: bool = True
 
 
 @dataclass(frozen=True)
@@ -663,7 +666,13 @@ class BlockWalker:
         if v.grad:
             g.save(g.cast(probs_d, e))
         if probs_d.grad:
-            g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
+            if spec.mla and b == 1 and v_storage is not None and v_storage.elem == e:
+                # MLA's v is a view of kv_b_proj's output: for one sequence matmul folds
+                # (b, heads) as a view and keeps that whole output (traced: deepseek_v2 eager
+                # b=1, aten.add.Tensor (1, 1, s, a * (nope + v)) kept by layer 1)
+                g.save(v_storage)
+            else:
+                g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
         return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous()
 
     # --- one block ------------------------------------------------------------------------
@@ -916,66 +925,211 @@ class BlockWalker:
         return g.dropout(out, self.resid_dropout)
 
     def moe(self, n2: T) -> T:
-        """Mixtral-style sparse MoE (transformers 5 fused experts): top-k tokens per expert."""
+        """Sparse MoE with transformers 5's fused experts, run by grouped_mm_experts_forward
+        (transformers 5.24 integrations/moe.py): top-k token copies per expert.
+
+        Walked in the order the module runs (its saves, and the instants a checkpointed
+        block's recomputation reaches, ``_rec_instant``), with the instants of the experts'
+        backward (``mlp_bwd_buffers``): see ``_moe_backward``."""
         spec, st, lin, g = self.spec, self.st, self.lin, self.g
         k = max(spec.num_experts_per_tok, 1)
         n_e = max(spec.num_local_experts, 1)
         f = spec.intermediate_size
         h = spec.hidden_size
         rows = self.rows
+        # what the calling frames hold while the block is recomputed (the block input is the
+        # checkpointed tensor, counted apart)
+        held_ts = [t for t in self._ctx + self._rec_ctx if t is not self._block_in]
+        shared_out: T | None = None
+        if lin.shared and spec.shared_expert_first:
+            # Qwen2MoeSparseMoeBlock.forward: shared_expert(x) first, its output held by the
+            # block's frame through the router and the routed experts
+            shared_out = self.shared_expert_mlp(n2)
+            held_ts.append(shared_out)
         w_elem = 4  # the routing weights' bytes per element
         if lin.router is not None:
             logits = self.linear(n2, lin.router)
             w_elem = self.router(logits, k, n_e)
             g.transient(logits.nbytes)
+        held = self._unsaved(*held_ts)  # (the router keeps the MoE input when it trains)
+        rec_mark = len(self._rec)
         quantized = any(x.leaf in st.quantized for x in lin.experts)
         # k-bit expert layers cast their output back to the input dtype (bnb Linear4bit);
         # transformers 5's grouped_mm experts are not autocast: they cast the input to the
         # experts' dtype (integrations/moe.py _grouped_mm), fp32 after QLoRA's k-bit upcast
         e = n2.elem if quantized else st.weight_elem
         w_trains = st.full and not quantized
-        tokens = rows * k
+        tokens = S = rows * k
         # LoRA leaves are names: Qwen2-MoE's shared expert has a down_proj of its own
         shared_leaves = {x.leaf for x in lin.shared}
         lora_experts = any(x.leaf in st.lora and x.leaf not in shared_leaves
                            for x in lin.experts)
-        if w_trains or lora_experts:
-            g.save_bytes(tokens * h * e)  # gathered expert inputs
-            g.save_bytes(tokens * f * e)  # gate*up product, input of down
+        # grouped_mm_experts_forward, in order. Its locals live to its return: expert_ids_g
+        # (int64, from torch.sort), the histc input (int32 on CUDA) and histc's counts
+        bias_ids = spec.expert_bias and st.full and n2.grad
+        ids = (0 if bias_ids else 8 * S) + 4 * S + 4 * n_e
+        if n2.grad:
+            self.dispatch_indices(S, n_e)  # perm // top_k, perm, offsets (, expert_ids_g)
+        else:
+            ids += 8 * S  # perm: a local
+        sel_saved = w_trains or lora_experts
+        if sel_saved:
+            g.save_bytes(tokens * h * e)  # gathered expert inputs, kept by grouped_mm
+        # hidden_states[perm // top_k], a local in the MoE input's dtype (fp32 after a
+        # LayerNorm under CUDA autocast: Phi-3.5-MoE); _grouped_mm casts it to the experts'
+        # dtype (``input.to(weight.dtype)``), the copy grouped_mm keeps or drops
+        sel = 0 if sel_saved and n2.elem == e else S * h * n2.elem
+        cast_in = S * h * e if n2.elem != e and not sel_saved else 0
         if lora_experts:
             # peft's ParamWrapper materialises W + B@A for every expert on each forward and
             # grouped_mm keeps it for backward: one full copy of the expert weights per layer
             g.save_bytes(sum(x.weight_numel for x in lin.experts) * e)
+            # ... as ``baddbmm(W, lhs, rhs)`` (peft 0.21 _LoraFactorsProxy, for one adapter on
+            # a 16-bit stack), whose factors get_delta_factors casts to W's dtype: baddbmm
+            # keeps both copies (rank r per expert, 2r for the fused gate_up, as params.py)
+            for x in lin.experts:
+                if x.leaf in st.lora and st.adapter_elem != e:
+                    r = st.lora_r * x.n_experts * (2 if x.leaf == "gate_up_proj" else 1)
+                    g.save_bytes(r * (x.in_features + x.out_features) * e)
         g.save_bytes(tokens * 2 * f * e)  # gate_up output (gate for act, up for the product)
+        # gpt-oss: ``selected_biases = gate_up_proj_bias[expert_ids_g]`` (S, 2f), then the
+        # same local rebound to ``down_proj_bias[expert_ids_g]`` (S, h), live to the return;
+        # _grouped_linear adds it to grouped_mm's output (both (S, 2f) at the add)
+        bias_gu = 2 * S * 2 * f * e if spec.expert_bias else 0
+        self._rec_instant(held + ids + sel + cast_in + bias_gu)
+        bias_gu //= 2
         g.save_bytes(tokens * f * e)  # act(gate)
         if spec.moe_act == "clamped_swiglu":
             # GptOssExperts._apply_gate: clamp(gate), gate * alpha -> sigmoid (result kept),
             # glu = gate * sigmoid (both kept), (up + 1) kept for the product with glu
             g.save_bytes(3 * tokens * f * e)
+        m_mul = g.saved_bytes  # the gated product made: its saved inputs are all kept
+        bias_dn = S * h * e if spec.expert_bias else 0
+        self._rec_instant(held + ids + sel + bias_gu + S * f * e)
+        if w_trains or lora_experts:
+            g.save_bytes(tokens * f * e)  # gate*up product, input of down
+        prod = 0 if w_trains or lora_experts else S * f * e
+        m_prod = g.saved_bytes
+        # the down projection's output, (S, h) in the experts' dtype
+        self._rec_instant(held + ids + sel + bias_dn + prod + S * h * e)
+        # ``proj_out * sample_weights_g``: keeps the expert output and the gathered weights
+        # when the routing weights need a gradient; the product follows type promotion
+        we = max(e, w_elem)
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
         if n2.grad:
-            self.dispatch(tokens, n_e, w_elem)
-        # the recomputed forward's end of the experts (grouped_mm_experts_forward, transformers
-        # 5.24 integrations/moe.py): the gathered inputs (held by the function), the gathered
-        # down-projection biases, the routing-weighted output and its ``[inv_perm]`` gather,
-        # with ``inv_perm`` (traced: gpt_oss qlora, the recomputed block's peak)
-        ctx = [t for t in self._ctx if t.uid != self._input_uid]
-        held = (0 if (w_trains or lora_experts) else tokens * h * e) + (
-            tokens * h * e if spec.expert_bias else 0)
-        self.kbit_fwd = max(self.kbit_fwd, g.saved_bytes + self._unsaved(*ctx, n2) + held
-                            + 2 * tokens * h * e + 8 * tokens)
+            g.save_bytes(tokens * w_elem)  # sample_weights_g
+        m_w = g.saved_bytes
+        live = held + ids + sel + bias_dn
+        self._rec_instant(live + S * h * we)
+        if n2.grad:
+            # ``inv_perm = empty_like(perm); inv_perm[perm] = arange(S)`` runs before the
+            # gather that keeps inv_perm: live even when that gather's save ends the
+            # recomputation (traced: gpt_oss lora eager, aten.arange at the block's peak)
+            self._rec_instant(live + S * h * we + 2 * 8 * S, saves=True)
+            g.save_bytes(8 * tokens)  # inv_perm, kept by ``weighted_out[inv_perm]``
+            # backward reaches that gather after ``.to(dtype)``, ``.sum(dim=1)`` and
+            # ``.view(tokens, top_k, h)``, whose backward needs no saved tensor, so their
+            # gradients come before the recomputation: the sum's is an expanded view of its
+            # output's gradient, made an (S, h) tensor in the product's dtype by the view's
+            # backward (a reshape of an expanded tensor: traced, phimoe aten.clone (b*s, k,
+            # h) fp32) or by the cast back from the sum's dtype (CUDA autocast's fp32 sum of a
+            # 16-bit product; traced: gpt_oss aten._to_copy (b*s, k, h) bf16)
+            if st.fused_experts:
+                self._tail_grads = (S * h * we, len(g.saved))
+        # weighted_out[inv_perm] next to the product it gathers from
+        self._rec_instant(live + 2 * S * h * we)
+        # the same instant inside a k-bit (QLoRA) block's recomputation (_kbit_recompute)
+        if st.fused_experts:
+            self.kbit_fwd = max(self.kbit_fwd, g.saved_bytes + live + 2 * S * h * we)
+        # ``.view(tokens, top_k, h).sum(dim=1)`` (CUDA autocast: sum in fp32, its
+        # fp32_set_opt_dtype list: no input copy), then ``.to(hidden_states.dtype)``; the
+        # product it gathered from is freed by then
+        se = 4 if st.autocast else we
+        cast = rows * h * n2.elem if se != n2.elem else 0
+        self._rec_instant(live + S * h * we + rows * h * se + cast)
+        out = g.new(rows * h, n2.elem, True)
+        if lin.shared:
+            if shared_out is None:
+                # DeepseekV2Moe.forward: the shared experts run after the routed ones, the
+                # routed output held by the block's frame
+                rec_ctx = self._rec_ctx
+                self._rec_ctx = [*rec_ctx, out]
+                y = self.shared_expert_mlp(n2)
+                self._rec_ctx = rec_ctx
+                pending = n2.nbytes  # their input gradient, waiting for the router's
+            else:
+                y = self.shared_gate(n2, shared_out)
+                # the gate's input gradient and d(shared_expert_output) wait for the routed
+                # experts' backward (the shared expert ran first: lower sequence numbers)
+                pending = n2.nbytes + shared_out.nbytes
+            out = g.add(out, y)
+        else:
+            pending = 0
+        # the down projection's weight gradient, made by its grouped_mm backward: with LoRA
+        # on the experts, of the materialised W + B@A (an activation until peft's backward
+        # reaches B and A; traced: mixtral lora-all, aten._grouped_mm (E, h, f))
+        down = min((x.weight_numel for x in lin.experts), default=0)
+        if st.fused_experts:
+            self._moe_backward(S, f, h, e, we, pending, m_mul, m_prod, m_w,
+                               down * e if lora_experts else 0)
+        else:
+            # transformers < 5: per-expert nn.Linear modules in a python loop, whose
+            # instants are not walked here: the block keeps the whole-block account, and
+            # its recomputed forward instants are dropped (the calibration runs FMS-19 / 21,
+            # transformers 4.48, stay where they were)
+            self._rec = self._rec[:rec_mark]
         if lora_experts:
             # the experts' backward, first their down projection's (grouped_mm's backward):
             # everything the block saved so far (the expert output's gradient in place of the
             # output), the gradient of its input (tokens x f) and of the materialised weight
             # W + B@A of every expert (traced: mixtral qlora, the recomputed block's peak)
             # (the down projection: the smaller of the fused gate_up / down tensors)
-            down = min((x.weight_numel for x in lin.experts), default=0)
             self.moe_bwd = g.saved_bytes + tokens * f * e + down * e
-        out = g.new(rows * h, n2.elem, True)
-        if lin.shared:
-            out = g.add(out, self.shared_expert(n2))
         return out
+
+    def _moe_backward(self, S: int, f: int, h: int, e: int, we: int, pending: int,
+                      m_mul: int, m_prod: int, m_w: int, w_grad: int) -> None:
+        """The routed experts' backward instants, as ``mlp_bwd_buffers`` over ``mlp_out_mark``
+        (the bytes live beyond everything the block saved).
+
+        Backward reaches what ran after the routed experts first (Qwen2-MoE's gated shared
+        output, DeepSeek-V2's shared experts: their saves are freed, their gradients of the
+        MoE input, and Qwen2-MoE's d(shared output), wait), then, in grouped_mm_experts_forward
+        reversed: ``weighted_out[inv_perm]``'s backward (a fresh (S, h) gradient) and the
+        routing-weight product's (grad * weights and grad * output, (S, h) each, in the
+        product's dtype); the down projection's grouped_mm backward (d(output) and d(input),
+        (S, f)); the gated product's backward: d(prod), d(act), d(up), (S, f) each, once the
+        down projection's and the weighting's saved tensors are freed (traced: mixtral lora
+        sdpa with checkpointing, aten.mul.Tensor (S, f) twice next to grouped_mm's (S, f))."""
+        g = self.g
+        end = g.saved_bytes
+        # freed by each instant: inv_perm and what ran after the experts (the weighting's
+        # own saved tensors are live through its backward); then the weighting's saves; then
+        # the down projection's saved input
+        at_weighting = pending + 3 * S * h * we - (end - m_w)
+        at_down = pending + S * h * e + S * f * e + w_grad - (end - m_prod)
+        at_gate = pending + 3 * S * f * e - (end - m_mul)
+        self.mlp_bwd_buffers = max(at_weighting, at_down, at_gate)
+        self.mlp_out_mark = end
+
+    def shared_expert_mlp(self, n2: T) -> T:
+        """A dense SwiGLU shared expert (Qwen2MoeMLP, DeepseekV2MLP) on every token."""
+        g = self.g
+        by_leaf = {x.leaf: x for x in self.lin.shared}
+        gate = self.linear(n2, by_leaf["gate_proj"])
+        up = self.linear(n2, by_leaf["up_proj"])
+        prod = g.mul(self.activation(gate), up)
+        return self.linear(prod, by_leaf["down_proj"])
+
+    def shared_gate(self, n2: T, y: T) -> T:
+        """Qwen2MoeSparseMoeBlock: ``sigmoid(shared_expert_gate(x)) * shared_expert_output``;
+        the product keeps both operands, sigmoid its (b*s x 1) result."""
+        g = self.g
+        by_leaf = {x.leaf: x for x in self.lin.shared}
+        if "shared_expert_gate" not in by_leaf:
+            return y
+        sig = g.unary_saves_result(self.linear(n2, by_leaf["shared_expert_gate"]))
+        return g.mul(sig, y)
 
     def router(self, logits: T, k: int, n_e: int) -> int:
         """The top-k router's saved tensors (spec.router, vramdoc.models._block); returns the
@@ -992,40 +1146,25 @@ class BlockWalker:
             # divisor and a copy of the values it overwrites
             g.save_bytes(4 * rows)
             g.save_bytes(4 * rows * k)
+        if self.spec.router == "softmax_topk_cast":
+            return logits.elem  # Qwen2/3-MoE: .to(router_logits.dtype)
         return 4
 
-    def dispatch(self, tokens: int, n_e: int, w_elem: int) -> None:
-        """What grouped_mm_experts_forward (transformers 5.24 integrations/moe.py) keeps to
-        route ``tokens`` = b*s*k token copies: the int64 indices of its three gathers
-        (``hidden_states[perm // top_k]``, ``sample_weights[perm]``, ``weighted_out[inv_perm]``),
-        the gathered routing weights (kept by the weighting product), the int32 group offsets
-        (kept by grouped_mm) and, where experts have trainable biases, the sorted expert ids
-        that gather them."""
+    def dispatch_indices(self, tokens: int, n_e: int) -> None:
+        """The indices grouped_mm_experts_forward (transformers 5.24 integrations/moe.py)
+        keeps to route ``tokens`` = b*s*k token copies before the experts run: those of its
+        gathers ``hidden_states[perm // top_k]`` and ``sample_weights[perm]``, the int32
+        group offsets (kept by grouped_mm) and, where experts have trainable biases, the
+        sorted expert ids that gather them. (``weighted_out[inv_perm]``'s indices and the
+        gathered routing weights are kept later, by the walk in ``moe``.)"""
         g = self.g
         g.save_bytes(8 * tokens)  # perm // top_k
         g.save_bytes(8 * tokens)  # perm
-        g.save_bytes(8 * tokens)  # inv_perm
-        g.save_bytes(tokens * w_elem)  # sample_weights_g
         g.save_bytes(4 * n_e)  # offsets: cumsum(tokens_per_expert, dtype=int32)
         if self.spec.expert_bias and self.st.full:
             # expert_ids_g, the index of gate_up_proj_bias[...] / down_proj_bias[...]: kept
             # where the biases train
             g.save_bytes(8 * tokens)
-
-    def shared_expert(self, n2: T) -> T:
-        """Qwen2MoeSparseMoeBlock (transformers 5.24 modeling_qwen2_moe.py): a dense SwiGLU
-        MLP on every token, scaled by ``sigmoid(shared_expert_gate(x))``; the product keeps
-        both operands, sigmoid its (b*s x 1) result."""
-        g = self.g
-        by_leaf = {x.leaf: x for x in self.lin.shared}
-        gate = self.linear(n2, by_leaf["gate_proj"])
-        up = self.linear(n2, by_leaf["up_proj"])
-        prod = g.mul(self.activation(gate), up)
-        y = self.linear(prod, by_leaf["down_proj"])
-        if "shared_expert_gate" not in by_leaf:  # DeepSeek-V2: shared experts added ungated
-            return y
-        sig = g.unary_saves_result(self.linear(n2, by_leaf["shared_expert_gate"]))
-        return g.mul(sig, y)
 
 
 @dataclass(frozen=True)
@@ -1076,6 +1215,10 @@ class ActivationAccount:
     recompute_end_bytes: int = 0
     # the logits tensor the model returns in its output (``output.logits``), in their dtype
     logits_output_bytes: int = 0
+    # checkpointing, MoE models whose layer 0 is dense: that layer's recompute_peak_bytes and
+    # recompute_attn_peak_bytes (0: layer 0 is a block like the others)
+    recompute_peak_layer0_bytes: int = 0
+    recompute_attn_peak_layer0_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -1149,6 +1292,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # MoE models with dense layers (DeepSeek-V2 first_k_dense_replace, Qwen-MoE mlp_only_layers /
     # decoder_sparse_step): those layers run the dense MLP of the inventory, not the experts
     n_sparse = max((x.count for x in groups if x.kind == EXPERTS and x.in_block), default=L)
+    wd: BlockWalker | None = None
     if lin.experts and lin.mlp_in and lin.mlp_out and n_sparse < L:
         dense_lin = replace(lin, experts=(), router=None, shared=())
         kind = kinds[-1]
@@ -1259,6 +1403,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
     recompute_peak = attn_peak = attn_backward = mlp_backward = fwd_peak = recompute_end = 0
+    recompute_peak0 = attn_peak0 = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -1300,10 +1445,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # the checkpointed one, counted apart (as in _kbit_recompute)
             own = {m: w.g.saved.get(w._input_uid, 0) if st.kbit else 0
                    for m, w in walks.items()}
-            # + the attention masks, inputs of every checkpointed layer (llama-like decoders:
-            # transformers 5 masking_utils; other families are not checked here)
-            out_grad = rows * h * x_elem + (
-                _mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0)
+            # + the attention masks, inputs of every checkpointed layer that the checkpoint
+            # keeps for the recomputation through the whole backward (_mask_bytes: eager's
+            # float mask per kind of layer, SDPA's boolean one for sliding layers; traced:
+            # llama / gemma3 / mixtral / qwen2_moe eager, aten.where.self (b, 1, s, s) live at
+            # the recomputed block's peak). Falcon's is counted by the walk (always_mask).
+            mask = 0 if spec.always_mask or spec.is_encoder else _mask_bytes(spec, st,
+                                                                              n_sliding)
+            out_grad = rows * h * x_elem + mask
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0)
                                      + held, w.g.live_peak,
                                      w.reentrant_forward_peak if reentrant
@@ -1313,21 +1462,38 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                             for m, w in walks.items())
             attn_peak = attn_peak + out_grad + rerun + held if attn_peak else 0
             if st.kbit:
-                # an unquantized k-bit-prepared block (Falcon's FalconLinear): the attention
+                # an unquantized k-bit-prepared block (Falcon's FalconLinear): its attention
                 # mask, an input of every checkpointed layer (in the fp32 embeddings' dtype for
-                # eager, boolean for SDPA; llama-like decoders count theirs in out_grad), and
+                # eager, boolean for SDPA; other families count theirs in out_grad), and
                 # under non-reentrant checkpointing the MLP output's gradient cast down from the
                 # fp32 residual sum before recomputation (traced: falcon qlora, aten._to_copy
                 # (b, s, h) bf16 next to ``* scaling``'s)
-                mask = 0 if spec.family == "llama" else (
+                kmask = 0 if not spec.always_mask else (
                     b * s * s * st.r if st.attn == "eager" else (b * s * s if n_masked else 0))
                 cast = rows * h * 2 if not reentrant and st.autocast and st.r == 4 else 0
-                recompute_peak += mask + cast
-                attn_peak += mask if attn_peak else 0
+                recompute_peak += kmask + cast
+                attn_peak += kmask if attn_peak else 0
             # the instants before the MLP output projection's weight gradient exists: an
             # encoder's recomputed forward end, the backward of a norm ending the block
             end = max(max(w.recompute_end, w.post_norm_bwd) for w in walks.values())
             recompute_end = end + out_grad if end else 0
+            # layer 0, the last block recomputed: the checkpoints of the layers after it
+            # were released with their backward, and the masks only they took with them
+            # (traced: gpt_oss full eager b1 s256, the full-attention layer's mask freed once
+            # layer 1's backward ends, the sliding one live at layer 0's peak)
+            n_kinds = 1 + (1 if 0 < n_sliding < L else 0)
+            mask0 = mask // n_kinds if st.attn == "eager" else mask
+            if wd is not None:
+                # MoE models' dense layers come first (DeepSeek-V2 first_k_dense_replace,
+                # Qwen-MoE decoder_sparse_step > 1): layer 0 is one
+                peak0 = max(wd.g.saved_bytes + (wd.mlp_recompute_backward_extra or 0),
+                            wd.g.live_peak, wd.recompute_forward_peak)
+                recompute_peak0 = peak0 + rows * h * x_elem + mask0
+                attn_peak0 = wd.attn_bwd_bytes + rows * h * x_elem + mask0 \
+                    if wd.attn_bwd_bytes else 0
+            elif mask0 != mask:
+                recompute_peak0 = recompute_peak - mask + mask0
+                attn_peak0 = attn_peak - mask + mask0 if attn_peak else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
@@ -1357,18 +1523,23 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
         recompute_end_bytes=recompute_end, logits_output_bytes=n * out_elem,
+        recompute_peak_layer0_bytes=recompute_peak0, recompute_attn_peak_layer0_bytes=attn_peak0,
     )
 
 
 def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     """The blocks whose recomputation over k-bit bases _kbit_recompute models, as checked
     against traces (bench_trace_matrix --method qlora: llama, mistral, qwen2/3, gemma 1/2/3,
-    phi3, olmo2, granite, mixtral, gpt2, gpt_bigcode, opt, bloom, gpt_neox, gpt_oss):
-    sequential pre-norm decoders with a gated or plain MLP, parallel blocks, and MoE with
-    fused experts. Others (shared experts, MLA) keep the whole-block account."""
+    phi3, olmo2, granite, mixtral, qwen2/3-MoE, gpt2, gpt_bigcode, opt, bloom, gpt_neox,
+    gpt_oss): sequential pre-norm decoders with a gated or plain MLP, parallel blocks, and MoE
+    blocks with fused experts, Qwen2-MoE's shared expert included (its bitsandbytes Linears
+    walk like a dense MLP's; with non-bf16 grouped GEMMs keeping what aten's
+    GroupedMmBackward0 keeps: qwen2_moe qlora b2 s128 -3.7 / -2.1 / -5.2 / -3.4 % -> -0.1 /
+    -0.1 / +0.8 / +0.9 %). MLA (deepseek_v2 sdpa qlora goes -4.4 -> -6.3 % that way) keeps
+    the whole-block account."""
     if spec.family in ("llama", "gpt", "parallel"):
         return True
-    return spec.family == "moe" and not lin.shared and not spec.mla
+    return spec.family == "moe" and not spec.mla
 
 
 def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker],

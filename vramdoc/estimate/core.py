@@ -149,6 +149,7 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
         dora=bool(lora is not None and lora.use_dora), kbit=setup.quantization is not None,
         bnb4=bool(quantized) and _bnb4(setup),
         double_quant=_bnb4(setup) and bool(setup.quantization.bnb_4bit_use_double_quant),
+        fused_experts=not experts_are_linear(setup.transformers_version),
     )
 
 
@@ -518,7 +519,8 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         block0 = {**zero, **in_bwd_end, "optimizer_states": states,
                   "gradients": grads + unit_grads + grads_fwd_comm - untied - layer_g + out_g,
                   "activations": acts.checkpoint_bytes // L + acts.ids_bytes
-                  + acts.embedding_saved_bytes + acts.recompute_peak_bytes}
+                  + acts.embedding_saved_bytes
+                  + (acts.recompute_peak_layer0_bytes or acts.recompute_peak_bytes)}
         candidates.append(first)
         if acts.recompute_attn_peak_bytes:
             # eager attention: softmax's backward, after the MLP's and o_proj's (their
@@ -529,8 +531,10 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                                + acts.recompute_attn_peak_bytes})
             candidates.append({**block0, "gradients": block0["gradients"] + layer_g - out_g
                                - attn_in_g,
-                               "activations": block0["activations"] - acts.recompute_peak_bytes
-                               + acts.recompute_attn_peak_bytes})
+                               "activations": block0["activations"]
+                               - (acts.recompute_peak_layer0_bytes or acts.recompute_peak_bytes)
+                               + (acts.recompute_attn_peak_layer0_bytes
+                                  or acts.recompute_attn_peak_bytes)})
         if acts.recompute_end_bytes:
             # encoders: the recomputed block's forward end, before its MLP output projection's
             # weight gradient exists

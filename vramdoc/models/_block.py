@@ -53,6 +53,7 @@ class BlockFacts:
     layer_norm: bool = False
     attn_sinks: bool = False
     moe_act: str = "swiglu"
+    shared_expert_first: bool = False
     # q enters SDPA as a contiguous (b, heads, s, d) tensor (GPT-NeoX's apply_rotary_pos_emb
     # ends in torch.cat): the fused kernel's output follows q's layout, so the caller's
     # transpose(1, 2).contiguous() is a copy (traced: gpt_neox sdpa aten.clone (b, s, a, d))
@@ -101,8 +102,11 @@ _SOFTCAP_DEFAULTS = {"gemma2": (50.0, 30.0)}
 # How the top-k router makes the routing weights (transformers 5.24): MixtralTopKRouter takes
 # an fp32 softmax over all experts, then top-k, then renormalises in place (``/= sum``);
 # GptOssTopKRouter takes the top-k logits first, then a softmax over those k in their dtype.
+# Qwen2MoeTopKRouter / Qwen3MoeTopKRouter take Mixtral's fp32 softmax and top-k, then cast the
+# routing weights back to the logits' dtype (``router_top_value.to(router_logits.dtype)``).
 # Others keep "softmax_topk" (an fp32 softmax over all experts, then top-k).
-_ROUTERS = {"mixtral": "softmax_topk_norm", "gpt_oss": "topk_softmax"}
+_ROUTERS = {"mixtral": "softmax_topk_norm", "gpt_oss": "topk_softmax",
+            "qwen2_moe": "softmax_topk_cast", "qwen3_moe": "softmax_topk_cast"}
 # encoders fill no cache: BertModel builds one only when config.is_decoder
 _NO_CACHE = {"bert", "roberta"}
 
@@ -172,6 +176,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # Phi-3's apply_rotary_pos_emb ends in torch.cat too (partial rotary: q_rot and
         # q_pass joined; transformers 5.24 modeling_phi3.py)
         sdpa_out_copy=model_type in ("gpt_neox", "phi3"),
+        # Qwen2MoeSparseMoeBlock.forward runs shared_expert(x) before the router and the
+        # routed experts (DeepseekV2Moe.forward adds its shared experts after them)
+        shared_expert_first=model_type == "qwen2_moe",
         router=_ROUTERS.get(model_type, "softmax_topk"),
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",

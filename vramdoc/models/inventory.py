@@ -169,6 +169,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         residual_multiplier=facts.residual_multiplier,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
+        shared_expert_first=facts.shared_expert_first,
     )
 
 

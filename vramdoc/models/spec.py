@@ -159,6 +159,7 @@ class ModelSpec:
     #                              layout follows a contiguous q: GPT-NeoX's rotary cat)
     moe_act: str = "swiglu"  # routed experts' activation: "swiglu" (act(gate) * up), or
     #                          "clamped_swiglu" (gpt-oss GptOssExperts._apply_gate)
+    shared_expert_first: bool = False  # the shared expert runs before the router (Qwen2-MoE)
     router: str = "softmax_topk"  # how routing weights are made (vramdoc.models._block)
     expert_bias: bool = False  # experts carry biases, gathered per routed token (gpt-oss)
     attn_output_held: bool = False  # the layer holds its attention output through the MLP

@@ -107,3 +107,62 @@ def test_warmup_ratio_becomes_steps():
     _, run = _optim("adamw_torch", warmup_steps=0.5)
     # 0.5 of 4 probe steps = 2 warmup steps: the first LR is 0
     assert run.optimizer.param_groups[0]["lr"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["adamw_torch", "adamw_torch_fused", "adafactor", "sgd",
+                                  "adagrad", "rmsprop", "adamw_8bit", "paged_adamw_8bit",
+                                  "paged_lion_32bit", "adamw_torch_4bit", "not_an_optim"])
+def test_optimizer_choice_is_trainers_without_importing_trainer(name):
+    """optim.optimizer_cls_and_kwargs runs Trainer.get_optimizer_cls_and_kwargs's body: the same
+    class and keywords (or the same refusal) for every optim name."""
+    from transformers import Trainer
+
+    extra = {"optim_args": "momentum=0.5"} if name == "sgd" else {}
+    setup = tiny_setup("lora", learning_rate=3e-4, adam_beta2=0.95, **extra)
+    setup = setup.replace_training(optim=name)
+    built = _meta(setup)
+
+    def outcome(fn):
+        try:
+            return fn(optim._training_args(setup), built.model)
+        except Exception as exc:  # noqa: BLE001 - the refusal is part of the contract
+            return type(exc), str(exc)
+
+    ours = outcome(optim.optimizer_cls_and_kwargs)
+    assert ours == outcome(Trainer.get_optimizer_cls_and_kwargs)
+    if name == "adamw_torch":
+        assert ours[0] is torch.optim.AdamW and ours[1]["betas"] == (0.9, 0.95)
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "qlora"])
+def test_decay_names_are_trainers_without_importing_trainer(method):
+    from transformers import Trainer
+
+    if method == "qlora":
+        pytest.importorskip("bitsandbytes")
+    built = _meta(tiny_setup(method))
+    head = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    built.model.add_module("extra_head", head)  # an nn.LayerNorm: excluded by type
+    ours = optim.decay_parameter_names(built.model)
+    assert ours == Trainer.get_decay_parameter_names(None, built.model)
+    assert "extra_head.0.weight" in ours and "extra_head.1.weight" not in ours
+    assert not any("norm" in n for n in ours)
+
+
+def test_fake_probe_does_not_import_trainer():
+    """transformers.trainer (datasets, pandas) is no part of a probe: a fresh process that
+    probes a tiny model never imports it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys; from tests.probe.conftest import tiny_setup, tiny_spec; "
+            "from vramdoc.probe.recipe import run_probe; "
+            "r = run_probe(tiny_setup('lora'), tiny_spec(), device='fake', steps=1); "
+            "assert r.measured is not None, r.step_error; "
+            "print(sorted(m for m in ('transformers.trainer', 'datasets', 'pandas') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

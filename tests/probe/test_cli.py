@@ -67,3 +67,40 @@ def test_cuda_without_gpu_exits_3(run_cli, tiny_dir):
         pytest.skip("a GPU is present")
     code, _, err = run_cli("probe", "--model", str(tiny_dir), "--device", "cuda")
     assert code == 3 and "no CUDA GPU" in err
+
+
+def test_cold_probe_process_freezes_what_the_libraries_built(tiny_dir):
+    """In a fresh process the probe's libraries import with the cyclic collector paused, what
+    they built goes to the permanent generation (gc.freeze), the collector runs again for the
+    steps, and stdout still carries only the report."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    args = ["probe", "--model", str(tiny_dir), "--method", "lora", "--batch", "2",
+            "--seq-len", "32", "--device", "fake", "--json"]
+    code = ("import gc, json, sys; from vramdoc.cli import main; "
+            f"rc = main({args!r}); "
+            "print(json.dumps([rc, gc.isenabled(), gc.get_freeze_count()]), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    rc, enabled, frozen = json.loads(out.stderr.strip().splitlines()[-1])
+    assert rc == 0 and enabled
+    assert frozen > 100_000  # torch + transformers + peft: hundreds of thousands of objects
+    assert json.loads(out.stdout)["measured"]["steps_run"] == 2
+
+
+def test_no_import_phase_once_torch_is_imported():
+    """A process that imported torch already (a test run, a notebook) keeps its collector as
+    it is: nothing is paused or frozen."""
+    import gc
+
+    import torch  # noqa: F401
+
+    from vramdoc.commands.probe import _ImportPhase
+
+    frozen = gc.get_freeze_count()
+    phase = _ImportPhase()
+    phase.end()
+    assert not phase.active and gc.isenabled() and gc.get_freeze_count() == frozen

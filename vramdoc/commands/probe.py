@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import sys
 from typing import Any
@@ -83,19 +85,63 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='print {"measured": ..., "estimate": ..., "findings": [...]} on stdout')
 
 
+class _ImportPhase:
+    """The cyclic garbage collector while the probe's libraries import, and at exit.
+
+    Importing torch, transformers, peft and bitsandbytes creates some 450,000 objects (modules,
+    classes, functions, tables) that live until the process ends, and next to no garbage.
+    CPython's full (generation-2) collections traverse every tracked object: several run while
+    those imports grow the heap, and one more runs at interpreter shutdown, together about a
+    fifth of a fake 7B probe's CPU time (tests/benchmarks/bench_probe_fake.py). So, in a process
+    that has not imported torch yet, the collector is paused while the libraries import, what
+    they built is then moved to the permanent generation (``gc.freeze``: never traversed
+    again), and at exit the heap is frozen before the interpreter's last collection (the OS
+    takes the memory back anyway). While the model is built and the steps run the collector
+    runs as usual on everything the run creates.
+    """
+
+    def __init__(self) -> None:
+        self.active = "torch" not in sys.modules and gc.isenabled()
+        if self.active:
+            gc.disable()
+            atexit.register(gc.freeze)
+
+    def end(self) -> None:
+        if self.active:
+            self.active = False
+            gc.freeze()
+            gc.enable()
+
+
 def run(args: argparse.Namespace) -> int:
+    imports = _ImportPhase()
     try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(exc.name or "torch", "probe", "vramdoc probe") from None
-    from vramdoc.probe.devices import quiet
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependencyError(exc.name or "torch", "probe", "vramdoc probe") from None
+        from vramdoc.probe.devices import quiet
 
-    with quiet():
-        return _run(args)
+        with quiet():
+            return _run(args, imports)
+    finally:
+        imports.end()
 
 
-def _run(args: argparse.Namespace) -> int:
+def _preload(setup: Any, spec: Any) -> None:
+    """Import what the build and the steps import (``build.preload``), before they run
+    (stdout is the report: what a library prints while importing goes to stderr)."""
+    import contextlib
+
+    from vramdoc.probe import build
+
+    # an error here the run meets again and reports (D190)
+    with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(Exception):
+        build.preload(setup, spec.model_type, spec.config)
+
+
+def _run(args: argparse.Namespace, imports: _ImportPhase | None = None) -> int:
     import torch
 
     from vramdoc.models import resolve_model
@@ -172,6 +218,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"note: --steps {steps} capped at {MAX_STEPS}: a probe measures memory and "
               "numerics in a few steps (train with Trainer for more)", file=sys.stderr)
         steps = MAX_STEPS
+    if imports is not None and imports.active:
+        _preload(setup, spec)
+        imports.end()
     where = f"rank {sharded.rank} of {sharded.world}, {sharded.label}, " if sharded else ""
     print(f"probing {setup.model} ({setup.method}) on {where}{device} ...", file=sys.stderr)
     import contextlib

@@ -297,6 +297,8 @@ def preload(setup: TrainSetup, model_type: str, config: dict[str, Any]) -> None:
         import accelerate.utils  # noqa: F401
         import peft  # noqa: F401
         import peft.tuners.loha.layer  # noqa: F401
+        import transformers.optimization  # noqa: F401 - the optimizer and its schedule
+        import transformers.trainer_optimizer  # noqa: F401
         from transformers.modeling_layers import GradientCheckpointingLayer  # noqa: F401
 
         if setup.quantization is not None:

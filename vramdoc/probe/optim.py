@@ -2,7 +2,9 @@
 
 Trainer's own code picks the class and keywords (``Trainer.get_optimizer_cls_and_kwargs``) and
 the two parameter groups (``get_decay_parameter_names``: no weight decay on biases and norms),
-so the probe runs the optimizer a Trainer run would run.
+so the probe runs the optimizer a Trainer run would run. Both are called through the modules
+they are built from (``transformers/trainer_optimizer.py``, ``trainer_pt_utils.py``), not through
+``transformers.trainer``, whose import (datasets, pandas, pyarrow, callbacks) a probe never uses.
 
 On a CUDA GPU torch's optimizers default to their multi-tensor (``foreach``) implementation
 (``torch/optim/optimizer.py::_default_to_fused_or_foreach``: foreach for CUDA tensors, the
@@ -71,11 +73,51 @@ def _training_args(setup: TrainSetup) -> Any:
                              use_cpu=True, report_to="none", **keep)
 
 
+# transformers/trainer.py, Trainer.get_decay_parameter_names: the parameter names matching
+# these patterns (or inside an nn.LayerNorm) get no weight decay.
+_NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+
+
+def decay_parameter_names(model: nn.Module) -> list[str]:
+    """``Trainer.get_decay_parameter_names(model)``: its body, run without importing
+    ``transformers.trainer`` (tests/probe/test_build_optim.py checks both agree)."""
+    try:
+        from transformers.trainer_pt_utils import get_parameter_names
+    except ImportError:  # pragma: no cover - a transformers without the split-out helpers
+        from transformers import Trainer
+
+        return list(Trainer.get_decay_parameter_names(None, model))  # type: ignore[arg-type]
+    return list(get_parameter_names(model, [nn.LayerNorm], _NO_DECAY_PATTERNS))
+
+
+def optimizer_cls_and_kwargs(args: Any, model: nn.Module) -> tuple[Any, Any]:
+    """``Trainer.get_optimizer_cls_and_kwargs(args, model)``: its body (transformers/trainer.py
+    calls the ``args.optim`` handler of ``trainer_optimizer._OPTIMIZER_HANDLERS`` with this
+    context), run without importing ``transformers.trainer`` (tests/probe/test_build_optim.py
+    checks both agree)."""
+    try:
+        from transformers.trainer_optimizer import (
+            _OPTIMIZER_HANDLERS,
+            OptimizerContext,
+            _parse_optim_args,
+        )
+    except ImportError:  # pragma: no cover - a transformers that keeps them in trainer.py
+        from transformers import Trainer
+
+        return Trainer.get_optimizer_cls_and_kwargs(args, model)  # type: ignore[no-any-return]
+    ctx = OptimizerContext(
+        args=args, model=model, optimizer_kwargs={"lr": args.learning_rate},
+        adam_kwargs={"betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon},
+        optim_args=_parse_optim_args(args.optim_args))
+    handler = _OPTIMIZER_HANDLERS.get(args.optim)
+    if handler is None:
+        raise ValueError(f"Trainer cannot instantiate unsupported optimizer: {args.optim}")
+    return handler(ctx)  # type: ignore[no-any-return]
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Trainer.create_optimizer's two groups (decay / no decay), trainable parameters only."""
-    from transformers import Trainer
-
-    decay = set(Trainer.get_decay_parameter_names(None, model))  # type: ignore[arg-type]
+    decay = set(decay_parameter_names(model))
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return [
         {"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
@@ -119,11 +161,11 @@ def _constants_outside_fake() -> Iterator[None]:
 def build_optimizer(model: nn.Module, setup: TrainSetup, *, emulate_cuda: bool,
                     probe_steps: int, fake: bool = False) -> OptimizerRun:
     """Trainer's optimizer and scheduler for ``setup`` over ``model``'s trainable parameters."""
-    from transformers import Trainer, get_scheduler
+    from transformers.optimization import get_scheduler
 
     t = setup.training
     try:
-        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(_training_args(setup), model)
+        cls, kwargs = optimizer_cls_and_kwargs(_training_args(setup), model)
     except ImportError as exc:
         raise UsageError(f"optim {t.optim!r} cannot be built here: {exc}".splitlines()[0],
                          "install the package it names, or probe with another optim") from None

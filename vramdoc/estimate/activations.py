@@ -848,7 +848,8 @@ class BlockWalker:
     def mlp_recompute_backward_extra(self) -> int | None:
         """``mlp_backward_extra`` inside a recomputed (checkpointed) block."""
         extra = self.mlp_backward_extra
-        if extra is None or self.mlp_bwd_recompute_buffers is None:
+        if extra is None or self.mlp_bwd_buffers is None \
+                or self.mlp_bwd_recompute_buffers is None:
             return extra
         return extra - self.mlp_bwd_buffers + self.mlp_bwd_recompute_buffers
 

@@ -148,7 +148,8 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
         quantized=quantized, attn=setup.attn_implementation,
         dora=bool(lora is not None and lora.use_dora), kbit=setup.quantization is not None,
         bnb4=bool(quantized) and _bnb4(setup),
-        double_quant=_bnb4(setup) and bool(setup.quantization.bnb_4bit_use_double_quant),
+        double_quant=setup.quantization is not None and _bnb4(setup)
+        and bool(setup.quantization.bnb_4bit_use_double_quant),
         fused_experts=not experts_are_linear(setup.transformers_version),
     )
 

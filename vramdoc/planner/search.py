@@ -314,7 +314,7 @@ class _Search:
             n = len(seqs) * len(mbs)
             self.stats.candidates += n
             rkey = dc_replace(combo, **{f: None for f in unread}) if unread else combo
-            ctx = ctx_memo.get(rkey)  # type: ignore[assignment]
+            ctx = ctx_memo.get(rkey)
             if ctx is None:
                 probe = Candidate(combo, mbs[0], eb // mbs[0], seqs[0])
                 ctx = ctx_memo[rkey] = setup_context(self.setup_of(probe), self.spec,

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from vramdoc.estimate.graph import Graph, T
-from vramdoc.models.spec import EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamGroup
+from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamGroup
 
 # Activation functions whose HF implementation is a chain of python ops (NewGELUActivation:
 # 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715*x**3)))) keep 4 tensors; single-kernel ones keep 1.
@@ -482,7 +482,8 @@ class BlockWalker:
             self.g.save_bytes(x.nbytes)
         return out
 
-    def attention(self, q: T, k: T, v: T, v_storage: T | None = None, d_v: int = 0) -> T:
+    def attention(self, q: T, k: T, v: T, v_storage: T | None = None, d_v: int = 0,
+                  k_view: bool = False) -> T:
         g, st, spec = self.g, self.st, self.spec
         a, kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
         dv = d_v or d  # value / output head width (MLA: v_head_dim, not the q/k width)
@@ -537,9 +538,13 @@ class BlockWalker:
         # For one sequence the fold is a view and q itself is kept: the fused projection's
         # whole output when q is a slice of it (traced: gpt2 eager b=1, aten.addmm (s, 3h))
         if k.grad:
-            g.save(g.cast(q, e) if b == 1 else g.new(b * s * a * d, e))
+            g.save(g.cast(q, e) if b == 1 or spec.qkv_copies else g.new(b * s * a * d, e))
         if q.grad:
-            g.save(g.cast(k_rep, e))
+            # k^T of a head view of the projection's output ((b, s, a, d) in memory: GPT-2's
+            # c_attn, OPT's k_proj) is copied by matmul's fold when b > 1, as q is (traced:
+            # gpt2 eager b=2 aten.clone (b, a, d, s)); for one sequence the fold is a view
+            k_fold = k_view and b > 1 and not rep
+            g.save(g.new(b * s * a * d, e) if k_fold else g.cast(k_rep, e))
         scores_grad = q.grad or k.grad
         scores = b * a * s * s
         if spec.attn_sinks:
@@ -616,11 +621,19 @@ class BlockWalker:
             v = g.new(rows * kv * d, qkv.elem, qkv.grad)
             if not spec.rotary:
                 q = k = qkv
+            if spec.qkv_copies:
+                # BloomAttention._reshape: q, k, v are transposed views of the interleaved
+                # (b, s, a, 3, d) output; reshape(b * a, s, d) copies each (traced: bloom
+                # aten.clone (b, a, s, d) three times), and baddbmm / bmm keep the copies
+                q, k = g.new(rows * a * d, qkv.elem, qkv.grad), g.new(rows * kv * d, qkv.elem,
+                                                                     qkv.grad)
+                v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
             if st.kv_cache:
                 # DynamicLayer.update: torch.cat([empty, k]) -> k and v are fresh copies
                 k = g.new(rows * kv * d, qkv.elem, qkv.grad)
                 v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
-            attn_out = self.attention(q, k, v, v_storage=v_storage)
+            attn_out = self.attention(q, k, v, v_storage=v_storage, k_view=not (
+                spec.rotary or spec.qkv_copies or st.kv_cache))
             if st.kv_cache:
                 self._cache_held(k, v)
         else:
@@ -635,7 +648,8 @@ class BlockWalker:
                 k = self.norm(k, ln_trains, kv * d if spec.qk_norm_full else d)
             if st.kv_cache:  # torch.cat copies in the cache (see above)
                 k, v = g.new(k.numel, k.elem, k.grad), g.new(v.numel, v.elem, v.grad)
-            attn_out = self.attention(q, k, v)
+            attn_out = self.attention(q, k, v, k_view=not (
+                spec.rotary or spec.qk_norm or st.kv_cache))
             if st.kv_cache:
                 self._cache_held(k, v)
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
@@ -766,6 +780,13 @@ class BlockWalker:
             prod = self.activation(hidden)
             self._act_out = prod
             buffers = prod.nbytes + hidden.nbytes  # d(act), d(hidden)
+            if self.act_name == "bloom_gelu" and hidden.grad:
+                # Bloom's GeLUFunction.backward (transformers 5.24 modeling_bloom.py,
+                # bloom_gelu_back) recomputes tanh from its input in x's dtype; its chain
+                # peaks at ``0.1070322243 * x * x``, with d(act), tanh_out, 0.5 * x,
+                # 1 - tanh_out * tanh_out and the two products live (traced: bloom, aten.mul
+                # (b, s, f) bf16)
+                buffers = prod.nbytes + 5 * hidden.nbytes
             if self.act_name in ("gelu_new", "gelu_fast") and hidden.grad:
                 # NewGELU's chain (0.5 * x * (1 + tanh(...)), fp32 from pow on): the last
                 # mul's backward makes d(0.5 * x) and d(1 + tanh) next to d(act).
@@ -932,6 +953,10 @@ class ActivationAccount:
     # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
     # its output, the held attention weights) with the block's output gradient; 0 elsewhere
     recompute_end_bytes: int = 0
+    # checkpointing: the layers' other inputs, which torch.utils.checkpoint keeps with the
+    # hidden states until each layer's backward (the 4-D attention mask, Bloom's ALiBi);
+    # counted with recompute_peak_bytes where that is modelled, else 0
+    checkpoint_args_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -952,6 +977,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # A forward without checkpointing fills the KV cache when config.use_cache is on
     # (transformers' merge_with_config_defaults turns it off under checkpointing).
     st = replace(st, kv_cache=spec.use_cache and not checkpointing)
+    emb_elem = st.r  # the input embeddings' output dtype
+    if spec.embedding_norm and st.autocast:
+        # Bloom: CUDA autocast runs word_embeddings_layernorm in fp32 and the residual adds
+        # keep that dtype, so every block's input and output is fp32 (traced: bloom
+        # aten.add.Tensor (b, s, h) float32, the checkpointed inputs)
+        st = replace(st, r=4)
     # Which layers hand SDPA an explicit mask: all of them (Falcon), or the sliding-window
     # layers once the sequence reaches the window (masking_utils._ignore_causal_mask_sdpa).
     n_sliding = spec.sliding_layers if (
@@ -1029,11 +1060,22 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # the embedding output needs a gradient only when the embeddings train, or under
         # checkpointing (PEFT's enable_input_require_grads); else its LayerNorm (BERT) and
         # dropout keep nothing (traced: opt / gpt2 LoRA, bert LoRA)
-        emb = tail.g.new(rows * h, st.r, st.full or checkpointing)
-        if spec.is_encoder:
+        emb = tail.g.new(rows * h, emb_elem, st.full or checkpointing)
+        if spec.is_encoder or spec.embedding_norm:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)
-    embedding_saved = tail.g.saved_bytes - after_blocks if spec.is_encoder else 0
+    # the embeddings' backward runs last: what their norm and dropout keep is live through
+    # the whole backward (checkpointing's instants count it)
+    embedding_saved = tail.g.saved_bytes - after_blocks
+    if checkpointing and not st.full and not spec.is_encoder and (
+            spec.embedding_norm or tail.embd_dropout > 0
+            or sum(1 for x in groups if x.kind == EMBEDDING) > 1):
+        # PEFT's enable_input_require_grads (called for checkpointing) makes the frozen
+        # embedding's output a leaf that requires grad: autograd's AccumulateGrad node holds
+        # it through the whole backward. Where learned positions are added to it, or a norm
+        # or dropout follows, it is not the first block's (checkpointed) input (traced: gpt2 /
+        # bloom LoRA, aten.embedding (b, s, h) live at the backward's peak)
+        embedding_saved += rows * h * emb_elem
     # token ids and labels (int64): one label per sequence for a classifier
     ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
@@ -1083,6 +1125,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         cache = 2 * sum(g.weight_numel * g.count for g in groups
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
     recompute_peak = attn_peak = attn_backward = mlp_backward = fwd_peak = recompute_end = 0
+    ckpt_args = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -1119,6 +1162,21 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
             end = max(w.recompute_end for w in walks.values())
             recompute_end = end + rows * h * x_elem if end else 0
+            if not spec.is_encoder:
+                # torch.utils.checkpoint (non-reentrant) keeps each layer's arguments until
+                # its backward: the 4-D causal mask create_causal_mask makes (transformers
+                # 5.24 masking_utils: eager always, a float mask in the embeddings' dtype, one
+                # per kind of layer; SDPA a boolean one where a layer is masked), and Bloom's
+                # ALiBi tensor (BloomModel.build_alibi_tensor: (b * a, 1, s) in the hidden
+                # states' dtype). Traced: llama / bloom eager LoRA, aten.where (b, 1, s, s)
+                # and bloom aten.repeat (b * a, 1, s) live at the backward's peak
+                mask_kinds = 1 + (1 if 0 < n_sliding < L else 0)
+                if st.attn == "eager":
+                    ckpt_args = mask_kinds * b * s * s * emb_elem
+                elif n_masked:
+                    ckpt_args = b * s * s
+                if spec.alibi:
+                    ckpt_args += b * spec.num_attention_heads * s * st.r
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
@@ -1147,7 +1205,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         forward_transient_bytes=fwd_transient, attn_backward_bytes=attn_backward,
         loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
-        recompute_end_bytes=recompute_end,
+        recompute_end_bytes=recompute_end, checkpoint_args_bytes=ckpt_args,
     )
 
 

@@ -59,6 +59,9 @@ class BlockFacts:
     sdpa_out_copy: bool = False
     router: str = "softmax_topk"
     expert_bias: bool = False
+    embedding_norm: bool = False  # see ModelSpec (Bloom)
+    alibi: bool = False
+    qkv_copies: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -115,6 +118,11 @@ def sliding_layer_count(model_type: str, config: Mapping[str, Any], layers: int,
 def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
                 window: int | None = None) -> BlockFacts:
     act = config.get("hidden_act", config.get("activation_function"))
+    if model_type == "bloom":
+        # BloomMLP always runs BloomGelu: GeLUFunction (a custom autograd Function that keeps
+        # its input, backward in bloom_gelu_back), BloomConfig has no activation field
+        act = "bloom_gelu"
+
     d_attn, d_resid, d_emb = _DROPOUT_DEFAULTS.get(model_type, (0.0, 0.0, 0.0))
     return BlockFacts(
         hidden_act=str(act) if act is not None else _ACT_DEFAULTS.get(model_type, "silu"),
@@ -156,6 +164,10 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         expert_bias=model_type == "gpt_oss",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
+        # BloomModel / BloomAttention (transformers 5.24 modeling_bloom.py)
+        embedding_norm=model_type == "bloom",
+        alibi=model_type == "bloom",
+        qkv_copies=model_type == "bloom",
     )
 
 

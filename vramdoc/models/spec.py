@@ -163,6 +163,13 @@ class ModelSpec:
     expert_bias: bool = False  # experts carry biases, gathered per routed token (gpt-oss)
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
+    # Bloom (transformers 5.24 modeling_bloom.py): BloomModel.word_embeddings_layernorm
+    # normalises the embeddings (fp32 under CUDA autocast, so the residual stream is fp32);
+    # ALiBi slopes times positions, (b*a, 1, s) in that dtype, go to every layer; BloomAttention
+    # reshapes q, k and v of the interleaved query_key_value output into copies
+    embedding_norm: bool = False
+    alibi: bool = False
+    qkv_copies: bool = False
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
     #                        module tree transformers builds (vramdoc.models.generic):
     #                        activations follow a generic block, estimates say so

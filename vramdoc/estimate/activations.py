@@ -585,7 +585,12 @@ class BlockWalker:
         if v.grad:
             g.save(g.cast(probs_d, e))
         if probs_d.grad:
-            g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
+            if v_storage is not None and b == 1 and v_rep is v and v.elem == e:
+                # one sequence: matmul's fold of v's head view is a view, and bmm keeps the
+                # fused projection's output itself (traced: gpt2 eager b=1, no v copy)
+                g.save(v_storage)
+            else:
+                g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
         return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous()
 
     # --- one block ------------------------------------------------------------------------

@@ -165,6 +165,10 @@ class BlockWalker:
         self.kbit_bwd = 0
         self.mlp_out_end: int | None = None  # saved bytes once the MLP's output projection ran
         self.moe_bwd = 0  # LoRA on fused experts: their backward's peak (see moe)
+        # checkpointing, a layer returning its attention probabilities: the first forward's
+        # softmax instant beyond the checkpointed inputs (see attention); the block's locals
+        self.ckpt_fwd_attn = 0
+        self._locals: list[T] = []
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -573,6 +577,16 @@ class BlockWalker:
         # The last is v's gradient, at the heads matmul saw (Falcon-7B b=1: kv heads).
         self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + v_rep.numel * e
         g.transient(scores * (e + 4))
+        if spec.returned_attn:
+            # a checkpointed layer's first forward keeps nothing, but the previous layer's
+            # returned probabilities are held while softmax runs (see ModelSpec.returned_attn),
+            # next to the scores in q's dtype, their masked copy, softmax's fp32 input cast
+            # and its fp32 result, and the layer's locals: the norm output, the projection's
+            # output, q, k and v (traced: falcon / bloom eager LoRA, checkpointing, the
+            # forward's peak at aten._softmax in layer 1)
+            prev = scores * (4 if spec.returned_attn == "softmax" else e)
+            self.ckpt_fwd_attn = prev + scores * (2 * e + 8) + sum(
+                {t.uid: t.nbytes for t in self._locals + [q, k, v]}.values())
         if encoder:
             # BERT's eager_attention_forward (transformers 5.24 modeling_bert.py): dropout on
             # softmax's own output, then matmul casts it; the dropout output is returned as
@@ -620,6 +634,7 @@ class BlockWalker:
             attn_out = self.mla(n1)
         elif len(lin.attn_in) == 1:  # fused qkv (c_attn, qkv_proj, query_key_value, W_pack)
             qkv = self.linear(n1, lin.attn_in[0])
+            self._locals = [n1, qkv]
             q = g.new(rows * a * d, qkv.elem, qkv.grad)
             k = g.new(rows * kv * d, qkv.elem, qkv.grad)
             v_storage: T | None = qkv  # v stays a view of the fused output
@@ -1060,6 +1075,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         tail.linear(x, head)
     # saved after the last block: not yet allocated while that block runs
     after_blocks = tail.g.saved_bytes
+    if checkpointing and spec.returned_attn:
+        # the first forward's softmax instant in a layer after the first (BlockWalker.attention),
+        # with the layers' other inputs (mask, ALiBi) held by the model; the forward counts it
+        # on top of everything saved, the final norm's and the head's (not made yet) aside
+        transient = max(transient, max(w.ckpt_fwd_attn for w in walks.values())
+                        + _ckpt_args(spec, st, emb_elem, n_sliding, n_masked) - after_blocks)
     if encoder or spec.family == "gpt":
         # embeddings: LayerNorm (BERT) and dropout after the embedding sum
         # the embedding output needs a gradient only when the embeddings train, or under
@@ -1175,13 +1196,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                 # ALiBi tensor (BloomModel.build_alibi_tensor: (b * a, 1, s) in the hidden
                 # states' dtype). Traced: llama / bloom eager LoRA, aten.where (b, 1, s, s)
                 # and bloom aten.repeat (b * a, 1, s) live at the backward's peak
-                mask_kinds = 1 + (1 if 0 < n_sliding < L else 0)
-                if st.attn == "eager":
-                    ckpt_args = mask_kinds * b * s * s * emb_elem
-                elif n_masked:
-                    ckpt_args = b * s * s
-                if spec.alibi:
-                    ckpt_args += b * spec.num_attention_heads * s * st.r
+                ckpt_args = _ckpt_args(spec, st, emb_elem, n_sliding, n_masked)
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
@@ -1212,6 +1227,21 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
         recompute_end_bytes=recompute_end, checkpoint_args_bytes=ckpt_args,
     )
+
+
+def _ckpt_args(spec: ModelSpec, st: ActSetup, emb_elem: int, n_sliding: int,
+               n_masked: int) -> int:
+    """The layers' inputs besides the hidden states that the model holds through them: the
+    4-D causal mask(s) and Bloom's ALiBi (see ActivationAccount.checkpoint_args_bytes)."""
+    b, s, L = st.b, st.s, spec.num_hidden_layers
+    n = 0
+    if st.attn == "eager":
+        n = (1 + (1 if 0 < n_sliding < L else 0)) * b * s * s * emb_elem
+    elif n_masked:
+        n = b * s * s
+    if spec.alibi:
+        n += b * spec.num_attention_heads * s * st.r
+    return n
 
 
 def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:

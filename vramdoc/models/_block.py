@@ -62,6 +62,7 @@ class BlockFacts:
     embedding_norm: bool = False  # see ModelSpec (Bloom)
     alibi: bool = False
     qkv_copies: bool = False
+    returned_attn: str = ""
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -168,6 +169,9 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         embedding_norm=model_type == "bloom",
         alibi=model_type == "bloom",
         qkv_copies=model_type == "bloom",
+        # FalconDecoderLayer / BloomBlock return (output, attn_weights); FalconModel /
+        # BloomModel keep ``outputs = block(...)`` until the next layer returns
+        returned_attn={"falcon": "softmax", "bloom": "probs"}.get(model_type, ""),
     )
 
 

@@ -162,7 +162,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         attn_sinks=facts.attn_sinks, moe_act=facts.moe_act, sdpa_out_copy=facts.sdpa_out_copy,
         buffer_bytes=_buffer_bytes(mt, summary_fields(summary)), router=facts.router,
         expert_bias=facts.expert_bias, embedding_norm=facts.embedding_norm,
-        alibi=facts.alibi, qkv_copies=facts.qkv_copies,
+        alibi=facts.alibi, qkv_copies=facts.qkv_copies, returned_attn=facts.returned_attn,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )

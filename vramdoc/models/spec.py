@@ -170,6 +170,10 @@ class ModelSpec:
     embedding_norm: bool = False
     alibi: bool = False
     qkv_copies: bool = False
+    # the decoder layer returns its eager attention probabilities with the hidden states, and
+    # the model's loop holds that tuple while the next layer runs: "softmax" (Falcon: the
+    # softmax's own result), "probs" (Bloom: after .to(q's dtype)), "" (none)
+    returned_attn: str = ""
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
     #                        module tree transformers builds (vramdoc.models.generic):
     #                        activations follow a generic block, estimates say so

@@ -1181,10 +1181,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
             # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
             # forward-time transients hold the checkpointed input, counted apart)
+            # where the block's first op keeps the block input itself (Bloom's LayerNorm on its
+            # fp32 residual stream), that is the checkpointed input, counted apart
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
                                      w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
+                                 - w.g.saved.get(w._input_uid, 0)
                                  for w in walks.values()) + rows * h * x_elem
-            attn_peak = max(w.attn_bwd_bytes for w in walks.values())
+            attn_peak = max(w.attn_bwd_bytes - w.g.saved.get(w._input_uid, 0)
+                            if w.attn_bwd_bytes else 0 for w in walks.values())
             attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
             end = max(w.recompute_end for w in walks.values())
             recompute_end = end + rows * h * x_elem if end else 0

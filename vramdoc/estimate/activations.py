@@ -286,7 +286,9 @@ class BlockWalker:
                 # instant when it is the block's last saved tensor), then B's output and its
                 # scaled copy
                 self._rec_instant(rec_held, saves=True)
-                self._rec_instant(rec_held + 2 * b_elem * self.rows * n_out)
+                # (the dropout copy is freed once lora_A has run, as in forward_transient:
+                # traced, opt lora-all fc2, whose dropout mask after it ends the recomputation)
+                self._rec_instant(rec_held - xd_only + 2 * b_elem * self.rows * n_out)
                 # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
                 # neither needs a saved tensor, so both come before the recomputation
@@ -714,7 +716,11 @@ class BlockWalker:
                 t.nbytes for t in held[1:] if t.uid not in g.saved)
             return out
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
-        self._ctx = [x, x1, n2]
+        # the MLP's first Linear gets n2 as its own input; the layer keeps it beyond that
+        # unless the model drops it (ModelSpec.mlp_input_freed)
+        self._ctx = [x, x1] if spec.mlp_input_freed else [x, x1, n2]
+        if spec.attn_output_held:
+            self._ctx.append(o)
         m = self.mlp(n2)
         if spec.sandwich_norms or spec.post_norms_only:
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm

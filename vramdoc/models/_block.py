@@ -63,6 +63,8 @@ class BlockFacts:
     alibi: bool = False
     qkv_copies: bool = False
     returned_attn: str = ""
+    mlp_input_freed: bool = False
+    attn_output_held: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -172,6 +174,8 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # FalconDecoderLayer / BloomBlock return (output, attn_weights); FalconModel /
         # BloomModel keep ``outputs = block(...)`` until the next layer returns
         returned_attn={"falcon": "softmax", "bloom": "probs"}.get(model_type, ""),
+        mlp_input_freed=model_type == "opt",
+        attn_output_held=model_type in ("gpt2", "gpt_bigcode"),
     )
 
 

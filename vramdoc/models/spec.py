@@ -174,6 +174,14 @@ class ModelSpec:
     # the model's loop holds that tuple while the next layer runs: "softmax" (Falcon: the
     # softmax's own result), "probs" (Bloom: after .to(q's dtype)), "" (none)
     returned_attn: str = ""
+    # the MLP's input (the second norm's output) is dropped once its first Linear ran: OPT's
+    # decoder layer reassigns it inline (transformers 5.24 OPTDecoderLayer.forward). An
+    # argument passed as a temporary (GPT-2's ``self.mlp(self.ln_2(h))``) stays referenced by
+    # the caller's frame until the call returns (traced: gpt2 ln_2 output live in c_proj)
+    mlp_input_freed: bool = False
+    # the block's frame keeps the attention output (after its dropout) while the MLP runs:
+    # GPT2Block / GPTBigCodeBlock bind it to ``attn_output`` (transformers 5.24)
+    attn_output_held: bool = False
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
     #                        module tree transformers builds (vramdoc.models.generic):
     #                        activations follow a generic block, estimates say so

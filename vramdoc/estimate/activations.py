@@ -1189,10 +1189,21 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # forward-time transients hold the checkpointed input, counted apart)
             # where the block's first op keeps the block input itself (Bloom's LayerNorm on its
             # fp32 residual stream), that is the checkpointed input, counted apart
+            # the recomputed forward's instants come before any weight gradient of the block
+            # (the MLP output projection's included): a decoder's are counted apart, as for
+            # k-bit bases (traced: opt / gpt2 lora-all, the recomputation's peak in fc2's /
+            # c_proj's lora_A with none of the layer's gradients made)
+            apart = not spec.is_encoder
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
-                                     w.g.live_peak, w.recompute_forward_peak, w.recompute_end)
+                                     w.recompute_end,
+                                     0 if apart else w.g.live_peak,
+                                     0 if apart else w.recompute_forward_peak)
                                  - w.g.saved.get(w._input_uid, 0)
                                  for w in walks.values()) + rows * h * x_elem
+            if apart:
+                fwd_peak = max(max(w.g.live_peak, w.recompute_forward_peak)
+                               - w.g.saved.get(w._input_uid, 0) for w in walks.values())
+                fwd_peak = fwd_peak + rows * h * x_elem if fwd_peak else 0
             attn_peak = max(w.attn_bwd_bytes - w.g.saved.get(w._input_uid, 0)
                             if w.attn_bwd_bytes else 0 for w in walks.values())
             attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
@@ -1207,6 +1218,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                 # states' dtype). Traced: llama / bloom eager LoRA, aten.where (b, 1, s, s)
                 # and bloom aten.repeat (b * a, 1, s) live at the backward's peak
                 ckpt_args = _ckpt_args(spec, st, emb_elem, n_sliding, n_masked)
+            if fwd_peak:
+                # core counts recompute_fwd_peak_bytes with the checkpointed inputs and ids
+                fwd_peak += embedding_saved + ckpt_args
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(

@@ -1108,11 +1108,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # or dropout follows, it is not the first block's (checkpointed) input (traced: gpt2 /
         # bloom LoRA, aten.embedding (b, s, h) live at the backward's peak)
         embedding_saved += rows * h * emb_elem
+        leaf = rows * h * emb_elem  # live from the embedding's forward on (counted in other)
+    else:
+        leaf = 0
     # token ids and labels (int64): one label per sequence for a classifier
     ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
         ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
-    other = tail.g.saved_bytes + ids
+    other = tail.g.saved_bytes + ids + leaf
     n_out = num_labels if encoder else V
     # Logits chain (transformers 5 ForCausalLMLoss: logits.float() then cross_entropy):
     # forward end: logits (head dtype) + fp32 copy + log_softmax result (fp32);

@@ -643,13 +643,16 @@ class BlockWalker:
             v = g.new(rows * kv * d, qkv.elem, qkv.grad)
             if not spec.rotary:
                 q = k = qkv
-            if spec.qkv_copies:
+            if spec.qkv_copies and st.b > 1:
                 # BloomAttention._reshape: q, k, v are transposed views of the interleaved
                 # (b, s, a, 3, d) output; reshape(b * a, s, d) copies each (traced: bloom
-                # aten.clone (b, a, s, d) three times), and baddbmm / bmm keep the copies
+                # aten.clone (b, a, s, d) three times), and baddbmm / bmm keep the copies.
+                # For one sequence the reshape merges a size-1 dimension: views of the output
                 q, k = g.new(rows * a * d, qkv.elem, qkv.grad), g.new(rows * kv * d, qkv.elem,
                                                                      qkv.grad)
                 v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
+            elif spec.qkv_copies:
+                v = qkv
             if st.kv_cache:
                 # DynamicLayer.update: torch.cat([empty, k]) -> k and v are fresh copies
                 k = g.new(rows * kv * d, qkv.elem, qkv.grad)

@@ -1238,14 +1238,16 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # saved tensors live, and the block's output gradient
         mlp_extra = max((x for x in (w.mlp_backward_extra for w in walks.values())
                          if x is not None), default=None)
+        # (a decoder's embedding norm / dropout keeps its tensors to the end of backward)
+        emb_live = 0 if spec.is_encoder else embedding_saved
         if mlp_extra is not None:
-            mlp_backward = blocks_total + ids + mlp_extra + rows * h * st.r
+            mlp_backward = blocks_total + ids + emb_live + mlp_extra + rows * h * st.r
         bwd_extra = max((w.attn_bwd_bytes - w.g.saved_bytes for w in walks.values()
                          if w.attn_bwd_bytes), default=None)
         if bwd_extra is not None:
             # backward reaches the last block first: the final norm's and the head's saved
             # tensors are freed by then, the other blocks' are all live
-            attn_backward = blocks_total + ids + bwd_extra + rows * h * st.r
+            attn_backward = blocks_total + ids + emb_live + bwd_extra + rows * h * st.r
     return ActivationAccount(
         per_layer_bytes=per_layer, layer_transient_bytes=transient, checkpoint_bytes=ckpt_bytes,
         other_bytes=other, saved_total_bytes=saved_total, logits_forward_bytes=fwd,

@@ -534,7 +534,10 @@ class BlockWalker:
         # repeat_kv copies k and v to all heads; a model that hands matmul its fewer k/v heads
         # (Falcon-7B's MQA) has them broadcast, as views for one sequence and copied by
         # matmul's fold of (b, heads) for more (traced: falcon eager b=1 aten.cat (1, 1, s, d))
-        rep = kv < a and (spec.sdpa_repeat_kv or b > 1)
+        # With a single k/v head repeat_kv's expand + reshape is a view too (the merged head
+        # dimension keeps stride 0: traced, gpt_bigcode eager b=1 keeps the cache's
+        # aten.cat (1, 1, s, d) copies only)
+        rep = kv < a and ((spec.sdpa_repeat_kv and kv > 1) or b > 1)
         k_rep = g.new(b * s * a * d, k.elem, k.grad) if rep else k
         v_rep = g.new(b * s * a * d, v.elem, v.grad) if rep else v
         # matmul(q, k^T) folds q to (b*a, s, d): q, a transposed view of the projection (or

@@ -237,6 +237,14 @@ class BlockWalker:
             if st.bnb4:
                 self.kbit_base(grp, x, n_out)
         lora = grp.leaf in st.lora and grp.path not in st.lora_skip
+        if not lora and not quant:
+            # recomputation: the plain Linear's output next to its input and what the frames
+            # hold (traced: gpt_bigcode LoRA on c_attn, the recomputed block's peak at the
+            # frozen c_proj's output, the GELU output its unsaved input, before the dropout
+            # mask after it ends the recomputation)
+            self._rec_instant(self._unsaved(*[t for t in self._ctx + self._rec_ctx
+                                               if t is not self._block_in], x)
+                              + self.rows * n_out * out_elem)
         if lora:
             xa = g.cast(x, st.adapter_elem)
             xd = g.dropout(xa, st.lora_dropout)

@@ -588,7 +588,11 @@ class BlockWalker:
         # softmax's fp32 result (2 * 4 * b*a*s*s) and the gradient of the attention output
         # (b*s*a*d). Traced (llama eager, s=256, checkpointing): the block's peak.
         # The last is v's gradient, at the heads matmul saw (Falcon-7B b=1: kv heads).
-        self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + v_rep.numel * e
+        # (repeat_kv's expand runs before softmax, so its backward, which sums v's gradient
+        # back to the k/v heads, comes after softmax's: the gradient is at every head even
+        # where repeat_kv is a view, traced: gpt_bigcode eager b=1 aten.bmm (a, s, d))
+        v_grad = b * s * a * dv if spec.sdpa_repeat_kv else v_rep.numel
+        self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + v_grad * e
         g.transient(scores * (e + 4))
         if spec.returned_attn:
             # a checkpointed layer's first forward keeps nothing, but the previous layer's

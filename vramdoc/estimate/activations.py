@@ -455,6 +455,13 @@ class BlockWalker:
         norm = 2 * st.adapter_elem * grp.weight_numel - later
         products = 3 * max(st.adapter_elem, e) * rows * n_out
         self.forward_transient(held + graph + casts + max(norm, products))
+        # inside get_lora_weight (peft 0.21 dora.py): the identity in the adapter dtype
+        # (x_eye, a local until it returns) next to its autocast copy, A's output and
+        # lora_B's (in x out) output (traced: gpt2 DoRA c_proj, the recomputed block's peak
+        # at aten.mm (in, out) with aten.eye (in, in) fp32 live)
+        eye = st.adapter_elem * grp.in_features ** 2 + e * grp.in_features * n_out
+        # (lora_A(x)'s input copy and output, saved since, are not made yet then)
+        self.forward_transient(held + graph + eye - later - rec[1])
         # recomputation: the weight norm runs before the LoRA input copy, A's output and the
         # saves above; the result expression's second product (m / norm times lora_result)
         # saves its inputs before it runs, so when they are the block's last saved tensors
@@ -464,6 +471,7 @@ class BlockWalker:
         product = max(st.adapter_elem, e) * rows * n_out
         self._rec_instant(rec_held + graph + casts + 2 * st.adapter_elem * grp.weight_numel,
                           saves=True, unsaved=later + not_yet)
+        self._rec_instant(rec_held + graph + eye, saves=True, unsaved=later + not_yet)
         self._rec_instant(rec_held + graph + casts + product, saves=True)
         self._rec_instant(rec_held + graph + casts + 3 * product)
         # backward reaches the block's last op first: ``result + result_dora`` (fp32 by

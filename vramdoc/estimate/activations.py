@@ -169,6 +169,7 @@ class BlockWalker:
         # softmax instant beyond the checkpointed inputs (see attention); the block's locals
         self.ckpt_fwd_attn = 0
         self._locals: list[T] = []
+        self.mlp_out_bwd = 0  # the MLP output projection's backward beyond all saved (mlp)
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -768,15 +769,17 @@ class BlockWalker:
         """
         if self.mlp_bwd_buffers is None or self.mlp_out_mark is None:
             return None
-        return self.mlp_bwd_buffers - (self.g.saved_bytes - self.mlp_out_mark)
+        return max(self.mlp_bwd_buffers - (self.g.saved_bytes - self.mlp_out_mark),
+                   self.mlp_out_bwd)
 
     @property
     def mlp_recompute_backward_extra(self) -> int | None:
         """``mlp_backward_extra`` inside a recomputed (checkpointed) block."""
         extra = self.mlp_backward_extra
-        if extra is None or self.mlp_bwd_recompute_buffers is None:
+        if extra is None or self.mlp_bwd_recompute_buffers is None or self.mlp_out_mark is None:
             return extra
-        return extra - self.mlp_bwd_buffers + self.mlp_bwd_recompute_buffers
+        return max(self.mlp_bwd_recompute_buffers - (self.g.saved_bytes - self.mlp_out_mark),
+                   self.mlp_out_bwd)
 
     def mla(self, n1: T) -> T:
         """DeepSeek-V2 multi-head latent attention (transformers 5.24 modeling_deepseek_v2.py,
@@ -854,6 +857,12 @@ class BlockWalker:
         self.mlp_out_mark = g.saved_bytes
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
         self.mlp_out_end = g.saved_bytes
+        if lin.mlp_out is not None and prod.grad and self.resid_dropout > 0 \
+                and not self.spec.is_encoder:
+            # the output projection's own backward, with every tensor the block saved live:
+            # the dropout's gradient (the output's dtype) and the gradient of its input
+            # (traced: gpt_bigcode full, aten.native_dropout_backward and aten.mm (b*s, f))
+            self.mlp_out_bwd = out.nbytes + prod.numel * out.elem
         return g.dropout(out, self.resid_dropout)
 
     def moe(self, n2: T) -> T:

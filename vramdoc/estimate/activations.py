@@ -652,6 +652,15 @@ class BlockWalker:
                 # model's dtype for eager attention (aten.where)
                 self._ctx_bytes += st.b * st.s * st.s * (
                     st.weight_elem if st.attn == "eager" else 1)
+            elif st.attn == "eager" and not self.spec.is_encoder:
+                # the eager 4-D causal mask, in the embeddings' dtype, held by the model's
+                # forward through every layer (masking_utils.create_causal_mask; traced:
+                # gpt_bigcode eager aten.where (b, 1, s, s))
+                self._ctx_bytes += st.b * st.s * st.s * st.weight_elem
+            if spec.position_embeds:
+                # the learned position embeddings the model keeps in a local (ModelSpec)
+                self._ctx_bytes += (st.b if spec.position_embeds == 2 else 1) * st.s \
+                    * spec.hidden_size * st.weight_elem
         else:  # BertModel's embedding output is counted with the block's transients
             self._ctx, self._ctx_bytes = [x], 0
         n1 = self.norm(x, ln_trains) if pre else x

@@ -65,6 +65,7 @@ class BlockFacts:
     returned_attn: str = ""
     mlp_input_freed: bool = False
     attn_output_held: bool = False
+    position_embeds: int = 0
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -176,6 +177,7 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         returned_attn={"falcon": "softmax", "bloom": "probs"}.get(model_type, ""),
         mlp_input_freed=model_type == "opt",
         attn_output_held=model_type in ("gpt2", "gpt_bigcode"),
+        position_embeds={"gpt2": 1, "gpt_bigcode": 1, "opt": 2}.get(model_type, 0),
     )
 
 

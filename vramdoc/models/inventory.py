@@ -164,6 +164,7 @@ def spec_from_config(config: Mapping[str, Any], *, name: str, hf_id: str = "",
         expert_bias=facts.expert_bias, embedding_norm=facts.embedding_norm,
         alibi=facts.alibi, qkv_copies=facts.qkv_copies, returned_attn=facts.returned_attn,
         mlp_input_freed=facts.mlp_input_freed, attn_output_held=facts.attn_output_held,
+        position_embeds=facts.position_embeds,
         mla=_mla(mt, config),
         n_params=sum(g.numel for g in groups),
     )

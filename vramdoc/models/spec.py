@@ -182,6 +182,11 @@ class ModelSpec:
     # the block's frame keeps the attention output (after its dropout) while the MLP runs:
     # GPT2Block / GPTBigCodeBlock bind it to ``attn_output`` (transformers 5.24)
     attn_output_held: bool = False
+    # learned position embeddings the model's forward binds to a local through the layer loop
+    # (transformers 5.24): 1 = (1, s, h) from shared position ids (GPT2Model / GPTBigCodeModel
+    # ``position_embeds = self.wpe(position_ids)``), 2 = (b, s, h) from the attention mask's
+    # cumsum (OPTDecoder ``pos_embeds``), 0 = none
+    position_embeds: int = 0
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
     #                        module tree transformers builds (vramdoc.models.generic):
     #                        activations follow a generic block, estimates say so

@@ -528,8 +528,13 @@ class BlockWalker:
                     g.save_bytes(4 * b * a * s * s)
                     # softmax's backward: the fp32 gradients of the probabilities and of
                     # the scores and v's gradient (fp32), on top of all saved so far
+                    # v (fp32, at the heads the fold made) is freed once the last matmul's
+                    # backward ran, and the fold's backward (made after softmax, so run
+                    # before it) sums v's gradient to the k/v heads (traced: falcon sdpa b=2
+                    # checkpointing, no (b, a, s, d) v gradient at softmax's backward)
                     self.attn_bwd_bytes = (g.saved_bytes + 2 * 4 * b * a * s * s
-                                           + 4 * b * s * (kv if b == 1 else a) * d)
+                                           - 4 * b * s * (kv if b == 1 else a) * d
+                                           + 4 * b * s * kv * d)
                     return g.new(b * s * a * d, e)
                 if kv < a:
                     # sdpa_attention_forward: no enable_gqa under a mask, repeat_kv copies
@@ -1311,7 +1316,7 @@ def _ckpt_args(spec: ModelSpec, st: ActSetup, emb_elem: int, n_sliding: int,
     if st.attn == "eager":
         n = (1 + (1 if 0 < n_sliding < L else 0)) * b * s * s * emb_elem
     elif n_masked:
-        n = b * s * s
+        n = s * s  # boolean, (1, 1, s, s) without a padding mask (traced: falcon aten.le)
     if spec.alibi:
         n += b * spec.num_attention_heads * s * st.r
     return n

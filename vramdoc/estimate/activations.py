@@ -302,8 +302,14 @@ class BlockWalker:
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
                 # neither needs a saved tensor, so both come before the recomputation
                 res = max(out_elem, b_elem)
+                # and where the block adds the MLP's output to a wider residual (Bloom's fp32
+                # stream), that sum's backward casts the gradient to the output's dtype first
+                # (traced: bloom lora-all, aten._to_copy (b, s, h) bf16 before recomputing)
+                promoted = out_elem if (grp is self.lin.mlp_out and st.r > max(res, out_elem)
+                                        and self.spec.family != "encoder") else 0
                 self._tail_grads = (self.rows * n_out * (
-                    (res + out_elem if res != out_elem else 0) + b_elem), len(g.saved))
+                    (res + out_elem if res != out_elem else 0) + b_elem + promoted),
+                    len(g.saved))
             if quant and not st.dora:
                 self.kbit_adapter(grp, x, n_out, out_elem)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)

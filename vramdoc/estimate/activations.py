@@ -611,7 +611,10 @@ class BlockWalker:
         # (repeat_kv's expand runs before softmax, so its backward, which sums v's gradient
         # back to the k/v heads, comes after softmax's: the gradient is at every head even
         # where repeat_kv is a view, traced: gpt_bigcode eager b=1 aten.bmm (a, s, d))
-        v_grad = b * s * a * dv if spec.sdpa_repeat_kv else v_rep.numel
+        # Where matmul itself broadcasts v (Falcon-7B), the fold is made after softmax and its
+        # backward sums v's gradient to the k/v heads first (traced: falcon eager b=2,
+        # aten.sum (b, kv, s, d) live at softmax's backward)
+        v_grad = b * s * (a if spec.sdpa_repeat_kv else kv) * dv
         self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + v_grad * e
         g.transient(scores * (e + 4))
         if spec.returned_attn:

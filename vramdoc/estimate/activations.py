@@ -58,6 +58,7 @@ class ActSetup:
     kbit: bool = False  # the setup asks for a quantized base (even where no layer is quantized)
     bnb4: bool = False  # the k-bit bases are bitsandbytes 4-bit (NF4 / FP4) layers
     double_quant: bool = False  # bnb_4bit_use_double_quant: the absmax is quantized again
+    emb_elem: int = 0  # the input embeddings' output dtype where it is not r's (Bloom), else 0
 
 
 @dataclass(frozen=True)
@@ -659,7 +660,7 @@ class BlockWalker:
         self._block_in = x
         self._input_uid = x.uid
         if spec.family != "encoder":
-            self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * st.r
+            self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * (st.emb_elem or st.r)
             if spec.always_mask:
                 # FalconModel's 4-D causal mask (b, 1, s, s), held by the model's forward
                 # through every layer: boolean for SDPA (traced: aten.le), additive in the
@@ -1066,7 +1067,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # Bloom: CUDA autocast runs word_embeddings_layernorm in fp32 and the residual adds
         # keep that dtype, so every block's input and output is fp32 (traced: bloom
         # aten.add.Tensor (b, s, h) float32, the checkpointed inputs)
-        st = replace(st, r=4)
+        st = replace(st, r=4, emb_elem=emb_elem)
     # Which layers hand SDPA an explicit mask: all of them (Falcon), or the sliding-window
     # layers once the sequence reaches the window (masking_utils._ignore_causal_mask_sdpa).
     n_sliding = spec.sliding_layers if (

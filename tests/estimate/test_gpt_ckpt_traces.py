@@ -23,7 +23,14 @@ modelled:
 - GPTBigCode: repeat_kv of one k/v head is a view (LoRA eager no-ckpt b1 +2.6 %), softmax's
   backward holds v's gradient at every head (LoRA eager ckpt b1 -1.7 %), the recomputation
   peaks at the frozen c_proj's output (LoRA eager ckpt b2 -4.3 %);
-- Llama eager with checkpointing keeps the causal mask too (LoRA eager ckpt b2 -0.73 %).
+- Llama eager with checkpointing keeps the causal mask too (LoRA eager ckpt b2 -0.73 %);
+- Falcon without checkpointing: the forward peaks at softmax with the raw scores still bound
+  (LoRA eager b1 -0.77 %); its matmul sums v's gradient to the single k/v head before
+  softmax's backward (full eager ckpt b2 +0.65 %);
+- Bloom: the fp32 residual sum's gradient is cast for the bf16 MLP output before the
+  recomputation that the MLP output's adapter triggers (lora-all ckpt -0.97 %);
+- GPTBigCode without checkpointing: the model's frame holds the eager mask and the learned
+  position embeddings through the layer loop (lora-all eager b1 -1.27 %).
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ ROWS = [
     Case("gpt_bigcode", "lora", "eager", True, 1, 256),
     Case("gpt_bigcode", "lora", "eager", True, 2, 128),
     Case("llama", "lora", "eager", True, 2, 128),
+    Case("falcon", "lora", "eager", False, 1, 256),
+    Case("falcon", "full", "eager", True, 2, 128),
+    Case("bloom", "lora-all", "eager", True, 2, 128),
+    Case("gpt_bigcode", "lora-all", "eager", False, 1, 256),
 ]
 
 

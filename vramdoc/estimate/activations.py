@@ -626,6 +626,13 @@ class BlockWalker:
             # output, q, k and v (traced: falcon / bloom eager LoRA, checkpointing, the
             # forward's peak at aten._softmax in layer 1)
             prev = scores * (4 if spec.returned_attn == "softmax" else e)
+            # without checkpointing the same instant is on top of all saved so far: the raw
+            # scores (FalconAttention / BloomAttention keep them bound to attention_scores),
+            # their masked sum and softmax's fp32 input cast next to its saved result, with
+            # what the frames hold (traced: falcon eager LoRA b=1, the forward's peak at
+            # layer 1's aten._softmax)
+            self.forward_transient(scores * (2 * e + 4) + self._ctx_bytes + self._unsaved(
+                *self._ctx, *self._locals, q, k, v))
             self.ckpt_fwd_attn = prev + scores * (2 * e + 8) + sum(
                 {t.uid: t.nbytes for t in self._locals + [q, k, v]}.values())
         if encoder:

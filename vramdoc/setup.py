@@ -179,6 +179,11 @@ class TrainSetup:
     quantization: QuantSetup | None = None
     lora: LoraSetup | None = None
     prepare_model_for_kbit_training: bool = True  # applies only to k-bit bases
+    # the training loop keeps the model's output (its logits) alive through backward and the
+    # optimizer step, as a hand-written loop does that assigns ``output = model(...)`` and
+    # drops it after ``optimizer.step()`` (Answer.AI fsdp_qlora train.py); HF Trainer's
+    # compute_loss returns only the loss, so the output is freed before backward
+    hold_outputs: bool = False
     training: TrainingSetup = field(default_factory=TrainingSetup)
     max_seq_length: int = 512
     gpu: str | None = None
@@ -230,6 +235,7 @@ class TrainSetup:
 _TOP_KEYS = (
     "model", "task", "num_labels", "gpu", "num_gpus", "model_kwargs", "quantization", "lora",
     "training", "max_seq_length", "prepare_model_for_kbit_training", "stack", "nodes",
+    "hold_outputs",
 )
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "hybrid_shard_zero2", "no_shard",
                 "offload", "auto_wrap")
@@ -723,6 +729,7 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
                         "for a full fine-tune")
     kbit_prep = _opt_bool(data, "prepare_model_for_kbit_training", True,
                           "prepare_model_for_kbit_training", problems)
+    hold_outputs = _opt_bool(data, "hold_outputs", False, "hold_outputs", problems)
     stack = data.get("stack") or {}
     tf_version, torch_version = "5", "2.13"
     peft_version = "0.21"
@@ -759,7 +766,8 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     return TrainSetup(
         model=model, task=task, num_labels=num_labels, torch_dtype=dtype,
         attn_implementation=attn, quantization=quant, lora=lora,
-        prepare_model_for_kbit_training=kbit_prep, training=training,
+        prepare_model_for_kbit_training=kbit_prep, hold_outputs=hold_outputs,
+        training=training,
         max_seq_length=seq, gpu=str(gpu) if gpu is not None else None, num_gpus=num_gpus,
         nodes=nodes, max_memory_gpu_bytes=max_gpu, transformers_version=tf_version,
         torch_version=torch_version, peft_version=peft_version,
@@ -887,6 +895,8 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
     td.update(dict(t.extra))
     out["training"] = td
     out["max_seq_length"] = setup.max_seq_length
+    if setup.hold_outputs:
+        out["hold_outputs"] = True
     stack_out = {}
     if setup.transformers_version != "5":
         stack_out["transformers"] = setup.transformers_version

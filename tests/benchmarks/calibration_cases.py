@@ -43,7 +43,12 @@ def _fms(model: str, method: str, batch: int, **kw: Any) -> dict[str, Any]:
         "training": {"per_device_train_batch_size": batch, "gradient_checkpointing": True,
                      "optim": ADAMW_FOREACH, "bf16": kw.get("bf16", False),
                      "fp16": kw.get("fp16", False)},
-        "max_seq_length": 4096,
+        # benchmark.py packs to max_seq_len 4096, but fms-hf-tuning 2.5.0 (the pinned
+        # release) caps it: ``max_seq_length = min(train_args.max_seq_length,
+        # tokenizer.model_max_length)`` (tuning/data/setup_dataprocessor.py, process_dataargs).
+        # santacoder's tokenizer stops at 2048, its n_positions: a longer packed row would index
+        # past the 2048 rows of its learned position embedding (wpe), which no run survives
+        "max_seq_length": kw.get("max_len", 4096),
     }
     if kw.get("gpus", 1) > 1:
         setup["num_gpus"] = kw["gpus"]
@@ -111,6 +116,9 @@ def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) 
         "training": {"per_device_train_batch_size": batch, "gradient_checkpointing": True,
                      "optim": ADAMW_FOREACH},
         "max_seq_length": seq,
+        # train.py's loop keeps ``output = model(...)`` (its fp32 logits under transformers
+        # 4.39) until ``output = None`` after ``optimizer.step()``
+        "hold_outputs": True,
     }
     # train.py wraps with torch's FullyShardedDataParallel (FSDP1): BACKWARD_PRE prefetch,
     # limit_all_gathers=True, use_orig_params=False; its "ddp" sharding strategy is FSDP's
@@ -120,9 +128,13 @@ def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) 
     setup["training"]["fsdp_config"] = {"version": 1, "backward_prefetch": "BACKWARD_PRE",
                                         "limit_all_gathers": True, "use_orig_params": False}
     if method == "qlora":
+        # train.py's replace_linear builds bnb.nn.Linear4bit(compute_dtype, quant_type="nf4",
+        # quant_storage) and leaves compress_statistics at Linear4bit's default, True: nested
+        # (double) quantization of the absmax constants
         setup["quantization"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
                                  "bnb_4bit_compute_dtype": "bfloat16",
-                                 "bnb_4bit_quant_storage": "bfloat16"}
+                                 "bnb_4bit_quant_storage": "bfloat16",
+                                 "bnb_4bit_use_double_quant": True}
         setup["prepare_model_for_kbit_training"] = False
     return setup
 
@@ -160,8 +172,8 @@ def _qwen(model: str, seq: int, *, emb: bool = False, gptq: bool = False) -> dic
 
 CASES: dict[str, dict[str, Any]] = {
     # --- fms-acceleration, single A100 80GB, peak allocated -----------------------------------
-    "FMS-01": _fms("santacoder", "full", 4),
-    "FMS-03": _fms("santacoder", "full", 8),
+    "FMS-01": _fms("santacoder", "full", 4, max_len=2048),
+    "FMS-03": _fms("santacoder", "full", 8, max_len=2048),
     "FMS-11": _fms("mistral-7b", "lora", 8),
     "FMS-15": _fms("mistral-7b", "qlora", 4, bf16=True),
     "FMS-17": _fms("mistral-7b", "qlora", 8, bf16=True),
@@ -169,8 +181,8 @@ CASES: dict[str, dict[str, Any]] = {
     "FMS-21": _fms("mixtral-8x7b", "qlora", 8, bf16=True),
     "FMS-24": _fms("TheBloke/Mistral-7B-v0.1-GPTQ", "gptq", 4, dtype="float16", fp16=True),
     # --- the same, 2x A100 80GB with FSDP FULL_SHARD, per GPU ----------------------------------
-    "FMS-02": _fms("santacoder", "full", 2, gpus=2),
-    "FMS-04": _fms("santacoder", "full", 4, gpus=2),
+    "FMS-02": _fms("santacoder", "full", 2, gpus=2, max_len=2048),
+    "FMS-04": _fms("santacoder", "full", 4, gpus=2, max_len=2048),
     "FMS-08": _fms("mistral-7b", "full", 4, gpus=2),
     "FMS-13": _fms("mixtral-8x7b", "lora", 2, gpus=2),
     "FMS-14": _fms("mixtral-8x7b", "lora", 4, gpus=2),

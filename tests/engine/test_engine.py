@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -220,16 +219,14 @@ def test_unknown_scope_and_missing_dir(tmp_path):
         load_rules("plan", tmp_path / "nope")
 
 
-def test_repository_rules_load_fast_and_cached():
-    """Loading every shipped rule is on `vramdoc plan`'s cold path: keep it well under 50 ms."""
-    t0 = time.perf_counter()
+def test_repository_rules_load_once_and_are_cached():
+    """Loading every shipped rule is on `vramdoc plan`'s cold path; the second load is the cache.
+
+    Its time is a benchmark figure (`python -m tests.benchmarks.bench_plan` prints it), not a
+    timed assertion: a timed test fails on a loaded machine without anything being wrong."""
     rules = load_rules()
-    cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    assert rules
     assert load_rules() is rules
-    warm = time.perf_counter() - t0
-    assert rules and cold < 0.25, cold  # measured ~15 ms for 30 rules on the 2-core box
-    assert warm < 0.001
 
 
 def test_wheel_layout_is_found(tmp_path, monkeypatch):

@@ -27,12 +27,19 @@ def test_full_shard_divides_params_grads_and_states() -> None:
         assert four[key] == pytest.approx(one[key] / 4, rel=1e-6), key
 
 
-def test_fsdp1_shard_grad_op_keeps_whole_parameters() -> None:
+def test_fsdp1_shard_grad_op_unshards_every_unit_until_its_backward() -> None:
+    # torch ShardingStrategy.SHARD_GRAD_OP: "parameters are sharded outside computation ...
+    # unshards before the forward, does not reshard them after the forward, and only
+    # reshards them after the backward": the local shards stay resident (the step sees only
+    # them) and at the loss every layer's and the root's unsharded flat parameter is live
+    # beside them (the figure was whole parameters in every phase: no shard, none resharded)
     one = estimate(_full()).phase_components["optimizer_step"]
-    z2 = estimate(_full(4, "shard_grad_op auto_wrap", version=1)).phase_components[
-        "optimizer_step"]
-    assert z2["weights"] == one["weights"]
+    est = estimate(_full(4, "shard_grad_op auto_wrap", version=1))
+    z2, fwd = est.phase_components["optimizer_step"], est.phase_components["forward"]
+    assert z2["weights"] == pytest.approx(one["weights"] / 4, rel=1e-6)
     assert z2["optimizer_states"] == pytest.approx(one["optimizer_states"] / 4, rel=1e-6)
+    root = (2 * 32_000 * 4_096 + 4_096) * 2
+    assert fwd["weights"] - z2["weights"] == 32 * 2 * 202_383_360 + root
 
 
 def test_fsdp2_shard_grad_op_shards_parameters_and_gathers_every_layer_in_forward() -> None:

@@ -122,3 +122,20 @@ def test_tied_model_holds_its_tail_and_starts_backward_without_a_prefetch() -> N
     assert abs(bwd["weights"] - 355_254_784) <= 8 * 512
     assert bwd["gradients"] == 0
     assert est.peak_phase == "backward"
+
+
+def test_tied_model_under_shard_grad_op_gathers_its_tail_once() -> None:
+    # shard_grad_op keeps every layer unsharded from its forward to its backward; a tied tail
+    # (head = input embedding) is gathered before layer 0 and stays whole, so nothing is
+    # all-gathered before the head and the loss holds the tail once, beside the layers and the
+    # last layer's all-gather output. Traced (sharded fake probe, two layers, rank 0 of 8):
+    # forward 444,731,904 B of weights at the loss, backward 414,906,880 B, peak in backward
+    # at 1,576,965,120 B (the estimate counted the tail twice at the loss: +242 MiB)
+    spec = scaled_spec("qwen2.5-0.5b", 2)
+    s = make_setup("qwen2.5-0.5b", "full", batch=1, seq_len=512).replace(num_gpus=8)
+    est = estimate(s.replace_training(fsdp="shard_grad_op auto_wrap"), model=spec)
+    fwd, bwd = est.phase_components["forward"], est.phase_components["backward"]
+    assert abs(fwd["weights"] - 444_731_904) <= 16 * 512
+    assert abs(bwd["weights"] - 414_906_880) <= 16 * 512
+    assert est.peak_phase == "backward"
+    assert abs(est.peak_allocated_bytes - 1_576_965_120) <= 32 * 512

@@ -43,9 +43,23 @@ def test_bnb_quant_state_stays_whole_on_every_rank() -> None:
     assert two["weights"] < one["weights"]
 
 
+def test_cpu_offload_leaves_the_bnb_quant_state_on_the_device() -> None:
+    # FSDP offloads parameters; a Params4bit's quant_state is a plain attribute on the GPU
+    kept = estimate(_setup(2, qlora=True)).phase_components["load"]
+    off = estimate(_setup(2, "full_shard offload auto_wrap", qlora=True))
+    load = off.phase_components["load"]
+    assert load["quant_state"] == kept["quant_state"] > 0
+    assert load["weights"] == 0
+    assert off.host.per_process["offloaded parameters"] == kept["weights"] + kept["adapters"]
+
+
 def test_init_cache_two_layers_and_a_larger_root() -> None:
-    assert init_cache_bytes(386 * MiB, 500 * MiB) == 2 * 386 * MiB + 500 * MiB
-    assert init_cache_bytes(500 * MiB, 300 * MiB) == 1000 * MiB
+    # a root larger than a layer leaves its moved parameters and its flat copy cached; the
+    # embedding, when no larger than a layer, took the layer's freed flat block instead
+    assert init_cache_bytes(386 * MiB, 500 * MiB, 250 * MiB) == 2 * 386 * MiB + 750 * MiB
+    # QLoRA: 4-bit layers are smaller than the embedding, which then needs its own segment
+    assert init_cache_bytes(98 * MiB, 500 * MiB, 250 * MiB) == 2 * 98 * MiB + 1000 * MiB
+    assert init_cache_bytes(500 * MiB, 300 * MiB, 150 * MiB) == 1000 * MiB
 
 
 def test_default_pool_never_below_the_wrapped_model() -> None:
@@ -53,7 +67,8 @@ def test_default_pool_never_below_the_wrapped_model() -> None:
     load = est.phase_components["load"]
     # Llama-2-7B: a decoder layer is 202,383,360 bf16 params, the root 2 * 32000 * 4096 + 4096
     layer, root = 2 * 202_383_360, 2 * (2 * 32000 * 4096 + 4096)
-    assert est.peak_reserved_bytes >= sum(load.values()) + 2 * layer + root
+    embedding = 2 * 32000 * 4096
+    assert est.peak_reserved_bytes >= sum(load.values()) + 2 * layer + 2 * root - embedding
     # FSDP2 wraps per parameter (no flat copy): the term is FSDP1's only; at batch 1 x 512
     # the wrap-time blocks exceed what training itself reserves on the default stream
     v2 = estimate(_setup(config={**FSDP1, "version": 2}))

@@ -161,6 +161,7 @@ def _mlflow(tmp_path: Path, metrics: dict[str, str]) -> Path:
 def test_mlflow_step_out_of_range_is_damage(tmp_path, run_cli, step) -> None:
     run = _mlflow(tmp_path, {"loss": f"1700000000000 1.0 {step}\n1700000000001 0.8 2\n"})
     code, out, _ = run_cli("watch", str(run), "--once")
+    out = out.replace(str(tmp_path), "<tmp>")  # pytest's folder name may hold the digits
     assert "finished at step 2" in out
     assert step not in out.split("file")[0]
     assert "1 damaged or unreadable record(s) skipped" in out
@@ -170,6 +171,7 @@ def test_mlflow_only_negative_steps_never_says_finished_at_a_negative_step(tmp_p
                                                                            run_cli) -> None:
     run = _mlflow(tmp_path, {"loss": "1700000000000 1.0 -5\n"})
     _, out, _ = run_cli("watch", str(run), "--once")
+    out = out.replace(str(tmp_path), "<tmp>")  # pytest's folder name may hold the digits
     assert "-5" not in out
     assert "1 damaged or unreadable record(s) skipped" in out
 

@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vramdoc.monitor.batch as batch
-from tests.monitor.test_fastdecode import COUNTERS, _varied_log, dumps, full_step, header
+from tests.monitor.test_fastdecode import COUNTERS, SID, _varied_log, dumps, full_step, header
 from vramdoc.commands.watch import read_to_end
+from vramdoc.monitor.fastdecode import DecodedStep
 from vramdoc.monitor.follower import Follower
 from vramdoc.monitor.run import RunState
 from vramdoc.monitor.schema import encode_value
@@ -253,14 +254,21 @@ def test_runs_with_odd_lines_inside_read_the_same(tmp_path):
 
 def test_the_run_path_needs_no_msgspec_struct_for_the_live_screen(tmp_path):
     """The live screen's poll() still hands out dict events only."""
-    from vramdoc.monitor.fastdecode import StepRun
+    from vramdoc.monitor.fastdecode import ColumnRun, StepRun
 
     path = tmp_path / "events.jsonl"
     path.write_bytes(bench_log(500))
     f = Follower(path)
-    assert not any(type(e) is StepRun for e in f.poll())
+    assert all(type(e) is DecodedStep or type(e) is dict for e in f.poll())
     f2 = Follower(path)
-    assert any(type(e) is StepRun for e in f2.poll_runs())
+    assert any(type(e) is ColumnRun for e in f2.poll_runs())
+    with_mem = [json.loads(line) for line in bench_log(500).splitlines()[1:200]]
+    for e in with_mem[::7]:
+        e["mem"]["extra_bytes"] = 1  # a mem object of another shape: the Struct run path
+    path.write_bytes(path.read_bytes().split(b"\n")[0] + b"\n" + b"".join(
+        dumps(e) for e in with_mem))
+    f4 = Follower(path)
+    assert any(type(e) is StepRun for e in f4.poll_runs())
 
 
 def test_numpy_stays_off_the_plan_path():
@@ -275,3 +283,192 @@ def test_numpy_stays_off_the_plan_path():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+# --- the column path (fastdecode.ColumnRun) on hostile and mixed lines ------------------------
+
+def _mem_variant(kind: str, ev: dict[str, Any]) -> None:
+    mem = ev["mem"]
+    if kind == "missing":
+        del mem["ooms"]
+    elif kind == "extra":
+        mem["active_bytes"] = 5
+    elif kind == "none":
+        ev["mem"] = None
+    elif kind == "null_value":
+        mem["alloc_retries"] = None
+    elif kind == "float":
+        mem["reserved_bytes"] = float(mem["reserved_bytes"])
+    elif kind == "huge":
+        mem["allocated_bytes"] = 2**62
+    elif kind == "negative":
+        mem["alloc_retries"] = -1
+    elif kind == "reordered":
+        ev["mem"] = dict(reversed(list(mem.items())))
+
+
+_HOSTILE = ["none", "missing", "extra", "null_value", "float", "huge", "negative",
+            "reordered", "gpu_none", "gpu_total_none", "loss_none", "nan", "neg_zero",
+            "step_none", "step_huge", "step_back", "step_repeat", "other_session",
+            "no_session", "skipped", "interrupted", "escape", "unicode", "spaces",
+            "duplicate_key", "bad_type", "extra_field", "bool_int", "blank", "junk",
+            "two_objects", "crlf", "exponent", "big_float", "int_figures"]
+
+
+@st.composite
+def _column_logs(draw: Any) -> bytes:
+    """Long stretches of the writer's plain step lines (the column path) broken by lines of
+    every kind the column path must refuse or place exactly."""
+    n = draw(st.integers(80, 400))
+    hostile = draw(st.dictionaries(st.integers(1, n), st.sampled_from(_HOSTILE), max_size=12))
+    args = draw(st.sampled_from([{}, {"fp16": True, "bf16": False}, {"max_steps": n // 2}]))
+    parts = [header(**args)]
+    step = 0
+    for i in range(1, n + 1):
+        step += 1
+        ev = full_step(step)
+        what = hostile.get(i)
+        if args.get("fp16"):
+            ev["loss_scale"] = 65536.0 / (1 + (i > n // 2))
+        if what in ("none", "missing", "extra", "null_value", "float", "huge", "negative",
+                    "reordered"):
+            _mem_variant(what, ev)
+        elif what == "gpu_none":
+            ev["gpu"] = None
+        elif what == "gpu_total_none":
+            ev["gpu"]["total_bytes"] = None
+        elif what == "loss_none":
+            ev["loss"] = None
+        elif what == "nan":
+            ev["loss"] = "NaN"
+        elif what == "neg_zero":
+            ev["grad_norm"] = -0.0
+        elif what == "step_none":
+            ev["step"] = None
+        elif what == "step_huge":
+            ev["step"] = 2**53 + 1
+        elif what == "step_back":
+            ev["step"] = max(1, step - 5)
+        elif what == "step_repeat":
+            ev["step"] = max(1, step - 1)
+        elif what == "other_session":
+            ev["session"] = "zz"
+        elif what == "no_session":
+            ev["session"] = None
+        elif what == "skipped":
+            ev["skipped"] = True
+        elif what == "interrupted":
+            ev["interrupted"] = True
+        elif what == "escape":
+            ev["gpu"]["name"] = "RTX \u00e9"
+        elif what == "exponent":
+            ev["lr"] = 1e-22
+        elif what == "big_float":
+            ev["tokens_per_s"] = 1e300
+        elif what == "int_figures":
+            ev["loss"], ev["lr"] = 2, 0
+        elif what == "bool_int":
+            ev["interrupted"] = 1
+        elif what == "bad_type":
+            ev["tokens"] = "many"
+        elif what == "extra_field":
+            ev["extra"] = {"note": 1}
+        line = dumps(ev)
+        if what == "unicode":
+            line = line.replace(b"GeForce", "GeF\u00f6rce".encode())
+        elif what == "spaces":
+            line = json.dumps(ev).encode() + b"\n"
+        elif what == "duplicate_key":
+            line = line.replace(b'"loss":', b'"loss":7.5,"loss":', 1)
+        elif what == "blank":
+            line = b"\n" + line
+        elif what == "junk":
+            line = b"{not json\n" + line
+        elif what == "two_objects":
+            line = line[:-1] + line
+        elif what == "crlf":
+            line = line[:-1] + b"\r\n"
+        parts.append(line)
+    if draw(st.booleans()):
+        parts.append(dumps({"v": 1, "kind": "end", "session": SID, "step": step,
+                            "reason": "finished", "time": 1.7e9}))
+    return b"".join(parts)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(log=_column_logs(), chunk=st.sampled_from([50_000, 120_000, 16 * MiB]))
+def test_column_runs_read_the_same_as_the_per_step_path(log, chunk, tmp_path, monkeypatch):
+    """Whatever breaks a stretch of plain lines (a mem object of another shape, a None, a
+    NaN, a -0.0, a step going back, another session, an escape, a duplicate key, junk ...),
+    the column path gives what the per-step path gives, and read chunk by chunk too."""
+    import vramdoc.monitor.follower as follower
+
+    monkeypatch.setattr(follower, "RUN_CHUNK_BYTES", chunk)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(log)
+    same(path)
+    _columns_match_their_lines(path)
+    path.write_bytes(log[:len(log) * 3 // 4])  # cut mid-line, no end event
+    same(path)
+
+
+def test_a_plain_log_is_read_as_column_runs(tmp_path):
+    from vramdoc.monitor.fastdecode import ColumnRun
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(header() + b"".join(dumps(full_step(i)) for i in range(1, 500)))
+    got = Follower(path).poll_runs()
+    assert [type(e) for e in got][1:] == [ColumnRun] and len(got[1]) == 499
+    assert same(path).batched_steps == 499
+
+
+def _columns_match_their_lines(path: Path) -> None:
+    """Every ColumnRun's columns hold, row by row, the figures of the event its line decodes
+    to on the per-line path (json.loads + check_event + decode_step)."""
+    from vramdoc.monitor.fastdecode import ColumnRun
+    from vramdoc.monitor.run import decode_step
+
+    f = Follower(path)
+    plain = Follower(path)  # the reference decoder (no msgspec)
+    plain.fast = False
+    while True:
+        before = f.offset
+        for run in f.poll_runs():
+            if type(run) is not ColumnRun:
+                continue
+            for k in range(len(run)):
+                events: list[Any] = []
+                plain._decode_lines([run.line(k)], events)
+                (ev,) = events
+                ev = decode_step(ev)
+                mem, gpu = ev["mem"] or {}, ev["gpu"] or {}
+                want = {**{n: ev[n] for n in ("step", "loss", "grad_norm", "lr", "loss_scale",
+                                               "tokens_per_s", "step_time_s")},
+                        **{n: mem.get(n) for n in ("allocated_bytes", "reserved_bytes",
+                                                   "peak_allocated_bytes",
+                                                   "peak_reserved_bytes", "alloc_retries")},
+                        "gpu_total_bytes": gpu.get("total_bytes"),
+                        "skipped": ev["skipped"] is True, "interrupted": ev["interrupted"] is True}
+                # numbers as float64 holds them (a step past 2**53 rounded: the batch path
+                # refuses such a run, the per-step path takes the line's own event)
+                want = {n: float(v) if type(v) is int else v for n, v in want.items()}
+                got = {n: col[k].item() for n, col in run.cols.items()}
+                got = {n: None if v != v else v for n, v in got.items()}
+                assert got == want, (k, got, want)
+                assert run.sessions[k] == ev["session"]
+        if f.at_end() or f.offset == before:
+            break
+
+
+def test_without_the_numpy_line_scan_struct_runs_read_the_same(tmp_path, monkeypatch):
+    """The follower's path without numpy's line scan (StepRun stretches) stays exact."""
+    import vramdoc.monitor.follower as follower
+    from vramdoc.monitor.fastdecode import ColumnRun, StepRun
+
+    monkeypatch.setattr(follower, "_line_scanner", lambda: None)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(_random_log(3, 1500))
+    assert same(path).batched_steps > 0
+    kinds = {type(e) for e in Follower(path).poll_runs()}
+    assert StepRun in kinds and ColumnRun not in kinds

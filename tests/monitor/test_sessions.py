@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.tui.runs import ev, gpu_header, write
 from vramdoc.monitor import Recorder, RunState
 from vramdoc.monitor.follower import Follower, iter_events
@@ -142,3 +145,34 @@ def test_the_benchmark_log_is_valid_and_read_whole(tmp_path, run_cli):
     assert doc["file"]["invalid_lines"] == doc["file"]["corrupt_lines"] == 0
     assert (doc["sessions"], doc["steps"]) == (3, steps // 3)
     assert doc["status"]["text"] == f"finished at step {steps // 3}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(st.sampled_from([b'"kind"', b'"header"', b":", b" ", b"\n", b"\t", b'"',
+                                        b"x", b"{", b"kind", b"header", b"\r\n", b'""']),
+                      max_size=30))
+def test_header_marks_are_where_the_pattern_matches(parts):
+    """The scan anchored on ``"header"`` finds exactly the regular expression's matches."""
+    from vramdoc.monitor.follower import _HEADER_MARK, _header_marks
+
+    block = b"".join(parts)
+    want = [m.start() for m in _HEADER_MARK.finditer(block)]
+    assert _header_marks(block) == want
+    pad = b"h" * 4096  # long enough for the numpy scan, 'h' bytes that are no header
+    assert _header_marks(pad + block + pad) == [len(pad) + m for m in want]
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 90), min_size=1, max_size=8), chunk=st.integers(16, 200))
+def test_skip_counts_each_header_once_whatever_the_chunk(tmp_path_factory, sizes, chunk):
+    """Headers near chunk boundaries (found in the seam and in the chunk) count once."""
+    path = tmp_path_factory.mktemp("skip") / "events.jsonl"
+    lines = []
+    for pad in sizes:
+        lines.append(json.dumps(ev("header"), separators=(",", ":")) + "\n")  # short lines:
+        lines.append("x" * pad + "\n")  # two marks can share a seam
+    path.write_text("".join(lines))
+    f = Follower(path)
+    assert f.skip_to_last_session(chunk=chunk) == len(sizes) - 1
+    assert f.line_no == 2 * (len(sizes) - 1)
+    assert [e["kind"] for e in f.read_all()] == ["header"]

@@ -170,6 +170,10 @@ def read_to_end(follower: Any, state: Any) -> None:
     # time; whatever cyclic garbage there is waits for the end (memory stays bounded).
     paused = gc.isenabled()
     gc.disable()
+    # the chart window's events are decoded once, at the end, not after every slice
+    defer = hasattr(state, "_settle_window")
+    if defer:
+        state._defer_window = True
     try:
         while True:
             before = follower.offset
@@ -178,6 +182,9 @@ def read_to_end(follower: Any, state: Any) -> None:
                 break
         state.feed(follower.finish())
     finally:
+        if defer:
+            state._defer_window = False
+            state._settle_window()
         if paused:
             gc.enable()
 

@@ -125,6 +125,14 @@ class BlockWalker:
         self.masked = masked  # SDPA gets an explicit mask (sliding window, Falcon)
         self._act_out: T | None = None  # the MLP activation's output (encoders' peak)
         self._attn_weights: T | None = None  # eager attention's returned weights (encoders)
+        self._held_weights: T | None = None  # ... and a decoder's (see attention)
+        # what the layer's frames hold beyond _ctx, counted by the k-bit instants only
+        # (kbit_base, kbit_adapter): the attention weights and, where spec.attn_output_held,
+        # the attention output
+        self._kbit_held: list[T] = []
+        # a parallel block's attention output gradient, where the residual sum cast it to
+        # the output's own dtype: made before the block's recomputation (see _kbit_recompute)
+        self.kbit_attn_grad = 0
         self.recompute_end = 0  # encoders: live at the end of the recomputed forward
         # The instant the MLP's backward peaks (see mlp_backward_extra): the gradient buffers
         # live then, and the saved bytes recorded from the MLP's output projection on (freed
@@ -171,6 +179,13 @@ class BlockWalker:
         self.ckpt_fwd_attn = 0
         self._locals: list[T] = []
         self.mlp_out_bwd = 0  # the MLP output projection's backward beyond all saved (mlp)
+        # a block that ends in a norm (Gemma 2/3, OLMo 2 post_feedforward_layernorm): its
+        # backward, the block's first, with all the block saved (see post_norm_backward)
+        self.post_norm_bwd = 0
+        # the MLP branch's own output gradient (Granite's residual_multiplier), live where
+        # backward waits in the MLP's last op for the recomputation
+        self.branch_grad = 0
+        self._tail_holds_out_grad = False
         self.lin = lin
         self.st = st
         self.g = Graph()
@@ -294,10 +309,9 @@ class BlockWalker:
             else:
                 # recomputation: A's output is saved with the input copies live (the stop
                 # instant when it is the block's last saved tensor), then B's output and its
-                # scaled copy
+                # scaled copy, the dropout copy freed with lora_A's call (as in forward above;
+                # traced: gemma3 lora-all, down_proj's fp32 dropout output ends before lora_B)
                 self._rec_instant(rec_held, saves=True)
-                # (the dropout copy is freed once lora_A has run, as in forward_transient:
-                # traced, opt lora-all fc2, whose dropout mask after it ends the recomputation)
                 self._rec_instant(rec_held - xd_only + 2 * b_elem * self.rows * n_out)
                 # backward of ``result + lora_B(...) * scaling`` (peft 0.21): the add passes
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
@@ -306,11 +320,16 @@ class BlockWalker:
                 # and where the block adds the MLP's output to a wider residual (Bloom's fp32
                 # stream), that sum's backward casts the gradient to the output's dtype first
                 # (traced: bloom lora-all, aten._to_copy (b, s, h) bf16 before recomputing)
+                # (k-bit setups count theirs in _kbit_recompute / the account)
                 promoted = out_elem if (grp is self.lin.mlp_out and st.r > max(res, out_elem)
-                                        and self.spec.family != "encoder") else 0
+                                        and self.spec.family != "encoder"
+                                        and not st.kbit) else 0
                 self._tail_grads = (self.rows * n_out * (
                     (res + out_elem if res != out_elem else 0) + b_elem + promoted),
                     len(g.saved))
+                # unpromoted, the add hands the output's own gradient to the base layer,
+                # whose backward waits for the recomputation with it (Granite: branch_grad)
+                self._tail_holds_out_grad = res == out_elem
             if quant and not st.dora:
                 self.kbit_adapter(grp, x, n_out, out_elem)
         return g.new(self.rows * n_out, out_elem, x.grad or w_trains or lora)
@@ -335,7 +354,7 @@ class BlockWalker:
         w16 = 2 * grp.weight_numel  # the compute (and load) dtype: bf16 / fp16
         n_blocks = -(-grp.weight_numel // BNB_4BIT_BLOCK)
         absmax = 4 * n_blocks if st.double_quant else 0
-        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        ctx = [t for t in self._ctx + self._kbit_held if t.uid != self._input_uid]
         held = g.saved_bytes + self._unsaved(*ctx, x)
         x16 = rows * n_in * 2 if x.elem != 2 else 0
         out16 = rows * n_out * 2
@@ -348,6 +367,13 @@ class BlockWalker:
             grad16 = out16 if x.elem != 2 else 0
             self.kbit_bwd = g.saved_bytes + adapter_grad + grad16 + w16 + max(
                 absmax, rows * n_in * 2)
+            if lora and self.mlp_out_mark is not None:
+                # then autograd sums x's two gradients (torch's InputBuffer.accumulate): the
+                # base's (MatMul4Bit's, cast to x's dtype) and the adapter's (through LoRA's
+                # dropout), both live next to their sum; the projection's own saved tensors
+                # are freed by then (traced: opt qlora, aten.add (b*s, f) fp32 next to
+                # native_dropout_backward's and _to_copy's outputs, the step's peak)
+                self.kbit_bwd = max(self.kbit_bwd, self.mlp_out_mark + 3 * rows * n_in * x.elem)
 
     def kbit_adapter(self, grp: ParamGroup, x: T, n_out: int, out_elem: int) -> None:
         """The instants inside peft's LoRA ``Linear4bit.forward`` (peft 0.21 tuners/lora/bnb.py)
@@ -367,7 +393,7 @@ class BlockWalker:
         """
         st, g = self.st, self.g
         rows = self.rows
-        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        ctx = [t for t in self._ctx + self._kbit_held if t.uid != self._input_uid]
         held = self._unsaved(*ctx, x) + rows * n_out * out_elem
         if st.lora_dropout > 0:
             if st.autocast:
@@ -421,6 +447,13 @@ class BlockWalker:
         peak = max((b for n, b, saves in self._rec if n < total or saves), default=0)
         grads, entries = self._tail_grads
         return peak + (grads if entries == total else 0)
+
+    @property
+    def reentrant_forward_peak(self) -> int:
+        """The recomputed block's forward peak under reentrant checkpointing
+        (torch.utils.checkpoint CheckpointFunction.backward): the whole forward reruns before
+        any of the block's backward, so every instant happens and no gradient is live yet."""
+        return max((b for _n, b, _saves in self._rec), default=0)
 
     def dora(self, x: T, grp: ParamGroup, n_out: int, out_elem: int, held: int,
              rec: tuple[int, int] = (0, 0)) -> None:
@@ -521,7 +554,10 @@ class BlockWalker:
         fused = st.attn.startswith("flash") or st.attn == "sdpa"
         if fused:
             e = 2 if (st.attn.startswith("flash") or st.autocast) else q.elem
-            qs, ks, vs = g.cast(q, e), g.cast(k, e), g.cast(v, e)
+            # (a fused projection's fp32 output, k-bit's: autocast copies each slice alone)
+            qs = q if q.elem == e else g.new(b * s * a * d, e)
+            ks = k if k.elem == e else g.new(b * s * kv * d, e)
+            vs = v if v.elem == e else g.new(b * s * kv * dv, e)
             if st.attn == "sdpa" and self.masked:
                 if kv < a and not spec.sdpa_repeat_kv:
                     # fewer k/v heads and a mask: neither fused kernel takes it, CUDA runs
@@ -555,7 +591,9 @@ class BlockWalker:
             out = g.new(b * s * a * dv, e)
             g.save(out)
             g.save_bytes(4 * b * a * s)  # log-sum-exp, fp32
-            if spec.sdpa_out_copy:
+            # (a masked call runs CUDA's memory-efficient kernel, whose output is allocated
+            # (b, s, a, d) whatever q's layout: no copy)
+            if spec.sdpa_out_copy and not (st.attn == "sdpa" and self.masked):
                 return g.new(b * s * a * dv, e)  # transpose(1, 2).contiguous(): a copy
             return out
         # eager attention (transformers eager_attention_forward / BERT self-attention)
@@ -566,7 +604,8 @@ class BlockWalker:
         # With a single k/v head repeat_kv's expand + reshape is a view too (the merged head
         # dimension keeps stride 0: traced, gpt_bigcode eager b=1 keeps the cache's
         # aten.cat (1, 1, s, d) copies only)
-        rep = kv < a and ((spec.sdpa_repeat_kv and kv > 1) or b > 1)
+        # (unless autocast then casts it: a copy of the expanded shape, k-bit's fp32 k)
+        rep = kv < a and ((spec.sdpa_repeat_kv and (kv > 1 or k.elem != e)) or b > 1)
         k_rep = g.new(b * s * a * d, k.elem, k.grad) if rep else k
         v_rep = g.new(b * s * a * d, v.elem, v.grad) if rep else v
         # matmul(q, k^T) folds q to (b*a, s, d): q, a transposed view of the projection (or
@@ -575,14 +614,19 @@ class BlockWalker:
         # q and v, k needs none and q is not kept (traced: opt lora layer 0)
         # For one sequence the fold is a view and q itself is kept: the fused projection's
         # whole output when q is a slice of it (traced: gpt2 eager b=1, aten.addmm (s, 3h))
+        # A projection that returns fp32 (a k-bit base returns its input's dtype, fp32 after
+        # k-bit preparation) is copied by autocast to 16-bit: only q's (k's) own slice of it
+        # (traced: gpt2 qlora eager b=1, aten._to_copy (1, a, s, d) for q and k)
         if k.grad:
-            g.save(g.cast(q, e) if b == 1 or spec.qkv_copies else g.new(b * s * a * d, e))
+            g.save(q if (b == 1 or spec.qkv_copies) and q.elem == e
+                   else g.new(b * s * a * d, e))
         if q.grad:
             # k^T of a head view of the projection's output ((b, s, a, d) in memory: GPT-2's
             # c_attn, OPT's k_proj) is copied by matmul's fold when b > 1, as q is (traced:
             # gpt2 eager b=2 aten.clone (b, a, d, s)); for one sequence the fold is a view
             k_fold = k_view and b > 1 and not rep
-            g.save(g.new(b * s * a * d, e) if k_fold else g.cast(k_rep, e))
+            g.save(g.new(b * s * a * d, e) if k_fold else k_rep if k_rep.elem == e
+                   else g.new(b * s * (a if rep else kv) * d, e))
         scores_grad = q.grad or k.grad
         scores = b * a * s * s
         if spec.attn_sinks:
@@ -592,8 +636,15 @@ class BlockWalker:
             # a slice of that same storage, then v
             cols = b * a * s * (s + 1)
             g.save_bytes(8 * b * a * s)  # combined_logits.max(dim=-1): its int64 indices
-            g.save_bytes(cols * e)
-            g.transient(2 * cols * e)
+            # torch.cat with the sinks parameter promotes the scores to its dtype (fp32 after
+            # k-bit preparation): then matmul keeps its autocast copy of the probabilities
+            # (traced: gpt_oss qlora, aten._softmax (b, a, s, s + 1) fp32 and aten._to_copy
+            # (b, a, s, s) bf16)
+            pe = max(e, st.weight_elem)
+            g.save_bytes(cols * pe)
+            g.transient(2 * cols * pe)
+            if pe != e:
+                g.save_bytes(scores * e)
             g.save(g.cast(v_rep, e) if v_storage is None else g.new(b * s * a * dv, e))
             return g.new(b * s * a * d, e)
         if spec.attn_softcap:
@@ -642,7 +693,12 @@ class BlockWalker:
             probs_d = g.dropout(probs32, self.attn_dropout)
             self._attn_weights = probs_d
         else:
-            probs_d = g.dropout(g.cast(probs32, e), self.attn_dropout)
+            # softmax(...).to(query.dtype) (or .type(value.dtype)): q's own dtype, fp32 in a
+            # k-bit block; the dropout output is returned as the attention weights, which the
+            # decoder layer binds (``attn_output, _ = self.attn(...)``) until it returns
+            probs_d = g.dropout(g.cast(probs32, q.elem) if spec.probs_to_query_dtype
+                                else probs32, self.attn_dropout)
+            self._held_weights = probs_d
         # v the same way, unless it is contiguous already (a KV-cache or repeat_kv copy)
         if v.grad:
             g.save(g.cast(probs_d, e))
@@ -674,10 +730,11 @@ class BlockWalker:
                 # model's dtype for eager attention (aten.where)
                 self._ctx_bytes += st.b * st.s * st.s * (
                     st.weight_elem if st.attn == "eager" else 1)
-            elif st.attn == "eager" and not self.spec.is_encoder:
+            elif st.attn == "eager" and spec.family != "llama":
                 # the eager 4-D causal mask, in the embeddings' dtype, held by the model's
                 # forward through every layer (masking_utils.create_causal_mask; traced:
-                # gpt_bigcode eager aten.where (b, 1, s, s))
+                # gpt_bigcode eager aten.where (b, 1, s, s)); llama-like decoders count
+                # theirs in account_activations (_mask_bytes)
                 self._ctx_bytes += st.b * st.s * st.s * st.weight_elem
             if spec.position_embeds:
                 # the learned position embeddings the model keeps in a local (ModelSpec)
@@ -732,10 +789,15 @@ class BlockWalker:
                 spec.rotary or spec.qk_norm or st.kv_cache))
             if st.kv_cache:
                 self._cache_held(k, v)
+        # the attention module holds the weights it got back while its output projection
+        # runs, the layer (``attn_output, _ = self.attn(...)``) until it returns
+        self._kbit_held = [self._held_weights] if self._held_weights is not None else []
         o = self.linear(attn_out, lin.attn_out) if lin.attn_out else attn_out
         if spec.sandwich_norms or spec.post_norms_only:
             o = self.norm(o, ln_trains)  # post_attention_layernorm (Gemma 2/3, OLMo 2)
         o = g.dropout(o, self.resid_dropout)
+        if spec.attn_output_held:
+            self._kbit_held.append(o)
         if spec.family == "parallel":
             # GPT-NeoX / Falcon: x + attn(ln1(x)) + mlp(ln2(x)) (Falcon-7B shares ln1)
             n2 = n1 if spec.shared_block_norm else self.norm(x, ln_trains)
@@ -744,6 +806,7 @@ class BlockWalker:
             # (Falcon-7B's shared one) and the attention output while the MLP runs; GPT-NeoX's
             # attention norm output was a temporary, freed
             self._ctx = [x, n2, o]
+            self.kbit_attn_grad = o.nbytes if o.elem != x.elem else 0
             if spec.shared_block_norm and self.attn_bwd_bytes and n1.grad:
                 # backward runs the MLP branch first: its gradient of the shared norm's
                 # output waits for attention's to be added to it (traced: falcon, fp32)
@@ -780,9 +843,44 @@ class BlockWalker:
         if spec.attn_output_held:
             self._ctx.append(o)
         m = self.mlp(n2)
+        if spec.residual_multiplier:
+            # ``hidden_states * residual_multiplier`` saves nothing (a python scalar), but its
+            # backward makes the MLP output's gradient as a tensor of its own, next to the
+            # block output's: live while the MLP's last op waits for the recomputation
+            # (traced: granite lora-all, aten.mul (b, s, h) live at lora_A of down_proj;
+            # DoRA's output cast consumes it first: freed before the recomputation)
+            self.branch_grad = m.nbytes
+            grads, entries = self._tail_grads
+            if entries == len(g.saved) and self._tail_holds_out_grad:
+                self._tail_grads = (grads + m.nbytes, entries)
+            m = g.new(m.numel, m.elem, m.grad)
         if spec.sandwich_norms or spec.post_norms_only:
+            before, m_in = g.saved_bytes, m
             m = self.norm(m, ln_trains)  # post_feedforward_layernorm
+            self.post_norm_backward(m, before, m_in.elem)
         return g.add(x1, m)
+
+    def post_norm_backward(self, out: T, before: int, in_elem: int) -> None:
+        """The backward of the RMSNorm that ends the block, the first op backward runs in it.
+
+        Gemma2RMSNorm / Olmo2RMSNorm (transformers 5.24): ``xf = x.float()``, ``xf *
+        rsqrt(xf.pow(2).mean(-1) + eps)``, times the weight, cast back. Backward, with every
+        tensor the block saved still live: the product's gradients, then rsqrt's and mean's,
+        then pow's (torch 2.13 FunctionsManual.cpp ``pow_backward``: ``grad * (exponent *
+        self.pow(exponent - 1))``, three fp32 buffers as large as x at once) next to the first
+        product's gradient of xf and mean's expanded gradient: five fp32 b*s*h buffers. By
+        then the norm's saved rsqrt, (1 + weight) and normed input (a trained weight's) are
+        freed; its fp32 copy of x is not. Traced (gemma2 / olmo2, lora and full, with
+        checkpointing): the recomputed block's peak, at pow's backward.
+        """
+        if self.layer_norm or not out.grad:
+            return
+        self.post_norm_bwd = before + 4 * out.numel + 5 * 4 * out.numel
+        # the norm's last op, the cast back to x's dtype, needs no saved tensor: its fp32
+        # gradient is made before the product's backward unpacks one and so starts the
+        # recomputation, and lives through it (traced: gemma2 lora, aten._to_copy (b, s, h)
+        # fp32 made before the recomputed block's first op, freed by the product's backward)
+        self._tail_grads = (4 * out.numel if in_elem != 4 else 0, len(self.g.saved))
 
     def _cache_held(self, k: T, v: T) -> None:
         self.cache_held = sum(t.nbytes for t in (k, v) if t.uid not in self.g.saved)
@@ -865,14 +963,8 @@ class BlockWalker:
             hidden = self.linear(n2, lin.mlp_in[0])
             prod = self.activation(hidden)
             self._act_out = prod
-            buffers = prod.nbytes + hidden.nbytes  # d(act), d(hidden)
-            if self.act_name == "bloom_gelu" and hidden.grad:
-                # Bloom's GeLUFunction.backward (transformers 5.24 modeling_bloom.py,
-                # bloom_gelu_back) recomputes tanh from its input in x's dtype; its chain
-                # peaks at ``0.1070322243 * x * x``, with d(act), tanh_out, 0.5 * x,
-                # 1 - tanh_out * tanh_out and the two products live (traced: bloom, aten.mul
-                # (b, s, f) bf16)
-                buffers = prod.nbytes + 5 * hidden.nbytes
+            # d(act), d(hidden) (or the activation backward's temporaries, spec)
+            buffers = prod.nbytes + max(1, spec.act_backward_temps) * hidden.nbytes
             if self.act_name in ("gelu_new", "gelu_fast") and hidden.grad:
                 # NewGELU's chain (0.5 * x * (1 + tanh(...)), fp32 from pow on): the last
                 # mul's backward makes d(0.5 * x) and d(1 + tanh) next to d(act).
@@ -889,7 +981,7 @@ class BlockWalker:
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
         self.mlp_out_end = g.saved_bytes
         if lin.mlp_out is not None and prod.grad and self.resid_dropout > 0 \
-                and not self.spec.is_encoder:
+                and not self.spec.is_encoder and not self.st.kbit:
             # the output projection's own backward, with every tensor the block saved live:
             # the dropout's gradient (the output's dtype) and the gradient of its input
             # (traced: gpt_bigcode full, aten.native_dropout_backward and aten.mm (b*s, f))
@@ -936,6 +1028,15 @@ class BlockWalker:
         g.save_bytes(tokens * h * e)  # expert output, kept for the routing-weight product
         if n2.grad:
             self.dispatch(tokens, n_e, w_elem)
+        # the recomputed forward's end of the experts (grouped_mm_experts_forward, transformers
+        # 5.24 integrations/moe.py): the gathered inputs (held by the function), the gathered
+        # down-projection biases, the routing-weighted output and its ``[inv_perm]`` gather,
+        # with ``inv_perm`` (traced: gpt_oss qlora, the recomputed block's peak)
+        ctx = [t for t in self._ctx if t.uid != self._input_uid]
+        held = (0 if (w_trains or lora_experts) else tokens * h * e) + (
+            tokens * h * e if spec.expert_bias else 0)
+        self.kbit_fwd = max(self.kbit_fwd, g.saved_bytes + self._unsaved(*ctx, n2) + held
+                            + 2 * tokens * h * e + 8 * tokens)
         if lora_experts:
             # the experts' backward, first their down projection's (grouped_mm's backward):
             # everything the block saved so far (the expert output's gradient in place of the
@@ -1043,12 +1144,15 @@ class ActivationAccount:
     # last, so these stay through the whole backward (checkpointing's instants count them)
     embedding_saved_bytes: int = 0
     # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
-    # its output, the held attention weights) with the block's output gradient; 0 elsewhere
+    # its output, the held attention weights) with the block's output gradient; a block
+    # ending in a norm (Gemma 2/3, OLMo 2): that norm's backward; 0 elsewhere
     recompute_end_bytes: int = 0
     # checkpointing: the layers' other inputs, which torch.utils.checkpoint keeps with the
     # hidden states until each layer's backward (the 4-D attention mask, Bloom's ALiBi);
     # counted with recompute_peak_bytes where that is modelled, else 0
     checkpoint_args_bytes: int = 0
+    # the logits tensor the model returns in its output (``output.logits``), in their dtype
+    logits_output_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -1060,7 +1164,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                         checkpointing: bool, task: str = "causal-lm", num_labels: int = 2,
                         lm_head_trains: bool = False, head_elem: int = 2,
                         loss_shift_copy: bool = False,
-                        reentrant: bool = False) -> ActivationAccount:
+                        reentrant: bool = False,
+                        logits_upcast: bool = False,
+                        own_loss: bool = False) -> ActivationAccount:
     """Activations of one micro-batch of ``st.b`` sequences of ``st.s`` tokens."""
     lin = block_linears(groups)
     b, s, h, V = st.b, st.s, spec.hidden_size, spec.vocab_size
@@ -1096,7 +1202,13 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     walks = {m: walk_block(True, m) for m in kinds}
     per_layer = max(w.g.saved_bytes for w in walks.values())
     transient = max(max(w.g.transient_peak, w.bwd_proxy) for w in walks.values())
-    fwd_transient = max(max(w.g.transient_peak, w.fwd_transient - w.g.saved_bytes)
+    # the decoder's forward holds its attention masks through the layer loop: live at the
+    # walked LoRA / DoRA instants (llama-like decoders). The largest transient stays as it
+    # was: for eager attention it counts softmax's fp32 result once more, though that is
+    # saved, on top of every tensor the block saves after it (traced: llama LoRA eager, the
+    # masks added there put the forward 1.4-1.8 % over its trace)
+    masks = _mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0
+    fwd_transient = max(max(w.g.transient_peak, w.fwd_transient - w.g.saved_bytes + masks)
                         for w in walks.values())
     # the KV cache's copies nothing saved stay live to the end of forward (every layer's)
     cache_held = L * max(w.cache_held for w in walks.values())
@@ -1147,7 +1259,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         tail.linear(x, head)
     # saved after the last block: not yet allocated while that block runs
     after_blocks = tail.g.saved_bytes
-    if checkpointing and spec.returned_attn:
+    if checkpointing and spec.returned_attn and not st.kbit:
         # the first forward's softmax instant in a layer after the first (BlockWalker.attention),
         # with the layers' other inputs (mask, ALiBi) held by the model; the forward counts it
         # on top of everything saved, the final norm's and the head's (not made yet) aside
@@ -1164,8 +1276,10 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         tail.g.dropout(emb, tail.embd_dropout)
     # the embeddings' backward runs last: what their norm and dropout keep is live through
     # the whole backward (checkpointing's instants count it)
-    embedding_saved = tail.g.saved_bytes - after_blocks
-    if checkpointing and not st.full and not spec.is_encoder and (
+    # (k-bit setups keep their own account of these: _kbit_recompute, main's ids)
+    embedding_saved = tail.g.saved_bytes - after_blocks if (
+        spec.is_encoder or not st.kbit) else 0
+    if checkpointing and not st.full and not st.kbit and not spec.is_encoder and (
             spec.embedding_norm or tail.embd_dropout > 0
             or sum(1 for x in groups if x.kind == EMBEDDING) > 1):
         # PEFT's enable_input_require_grads (called for checkpointing) makes the frozen
@@ -1181,6 +1295,15 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
         ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
+    if spec.embeddings_scaled_outside and checkpointing and not st.full:
+        # PEFT's checkpointing calls enable_input_require_grads (transformers 5.24
+        # modeling_utils.py: a forward hook runs ``output.requires_grad_(True)`` on the
+        # embedding's output), which makes the frozen embedding's output a leaf: its
+        # AccumulateGrad node holds it through backward. Where the model scales it outside
+        # the module (Granite), the scaled copy is the first block's input and this leaf is
+        # one more b*s*h in the embeddings' dtype (fp32 after k-bit preparation). Traced:
+        # granite lora / qlora with checkpointing, aten.embedding live at the peak.
+        ids += rows * h * st.r
     other = tail.g.saved_bytes + ids + leaf
     n_out = num_labels if encoder else V
     # Logits chain (transformers 5 ForCausalLMLoss: logits.float() then cross_entropy):
@@ -1188,9 +1311,11 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # backward start: saved log_softmax + grad of nll + grad of log_softmax (fp32 each).
     tokens = rows if not encoder else b
     logit_elem = 2 if st.autocast else head_elem
+    out_elem = logit_elem  # the dtype of the output's logits
     n = tokens * n_out
-    if spec.loss == "shift" and not encoder:
-        # the model's own loss: a shifted contiguous copy in the logits dtype, then
+    if (spec.loss == "shift" or own_loss) and not encoder:
+        # the model's own loss (own_loss: stack.model_computes_own_loss): a shifted
+        # contiguous copy in the logits dtype, then
         # cross_entropy in that dtype (autocast runs it in fp32: one more cast copy)
         ce = 4 if st.autocast else logit_elem
         fwd = n * logit_elem * 2 + (n * ce if ce != logit_elem else 0) + n * ce
@@ -1201,6 +1326,11 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         fwd = n * logit_elem + (4 * n if logit_elem != 4 else 0) + 4 * n
         if loss_shift_copy and not encoder:
             fwd += 4 * n  # logits[..., :-1, :].contiguous() of the fp32 logits (< 4.50)
+        if logits_upcast and not encoder and logit_elem != 4:
+            # < 4.46 the model's own ``logits = logits.float()`` drops its 16-bit logits
+            # (stack.logits_upcast_in_model): the output returns the fp32 ones
+            fwd -= n * logit_elem
+            out_elem = 4
         bwd = 3 * 4 * n
         saved = 4 * n
     if spec.final_softcap and not encoder:
@@ -1246,7 +1376,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # the encoder work) keep the whole-block account they had before
         # recompute_forward_peak was modelled
         adapter_last = lin.mlp_out is not None and lin.mlp_out.leaf in st.lora
-        keep_block = adapter_last and (st.kbit or spec.is_encoder)
+        keep_block = adapter_last and ((st.kbit and bool(st.quantized)) or spec.is_encoder)
         if all(x is not None for x in extras) and not st.quantized and not chain_act \
                 and not keep_block:
             # + the gradient of the block's output, in the residual dtype
@@ -1256,40 +1386,67 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # save, DoRA's weight norm on the way: BlockWalker.recompute_forward_peak; an
             # encoder's recomputed forward ends at its output LayerNorm, recompute_end: its
             # forward-time transients hold the checkpointed input, counted apart)
-            # where the block's first op keeps the block input itself (Bloom's LayerNorm on its
-            # fp32 residual stream), that is the checkpointed input, counted apart
+            # Reentrant checkpointing (a k-bit-prepared model whose layers stayed unquantized,
+            # Falcon's FalconLinear; see _kbit_recompute) reruns the whole block before any of
+            # its backward and holds the recomputed output (and the zero gradient of returned
+            # attention weights) through it
+            rerun, held = _reentrant_extras(spec, st, walks) if reentrant else (0, 0)
+            # where the block's first op keeps the block input itself (k-bit preparation's or
+            # Bloom's fp32 residual under its first norm), that is the checkpointed input,
+            # counted apart (as in _kbit_recompute)
+            own = {m: w.g.saved.get(w._input_uid, 0) for m, w in walks.items()}
+            # + the attention masks, inputs of every checkpointed layer (llama-like decoders:
+            # transformers 5 masking_utils; other decoders count theirs in ckpt_args below)
+            out_grad = rows * h * x_elem + (
+                _mask_bytes(spec, st, n_sliding) if spec.family == "llama" else 0)
             # the recomputed forward's instants come before any weight gradient of the block
-            # (the MLP output projection's included): a decoder's are counted apart, as for
-            # k-bit bases (traced: opt / gpt2 lora-all, the recomputation's peak in fc2's /
-            # c_proj's lora_A with none of the layer's gradients made)
-            apart = not spec.is_encoder
-            recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0),
-                                     w.recompute_end,
+            # (the MLP output projection's included): a decoder's are counted apart under
+            # non-reentrant checkpointing, as for k-bit bases (traced: opt / gpt2 lora-all,
+            # the recomputation's peak in fc2's / c_proj's lora_A with none of the layer's
+            # gradients made)
+            apart = not spec.is_encoder and not reentrant and not st.kbit
+            recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0)
+                                     + held, w.recompute_end,
                                      0 if apart else w.g.live_peak,
-                                     0 if apart else w.recompute_forward_peak)
-                                 - w.g.saved.get(w._input_uid, 0)
-                                 for w in walks.values()) + rows * h * x_elem
+                                     0 if apart else (w.reentrant_forward_peak if reentrant
+                                                      else w.recompute_forward_peak))
+                                 - own[m] for m, w in walks.items()) + out_grad + rerun
+            attn_peak = max(w.attn_bwd_bytes - own[m] if w.attn_bwd_bytes else 0
+                            for m, w in walks.items())
+            attn_peak = attn_peak + out_grad + rerun + held if attn_peak else 0
             if apart:
-                fwd_peak = max(max(w.g.live_peak, w.recompute_forward_peak)
-                               - w.g.saved.get(w._input_uid, 0) for w in walks.values())
-                fwd_peak = fwd_peak + rows * h * x_elem if fwd_peak else 0
-            attn_peak = max(w.attn_bwd_bytes - w.g.saved.get(w._input_uid, 0)
-                            if w.attn_bwd_bytes else 0 for w in walks.values())
-            attn_peak = attn_peak + rows * h * x_elem if attn_peak else 0
-            end = max(w.recompute_end for w in walks.values())
-            recompute_end = end + rows * h * x_elem if end else 0
-            if not spec.is_encoder:
+                fwd_peak = max(max(w.g.live_peak, w.recompute_forward_peak) - own[m]
+                               for m, w in walks.items())
+                fwd_peak = fwd_peak + out_grad if fwd_peak else 0
+            if st.kbit:
+                # an unquantized k-bit-prepared block (Falcon's FalconLinear): the attention
+                # mask, an input of every checkpointed layer (in the fp32 embeddings' dtype for
+                # eager, boolean for SDPA; llama-like decoders count theirs in out_grad), and
+                # under non-reentrant checkpointing the MLP output's gradient cast down from the
+                # fp32 residual sum before recomputation (traced: falcon qlora, aten._to_copy
+                # (b, s, h) bf16 next to ``* scaling``'s)
+                mask = 0 if spec.family == "llama" else (
+                    b * s * s * st.r if st.attn == "eager" else (b * s * s if n_masked else 0))
+                cast = rows * h * 2 if not reentrant and st.autocast and st.r == 4 else 0
+                recompute_peak += mask + cast
+                attn_peak += mask if attn_peak else 0
+                fwd_peak += mask + cast if fwd_peak else 0
+            elif not spec.is_encoder and spec.family != "llama":
                 # torch.utils.checkpoint (non-reentrant) keeps each layer's arguments until
                 # its backward: the 4-D causal mask create_causal_mask makes (transformers
                 # 5.24 masking_utils: eager always, a float mask in the embeddings' dtype, one
                 # per kind of layer; SDPA a boolean one where a layer is masked), and Bloom's
                 # ALiBi tensor (BloomModel.build_alibi_tensor: (b * a, 1, s) in the hidden
-                # states' dtype). Traced: llama / bloom eager LoRA, aten.where (b, 1, s, s)
+                # states' dtype). Traced: gpt2 / bloom eager LoRA, aten.where (b, 1, s, s)
                 # and bloom aten.repeat (b * a, 1, s) live at the backward's peak
                 ckpt_args = _ckpt_args(spec, st, emb_elem, n_sliding, n_masked)
             if fwd_peak:
                 # core counts recompute_fwd_peak_bytes with the checkpointed inputs and ids
                 fwd_peak += embedding_saved + ckpt_args
+            # the instants before the MLP output projection's weight gradient exists: an
+            # encoder's recomputed forward end, the backward of a norm ending the block
+            end = max(max(w.recompute_end, w.post_norm_bwd) for w in walks.values())
+            recompute_end = end + out_grad if end else 0
         elif st.bnb4 and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
@@ -1320,7 +1477,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         forward_transient_bytes=fwd_transient, attn_backward_bytes=attn_backward,
         loss_held_bytes=loss_held, mlp_backward_bytes=mlp_backward,
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
-        recompute_end_bytes=recompute_end, checkpoint_args_bytes=ckpt_args,
+        recompute_end_bytes=recompute_end, logits_output_bytes=n * out_elem,
+        checkpoint_args_bytes=ckpt_args,
     )
 
 
@@ -1342,13 +1500,12 @@ def _ckpt_args(spec: ModelSpec, st: ActSetup, emb_elem: int, n_sliding: int,
 def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     """The blocks whose recomputation over k-bit bases _kbit_recompute models, as checked
     against traces (bench_trace_matrix --method qlora: llama, mistral, qwen2/3, gemma 1/2/3,
-    phi3, olmo2, granite, mixtral): sequential pre-norm decoders with a gated MLP, and
-    Mixtral-style MoE. Others (GPT-style and parallel blocks, shared experts, MLA, gpt-oss'
-    clamped SwiGLU) keep the whole-block account."""
-    if spec.family == "llama":
+    phi3, olmo2, granite, mixtral, gpt2, gpt_bigcode, opt, bloom, gpt_neox, gpt_oss):
+    sequential pre-norm decoders with a gated or plain MLP, parallel blocks, and MoE with
+    fused experts. Others (shared experts, MLA) keep the whole-block account."""
+    if spec.family in ("llama", "gpt", "parallel"):
         return True
-    return spec.family == "moe" and not lin.shared and not spec.mla \
-        and spec.moe_act != "clamped_swiglu"
+    return spec.family == "moe" and not lin.shared and not spec.mla
 
 
 def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker],
@@ -1377,7 +1534,7 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     Traced (bench_trace_matrix, llama / qwen2 qlora, CUDA semantics): the peak is lora_A of
     the MLP's output projection.
     """
-    b, s, rows, h = st.b, st.s, st.b * st.s, spec.hidden_size
+    rows, h = st.b * st.s, spec.hidden_size
     # the MLP output's adapter keeps the block's last saved tensor unless a post-norm or a
     # dropout after it saves more (OLMo 2, Gemma 2/3): then that one triggers and ends the
     # recomputation, and the adapter's forward runs whole
@@ -1386,8 +1543,11 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
     out_grad = rows * h * st.r
     if any(stops.values()):
         out_grad += rows * h * (2 if st.autocast else st.adapter_elem)
-    kinds = 1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)
-    mask = kinds * b * s * s * st.r if st.attn == "eager" else (1 if n_sliding else 0) * b * s * s
+        # Granite: the MLP output's own gradient (``* residual_multiplier``), held by the base
+        # layer's backward (BlockWalker.branch_grad)
+        out_grad += max((w.branch_grad for w in walks.values() if w._tail_holds_out_grad),
+                        default=0)
+    mask = _mask_bytes(spec, st, n_sliding)
     peak = bwd = attn = 0
     for w in walks.values():
         own = w.g.saved.get(w._input_uid, 0)
@@ -1396,14 +1556,70 @@ def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker
             peak = max(peak, inst - own)
         peak = max(peak, w.kbit_fwd - own)
         bwd = max(bwd, w.kbit_bwd - own, w.moe_bwd - own,
-                  w.g.saved_bytes + (w.mlp_backward_extra or 0) - own)
+                  w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0) - own)
         if w.attn_bwd_bytes:
             attn = max(attn, w.attn_bwd_bytes - own)
     # in backward: the block output's gradient, the attention mask, and under reentrant
     # checkpointing the recomputed block's output (CheckpointFunction.backward holds
     # ``outputs`` while it runs torch.autograd.backward through the block)
-    live = rows * h * st.r * (2 if reentrant else 1) + mask
+    live = rows * h * st.r + mask
+    if not reentrant:
+        # a parallel block's output sum hands its 16-bit attention output a gradient cast
+        # down from the residual dtype before anything of the block is unpacked: live until
+        # the attention branch's backward (traced: gpt_neox qlora, aten._to_copy (b, s, h)
+        # bf16 from before the recomputation to the dense projection's backward)
+        par = max(w.kbit_attn_grad for w in walks.values())
+        live += par
+        peak += par
+    if reentrant:
+        zeros, out = _reentrant_extras(spec, st, walks)
+        live += zeros + out
+        peak += zeros
+    if spec.family == "gpt":
+        # GPT-style models add positions (or LayerNorm, BLOOM) to the embedding output, which
+        # enable_input_require_grads (peft, under checkpointing) made a leaf requiring grad:
+        # its AccumulateGrad node keeps it to the end of backward (traced: gpt2 qlora,
+        # aten.embedding (b, s, h) fp32 freed after the last block's backward), with the
+        # embedding dropout's mask (GPT2Model.drop)
+        held = rows * h * st.r + (rows * h if spec.embedding_dropout > 0 else 0)
+        live += held
+        peak += held
     return peak + out_grad + mask, bwd + live, attn + live if attn else 0
+
+
+def _reentrant_extras(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker]
+                      ) -> tuple[int, int]:
+    """What reentrant checkpointing (torch.utils.checkpoint CheckpointFunction) adds to a
+    recomputed block: (live from before its recomputation, live through its backward).
+
+    - the layer's eager attention weights, where it returns them, are an output of the
+      checkpointed function: its backward (an autograd.Function, materialize_grads) gets a
+      zero-filled gradient for them, made before the recomputation and live to the end of the
+      block's backward (traced: bloom qlora, aten.zeros (b, a, s, s) fp32);
+    - CheckpointFunction.backward holds the recomputed ``outputs`` while it runs
+      torch.autograd.backward through the block.
+    """
+    zeros = 0
+    if spec.returns_attn_weights:
+        zeros = max((w._held_weights.nbytes for w in walks.values()
+                     if w._held_weights is not None), default=0)
+    return zeros, st.b * st.s * spec.hidden_size * st.r
+
+
+def _mask_bytes(spec: ModelSpec, st: ActSetup, n_sliding: int) -> int:
+    """The attention masks the decoder's forward holds through its layer loop, and a
+    checkpointed step through backward: the decoder passes them to every checkpointed layer,
+    whose recomputation keeps its inputs (torch 2.13 torch/utils/checkpoint.py,
+    non-reentrant: the recompute closure holds ``args``). Eager attention gets a float
+    (b, 1, s, s) mask in the embeddings' dtype (transformers 5.24 masking_utils.eager_mask),
+    one per kind of layer (full, sliding); SDPA a boolean one only for the sliding layers
+    (``_ignore_causal_mask_sdpa`` skips the full-attention one). Without checkpointing no
+    autograd node keeps a mask: it dies with the forward (traced: gemma3 DoRA eager, the two
+    aten.where masks live at the last block's forward peak)."""
+    b, s = st.b, st.s
+    if st.attn == "eager":
+        return (1 + (1 if 0 < n_sliding < spec.num_hidden_layers else 0)) * b * s * s * st.r
+    return (1 if n_sliding else 0) * b * s * s
 
 
 def _with_full(st: ActSetup, full: bool) -> ActSetup:

@@ -41,7 +41,9 @@ from vramdoc.estimate.stack import (
     foreach_default,
     grads_freed_after_step,
     lazy_module_loading,
+    logits_upcast_in_model,
     loss_shift_copy,
+    model_computes_own_loss,
 )
 from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, LINEAR, ROUTER
 from vramdoc.setup import TrainSetup
@@ -201,7 +203,7 @@ def _liger_logits(acts: ActivationAccount, spec: Any, st: ActSetup, params: Para
                             logit_elem=2 if st.autocast else head_elem, head_elem=head_elem,
                             head_trains=params.lm_head_trainable)
     return replace(acts, logits_forward_bytes=fwd, logits_backward_bytes=saved,
-                   logits_saved_bytes=saved)
+                   logits_saved_bytes=saved, logits_output_bytes=0)
 
 
 def _fsdp_checkpointing(setup: TrainSetup) -> bool:
@@ -323,6 +325,8 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
         reentrant=_reentrant(setup, ckpt),
+        logits_upcast=logits_upcast_in_model(setup.transformers_version),
+        own_loss=model_computes_own_loss(spec.model_type, setup.transformers_version),
     )
     if t.use_liger_kernel and liger_applies(spec.model_type, setup.task, spec.is_encoder):
         acts = _liger_logits(acts, spec, st, params, head_elem=st.weight_elem)
@@ -593,6 +597,13 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     backward = max(candidates, key=lambda c: sum(c.values()))
     step = {**zero, **base, "optimizer_states": states, "gradients": grads + grads_fwd_comm,
             "optimizer_temporaries": temps}
+    if setup.hold_outputs:
+        # the loop's ``output`` keeps the returned logits from the loss until after
+        # ``optimizer.step()`` (fsdp_qlora train.py: ``output = None`` follows the step): beside
+        # the whole backward and the step; fp32 where the model upcast them itself
+        held = acts.logits_output_bytes
+        backward = {**backward, "logits": backward["logits"] + held}
+        step = {**step, "logits": step["logits"] + held}
     phase_components = {"load": load, "forward": forward, "backward": backward,
                         "optimizer_step": step}
     totals = {p: sum(c.values()) for p, c in phase_components.items()}

@@ -13,7 +13,9 @@ Rajbhandari et al. 2020, arXiv 1910.02054) keeps 1/N of each wrapped unit's para
   unit runs, its parameters are all-gathered to full size and freed after; two units are
   materialised at once (the one computing and the next one gathered). A unit's full gradient
   exists until its reduce-scatter.
-- ``shard_grad_op`` (ZeRO-2): gradients and optimizer states sharded; parameters stay whole.
+- ``shard_grad_op`` (ZeRO-2): gradients and optimizer states sharded; parameters sharded at
+  rest, but each unit stays unsharded from its forward until its backward (all of them at
+  the loss, beside their shards).
 - ``hybrid_shard*``: the same within a node, replicated across nodes.
 - ``no_shard``: nothing sharded; FSDP all-reduces each unit's flat gradient in place.
 - plain DDP (``num_gpus > 1`` without ``fsdp``): nothing sharded; DDP copies gradients into

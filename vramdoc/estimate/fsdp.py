@@ -110,18 +110,19 @@ def fsdp_sharding(setup: TrainSetup) -> Sharding:
         # (``_reduce_grad_no_shard``: ``dist.all_reduce(flat_param.grad)``): no bucket copy
         return Sharding(n, 1, 1, 1, 0, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "SHARD_GRAD_OP":
-        if o.version == 2:
-            # fully_shard(reshard_after_forward=False): the shards stay resident, each layer's
-            # unsharded copy lives from its forward to its backward (dp_parts counts them)
-            return Sharding(n, n, n, n, 1, False, o.cpu_offload, "fsdp", label)
-        return Sharding(n, 1, n, n, 0, False, o.cpu_offload, "fsdp", label)
+        # FSDP2 fully_shard(reshard_after_forward=False), and FSDP1 alike ("parameters are
+        # sharded outside computation", torch ShardingStrategy.SHARD_GRAD_OP): the shards stay
+        # resident, each layer's unsharded copy lives from its forward to its backward
+        # (dp_parts counts them)
+        return Sharding(n, n, n, n, 1, False, o.cpu_offload, "fsdp", label)
     if o.strategy == "_HYBRID_SHARD_ZERO2":
-        return Sharding(n, 1, per_node, per_node, 0, False, o.cpu_offload, "fsdp", label)
+        return Sharding(n, per_node, per_node, per_node, 1, False, o.cpu_offload, "fsdp",
+                        label)
     div = per_node if o.strategy == "HYBRID_SHARD" else n
     return Sharding(n, div, div, div, 2, False, o.cpu_offload, "fsdp", label)
 
 
-def init_cache_bytes(layer_bytes: int, root_bytes: int) -> int:
+def init_cache_bytes(layer_bytes: int, root_bytes: int, root_param_bytes: int = 0) -> int:
     """Blocks FSDP1's wrapping leaves cached in the default stream's pool, beyond the shards.
 
     Each unit is wrapped in turn (``_recursive_wrap``, children first, the root last):
@@ -136,9 +137,17 @@ def init_cache_bytes(layer_bytes: int, root_bytes: int) -> int:
     to what is reserved, these blocks included: the default stream's pool starts at the shards
     plus two decoder layers. The root (embeddings, final norm, LM head) is wrapped last; when
     it is larger than a layer its flat copy fits none of the cached blocks and takes a segment
-    of its own.
+    of its own, and so do its moved parameters: ``_init_param_handle_from_module`` holds them
+    (``managed_params``) until it returns, after ``FlatParamHandle.shard`` has cloned this
+    rank's 1/N and freed the flat storage (``orig_storage._resize_(0)``), so the moved copies
+    and the flat copy are all freed into the cache, two roots. A moved parameter no larger than
+    a layer (``root_param_bytes``, the largest of the root's: the embedding) takes the
+    layer's freed flat block instead of a segment of its own.
     """
-    return 2 * layer_bytes + (root_bytes if root_bytes > layer_bytes else 0)
+    if root_bytes <= layer_bytes:
+        return 2 * layer_bytes
+    reused = root_param_bytes if root_param_bytes <= layer_bytes else 0
+    return 2 * layer_bytes + 2 * root_bytes - reused
 
 
 def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
@@ -206,6 +215,13 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         # whole root, not the half a rank lacks
         root_full = sharded_part(root) // mp
         gathered = sh.gathered_units * unit + root_full
+        if o is not None and o.version == 1 and not o.reshard_after_forward:
+            # FSDP1 SHARD_GRAD_OP / _HYBRID_SHARD_ZERO2: ``_post_forward`` reshards only the
+            # RESHARD_AFTER_FORWARD_HANDLE_STRATEGIES (FULL_SHARD, HYBRID_SHARD); the others
+            # keep each unit's unsharded flat parameter beside its local shard until its
+            # post-backward frees it (``_should_free_in_backward``, torch
+            # distributed/fsdp/_runtime_utils.py): at the loss every layer and the root
+            gathered = L * unit + root_full
         if o is not None and o.version == 2:
             # FSDP2 as accelerate wraps it (fsdp2_prepare_model): each decoder layer, the
             # input embedding when untied (resharded after forward like the layers), and the
@@ -319,6 +335,21 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                 # of layer 0's, only it and the untied embedding are still unsharded
                 if untied_embedding:
                     g_bwd_end = unit + emb_full
+                elif heads:
+                    # tied: the tail holds the input embedding, so it is gathered before layer
+                    # 0 (as under full_shard above) and stays whole through forward and
+                    # backward; nothing is all-gathered before the head, and at the loss the
+                    # last layer's all-gather output is the one still held. The tail's
+                    # post_backward waits for the embedding's gradient, as under full_shard
+                    # (checked against the sharded fake probe: qwen2.5-0.5b, gemma-2b)
+                    gathered, g_copy_out = gathered + tail_full, g_copy_out + tail_full
+                    g_head = None
+                    g_fwd_loss = (L + 1) * unit + tail_full
+                    g_bwd, g_bwd_end = g_bwd + tail_full, unit + tail_full
+                    fsdp2_unit_grads += tail_grads
+                    first_grads = fsdp2_unit_grads - (blocks.trainable_numel // L) * e16
+                    if not sh.cpu_offload:
+                        pending += shard(tail.trainable_bytes, sh.grads_div)
         unit_grads = blocks.trainable_bytes // L if o is None or o.version == 1 \
             else fsdp2_unit_grads
         extra_units = 1  # FSDP1: a freed unit waiting for reuse; FSDP2: the all-gather output
@@ -326,13 +357,21 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
         if o is not None and o.version == 1:
             pool += unit_grads  # record_stream'ed unsharded gradient
             if not sh.cpu_offload:
-                init_cache = init_cache_bytes(sharded_part(blocks) // L, sharded_part(root))
+                largest = max((sharded_part(account_params(acc_setup, spec, (g,)))
+                               for g in groups if not g.in_block), default=0)
+                init_cache = init_cache_bytes(sharded_part(blocks) // L, sharded_part(root),
+                                              largest)
     host: dict[str, int] = {}
     if sh.cpu_offload:
         # what FSDP does not manage (GPTQ/AWQ buffers; FSDP2's ignored 4-bit weights) is not
-        # offloaded: it stays whole on the device (the sharded fake probe keeps it there)
+        # offloaded: it stays whole on the device (the sharded fake probe keeps it there).
+        # Nor are bitsandbytes' quantization constants: FSDP moves parameters only
+        # (FSDP1 ``flat_param_to(cpu)``, FSDP2 ``CPUOffloadPolicy``), and a Params4bit's
+        # ``quant_state`` is a plain attribute, made on the GPU where bitsandbytes quantizes
+        # (fsdp_qlora train.py ``load_and_quantize`` keeps it there when it moves the packed
+        # data to the CPU); the dequantizing kernels read it beside the gathered weight
         kept = {"weights": packed if buffers else 0,
-                "quant_state": base["quant_state"] if buffers else 0, "adapters": 0}
+                "quant_state": base["quant_state"], "adapters": 0}
         host = {"offloaded parameters": sum(base.values()) - sum(kept.values()),
                 "offloaded gradients": grads, "offloaded optimizer states": states + paged}
         base = kept

@@ -4,9 +4,12 @@ The estimator models transformers 5 by default. A setup may say ``stack: {transf
 4.48.1}`` for a run on an older release; these are the differences that matter, each read
 from the library's source at the named release:
 
-- Loss: up to the 4.4x releases ``ForCausalLMLoss`` (transformers/loss/loss_utils.py) shifted
-  the upcast logits with ``logits[..., :-1, :].contiguous()``, one more fp32 copy of the
-  logits alive at the end of forward; later releases pad the labels instead.
+- Loss: up to 4.48 ``ForCausalLMLoss`` (transformers/loss/loss_utils.py) shifted the upcast
+  logits with ``logits[..., :-1, :].contiguous()``, one more fp32 copy of the logits alive at
+  the end of forward; 4.49 pads the labels instead. Up to 4.48 the GPT-2-era models (GPT-2,
+  OPT, BLOOM, Falcon, GPT-NeoX, GPTBigCode) computed their own loss in the logits' dtype.
+- Logits: up to the 4.45 releases Llama-like models upcast their logits to fp32 in their own
+  forward (``logits = logits.float()``), so the output they return holds fp32 logits.
 - MoE experts: before transformers 5, Mixtral's experts were separate ``nn.Linear`` modules
   (``MixtralBlockSparseTop2MLP``: w1, w2, w3) and its router an ``nn.Linear``, so
   bitsandbytes quantized them; transformers 5 fuses each layer's experts into 3-D parameters
@@ -40,8 +43,33 @@ def version_tuple(version: str) -> tuple[int, int]:
 
 
 def loss_shift_copy(version: str) -> bool:
-    """True when the causal-LM loss makes a contiguous shifted copy of the fp32 logits."""
-    return version_tuple(version) < (4, 50)
+    """True when the causal-LM loss makes a contiguous shifted copy of the fp32 logits: up to
+    4.48 (``ForCausalLMLoss`` in loss/loss_utils.py); 4.49.0 pads the labels instead."""
+    return version_tuple(version) < (4, 49)
+
+
+# Causal LMs that computed their own loss up to transformers 4.48: ``CrossEntropyLoss`` on
+# ``lm_logits[..., :-1, :].contiguous()`` in the logits' dtype, no fp32 upcast (4.48.1
+# modeling_gpt2.py, modeling_opt.py, modeling_bloom.py, modeling_falcon.py,
+# modeling_gpt_neox.py, modeling_gpt_bigcode.py); 4.49.0 gives each ``self.loss_function``
+OWN_LOSS_MODEL_TYPES = frozenset({"gpt2", "opt", "bloom", "falcon", "gpt_neox", "gpt_bigcode"})
+
+
+def model_computes_own_loss(model_type: str, version: str) -> bool:
+    """True when the model's forward computes its loss in the logits' dtype (the "shift"
+    loss of vramdoc.models.spec) rather than through transformers' ForCausalLMLoss."""
+    return model_type in OWN_LOSS_MODEL_TYPES and version_tuple(version) < (4, 49)
+
+
+def logits_upcast_in_model(version: str) -> bool:
+    """True when a causal LM's forward replaces its logits by an fp32 copy before the loss.
+
+    Up to the 4.45 releases LlamaForCausalLM and the models copied from it (Mistral, Qwen2,
+    Gemma, ...) ran ``logits = self.lm_head(hidden_states)`` then ``logits = logits.float()``
+    (modeling_llama.py), so the output's ``logits`` are fp32 and the 16-bit ones are freed;
+    4.46 moved the upcast into ``ForCausalLMLoss`` (loss/loss_utils.py), leaving the output's
+    logits in the head's dtype."""
+    return version_tuple(version) < (4, 46)
 
 
 def experts_are_linear(version: str) -> bool:

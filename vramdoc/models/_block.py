@@ -64,8 +64,26 @@ class BlockFacts:
     qkv_copies: bool = False
     returned_attn: str = ""
     mlp_input_freed: bool = False
-    attn_output_held: bool = False
     position_embeds: int = 0
+    # the decoder layer's frame holds its attention output while its MLP runs (read where
+    # the k-bit (QLoRA) recomputed block is walked op by op): GPT2Block / GPTBigCodeBlock keep
+    # ``attn_output`` bound after the residual add
+    attn_output_held: bool = False
+    # x-sized temporaries the MLP activation's backward holds at once next to its incoming
+    # gradient, where it is a python formula (0: one, the gradient it returns)
+    act_backward_temps: int = 0
+    # the decoder layer returns (hidden_states, attention weights): under reentrant
+    # checkpointing the weights are an output of the checkpointed function
+    returns_attn_weights: bool = False
+    # eager attention casts softmax's output to q's dtype (``softmax(..., dtype=float32)
+    # .to(query.dtype)``); Falcon keeps softmax's own (``dtype=hidden_states.dtype``)
+    probs_to_query_dtype: bool = True
+    # the decoder scales inputs_embeds after the embedding module returns (GraniteModel.forward:
+    # ``inputs_embeds * self.embedding_multiplier``, transformers 5.24 modeling_granite.py)
+    embeddings_scaled_outside: bool = False
+    # each branch's output is scaled before the residual add (GraniteDecoderLayer: ``residual +
+    # hidden_states * self.residual_multiplier``, transformers 5.24 modeling_granite.py)
+    residual_multiplier: bool = False
 
 
 def _first_float(cfg: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
@@ -122,10 +140,6 @@ def sliding_layer_count(model_type: str, config: Mapping[str, Any], layers: int,
 def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
                 window: int | None = None) -> BlockFacts:
     act = config.get("hidden_act", config.get("activation_function"))
-    if model_type == "bloom":
-        # BloomMLP always runs BloomGelu: GeLUFunction (a custom autograd Function that keeps
-        # its input, backward in bloom_gelu_back), BloomConfig has no activation field
-        act = "bloom_gelu"
 
     d_attn, d_resid, d_emb = _DROPOUT_DEFAULTS.get(model_type, (0.0, 0.0, 0.0))
     return BlockFacts(
@@ -162,10 +176,26 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # GptOssAttention: sinks; GptOssExperts._apply_gate (transformers 5.24 modeling_gpt_oss.py)
         attn_sinks=model_type == "gpt_oss",
         moe_act="clamped_swiglu" if model_type == "gpt_oss" else "swiglu",
-        sdpa_out_copy=model_type == "gpt_neox",
+        # Phi-3's apply_rotary_pos_emb ends in torch.cat too (partial rotary: q_rot and
+        # q_pass joined; transformers 5.24 modeling_phi3.py)
+        sdpa_out_copy=model_type in ("gpt_neox", "phi3"),
         router=_ROUTERS.get(model_type, "softmax_topk"),
         # GptOssExperts: gate_up_proj_bias / down_proj_bias, gathered per routed token
         expert_bias=model_type == "gpt_oss",
+        # transformers 5.24 modeling_gpt2.py / modeling_gpt_bigcode.py (GPT2Block.forward,
+        # GPTBigCodeBlock.forward)
+        attn_output_held=model_type in ("gpt2", "gpt_bigcode"),
+        # BLOOM's GeLUFunction.backward (transformers 5.24 modeling_bloom.py, bloom_gelu_back):
+        # ``0.5 * x * ((1 - tanh_out * tanh_out) * (0.79788456 + 0.1070322243 * x * x))``
+        # evaluated left to right holds tanh_out, 0.5 * x, 1 - tanh_out**2, 0.107 * x and its
+        # product with x at once
+        act_backward_temps=5 if model_type == "bloom" else 0,
+        # BloomBlock.forward / FalconDecoderLayer.forward: ``return output, attn_weights``
+        returns_attn_weights=model_type in ("bloom", "falcon"),
+        # FalconAttention.forward (transformers 5.24 modeling_falcon.py), rotary branch
+        probs_to_query_dtype=model_type != "falcon",
+        embeddings_scaled_outside=model_type == "granite",
+        residual_multiplier=model_type == "granite",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
         # BloomModel / BloomAttention (transformers 5.24 modeling_bloom.py)
@@ -176,7 +206,6 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         # BloomModel keep ``outputs = block(...)`` until the next layer returns
         returned_attn={"falcon": "softmax", "bloom": "probs"}.get(model_type, ""),
         mlp_input_freed=model_type == "opt",
-        attn_output_held=model_type in ("gpt2", "gpt_bigcode"),
         position_embeds={"gpt2": 1, "gpt_bigcode": 1, "opt": 2}.get(model_type, 0),
     )
 

@@ -161,6 +161,10 @@ class ModelSpec:
     #                          "clamped_swiglu" (gpt-oss GptOssExperts._apply_gate)
     router: str = "softmax_topk"  # how routing weights are made (vramdoc.models._block)
     expert_bias: bool = False  # experts carry biases, gathered per routed token (gpt-oss)
+    attn_output_held: bool = False  # the layer holds its attention output through the MLP
+    act_backward_temps: int = 0  # the MLP activation's backward: temporaries held at once
+    returns_attn_weights: bool = False  # the decoder layer returns its attention weights
+    probs_to_query_dtype: bool = True  # eager softmax's output is cast to q's dtype
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
     # Bloom (transformers 5.24 modeling_bloom.py): BloomModel.word_embeddings_layernorm
@@ -179,14 +183,18 @@ class ModelSpec:
     # argument passed as a temporary (GPT-2's ``self.mlp(self.ln_2(h))``) stays referenced by
     # the caller's frame until the call returns (traced: gpt2 ln_2 output live in c_proj)
     mlp_input_freed: bool = False
-    # the block's frame keeps the attention output (after its dropout) while the MLP runs:
-    # GPT2Block / GPTBigCodeBlock bind it to ``attn_output`` (transformers 5.24)
-    attn_output_held: bool = False
     # learned position embeddings the model's forward binds to a local through the layer loop
     # (transformers 5.24): 1 = (1, s, h) from shared position ids (GPT2Model / GPTBigCodeModel
     # ``position_embeds = self.wpe(position_ids)``), 2 = (b, s, h) from the attention mask's
     # cumsum (OPTDecoder ``pos_embeds``), 0 = none
     position_embeds: int = 0
+    # inputs_embeds scaled after the embedding module (Granite's embedding_multiplier): under
+    # PEFT's enable_input_require_grads the embedding's own output is a leaf, kept by its
+    # AccumulateGrad node through backward next to the scaled copy the first block reads
+    embeddings_scaled_outside: bool = False
+    # attention's and the MLP's outputs scaled by a python scalar before each residual add
+    # (Granite's residual_multiplier): in backward each branch gets its own gradient tensor
+    residual_multiplier: bool = False
     generic: bool = False  # a model_type vramdoc has no builder for, inventoried from the
     #                        module tree transformers builds (vramdoc.models.generic):
     #                        activations follow a generic block, estimates say so

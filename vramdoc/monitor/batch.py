@@ -50,6 +50,7 @@ from vramdoc.monitor.curves import (
     TPUT_WINDOW,
 )
 from vramdoc.monitor.curves import _finite as _number
+from vramdoc.monitor.fastdecode import ColumnRun
 
 _EXACT = float(2**53)
 # Tests set this: a fault in take_run raises instead of falling back to the per-step path.
@@ -131,6 +132,10 @@ def _medians(rows: np.ndarray) -> np.ndarray:
     """``_median`` of each row (nan entries left out; nan when none is left)."""
     s = np.sort(rows, axis=1)
     w = rows.shape[1]
+    if w and not np.isnan(s[:, -1]).any():  # no nan at all (a sort puts nan last): the middle
+        if w % 2:
+            return s[:, w // 2].copy()
+        return (s[:, w // 2 - 1] + s[:, w // 2]) / 2
     c = w - np.isnan(s).sum(axis=1)
     r = np.arange(len(s))
     hi = s[r, np.minimum(c // 2, w - 1)]
@@ -173,14 +178,19 @@ class _Run:
         b.curves = c = copy.copy(b.curves)
         self.structs = structs
         n = self.n = len(structs)
-        # the fields as columns, a step's numbers taken together (they lie close in memory)
-        nums = np.array(list(map(_NUMBERS, structs)), dtype=np.float64)  # None -> nan
-        S, L, G, LR, SC, T, DT = nums.T.copy()
+        columns = type(structs) is ColumnRun
+        if columns:  # read into columns already (Follower.poll_runs)
+            cols0 = structs.cols
+            S, L, G, LR, SC, T, DT = (cols0[k] for k in ("step", "loss", "grad_norm", "lr",
+                                                         "loss_scale", "tokens_per_s",
+                                                         "step_time_s"))
+        else:
+            # the fields as columns, a step's numbers taken together (close in memory)
+            nums = np.array(list(map(_NUMBERS, structs)), dtype=np.float64)  # None -> nan
+            S, L, G, LR, SC, T, DT = nums.T.copy()
         if np.any(np.abs(S) >= _EXACT) or np.isnan(S).any():
             raise Unsupported("a step number past 2**53")
         steps = S.astype(np.int64).tolist()  # the ints read: exact below 2**53
-        skipped, interrupted, mems, gpus = (list(map(attrgetter(name), structs))
-                                            for name in ("skipped", "interrupted", "mem", "gpu"))
         self.steps = steps
         self.S = S
         for col in (L, G, LR, SC, T, DT):
@@ -188,16 +198,27 @@ class _Run:
                 raise Unsupported("-0.0")
         self.L, self.G, self.LR, self.SC = L, G, LR, SC
 
-        try:  # every step has every figure (a GPU run): one C-level pass
-            A, R, PA, PR, RT = np.array(list(map(_MEM, mems)), dtype=np.float64).T.copy()
-        except (KeyError, TypeError):
-            def mem(key: str) -> np.ndarray:
-                return _arr([m.get(key) if m else None for m in mems])
+        if columns:
+            A, R, PA, PR, RT, GT = (cols0[k] for k in (
+                "allocated_bytes", "reserved_bytes", "peak_allocated_bytes",
+                "peak_reserved_bytes", "alloc_retries", "gpu_total_bytes"))
+            sk, intr = cols0["skipped"], cols0["interrupted"]
+        else:
+            skipped, interrupted, mems, gpus = (
+                list(map(attrgetter(name), structs))
+                for name in ("skipped", "interrupted", "mem", "gpu"))
+            try:  # every step has every figure (a GPU run): one C-level pass
+                A, R, PA, PR, RT = np.array(list(map(_MEM, mems)), dtype=np.float64).T.copy()
+            except (KeyError, TypeError):
+                def mem(key: str) -> np.ndarray:
+                    return _arr([m.get(key) if m else None for m in mems])
 
-            A, R, PA, PR, RT = (mem("allocated_bytes"), mem("reserved_bytes"),
-                                mem("peak_allocated_bytes"), mem("peak_reserved_bytes"),
-                                mem("alloc_retries"))
-        GT = _arr([g.total_bytes if g is not None else None for g in gpus])
+                A, R, PA, PR, RT = (mem("allocated_bytes"), mem("reserved_bytes"),
+                                    mem("peak_allocated_bytes"), mem("peak_reserved_bytes"),
+                                    mem("alloc_retries"))
+            GT = _arr([g.total_bytes if g is not None else None for g in gpus])
+            sk = np.array(list(map(bool, skipped)), dtype=bool)
+            intr = np.array(list(map(bool, interrupted)), dtype=bool)
         for col in (A, R, PA, PR, RT, GT, S):
             if np.any(np.abs(col) >= _EXACT):
                 raise Unsupported("an integer past 2**53")
@@ -219,12 +240,11 @@ class _Run:
         false = np.zeros(n, dtype=bool)
         put("loss_nonfinite", false)  # the fast path takes finite numbers only
         put("grad_norm_nonfinite", false)
-        sk = np.array(list(map(bool, skipped)), dtype=bool)
         self.sk = sk
         put("skipped", sk)
         self.streak = _streak(sk, b.skipped_streak)
         put("skipped_streak", self.streak.astype(np.float64))
-        put("interrupted", np.array(list(map(bool, interrupted)), dtype=bool))
+        put("interrupted", intr)
         put("mem_allocated_bytes", A, none(A))
         put("mem_reserved_bytes", R, none(R))
         put("mem_peak_allocated_bytes", PA, none(PA))
@@ -359,8 +379,9 @@ class _Run:
         truthy = ~np.isnan(A) & (A != 0)
         self.truthy_alloc = truthy
         hist = list(b.alloc_hist)
-        xs = np.array([p[0] for p in hist] + S[truthy].tolist(), dtype=np.float64)
-        ys = np.array([p[1] for p in hist] + A[truthy].tolist(), dtype=np.float64)
+        # the history's ints as float64 (exact below 2**53, as the run's own figures)
+        xs = np.concatenate([np.array([p[0] for p in hist], dtype=np.float64), S[truthy]])
+        ys = np.concatenate([np.array([p[1] for p in hist], dtype=np.float64), A[truthy]])
         self.alloc_xs, self.alloc_ys = xs, ys
         q = len(hist) + np.cumsum(truthy) - truthy  # points before each row
         end = q + truthy  # one past the last point of the row's window
@@ -374,8 +395,8 @@ class _Run:
             rows = np.flatnonzero(width == m)
             if not len(rows):
                 continue
-            idx = np.arange(m)[:, None] + (end[rows] - m)  # terms x rows: rows contiguous
-            X, Y = xs[idx], ys[idx]
+            first = end[rows] - m  # each row's window: xs[first:first + m]
+            X, Y = _windows(xs, m)[first].T, _windows(ys, m)[first].T  # terms x rows
             mx = X.sum(axis=0) / m  # whole numbers below 2**53: exact, as Python's int sum
             my = summ(Y) / m
             D = X - mx
@@ -697,6 +718,8 @@ class _Run:
         c.tput_now = deque(now[-TPUT_WINDOW:], maxlen=TPUT_WINDOW)
 
     def event(self, i: int, to_event: Any) -> dict[str, Any]:
+        if type(self.structs) is ColumnRun:
+            return self.structs.event(i)
         return to_event(self.structs[i])  # type: ignore[no-any-return]
 
     def builder_at(self, i: int) -> ContextBuilder:
@@ -729,8 +752,20 @@ class _Vec:
         self.value, self.missing, self.scalar, self.is_scalar = value, missing, scalar, is_scalar
 
 
-def _names(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+def _names(node: ast.AST) -> frozenset[str]:
+    """The names ``node`` reads; kept per node (the rules' trees live as long as the rules,
+    and every run asks again for each of their nodes)."""
+    hit = _NAMES.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    names = frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+    if len(_NAMES) > 20_000:  # rules loaded again and again (tests): start afresh
+        _NAMES.clear()
+    _NAMES[id(node)] = (node, names)  # the node is held: its id is not reused meanwhile
+    return names
+
+
+_NAMES: dict[int, tuple[ast.AST, frozenset[str]]] = {}
 
 
 class VectorRules:
@@ -947,12 +982,16 @@ def take_run(state: Any, structs: list[Any], to_event: Any) -> bool:
                 ContextBuilder.add_texts(c)
             findings[(row, pos)] = finding(rule, c)
         # chart window: the length RunState._on_step would leave, and the events in it
-        length = len(state.steps)
+        pending = state._window_run
+        length = len(state.steps) + (pending[2] - pending[1] if pending else 0)
         for _ in range(n):
             length += 1
             if length > CHART_WINDOW + CHART_WINDOW // 4:
                 length = CHART_WINDOW
-        fresh = [to_event(s) for s in structs[n - min(n, length):]]
+        first = n - min(n, length)
+        defer = (length == n - first and state._defer_window
+                 and type(structs) is ColumnRun)  # the window holds this run's rows only
+        fresh = [] if defer else [run.event(k, to_event) for k in range(first, n)]
         finite = run.L[~np.isnan(run.L)]
         loss_min = float(finite.min()) if len(finite) else None
         peaks = {}
@@ -975,8 +1014,16 @@ def take_run(state: Any, structs: list[Any], to_event: Any) -> bool:
     state._max_step = steps[-1]
     state.step_count += n
     state.batched_steps += n
-    keep = length - len(fresh)
-    state.steps = (state.steps[len(state.steps) - keep:] if keep else []) + fresh
+    if defer:
+        state.steps = []
+        state._window_run = (structs.lines_only(first, n), 0, n - first)
+    else:
+        keep = length - len(fresh)
+        if keep:
+            state._settle_window()
+        else:
+            state._window_run = None
+        state.steps = (state.steps[len(state.steps) - keep:] if keep else []) + fresh
     if loss_min is not None:
         low = loss_min
         state._loss_min = low if state._loss_min is None else min(state._loss_min, low)

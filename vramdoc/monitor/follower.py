@@ -130,21 +130,21 @@ class Follower:
         if self.offset or not self.path.is_file():
             return 0
         starts: list[int] = []
-        newlines: list[tuple[int, int]] = []  # (chunk start, newlines before it)
         try:
             with open(self.path, "rb") as fh:
-                pos, tail, count = 0, b"", 0
+                pos, tail = 0, b""
                 while True:
                     data = fh.read(chunk)
                     if not data:
                         break
-                    newlines.append((pos, count))
-                    count += data.count(b"\n")
-                    block = tail + data
-                    base = pos - len(tail)
-                    for m in _HEADER_MARK.finditer(block):
-                        starts.append(base + m.start())
-                    tail = block[-64:]  # a mark cut by the chunk boundary is found next time
+                    # a mark cut by the chunk boundary: in the seam (the last 64 bytes
+                    # before it and the first ones after), without copying the chunk
+                    seam = tail + data[:64]
+                    found = [pos - len(tail) + m for m in _header_marks(seam)]
+                    found += [pos + m for m in _header_marks(data)]
+                    last = starts[-1] if starts else -1  # the seam's marks found before
+                    starts.extend(m for m in sorted(set(found)) if m > last)
+                    tail = data[-64:] if len(data) >= 64 else (tail + data)[-64:]
                     pos += len(data)
                 headers: list[int] = []
                 for mark in starts:
@@ -155,10 +155,17 @@ class Follower:
                 if not headers:
                     return 0
                 self.offset = headers[-1]
-                chunk_start, before = next(c for c in reversed(newlines)
-                                           if c[0] <= self.offset)
-                fh.seek(chunk_start)
-                self.line_no = before + fh.read(self.offset - chunk_start).count(b"\n")
+                # the lines before it, counted only now: nothing to count when the latest
+                # session starts the file (one long run, the usual case)
+                fh.seek(0)
+                left, count = self.offset, 0
+                while left > 0:
+                    data = fh.read(min(chunk, left))
+                    if not data:
+                        break
+                    count += data.count(b"\n")
+                    left -= len(data)
+                self.line_no = count
         except OSError:
             return 0
         return len(headers) - 1
@@ -204,22 +211,31 @@ class Follower:
     def poll_runs(self, max_bytes: int = RUN_CHUNK_BYTES) -> list[Any]:
         """:meth:`poll`, with runs of the recorder's plain step lines decoded at once.
 
-        Returns events and :class:`~vramdoc.monitor.fastdecode.StepRun` lists (one per run of
-        at least :data:`MIN_RUN` consecutive step lines that all take the fast path), in file
-        order: :meth:`RunState.feed <vramdoc.monitor.run.RunState.feed>` takes both. A run
+        Returns events and runs (one per stretch of at least :data:`MIN_RUN` consecutive step
+        lines that all take the fast path), in file order: a
+        :class:`~vramdoc.monitor.fastdecode.ColumnRun` (the lines read straight into numpy
+        columns) where numpy is there and every line has the recorder's six ``mem`` figures,
+        else a :class:`~vramdoc.monitor.fastdecode.StepRun`;
+        :meth:`RunState.feed <vramdoc.monitor.run.RunState.feed>` takes all three. A run
         with any line the fast path refuses is read line by line, exactly as :meth:`poll`
         reads it, so the counts and messages are the same.
         """
-        lines = self._read_lines(max_bytes)
+        block = self._read_block(max_bytes)
         out: list[Any] = []
-        if not lines:
+        if not block:
             return out
         runs = _run_decoder() if self.fast else None
         if runs is None:
-            self._decode_lines(lines, out)
+            self._decode_lines(bytes(block).split(b"\n")[:-1], out)
             return out
+        scan = _line_scanner()
+        if scan is not None:
+            self._poll_columns(block, scan, runs[0], out)
+            return out
+        lines = bytes(block).split(b"\n")
+        lines.pop()  # b"": the block ends with its last line's newline
         decode_run = runs[0]
-        if len(lines) >= MIN_RUN and _all_run_lines(lines):  # the usual case, checked in C
+        if len(lines) >= MIN_RUN and _all_run_lines(lines):  # checked in C
             try:
                 run = decode_run(lines)
             except ValueError:
@@ -247,8 +263,46 @@ class Follower:
         self._decode_lines(lines[start:], out)
         return out
 
-    def _read_lines(self, max_bytes: int) -> list[bytes]:
-        """The complete lines that arrived since the last read (an over-long one dropped)."""
+    def _poll_columns(self, block: Any, scan: Any, decode_run: Any, out: list[Any]) -> None:
+        """poll_runs with numpy: the lines' bounds and which lines may join a run found over
+        the whole block at once; each stretch of at least MIN_RUN such lines becomes a
+        ColumnRun (else a StepRun, else it is read line by line), the other lines are read
+        one by one."""
+        from vramdoc.monitor.fastdecode import column_run
+
+        starts, ends, ok = scan(block)
+        n = len(starts)
+
+        def lines(a: int, b: int) -> list[bytes]:
+            if a >= b:
+                return []
+            lo = int(starts[a])
+            return bytes(block[lo:int(ends[b - 1])]).split(b"\n")
+
+        done = 0  # lines before this one have been decoded
+        for a, b in _stretches(ok, MIN_RUN):
+            try:
+                run: Any = column_run(block, starts[a:b], ends[a:b])
+            except ValueError:
+                try:
+                    run = decode_run(lines(a, b))
+                except ValueError:
+                    continue
+            self._decode_lines(lines(done, a), out)
+            self.line_no += b - a
+            out.append(run)
+            done = b
+        self._decode_lines(lines(done, n), out)
+
+    def _read_block(self, max_bytes: int) -> Any:
+        """The complete lines that arrived since the last read, each with its newline, as one
+        bytes-like object (an over-long line dropped); b"" when none is complete."""
+        lines = self._read_lines(max_bytes, joined=True)
+        return lines[0] if lines else b""
+
+    def _read_lines(self, max_bytes: int, joined: bool = False) -> list[bytes]:
+        """The complete lines that arrived since the last read (an over-long one dropped);
+        ``joined``: as one bytes object (each line with its newline) in a list, or []."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -262,6 +316,8 @@ class Follower:
             self.status = FollowerStatus.LIVE
         if st.st_size <= self.offset:
             return []
+        if joined and not self._dropping:
+            return self._read_joined(min(max_bytes, st.st_size - self.offset))
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
@@ -276,14 +332,41 @@ class Follower:
             data = data[nl + 1:]
             self._dropping = False
             self.line_no += 1
-        data = self._buffer + data
-        lines = data.split(b"\n")
-        self._buffer = lines.pop()  # b"" when data ended with a newline
+        data = self._buffer + data if self._buffer else data
+        if joined:
+            cut = data.rfind(b"\n") + 1
+            lines, self._buffer = ([data[:cut]] if cut else []), data[cut:]
+        else:
+            lines = data.split(b"\n")
+            self._buffer = lines.pop()  # b"" when data ended with a newline
         if len(self._buffer) > MAX_LINE_BYTES:
             self._buffer = b""
             self._dropping = True
             self.oversized += 1
         return lines
+
+    def _read_joined(self, size: int) -> list[Any]:
+        """``_read_lines(joined=True)`` without copying the slice: the held-back start of a
+        line and the new bytes are read into one buffer, and the complete lines are handed
+        out as a memoryview of it."""
+        held = self._buffer
+        buf = bytearray(len(held) + size)
+        buf[:len(held)] = held
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                got = fh.readinto(memoryview(buf)[len(held):])
+        except OSError:  # a directory, a permission change, a vanished file: try again later
+            return []
+        self.offset += got
+        end = len(held) + got
+        cut = buf.rfind(b"\n", 0, end) + 1
+        self._buffer = bytes(buf[cut:end])
+        if len(self._buffer) > MAX_LINE_BYTES:
+            self._buffer = b""
+            self._dropping = True
+            self.oversized += 1
+        return [memoryview(buf)[:cut]] if cut else []
 
     def _decode_lines(self, lines: list[bytes], events: list[Any]) -> None:
         """Decode ``lines`` one by one onto ``events`` (the fast path first, when on)."""
@@ -389,6 +472,104 @@ def _run_decoder() -> Any:
     from vramdoc.monitor.fastdecode import run_decoder
 
     return run_decoder()
+
+
+_SPACE = b" \t\n\r\f\v"  # what ``\s`` matches in a bytes pattern
+
+
+def _header_hits(block: bytes) -> list[int]:
+    """Every place ``"header"`` starts in ``block`` (overlapping ones too)."""
+    try:
+        import numpy as np
+    except ImportError:
+        np = None
+    if np is None or len(block) < 4096:
+        out, at = [], block.find(b'"header"')
+        while at >= 0:
+            out.append(at)
+            at = block.find(b'"header"', at + 1)
+        return out
+    # numpy: the few 'h' bytes of a log (one a step line), then the 8 bytes before each as
+    # one word (a strided view, no copy); bytes.find stops at every '"' of a JSON line
+    arr = np.frombuffer(block, dtype=np.uint8)
+    h = np.flatnonzero(arr == 104)
+    h = h[(h >= 1) & (h + 7 <= len(arr))] - 1
+    words = np.ndarray(shape=(len(arr) - 7,), dtype="<u8", buffer=block, strides=(1,))
+    return h[words[h] == _HEADER_WORD].tolist()
+
+
+_HEADER_WORD = int.from_bytes(b'"header"', "little")
+
+
+def _header_marks(block: bytes) -> list[int]:
+    """Where ``_HEADER_MARK`` matches in ``block`` (the start of each ``"kind"``), found from
+    the rare ``"header"`` backwards: a regular expression anchored on ``"kind"`` stops at
+    every line of a log, this looks at the few places that can match."""
+    out = []
+    for at in _header_hits(block):
+        p = at
+        while p > 0 and block[p - 1] in _SPACE:
+            p -= 1
+        if p > 0 and block[p - 1] == 58:  # ':'
+            p -= 1
+            while p > 0 and block[p - 1] in _SPACE:
+                p -= 1
+            if block.endswith(b'"kind"', 0, p):
+                out.append(p - 6)
+    return out
+
+
+def _line_scanner() -> Any:
+    """``scan(block) -> (starts, ends, ok)``: where each line of a block of complete lines
+    starts and ends (its newline), and which lines may join a run (:func:`_is_run_line`,
+    stricter: ``}`` exactly last), found with numpy; None without numpy or msgspec."""
+    if not _SCANNER:
+        try:
+            import numpy as np
+
+            from vramdoc.monitor.fastdecode import column_run  # noqa: F401 - msgspec there
+        except ImportError:
+            _SCANNER.append(None)
+        else:
+            # the 20-byte start as three (overlapping) 8-byte words, compared at once
+            words = [(k, int(np.frombuffer(_STEP_START[k:k + 8], dtype="<u8")[0]))
+                     for k in (0, 8, len(_STEP_START) - 8)]
+
+            def scan(block: Any) -> Any:
+                arr = np.frombuffer(block, dtype=np.uint8)
+                ends = np.flatnonzero(arr == 10)  # the block ends with a newline
+                starts = np.empty_like(ends)
+                if len(ends):
+                    starts[0] = 0
+                    starts[1:] = ends[:-1] + 1
+                lengths = ends - starts
+                ok = (lengths >= len(_STEP_START)) & (lengths <= MAX_LINE_BYTES)
+                ok &= arr[np.maximum(ends - 1, 0)] == 125  # '}' last
+                if len(arr) >= 8:
+                    # unaligned 8-byte words at every byte (a strided view, no copy); a line
+                    # too short to hold the start reads its neighbours' bytes: it is not ok
+                    u64 = np.ndarray(shape=(len(arr) - 7,), dtype="<u8", buffer=block,
+                                     strides=(1,))
+                    for k, w in words:
+                        ok &= u64[np.minimum(starts + k, len(arr) - 8)] == w
+                else:
+                    ok[:] = False
+                return starts, ends, ok
+
+            _SCANNER.append(scan)
+    return _SCANNER[0]
+
+
+_SCANNER: list[Any] = []
+
+
+def _stretches(ok: Any, shortest: int) -> list[tuple[int, int]]:
+    """``(first, end)`` of each run of True in ``ok`` at least ``shortest`` long."""
+    import numpy as np
+
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], ok, [False]]).astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)
+            if b - a >= shortest]
 
 
 def _is_run_line(raw: bytes) -> bool:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vramdoc.monitor.context import ContextBuilder
-from vramdoc.monitor.fastdecode import DecodedStep, StepRun
+from vramdoc.monitor.fastdecode import ColumnRun, DecodedStep, StepRun
 from vramdoc.monitor.header_args import clean_args
 from vramdoc.monitor.outcome import Outcome, from_end, without_end
 from vramdoc.monitor.schema import decode_float
@@ -205,6 +205,10 @@ class RunState:
     _live: list[Any] | None = None  # the rules that can fire in this session (live_rules)
     _vector: Any = None  # the live rules over columns (batch.VectorRules); False: not possible
     batched_steps: int = 0  # steps taken in runs (vramdoc.monitor.batch), for tests and figures
+    # read_to_end: a ColumnRun's rows that make the whole chart window, decoded into events
+    # only when anything reads the window (_settle_window); a later run usually replaces them
+    _window_run: Any = None  # (ColumnRun, first row, end row) or None
+    _defer_window: bool = False
 
     @classmethod
     def with_rules(cls) -> RunState:
@@ -284,17 +288,35 @@ class RunState:
         :attr:`failed_events` and skipped: a watch never dies on a line.
         """
         for ev in events:
-            if type(ev) is StepRun:  # Follower.poll_runs: many step lines at once
+            if type(ev) is StepRun or type(ev) is ColumnRun:  # Follower.poll_runs
                 self._feed_run(ev)
                 continue
+            self._settle_window()
             try:
                 self._feed_one(ev)
             except Exception as exc:  # noqa: BLE001 - the line, not the watch, is at fault
                 self.failed_events += 1
                 self.failed_reason = f"{type(exc).__name__}: {exc}"[:200]
+        if not self._defer_window:
+            self._settle_window()
         if events:
             self.revision += 1
         return bool(events)
+
+    def _settle_window(self) -> None:
+        """Decode the chart window's rows a ColumnRun left pending (see ``_window_run``)."""
+        pending = self._window_run
+        if pending is not None:
+            self._window_run = None
+            run, a, b = pending
+            events = []
+            for k in range(a, b):  # lines the run's decoder took: the fast decoder takes them
+                try:
+                    events.append(run.event(k))
+                except Exception as exc:  # noqa: BLE001 - as in feed(): never die on a line
+                    self.failed_events += 1
+                    self.failed_reason = f"{type(exc).__name__}: {exc}"[:200]
+            self.steps = self.steps + events
 
     def _feed_one(self, ev: dict[str, Any]) -> None:
         kind = ev.get("kind")
@@ -370,7 +392,7 @@ class RunState:
         if self.rules:
             self._alerts(step, context, prev)
 
-    def _feed_run(self, run: StepRun) -> None:
+    def _feed_run(self, run: StepRun | ColumnRun) -> None:
         """Step events decoded as a run: the longest stretches that move the run forward in
         this session go through :func:`vramdoc.monitor.batch.take_run`; any other step (late,
         repeated, another session's) and any stretch the batch path does not take are fed
@@ -385,15 +407,17 @@ class RunState:
         decoders = run_decoder()
         assert decoders is not None  # a StepRun was decoded by it
         to_event = decoders[1]
+        columns = type(run) is ColumnRun
         i, n = 0, len(run)
         while i < n:
             j = self._forward_stretch(run, i)
             if j - i >= 32 and take_run(self, run[i:j], to_event):
                 i = j
                 continue
-            for s in run[i:max(j, i + 1)]:
+            self._settle_window()
+            for k in range(i, max(j, i + 1)):
                 try:
-                    self._feed_one(to_event(s))
+                    self._feed_one(run.event(k) if columns else to_event(run[k]))
                 except Exception as exc:  # noqa: BLE001 - as in feed()
                     self.failed_events += 1
                     self.failed_reason = f"{type(exc).__name__}: {exc}"[:200]
@@ -405,6 +429,8 @@ class RunState:
         last = self._max_step if self._max_step is not None else -1
         session = self.session
         j, n = i, len(run)
+        if type(run) is ColumnRun:
+            return self._forward_columns(run, i, last)
         if i == 0:  # the usual case at once: one session, steps rising
             steps = [s.step for s in run]
             if None not in steps and steps[0] > last and \
@@ -420,6 +446,27 @@ class RunState:
             last = step
             j += 1
         return j
+
+    def _forward_columns(self, run: ColumnRun, i: int, last: int) -> int:
+        """:meth:`_forward_stretch` over a ColumnRun's step column (nan: no step number)."""
+        import numpy as np
+
+        steps = run.cols["step"][i:]
+        session = self.session
+        # a row breaks the stretch when it has no step number (nan), does not rise above the
+        # one before (the first: above every step seen), or names another session
+        prev = np.empty_like(steps)
+        if len(steps):
+            prev[0] = last
+            prev[1:] = steps[:-1]
+        with np.errstate(invalid="ignore"):
+            bad = ~(steps > prev)  # nan compares False
+        if session is not None:
+            sessions = run.sessions[i:]
+            if set(sessions) - {session, None}:
+                bad |= np.array([s is not None and s != session for s in sessions], dtype=bool)
+        cut = np.flatnonzero(bad)
+        return i + (int(cut[0]) if len(cut) else len(steps))
 
     def _late_step(self, step: int, ev: dict[str, Any]) -> None:
         """A step number at or below the highest seen: place it, or replace its twin."""

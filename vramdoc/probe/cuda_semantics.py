@@ -21,10 +21,13 @@ change what autograd saves, and both are emulated here while a cpu/fake probe ru
   loops ``mm_out`` over the groups for other dtypes (aten/src/ATen/native/cuda/GroupedBlas.cpp,
   ``_grouped_mm_fallback``), but torch 2.13's meta registration (``_meta_grouped_mm_common``)
   rejects anything but bf16, so a fake trace of fp32 experts (QLoRA's k-bit upcast of MoE
-  experts) dies where a GPU runs. :func:`_grouped_mm_any_dtype` sends non-bf16 grouped GEMMs of
-  transformers' MoE layers to transformers' own fallback op (``grouped_mm_fallback``, with a
-  fake kernel), which keeps the same tensors for backward (input and weight) and returns the
-  same output.
+  experts) dies where a GPU runs. :func:`_grouped_mm_any_dtype` runs non-bf16 grouped GEMMs of
+  transformers' MoE layers through transformers' own fallback kernel (``grouped_mm_fallback``,
+  which has a fake kernel), inside an autograd function that keeps what aten's
+  ``GroupedMmBackward0`` keeps: the input only where the weight needs a gradient, and computes
+  only the gradients needed. (transformers' own op keeps the input and builds a weight-sized
+  gradient even for frozen experts, which CUDA's aten path never allocates; bf16 traces of
+  frozen experts keep no expert input, tests/benchmarks mixtral lora.)
 
 - **SDPA with a value head width unlike the query's** (DeepSeek-V2's MLA: q/k 192, v 128).
   CUDA's backend choice (torch aten/src/ATen/native/transformers/cuda/sdp_utils.cpp,
@@ -167,27 +170,58 @@ def _fused_dropout() -> Iterator[None]:
         fn.dropout = original
 
 
+class _GroupedMmAsAten(torch.autograd.Function):
+    """``aten::_grouped_mm`` as autograd runs it on CUDA for a dtype the meta kernel refuses:
+    transformers' fallback kernel forward and backward, saving ``input`` only where ``weight``
+    needs a gradient (``weight``, a parameter or its view, costs nothing) and making only the
+    gradients asked for (torch's GroupedMmBackward0, grad_input_mask)."""
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, weight: torch.Tensor,
+                offs: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(input if weight.requires_grad else None, weight)
+        ctx.offs = offs
+        return torch.ops.transformers.grouped_mm_fallback(input, weight, offs)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        input, weight = ctx.saved_tensors
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_input, grad_weight = torch.ops.transformers.grouped_mm_fallback_backward(
+                input, weight, ctx.offs, grad)
+            if not ctx.needs_input_grad[0]:
+                grad_input = None
+        elif ctx.needs_input_grad[0]:
+            # grad @ weight[i].T per group: the fallback kernel on the transposed weight
+            grad_input = torch.ops.transformers.grouped_mm_fallback(
+                grad, weight.transpose(-2, -1), ctx.offs)
+        return grad_input, grad_weight, None
+
+
 @contextlib.contextmanager
 def _grouped_mm_any_dtype() -> Iterator[None]:
-    """Non-bf16 grouped GEMMs of transformers' MoE experts through its fallback op."""
+    """Non-bf16 grouped GEMMs of transformers' MoE experts through its fallback kernel."""
     try:
         from transformers.integrations import moe
     except ImportError:  # an older transformers: no fused experts
         yield
         return
-    original = getattr(moe, "_can_use_grouped_mm", None)
-    if original is None:
+    original = getattr(moe, "_grouped_mm", None)
+    if original is None or not hasattr(torch.ops.transformers, "grouped_mm_fallback"):
         yield
         return
 
-    def can_use(input: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> bool:
-        return weight.dtype == torch.bfloat16 and bool(original(input, weight, offs))
+    def grouped_mm(input: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -> Any:
+        if weight.dtype == torch.bfloat16:
+            return original(input, weight, offs)
+        return _GroupedMmAsAten.apply(input.to(weight.dtype), weight, offs)
 
-    moe._can_use_grouped_mm = can_use
+    moe._grouped_mm = grouped_mm
     try:
         yield
     finally:
-        moe._can_use_grouped_mm = original
+        moe._grouped_mm = original
 
 
 def _mem_efficient_takes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:

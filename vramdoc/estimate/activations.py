@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from vramdoc.estimate.graph import Graph, T
-from vramdoc.models.spec import EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamGroup
+from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, LINEAR, ROUTER, ModelSpec, ParamGroup
 
 # Activation functions whose HF implementation is a chain of python ops (NewGELUActivation:
 # 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715*x**3)))) keep 4 tensors; single-kernel ones keep 1.
@@ -61,6 +61,7 @@ class ActSetup:
     # MoE experts are fused 3-D parameters run by grouped_mm_experts_forward (transformers
     # >= 5), not per-expert nn.Linear modules in a python loop (stack.experts_are_linear)
     fused_experts: bool = True
+    emb_elem: int = 0  # the input embeddings' output dtype where it is not r's (Bloom), else 0
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,11 @@ class BlockWalker:
         self.kbit_bwd = 0
         self.mlp_out_end: int | None = None  # saved bytes once the MLP's output projection ran
         self.moe_bwd = 0  # LoRA on fused experts: their backward's peak (see moe)
+        # checkpointing, a layer returning its attention probabilities: the first forward's
+        # softmax instant beyond the checkpointed inputs (see attention); the block's locals
+        self.ckpt_fwd_attn = 0
+        self._locals: list[T] = []
+        self.mlp_out_bwd = 0  # the MLP output projection's backward beyond all saved (mlp)
         # a block that ends in a norm (Gemma 2/3, OLMo 2 post_feedforward_layernorm): its
         # backward, the block's first, with all the block saved (see post_norm_backward)
         self.post_norm_bwd = 0
@@ -273,6 +279,14 @@ class BlockWalker:
             if st.bnb4:
                 self.kbit_base(grp, x, n_out)
         lora = grp.leaf in st.lora and grp.path not in st.lora_skip
+        if not lora and not quant:
+            # recomputation: the plain Linear's output next to its input and what the frames
+            # hold (traced: gpt_bigcode LoRA on c_attn, the recomputed block's peak at the
+            # frozen c_proj's output, the GELU output its unsaved input, before the dropout
+            # mask after it ends the recomputation)
+            self._rec_instant(self._unsaved(*[t for t in self._ctx + self._rec_ctx
+                                               if t is not self._block_in], x)
+                              + self.rows * n_out * out_elem)
         if lora:
             xa = g.cast(x, st.adapter_elem)
             xd = g.dropout(xa, st.lora_dropout)
@@ -328,8 +342,16 @@ class BlockWalker:
                 # the gradient on (cast where the sum was promoted), ``* scaling`` makes one;
                 # neither needs a saved tensor, so both come before the recomputation
                 res = max(out_elem, b_elem)
+                # and where the block adds the MLP's output to a wider residual (Bloom's fp32
+                # stream), that sum's backward casts the gradient to the output's dtype first
+                # (traced: bloom lora-all, aten._to_copy (b, s, h) bf16 before recomputing)
+                # (k-bit setups count theirs in _kbit_recompute / the account)
+                promoted = out_elem if (grp is self.lin.mlp_out and st.r > max(res, out_elem)
+                                        and self.spec.family != "encoder"
+                                        and not st.kbit) else 0
                 self._tail_grads = (self.rows * n_out * (
-                    (res + out_elem if res != out_elem else 0) + b_elem), len(g.saved))
+                    (res + out_elem if res != out_elem else 0) + b_elem + promoted),
+                    len(g.saved))
                 # unpromoted, the add hands the output's own gradient to the base layer,
                 # whose backward waits for the recomputation with it (Granite: branch_grad)
                 self._tail_holds_out_grad = res == out_elem
@@ -548,7 +570,8 @@ class BlockWalker:
             self.g.save_bytes(x.nbytes)
         return out
 
-    def attention(self, q: T, k: T, v: T, v_storage: T | None = None, d_v: int = 0) -> T:
+    def attention(self, q: T, k: T, v: T, v_storage: T | None = None, d_v: int = 0,
+                  k_view: bool = False) -> T:
         g, st, spec = self.g, self.st, self.spec
         a, kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
         dv = d_v or d  # value / output head width (MLA: v_head_dim, not the q/k width)
@@ -573,8 +596,13 @@ class BlockWalker:
                     g.save_bytes(4 * b * a * s * s)
                     # softmax's backward: the fp32 gradients of the probabilities and of
                     # the scores and v's gradient (fp32), on top of all saved so far
+                    # v (fp32, at the heads the fold made) is freed once the last matmul's
+                    # backward ran, and the fold's backward (made after softmax, so run
+                    # before it) sums v's gradient to the k/v heads (traced: falcon sdpa b=2
+                    # checkpointing, no (b, a, s, d) v gradient at softmax's backward)
                     self.attn_bwd_bytes = (g.saved_bytes + 2 * 4 * b * a * s * s
-                                           + 4 * b * s * (kv if b == 1 else a) * d)
+                                           - 4 * b * s * (kv if b == 1 else a) * d
+                                           + 4 * b * s * kv * d)
                     return g.new(b * s * a * d, e)
                 if kv < a:
                     # sdpa_attention_forward: no enable_gqa under a mask, repeat_kv copies
@@ -598,7 +626,11 @@ class BlockWalker:
         # repeat_kv copies k and v to all heads; a model that hands matmul its fewer k/v heads
         # (Falcon-7B's MQA) has them broadcast, as views for one sequence and copied by
         # matmul's fold of (b, heads) for more (traced: falcon eager b=1 aten.cat (1, 1, s, d))
-        rep = kv < a and (spec.sdpa_repeat_kv or b > 1)
+        # With a single k/v head repeat_kv's expand + reshape is a view too (the merged head
+        # dimension keeps stride 0: traced, gpt_bigcode eager b=1 keeps the cache's
+        # aten.cat (1, 1, s, d) copies only)
+        # (unless autocast then casts it: a copy of the expanded shape, k-bit's fp32 k)
+        rep = kv < a and ((spec.sdpa_repeat_kv and (kv > 1 or k.elem != e)) or b > 1)
         k_rep = g.new(b * s * a * d, k.elem, k.grad) if rep else k
         v_rep = g.new(b * s * a * d, v.elem, v.grad) if rep else v
         # matmul(q, k^T) folds q to (b*a, s, d): q, a transposed view of the projection (or
@@ -611,9 +643,15 @@ class BlockWalker:
         # k-bit preparation) is copied by autocast to 16-bit: only q's (k's) own slice of it
         # (traced: gpt2 qlora eager b=1, aten._to_copy (1, a, s, d) for q and k)
         if k.grad:
-            g.save(q if b == 1 and q.elem == e else g.new(b * s * a * d, e))
+            g.save(q if (b == 1 or spec.qkv_copies) and q.elem == e
+                   else g.new(b * s * a * d, e))
         if q.grad:
-            g.save(k_rep if k_rep.elem == e else g.new(b * s * (a if rep else kv) * d, e))
+            # k^T of a head view of the projection's output ((b, s, a, d) in memory: GPT-2's
+            # c_attn, OPT's k_proj) is copied by matmul's fold when b > 1, as q is (traced:
+            # gpt2 eager b=2 aten.clone (b, a, d, s)); for one sequence the fold is a view
+            k_fold = k_view and b > 1 and not rep
+            g.save(g.new(b * s * a * d, e) if k_fold else k_rep if k_rep.elem == e
+                   else g.new(b * s * (a if rep else kv) * d, e))
         scores_grad = q.grad or k.grad
         scores = b * a * s * s
         if spec.attn_sinks:
@@ -647,8 +685,32 @@ class BlockWalker:
         # softmax's fp32 result (2 * 4 * b*a*s*s) and the gradient of the attention output
         # (b*s*a*d). Traced (llama eager, s=256, checkpointing): the block's peak.
         # The last is v's gradient, at the heads matmul saw (Falcon-7B b=1: kv heads).
-        self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + v_rep.numel * e
+        # (repeat_kv's expand runs before softmax, so its backward, which sums v's gradient
+        # back to the k/v heads, comes after softmax's: the gradient is at every head even
+        # where repeat_kv is a view, traced: gpt_bigcode eager b=1 aten.bmm (a, s, d))
+        # Where matmul itself broadcasts v (Falcon-7B), the fold is made after softmax and its
+        # backward sums v's gradient to the k/v heads first (traced: falcon eager b=2,
+        # aten.sum (b, kv, s, d) live at softmax's backward)
+        v_grad = b * s * (a if spec.sdpa_repeat_kv else kv) * dv
+        self.attn_bwd_bytes = g.saved_bytes + 2 * 4 * scores + v_grad * e
         g.transient(scores * (e + 4))
+        if spec.returned_attn:
+            # a checkpointed layer's first forward keeps nothing, but the previous layer's
+            # returned probabilities are held while softmax runs (see ModelSpec.returned_attn),
+            # next to the scores in q's dtype, their masked copy, softmax's fp32 input cast
+            # and its fp32 result, and the layer's locals: the norm output, the projection's
+            # output, q, k and v (traced: falcon / bloom eager LoRA, checkpointing, the
+            # forward's peak at aten._softmax in layer 1)
+            prev = scores * (4 if spec.returned_attn == "softmax" else e)
+            # without checkpointing the same instant is on top of all saved so far: the raw
+            # scores (FalconAttention / BloomAttention keep them bound to attention_scores),
+            # their masked sum and softmax's fp32 input cast next to its saved result, with
+            # what the frames hold (traced: falcon eager LoRA b=1, the forward's peak at
+            # layer 1's aten._softmax)
+            self.forward_transient(scores * (2 * e + 4) + self._ctx_bytes + self._unsaved(
+                *self._ctx, *self._locals, q, k, v))
+            self.ckpt_fwd_attn = prev + scores * (2 * e + 8) + sum(
+                {t.uid: t.nbytes for t in self._locals + [q, k, v]}.values())
         if encoder:
             # BERT's eager_attention_forward (transformers 5.24 modeling_bert.py): dropout on
             # softmax's own output, then matmul casts it; the dropout output is returned as
@@ -666,9 +728,11 @@ class BlockWalker:
         if v.grad:
             g.save(g.cast(probs_d, e))
         if probs_d.grad:
-            if spec.mla and b == 1 and v_storage is not None and v_storage.elem == e:
-                # MLA's v is a view of kv_b_proj's output: for one sequence matmul folds
-                # (b, heads) as a view and keeps that whole output (traced: deepseek_v2 eager
+            if v_storage is not None and b == 1 and (
+                    (spec.mla and v_storage.elem == e) or (v_rep is v and v.elem == e)):
+                # one sequence: matmul's fold of v's head view is a view, and bmm keeps the
+                # fused projection's output itself (traced: gpt2 eager b=1, no v copy); MLA's
+                # v is a view of kv_b_proj's output, kept whole (traced: deepseek_v2 eager
                 # b=1, aten.add.Tensor (1, 1, s, a * (nope + v)) kept by layer 1)
                 g.save(v_storage)
             else:
@@ -687,13 +751,23 @@ class BlockWalker:
         self._block_in = x
         self._input_uid = x.uid
         if spec.family != "encoder":
-            self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * st.r
+            self._ctx, self._ctx_bytes = [x], rows * spec.hidden_size * (st.emb_elem or st.r)
             if spec.always_mask:
                 # FalconModel's 4-D causal mask (b, 1, s, s), held by the model's forward
                 # through every layer: boolean for SDPA (traced: aten.le), additive in the
                 # model's dtype for eager attention (aten.where)
                 self._ctx_bytes += st.b * st.s * st.s * (
                     st.weight_elem if st.attn == "eager" else 1)
+            elif st.attn == "eager" and spec.family != "llama":
+                # the eager 4-D causal mask, in the embeddings' dtype, held by the model's
+                # forward through every layer (masking_utils.create_causal_mask; traced:
+                # gpt_bigcode eager aten.where (b, 1, s, s)); llama-like decoders count
+                # theirs in account_activations (_mask_bytes)
+                self._ctx_bytes += st.b * st.s * st.s * st.weight_elem
+            if spec.position_embeds:
+                # the learned position embeddings the model keeps in a local (ModelSpec)
+                self._ctx_bytes += (st.b if spec.position_embeds == 2 else 1) * st.s \
+                    * spec.hidden_size * st.weight_elem
         else:  # BertModel's embedding output is counted with the block's transients
             self._ctx, self._ctx_bytes = [x], 0
         n1 = self.norm(x, ln_trains) if pre else x
@@ -702,17 +776,29 @@ class BlockWalker:
             attn_out = self.mla(n1)
         elif len(lin.attn_in) == 1:  # fused qkv (c_attn, qkv_proj, query_key_value, W_pack)
             qkv = self.linear(n1, lin.attn_in[0])
+            self._locals = [n1, qkv]
             q = g.new(rows * a * d, qkv.elem, qkv.grad)
             k = g.new(rows * kv * d, qkv.elem, qkv.grad)
             v_storage: T | None = qkv  # v stays a view of the fused output
             v = g.new(rows * kv * d, qkv.elem, qkv.grad)
             if not spec.rotary:
                 q = k = qkv
+            if spec.qkv_copies and st.b > 1:
+                # BloomAttention._reshape: q, k, v are transposed views of the interleaved
+                # (b, s, a, 3, d) output; reshape(b * a, s, d) copies each (traced: bloom
+                # aten.clone (b, a, s, d) three times), and baddbmm / bmm keep the copies.
+                # For one sequence the reshape merges a size-1 dimension: views of the output
+                q, k = g.new(rows * a * d, qkv.elem, qkv.grad), g.new(rows * kv * d, qkv.elem,
+                                                                     qkv.grad)
+                v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
+            elif spec.qkv_copies:
+                v = qkv
             if st.kv_cache:
                 # DynamicLayer.update: torch.cat([empty, k]) -> k and v are fresh copies
                 k = g.new(rows * kv * d, qkv.elem, qkv.grad)
                 v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
-            attn_out = self.attention(q, k, v, v_storage=v_storage)
+            attn_out = self.attention(q, k, v, v_storage=v_storage, k_view=not (
+                spec.rotary or spec.qkv_copies or st.kv_cache))
             if st.kv_cache:
                 self._cache_held(k, v)
         else:
@@ -727,7 +813,8 @@ class BlockWalker:
                 k = self.norm(k, ln_trains, kv * d if spec.qk_norm_full else d)
             if st.kv_cache:  # torch.cat copies in the cache (see above)
                 k, v = g.new(k.numel, k.elem, k.grad), g.new(v.numel, v.elem, v.grad)
-            attn_out = self.attention(q, k, v)
+            attn_out = self.attention(q, k, v, k_view=not (
+                spec.rotary or spec.qk_norm or st.kv_cache))
             if st.kv_cache:
                 self._cache_held(k, v)
         # the attention module holds the weights it got back while its output projection
@@ -779,7 +866,11 @@ class BlockWalker:
                 t.nbytes for t in held[1:] if t.uid not in g.saved)
             return out
         n2 = x1 if spec.post_norms_only else self.norm(x1, ln_trains)
-        self._ctx = [x, x1, n2]
+        # the MLP's first Linear gets n2 as its own input; the layer keeps it beyond that
+        # unless the model drops it (ModelSpec.mlp_input_freed)
+        self._ctx = [x, x1] if spec.mlp_input_freed else [x, x1, n2]
+        if spec.attn_output_held:
+            self._ctx.append(o)
         # locals the layer never rebinds, held by its frame while the MLP runs (read off
         # the built module for generic specs: StableLmDecoderLayer keeps the first norm's
         # output as ``hidden_states`` and ``self_attn_output``)
@@ -842,16 +933,17 @@ class BlockWalker:
         """
         if self.mlp_bwd_buffers is None or self.mlp_out_mark is None:
             return None
-        return self.mlp_bwd_buffers - (self.g.saved_bytes - self.mlp_out_mark)
+        return max(self.mlp_bwd_buffers - (self.g.saved_bytes - self.mlp_out_mark),
+                   self.mlp_out_bwd)
 
     @property
     def mlp_recompute_backward_extra(self) -> int | None:
         """``mlp_backward_extra`` inside a recomputed (checkpointed) block."""
         extra = self.mlp_backward_extra
-        if extra is None or self.mlp_bwd_buffers is None \
-                or self.mlp_bwd_recompute_buffers is None:
+        if extra is None or self.mlp_bwd_recompute_buffers is None or self.mlp_out_mark is None:
             return extra
-        return extra - self.mlp_bwd_buffers + self.mlp_bwd_recompute_buffers
+        return max(self.mlp_bwd_recompute_buffers - (self.g.saved_bytes - self.mlp_out_mark),
+                   self.mlp_out_bwd)
 
     def mla(self, n1: T) -> T:
         """DeepSeek-V2 multi-head latent attention (transformers 5.24 modeling_deepseek_v2.py,
@@ -923,6 +1015,12 @@ class BlockWalker:
         self.mlp_out_mark = g.saved_bytes
         out = self.linear(prod, lin.mlp_out) if lin.mlp_out else prod
         self.mlp_out_end = g.saved_bytes
+        if lin.mlp_out is not None and prod.grad and self.resid_dropout > 0 \
+                and not self.spec.is_encoder and not self.st.kbit:
+            # the output projection's own backward, with every tensor the block saved live:
+            # the dropout's gradient (the output's dtype) and the gradient of its input
+            # (traced: gpt_bigcode full, aten.native_dropout_backward and aten.mm (b*s, f))
+            self.mlp_out_bwd = out.nbytes + prod.numel * out.elem
         return g.dropout(out, self.resid_dropout)
 
     def moe(self, n2: T) -> T:
@@ -1214,6 +1312,10 @@ class ActivationAccount:
     # its output, the held attention weights) with the block's output gradient; a block
     # ending in a norm (Gemma 2/3, OLMo 2): that norm's backward; 0 elsewhere
     recompute_end_bytes: int = 0
+    # checkpointing: the layers' other inputs, which torch.utils.checkpoint keeps with the
+    # hidden states until each layer's backward (the 4-D attention mask, Bloom's ALiBi);
+    # counted with recompute_peak_bytes where that is modelled, else 0
+    checkpoint_args_bytes: int = 0
     # the logits tensor the model returns in its output (``output.logits``), in their dtype
     logits_output_bytes: int = 0
     # checkpointing, MoE models whose layer 0 is dense: that layer's recompute_peak_bytes and
@@ -1242,6 +1344,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # A forward without checkpointing fills the KV cache when config.use_cache is on
     # (transformers' merge_with_config_defaults turns it off under checkpointing).
     st = replace(st, kv_cache=spec.use_cache and not checkpointing)
+    emb_elem = st.r  # the input embeddings' output dtype
+    if spec.embedding_norm and st.autocast:
+        # Bloom: CUDA autocast runs word_embeddings_layernorm in fp32 and the residual adds
+        # keep that dtype, so every block's input and output is fp32 (traced: bloom
+        # aten.add.Tensor (b, s, h) float32, the checkpointed inputs)
+        st = replace(st, r=4, emb_elem=emb_elem)
     # Which layers hand SDPA an explicit mask: all of them (Falcon), or the sliding-window
     # layers once the sequence reaches the window (masking_utils._ignore_causal_mask_sdpa).
     n_sliding = spec.sliding_layers if (
@@ -1321,24 +1429,46 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         tail.linear(x, head)
     # saved after the last block: not yet allocated while that block runs
     after_blocks = tail.g.saved_bytes
+    if checkpointing and spec.returned_attn and not st.kbit:
+        # the first forward's softmax instant in a layer after the first (BlockWalker.attention),
+        # with the layers' other inputs (mask, ALiBi) held by the model; the forward counts it
+        # on top of everything saved, the final norm's and the head's (not made yet) aside
+        transient = max(transient, max(w.ckpt_fwd_attn for w in walks.values())
+                        + _ckpt_args(spec, st, emb_elem, n_sliding, n_masked) - after_blocks)
     if encoder or spec.family == "gpt":
         # embeddings: LayerNorm (BERT) and dropout after the embedding sum
         # the embedding output needs a gradient only when the embeddings train, or under
         # checkpointing (PEFT's enable_input_require_grads); else its LayerNorm (BERT) and
         # dropout keep nothing (traced: opt / gpt2 LoRA, bert LoRA)
-        emb = tail.g.new(rows * h, st.r, st.full or checkpointing)
+        emb = tail.g.new(rows * h, emb_elem, st.full or checkpointing)
         if spec.is_encoder and checkpointing and not st.full:
             # enable_input_require_grads (transformers 5.24 modeling_utils.py) makes the
             # frozen word embedding's output a leaf that requires grad: its AccumulateGrad
-            # node holds it to the end of backward. A decoder's is its first block's
-            # checkpointed input; BERT's is summed with the position and token-type
-            # embeddings first, so it is one more b*s*h tensor (traced: bert lora ckpt,
-            # aten.embedding (b, s, h) live from the embeddings to the end of backward)
-            tail.g.save_bytes(rows * h * st.r)
-        if spec.is_encoder:
+            # node holds it to the end of backward. BERT's is summed with the position and
+            # token-type embeddings first, so it is one more b*s*h tensor (traced: bert lora
+            # ckpt, aten.embedding (b, s, h) live from the embeddings to the end of backward;
+            # decoders: below)
+            tail.g.save_bytes(rows * h * emb_elem)
+        if spec.is_encoder or spec.embedding_norm:
             emb = tail.norm(emb, st.full)
         tail.g.dropout(emb, tail.embd_dropout)
-    embedding_saved = tail.g.saved_bytes - after_blocks if spec.is_encoder else 0
+    # the embeddings' backward runs last: what their norm and dropout keep is live through
+    # the whole backward (checkpointing's instants count it)
+    # (k-bit setups keep their own account of these: _kbit_recompute, main's ids)
+    embedding_saved = tail.g.saved_bytes - after_blocks if (
+        spec.is_encoder or not st.kbit) else 0
+    if checkpointing and not st.full and not st.kbit and not spec.is_encoder and (
+            spec.embedding_norm or tail.embd_dropout > 0
+            or sum(1 for x in groups if x.kind == EMBEDDING) > 1):
+        # PEFT's enable_input_require_grads (called for checkpointing) makes the frozen
+        # embedding's output a leaf that requires grad: autograd's AccumulateGrad node holds
+        # it through the whole backward. Where learned positions are added to it, or a norm
+        # or dropout follows, it is not the first block's (checkpointed) input (traced: gpt2 /
+        # bloom LoRA, aten.embedding (b, s, h) live at the backward's peak)
+        embedding_saved += rows * h * emb_elem
+        leaf = rows * h * emb_elem  # live from the embedding's forward on (counted in other)
+    else:
+        leaf = 0
     # token ids and labels (int64): one label per sequence for a classifier
     ids = 8 * rows + 8 * (b if encoder else rows)
     if spec.rotary:
@@ -1352,7 +1482,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # one more b*s*h in the embeddings' dtype (fp32 after k-bit preparation). Traced:
         # granite lora / qlora with checkpointing, aten.embedding live at the peak.
         ids += rows * h * st.r
-    other = tail.g.saved_bytes + ids
+    other = tail.g.saved_bytes + ids + leaf
     n_out = num_labels if encoder else V
     # Logits chain (transformers 5 ForCausalLMLoss: logits.float() then cross_entropy):
     # forward end: logits (head dtype) + fp32 copy + log_softmax result (fp32);
@@ -1405,6 +1535,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                         if g.kind in (LINEAR, HEAD) and g.tied_to is None)
     recompute_peak = attn_peak = attn_backward = mlp_backward = fwd_peak = recompute_end = 0
     recompute_peak0 = attn_peak0 = 0
+    ckpt_args = 0
     if checkpointing:
         saved_total = ckpt_bytes + other
         recompute = per_layer
@@ -1442,38 +1573,62 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             # its backward and holds the recomputed output (and the zero gradient of returned
             # attention weights) through it
             rerun, held = _reentrant_extras(spec, st, walks) if reentrant else (0, 0)
-            # k-bit preparation's fp32 residual: the first norm keeps the block input itself,
-            # the checkpointed one, counted apart (as in _kbit_recompute)
-            own = {m: w.g.saved.get(w._input_uid, 0) if st.kbit else 0
-                   for m, w in walks.items()}
+            # where the block's first op keeps the block input itself (k-bit preparation's or
+            # Bloom's fp32 residual under its first norm), that is the checkpointed input,
+            # counted apart (as in _kbit_recompute)
+            own = {m: w.g.saved.get(w._input_uid, 0) for m, w in walks.items()}
             # + the attention masks, inputs of every checkpointed layer that the checkpoint
             # keeps for the recomputation through the whole backward (_mask_bytes: eager's
             # float mask per kind of layer, SDPA's boolean one for sliding layers; traced:
             # llama / gemma3 / mixtral / qwen2_moe eager, aten.where.self (b, 1, s, s) live at
-            # the recomputed block's peak). Falcon's is counted by the walk (always_mask).
-            mask = 0 if spec.always_mask or spec.is_encoder else _mask_bytes(spec, st,
-                                                                              n_sliding)
+            # the recomputed block's peak). GPT-style and parallel decoders count theirs, with
+            # Bloom's ALiBi, in ckpt_args below.
+            own_mask = spec.family in ("llama", "moe") and not spec.is_encoder
+            mask = _mask_bytes(spec, st, n_sliding) if own_mask else 0
             out_grad = rows * h * x_elem + mask
+            # the recomputed forward's instants come before any weight gradient of the block
+            # (the MLP output projection's included): a decoder's are counted apart under
+            # non-reentrant checkpointing, as for k-bit bases (traced: opt / gpt2 lora-all,
+            # the recomputation's peak in fc2's / c_proj's lora_A with none of the layer's
+            # gradients made)
+            apart = not spec.is_encoder and not reentrant and not st.kbit
             recompute_peak = max(max(w.g.saved_bytes + (w.mlp_recompute_backward_extra or 0)
-                                     + held, w.g.live_peak,
-                                     w.reentrant_forward_peak if reentrant
-                                     else w.recompute_forward_peak)
+                                     + held, 0 if apart else w.g.live_peak,
+                                     0 if apart else (w.reentrant_forward_peak if reentrant
+                                                      else w.recompute_forward_peak))
                                  - own[m] for m, w in walks.items()) + out_grad + rerun
             attn_peak = max(w.attn_bwd_bytes - own[m] if w.attn_bwd_bytes else 0
                             for m, w in walks.items())
             attn_peak = attn_peak + out_grad + rerun + held if attn_peak else 0
+            if apart:
+                fwd_peak = max(max(w.g.live_peak, w.recompute_forward_peak) - own[m]
+                               for m, w in walks.items())
+                fwd_peak = fwd_peak + out_grad if fwd_peak else 0
             if st.kbit:
                 # an unquantized k-bit-prepared block (Falcon's FalconLinear): its attention
                 # mask, an input of every checkpointed layer (in the fp32 embeddings' dtype for
-                # eager, boolean for SDPA; other families count theirs in out_grad), and
-                # under non-reentrant checkpointing the MLP output's gradient cast down from the
-                # fp32 residual sum before recomputation (traced: falcon qlora, aten._to_copy
-                # (b, s, h) bf16 next to ``* scaling``'s)
-                kmask = 0 if not spec.always_mask else (
+                # eager, boolean for SDPA; llama-like and MoE decoders count theirs in
+                # out_grad), and under non-reentrant checkpointing the MLP output's gradient
+                # cast down from the fp32 residual sum before recomputation (traced: falcon
+                # qlora, aten._to_copy (b, s, h) bf16 next to ``* scaling``'s)
+                kmask = 0 if own_mask or spec.is_encoder else (
                     b * s * s * st.r if st.attn == "eager" else (b * s * s if n_masked else 0))
                 cast = rows * h * 2 if not reentrant and st.autocast and st.r == 4 else 0
                 recompute_peak += kmask + cast
                 attn_peak += kmask if attn_peak else 0
+                fwd_peak += kmask + cast if fwd_peak else 0
+            elif not spec.is_encoder and not own_mask:
+                # torch.utils.checkpoint (non-reentrant) keeps each layer's arguments until
+                # its backward: the 4-D causal mask create_causal_mask makes (transformers
+                # 5.24 masking_utils: eager always, a float mask in the embeddings' dtype, one
+                # per kind of layer; SDPA a boolean one where a layer is masked), and Bloom's
+                # ALiBi tensor (BloomModel.build_alibi_tensor: (b * a, 1, s) in the hidden
+                # states' dtype). Traced: gpt2 / bloom eager LoRA, aten.where (b, 1, s, s)
+                # and bloom aten.repeat (b * a, 1, s) live at the backward's peak
+                ckpt_args = _ckpt_args(spec, st, emb_elem, n_sliding, n_masked)
+            if fwd_peak:
+                # core counts recompute_fwd_peak_bytes with the checkpointed inputs and ids
+                fwd_peak += embedding_saved + ckpt_args
             # the instants before the MLP output projection's weight gradient exists: an
             # encoder's recomputed forward end, the backward of a norm ending the block
             end = max(max(w.recompute_end, w.post_norm_bwd) for w in walks.values())
@@ -1487,9 +1642,16 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             if wd is not None:
                 # MoE models' dense layers come first (DeepSeek-V2 first_k_dense_replace,
                 # Qwen-MoE decoder_sparse_step > 1): layer 0 is one
-                peak0 = max(wd.g.saved_bytes + (wd.mlp_recompute_backward_extra or 0),
-                            wd.g.live_peak, wd.recompute_forward_peak)
-                recompute_peak0 = peak0 + rows * h * x_elem + mask0
+                own0 = wd.g.saved.get(wd._input_uid, 0)
+                peak0 = max(wd.g.saved_bytes + (wd.mlp_recompute_backward_extra or 0) + held,
+                            0 if apart else wd.g.live_peak,
+                            0 if apart else wd.recompute_forward_peak) - own0
+                recompute_peak0 = peak0 + rows * h * x_elem + mask0 + rerun
+                if apart:
+                    fwd0 = max(wd.g.live_peak, wd.recompute_forward_peak) - own0
+                    if fwd0:
+                        fwd_peak = max(fwd_peak, fwd0 + rows * h * x_elem + mask0
+                                       + embedding_saved + ckpt_args)
                 attn_peak0 = wd.attn_bwd_bytes + rows * h * x_elem + mask0 \
                     if wd.attn_bwd_bytes else 0
             elif mask0 != mask:
@@ -1506,14 +1668,16 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         # saved tensors live, and the block's output gradient
         mlp_extra = max((x for x in (w.mlp_backward_extra for w in walks.values())
                          if x is not None), default=None)
+        # (a decoder's embedding norm / dropout keeps its tensors to the end of backward)
+        emb_live = 0 if spec.is_encoder else embedding_saved
         if mlp_extra is not None:
-            mlp_backward = blocks_total + ids + mlp_extra + rows * h * st.r
+            mlp_backward = blocks_total + ids + emb_live + mlp_extra + rows * h * st.r
         bwd_extra = max((w.attn_bwd_bytes - w.g.saved_bytes for w in walks.values()
                          if w.attn_bwd_bytes), default=None)
         if bwd_extra is not None:
             # backward reaches the last block first: the final norm's and the head's saved
             # tensors are freed by then, the other blocks' are all live
-            attn_backward = blocks_total + ids + bwd_extra + rows * h * st.r
+            attn_backward = blocks_total + ids + emb_live + bwd_extra + rows * h * st.r
     return ActivationAccount(
         per_layer_bytes=per_layer, layer_transient_bytes=transient, checkpoint_bytes=ckpt_bytes,
         other_bytes=other, saved_total_bytes=saved_total, logits_forward_bytes=fwd,
@@ -1525,7 +1689,23 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
         recompute_end_bytes=recompute_end, logits_output_bytes=n * out_elem,
         recompute_peak_layer0_bytes=recompute_peak0, recompute_attn_peak_layer0_bytes=attn_peak0,
+        checkpoint_args_bytes=ckpt_args,
     )
+
+
+def _ckpt_args(spec: ModelSpec, st: ActSetup, emb_elem: int, n_sliding: int,
+               n_masked: int) -> int:
+    """The layers' inputs besides the hidden states that the model holds through them: the
+    4-D causal mask(s) and Bloom's ALiBi (see ActivationAccount.checkpoint_args_bytes)."""
+    b, s, L = st.b, st.s, spec.num_hidden_layers
+    n = 0
+    if st.attn == "eager":
+        n = (1 + (1 if 0 < n_sliding < L else 0)) * b * s * s * emb_elem
+    elif n_masked:
+        n = s * s  # boolean, (1, 1, s, s) without a padding mask (traced: falcon aten.le)
+    if spec.alibi:
+        n += b * spec.num_attention_heads * s * st.r
+    return n
 
 
 def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:

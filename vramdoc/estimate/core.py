@@ -516,11 +516,12 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         first = {**zero, **in_bwd, "optimizer_states": states,
                  "gradients": outside - untied + out_g + unit_grads_first + grads_fwd_comm,
                  "activations": acts.checkpoint_bytes + acts.ids_bytes
-                 + acts.embedding_saved_bytes + acts.recompute_peak_bytes}
+                 + acts.embedding_saved_bytes + acts.checkpoint_args_bytes
+                 + acts.recompute_peak_bytes}
         block0 = {**zero, **in_bwd_end, "optimizer_states": states,
                   "gradients": grads + unit_grads + grads_fwd_comm - untied - layer_g + out_g,
                   "activations": acts.checkpoint_bytes // L + acts.ids_bytes
-                  + acts.embedding_saved_bytes
+                  + acts.embedding_saved_bytes + acts.checkpoint_args_bytes
                   + (acts.recompute_peak_layer0_bytes or acts.recompute_peak_bytes)}
         candidates.append(first)
         if acts.recompute_attn_peak_bytes:

@@ -60,6 +60,12 @@ class BlockFacts:
     sdpa_out_copy: bool = False
     router: str = "softmax_topk"
     expert_bias: bool = False
+    embedding_norm: bool = False  # see ModelSpec (Bloom)
+    alibi: bool = False
+    qkv_copies: bool = False
+    returned_attn: str = ""
+    mlp_input_freed: bool = False
+    position_embeds: int = 0
     # the decoder layer's frame holds its attention output while its MLP runs (read where
     # the k-bit (QLoRA) recomputed block is walked op by op): GPT2Block / GPTBigCodeBlock keep
     # ``attn_output`` bound after the residual add
@@ -138,6 +144,7 @@ def sliding_layer_count(model_type: str, config: Mapping[str, Any], layers: int,
 def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
                 window: int | None = None) -> BlockFacts:
     act = config.get("hidden_act", config.get("activation_function"))
+
     d_attn, d_resid, d_emb = _DROPOUT_DEFAULTS.get(model_type, (0.0, 0.0, 0.0))
     return BlockFacts(
         hidden_act=str(act) if act is not None else _ACT_DEFAULTS.get(model_type, "silu"),
@@ -198,6 +205,15 @@ def block_facts(model_type: str, config: Mapping[str, Any], layers: int = 0,
         residual_multiplier=model_type == "granite",
         sdpa_repeat_kv=not (model_type == "falcon"
                             and not config.get("new_decoder_architecture", False)),
+        # BloomModel / BloomAttention (transformers 5.24 modeling_bloom.py)
+        embedding_norm=model_type == "bloom",
+        alibi=model_type == "bloom",
+        qkv_copies=model_type == "bloom",
+        # FalconDecoderLayer / BloomBlock return (output, attn_weights); FalconModel /
+        # BloomModel keep ``outputs = block(...)`` until the next layer returns
+        returned_attn={"falcon": "softmax", "bloom": "probs"}.get(model_type, ""),
+        mlp_input_freed=model_type == "opt",
+        position_embeds={"gpt2": 1, "gpt_bigcode": 1, "opt": 2}.get(model_type, 0),
     )
 
 

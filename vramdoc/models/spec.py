@@ -168,6 +168,27 @@ class ModelSpec:
     probs_to_query_dtype: bool = True  # eager softmax's output is cast to q's dtype
     mla: tuple[int, ...] = ()  # DeepSeek-V2 multi-head latent attention: (q_lora_rank or 0,
     #                            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)
+    # Bloom (transformers 5.24 modeling_bloom.py): BloomModel.word_embeddings_layernorm
+    # normalises the embeddings (fp32 under CUDA autocast, so the residual stream is fp32);
+    # ALiBi slopes times positions, (b*a, 1, s) in that dtype, go to every layer; BloomAttention
+    # reshapes q, k and v of the interleaved query_key_value output into copies
+    embedding_norm: bool = False
+    alibi: bool = False
+    qkv_copies: bool = False
+    # the decoder layer returns its eager attention probabilities with the hidden states, and
+    # the model's loop holds that tuple while the next layer runs: "softmax" (Falcon: the
+    # softmax's own result), "probs" (Bloom: after .to(q's dtype)), "" (none)
+    returned_attn: str = ""
+    # the MLP's input (the second norm's output) is dropped once its first Linear ran: OPT's
+    # decoder layer reassigns it inline (transformers 5.24 OPTDecoderLayer.forward). An
+    # argument passed as a temporary (GPT-2's ``self.mlp(self.ln_2(h))``) stays referenced by
+    # the caller's frame until the call returns (traced: gpt2 ln_2 output live in c_proj)
+    mlp_input_freed: bool = False
+    # learned position embeddings the model's forward binds to a local through the layer loop
+    # (transformers 5.24): 1 = (1, s, h) from shared position ids (GPT2Model / GPTBigCodeModel
+    # ``position_embeds = self.wpe(position_ids)``), 2 = (b, s, h) from the attention mask's
+    # cumsum (OPTDecoder ``pos_embeds``), 0 = none
+    position_embeds: int = 0
     # inputs_embeds scaled after the embedding module (Granite's embedding_multiplier): under
     # PEFT's enable_input_require_grads the embedding's own output is a leaf, kept by its
     # AccumulateGrad node through backward next to the scaled copy the first block reads

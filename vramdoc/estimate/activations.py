@@ -295,7 +295,13 @@ class BlockWalker:
             g.live((xa.nbytes if xa is not x else 0) + (xd.nbytes if xd is not xa else 0))
             before_lora = g.saved_bytes
             if st.autocast:
-                g.save(g.new(x.numel, 2, True))  # lora_A input cast back by autocast
+                # lora_A input cast back by autocast; peft's LoRA Linear4bit does not cast x
+                # under autocast (peft 0.21 tuners/lora/bnb.py: ``requires_conversion = not
+                # torch.is_autocast_enabled()``), so a 16-bit x is what lora_A keeps itself:
+                # SDPA's output, kept by the kernel too, counts once (traced: deepseek_v2
+                # qlora sdpa, o_proj's lora_A keeps the (b, s, a, d_v) bf16 output of
+                # _MemEfficientSDPA, no copy)
+                g.save(x if quant and st.bnb4 and x.elem == 2 else g.new(x.numel, 2, True))
                 # autocast's 16-bit copies of the fp32 A and B weights, kept for backward:
                 # A's for the input's gradient only (traced: opt lora layer 0 keeps B's)
                 g.save_bytes(2 * st.lora_r * ((grp.in_features if x.grad else 0) + n_out))
@@ -1720,7 +1726,7 @@ def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     the whole-block account."""
     if spec.family in ("llama", "gpt", "parallel"):
         return True
-    return spec.family == "moe" and not spec.mla
+    return spec.family == "moe"
 
 
 def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker],

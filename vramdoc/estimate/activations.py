@@ -297,11 +297,13 @@ class BlockWalker:
             if st.autocast:
                 # lora_A input cast back by autocast; peft's LoRA Linear4bit does not cast x
                 # under autocast (peft 0.21 tuners/lora/bnb.py: ``requires_conversion = not
-                # torch.is_autocast_enabled()``), so a 16-bit x is what lora_A keeps itself:
-                # SDPA's output, kept by the kernel too, counts once (traced: deepseek_v2
-                # qlora sdpa, o_proj's lora_A keeps the (b, s, a, d_v) bf16 output of
-                # _MemEfficientSDPA, no copy)
-                g.save(x if quant and st.bnb4 and x.elem == 2 else g.new(x.numel, 2, True))
+                # torch.is_autocast_enabled()``), so without LoRA dropout (nn.Identity) a
+                # 16-bit x is what lora_A keeps itself: SDPA's output, kept by the kernel too,
+                # counts once (traced: deepseek_v2 qlora sdpa, o_proj's lora_A keeps the
+                # (b, s, a, d_v) bf16 output of _MemEfficientSDPA, no copy); with dropout it
+                # keeps the dropout's 16-bit output (traced: llama qlora sdpa, native_dropout)
+                own_x = quant and st.bnb4 and x.elem == 2 and st.lora_dropout == 0
+                g.save(x if own_x else g.new(x.numel, 2, True))
                 # autocast's 16-bit copies of the fp32 A and B weights, kept for backward:
                 # A's for the input's gradient only (traced: opt lora layer 0 keeps B's)
                 g.save_bytes(2 * st.lora_r * ((grp.in_features if x.grad else 0) + n_out))

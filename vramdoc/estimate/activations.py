@@ -1724,8 +1724,9 @@ def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     blocks with fused experts, Qwen2-MoE's shared expert included (its bitsandbytes Linears
     walk like a dense MLP's; with non-bf16 grouped GEMMs keeping what aten's
     GroupedMmBackward0 keeps: qwen2_moe qlora b2 s128 -3.7 / -2.1 / -5.2 / -3.4 % -> -0.1 /
-    -0.1 / +0.8 / +0.9 %). MLA (deepseek_v2 sdpa qlora goes -4.4 -> -6.3 % that way) keeps
-    the whole-block account."""
+    -0.1 / +0.8 / +0.9 %), and DeepSeek-V2's MLA blocks (BlockWalker.mla; deepseek_v2 qlora
+    +1.0 / +9.5 / +2.8 / +11.2 % eager, -4.4 / -4.5 / -2.6 / -2.7 % SDPA with the whole-block
+    account, within 0.5 % this way)."""
     if spec.family in ("llama", "gpt", "parallel"):
         return True
     return spec.family == "moe"

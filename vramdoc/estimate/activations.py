@@ -1479,7 +1479,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         leaf = 0
     # token ids and labels (int64): one label per sequence for a classifier
     ids = 8 * rows + 8 * (b if encoder else rows)
-    if spec.rotary:
+    if spec.rotary and spec.mla:
+        # DeepseekV2RotaryEmbedding.forward (transformers 5.24): one complex64 freqs_cis
+        # (1, s, rope / 2), torch.polar of fp32 freqs, not cos and sin at the q/k head width
+        # (traced: deepseek_v2, aten.mul.Tensor (1, s, rope / 2) complex64)
+        ids += 8 * s * (spec.mla[3] // 2)
+    elif spec.rotary:
         ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
     if spec.embeddings_scaled_outside and checkpointing and not st.full:
         # PEFT's checkpointing calls enable_input_require_grads (transformers 5.24

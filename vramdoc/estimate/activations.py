@@ -971,7 +971,14 @@ class BlockWalker:
         else:
             q = self.linear(n1, by["q_proj"])
         ckv = self.linear(n1, by["kv_a_proj_with_mqa"])
-        latent = self.norm(g.new(rows * kv_rank, ckv.elem, ckv.grad), ln, kv_rank)
+        kv_nope = g.new(rows * kv_rank, ckv.elem, ckv.grad)
+        latent = self.norm(kv_nope, ln, kv_rank)
+        if ckv.elem == 4 and kv_nope.uid in g.saved:
+            # an fp32 latent (k-bit's fp32 projection outputs): the RMSNorm's
+            # ``.to(torch.float32)`` returns the split view itself, so what it keeps is
+            # kv_a_proj_with_mqa's whole output, k_pe's columns too (traced: deepseek_v2
+            # qlora, aten.add.Tensor (b, s, kv_rank + rope) fp32 kept by layer 1)
+            g.save_bytes(4 * rows * rope)
         # apply_rotary_emb multiplies fp32 complex views of q_pe / k_pe by freqs_cis, which
         # needs no gradient: the product keeps freqs_cis only, the fp32 copies are transient
         g.transient(4 * rows * (a + 1) * rope)

@@ -9,7 +9,9 @@ median bar (0.5 %). What the rows pin:
 - SDPA: autocast casts the fp32 q / k / v (k-bit preparation's fp32 residual through the fp32
   LoRA sums) to bf16 before CUDA's memory-efficient kernel, which keeps those copies and a bf16
   output (vramdoc.probe.cuda_semantics._sdpa_unequal_value_dim), and o_proj's lora_A (peft's
-  Linear4bit, no input cast under autocast, no LoRA dropout) keeps that same output.
+  Linear4bit, no input cast under autocast, no LoRA dropout) keeps that same output;
+- kv_a_layernorm of the fp32 latent keeps kv_a_proj_with_mqa's whole output (a split view);
+- the rotary cache is one complex64 freqs_cis (1, s, rope / 2).
 On main at 4de637f these rows were off by +1.04 / +9.49 / +2.83 / +11.23 / -4.39 / -4.45 /
 -2.62 / -2.68 % (the SDPA ones against a trace whose emulated kernel kept fp32 q / k / v).
 """

@@ -59,3 +59,28 @@ def test_keeps_no_attention_matrix() -> None:
     b, a, s = 2, 4, 40
     assert (b, a, s, s) not in saved
     assert (b, a, 64) in saved  # the fp32 log-sum-exp, padded to a multiple of 32 rows
+
+
+def test_autocast_casts_fp32_inputs_before_the_kernel() -> None:
+    """Autocast's lower_precision_fp policy for scaled_dot_product_attention (autocast_mode.cpp)
+    casts fp32 q / k / v (QLoRA's MLA) to 16-bit before the kernel: what it keeps is 16-bit,
+    and the output too."""
+    F = torch.nn.functional
+    q, k, v = _qkv(16)
+    saved: list[tuple[tuple[int, ...], object]] = []
+
+    def pack(t: object) -> object:
+        saved.append((tuple(t.shape), t.dtype))
+        return t
+
+    with cs._sdpa_unequal_value_dim(), torch.autocast("cpu", torch.bfloat16), \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert out.dtype == torch.bfloat16
+    assert "MemEfficient" in type(out.grad_fn).__name__
+    b, a, s = 2, 4, 40
+    for shape in ((b, a, s, 24), (b, a, s, 16)):  # q / k and v, as their 16-bit copies
+        assert (shape, torch.bfloat16) in saved
+        assert (shape, torch.float32) not in saved
+    out.float().sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.float32

@@ -295,7 +295,15 @@ class BlockWalker:
             g.live((xa.nbytes if xa is not x else 0) + (xd.nbytes if xd is not xa else 0))
             before_lora = g.saved_bytes
             if st.autocast:
-                g.save(g.new(x.numel, 2, True))  # lora_A input cast back by autocast
+                # lora_A input cast back by autocast; peft's LoRA Linear4bit does not cast x
+                # under autocast (peft 0.21 tuners/lora/bnb.py: ``requires_conversion = not
+                # torch.is_autocast_enabled()``), so without LoRA dropout (nn.Identity) a
+                # 16-bit x is what lora_A keeps itself: SDPA's output, kept by the kernel too,
+                # counts once (traced: deepseek_v2 qlora sdpa, o_proj's lora_A keeps the
+                # (b, s, a, d_v) bf16 output of _MemEfficientSDPA, no copy); with dropout it
+                # keeps the dropout's 16-bit output (traced: llama qlora sdpa, native_dropout)
+                own_x = quant and st.bnb4 and x.elem == 2 and st.lora_dropout == 0
+                g.save(x if own_x else g.new(x.numel, 2, True))
                 # autocast's 16-bit copies of the fp32 A and B weights, kept for backward:
                 # A's for the input's gradient only (traced: opt lora layer 0 keeps B's)
                 g.save_bytes(2 * st.lora_r * ((grp.in_features if x.grad else 0) + n_out))
@@ -963,7 +971,14 @@ class BlockWalker:
         else:
             q = self.linear(n1, by["q_proj"])
         ckv = self.linear(n1, by["kv_a_proj_with_mqa"])
-        latent = self.norm(g.new(rows * kv_rank, ckv.elem, ckv.grad), ln, kv_rank)
+        kv_nope = g.new(rows * kv_rank, ckv.elem, ckv.grad)
+        latent = self.norm(kv_nope, ln, kv_rank)
+        if ckv.elem == 4 and kv_nope.uid in g.saved:
+            # an fp32 latent (k-bit's fp32 projection outputs): the RMSNorm's
+            # ``.to(torch.float32)`` returns the split view itself, so what it keeps is
+            # kv_a_proj_with_mqa's whole output, k_pe's columns too (traced: deepseek_v2
+            # qlora, aten.add.Tensor (b, s, kv_rank + rope) fp32 kept by layer 1)
+            g.save_bytes(4 * rows * rope)
         # apply_rotary_emb multiplies fp32 complex views of q_pe / k_pe by freqs_cis, which
         # needs no gradient: the product keeps freqs_cis only, the fp32 copies are transient
         g.transient(4 * rows * (a + 1) * rope)
@@ -1471,7 +1486,12 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         leaf = 0
     # token ids and labels (int64): one label per sequence for a classifier
     ids = 8 * rows + 8 * (b if encoder else rows)
-    if spec.rotary:
+    if spec.rotary and spec.mla:
+        # DeepseekV2RotaryEmbedding.forward (transformers 5.24): one complex64 freqs_cis
+        # (1, s, rope / 2), torch.polar of fp32 freqs, not cos and sin at the q/k head width
+        # (traced: deepseek_v2, aten.mul.Tensor (1, s, rope / 2) complex64)
+        ids += 8 * s * (spec.mla[3] // 2)
+    elif spec.rotary:
         ids += 2 * s * spec.head_dim * (4 if st.autocast and st.weight_elem == 4 else st.r)
     if spec.embeddings_scaled_outside and checkpointing and not st.full:
         # PEFT's checkpointing calls enable_input_require_grads (transformers 5.24
@@ -1716,11 +1736,12 @@ def _kbit_modelled(spec: ModelSpec, lin: BlockLinears) -> bool:
     blocks with fused experts, Qwen2-MoE's shared expert included (its bitsandbytes Linears
     walk like a dense MLP's; with non-bf16 grouped GEMMs keeping what aten's
     GroupedMmBackward0 keeps: qwen2_moe qlora b2 s128 -3.7 / -2.1 / -5.2 / -3.4 % -> -0.1 /
-    -0.1 / +0.8 / +0.9 %). MLA (deepseek_v2 sdpa qlora goes -4.4 -> -6.3 % that way) keeps
-    the whole-block account."""
+    -0.1 / +0.8 / +0.9 %), and DeepSeek-V2's MLA blocks (BlockWalker.mla; deepseek_v2 qlora
+    +1.0 / +9.5 / +2.8 / +11.2 % eager, -4.4 / -4.5 / -2.6 / -2.7 % SDPA with the whole-block
+    account, within 0.5 % this way)."""
     if spec.family in ("llama", "gpt", "parallel"):
         return True
-    return spec.family == "moe" and not spec.mla
+    return spec.family == "moe"
 
 
 def _kbit_recompute(spec: ModelSpec, st: ActSetup, walks: dict[bool, BlockWalker],

@@ -301,6 +301,21 @@ def _sdpa_unequal_value_dim() -> Iterator[None]:
              attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
              is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False,
              **kwargs: Any) -> torch.Tensor:
+        # autocast's lower_precision_fp policy for scaled_dot_product_attention (torch 2.13
+        # aten/src/ATen/autocast_mode.cpp, KERNEL_CUDA(scaled_dot_product_attention,
+        # lower_precision_fp); CPU autocast has it too): floating arguments are cast to the
+        # autocast dtype before any kernel runs. This Python-level wrapper sits above that
+        # dispatch, so it casts them itself: QLoRA's fp32 MLA q / k / v (k-bit preparation's
+        # fp32 residual through fp32 LoRA sums) reach the memory-efficient kernel as 16-bit
+        # copies, which it keeps, while the fp32 originals die with the forward
+        dev = query.device.type
+        if torch.is_autocast_enabled(dev):
+            low = torch.get_autocast_dtype(dev)
+
+            def cast(t: Any) -> Any:
+                return t.to(low) if isinstance(t, torch.Tensor) and t.is_floating_point() \
+                    and t.dtype != low else t
+            query, key, value, attn_mask = cast(query), cast(key), cast(value), cast(attn_mask)
         if kwargs or not _mem_efficient_takes(query, key, value):
             return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
                             is_causal=is_causal, scale=scale, enable_gqa=enable_gqa, **kwargs)

@@ -1316,12 +1316,13 @@ class ActivationAccount:
     # no checkpointing: the activations live at the last block's MLP backward; 0 where the
     # walk does not model it
     mlp_backward_bytes: int = 0
-    # checkpointing over k-bit bases: the recomputed forward's peak inside the block (before
-    # any gradient of the block exists), counted like recompute_peak_bytes; 0 where not
-    # modelled
+    # checkpointing (k-bit bases, and decoders under non-reentrant checkpointing): the
+    # recomputed forward's peak inside the block (before any gradient of the block exists),
+    # counted like recompute_peak_bytes; 0 where not modelled
     recompute_fwd_peak_bytes: int = 0
-    # what an encoder's embedding LayerNorm and dropout keep: the embeddings' backward runs
-    # last, so these stay through the whole backward (checkpointing's instants count them)
+    # what the embeddings' LayerNorm and dropout keep (encoders; decoders other than k-bit
+    # ones, with PEFT's embedding-output leaf under checkpointing): the embeddings' backward
+    # runs last, so these stay through the whole backward (checkpointing's instants count them)
     embedding_saved_bytes: int = 0
     # encoders under checkpointing: the recomputed block at its forward's end (all it saved,
     # its output, the held attention weights) with the block's output gradient; a block

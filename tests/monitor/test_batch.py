@@ -271,20 +271,6 @@ def test_the_run_path_needs_no_msgspec_struct_for_the_live_screen(tmp_path):
     assert any(type(e) is StepRun for e in f4.poll_runs())
 
 
-def test_numpy_stays_off_the_plan_path():
-    import subprocess
-    import sys
-
-    code = ("import sys, io, contextlib\n"
-            "from vramdoc.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    main(['plan', '--model', 'llama-2-7b', '--gpu', '6GB', '--json'])\n"
-            "print('numpy' in sys.modules, 'vramdoc.monitor.batch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == ["False", "False"]
-
-
 # --- the column path (fastdecode.ColumnRun) on hostile and mixed lines ------------------------
 
 def _mem_variant(kind: str, ev: dict[str, Any]) -> None:

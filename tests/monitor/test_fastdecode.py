@@ -316,21 +316,6 @@ def test_the_live_path_reads_the_same_in_slices(tmp_path):
     assert states[0] == states[1]
 
 
-def test_msgspec_stays_off_the_plan_path():
-    """msgspec is imported by the watch's follower only, never by ``vramdoc plan``."""
-    import subprocess
-    import sys
-
-    code = ("import sys, io, contextlib\n"
-            "from vramdoc.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    main(['plan', '--model', 'llama-2-7b', '--gpu', '6GB', '--json'])\n"
-            "print('msgspec' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == ["False"]
-
-
 def test_the_real_recorders_step_lines_take_the_fast_path(tmp_path):
     """What Recorder writes (here on CPU: mem and gpu None) stays on the fast path, so a field
     added to the recorder without adding it to fastdecode's schema fails here, not silently."""

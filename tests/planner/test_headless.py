@@ -1,12 +1,15 @@
 """`vramdoc plan` stays headless: no torch / transformers / peft / bitsandbytes / textual /
-pynvml in the process (STYLE.md principle 1), checked in a fresh interpreter."""
+pynvml, nor the watch's msgspec / numpy, in the process (STYLE.md principle 1), checked in a
+fresh interpreter."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "textual", "pynvml", "accelerate")
+HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "textual", "pynvml", "accelerate",
+         # the watch's own dependencies: msgspec (its follower) and numpy (its column path)
+         "msgspec", "numpy", "vramdoc.monitor.batch")
 
 
 def test_plan_process_imports_nothing_heavy():

@@ -134,16 +134,15 @@ a100_80gb.csv` (FMS), Answer.AI fsdp_qlora `benchmarks_03_2024.md` (FSDPQ), HF t
 Known gaps: the santacoder full fine-tunes run at 2048 tokens, not 4096 (fms-hf-tuning
 2.5.0 caps the packed length at the tokenizer's `model_max_length`, santacoder's 2048
 positions) with transformers 4.48's GPTBigCode loss in bf16; the larger batches (FMS-03, and
-FMS-04 on 2 GPUs) still sit 9-12 % below, by about one more bf16 logits tensor than that
+FMS-04 on 2 GPUs) still sit 11-12 % below, by about one more bf16 logits tensor than that
 loss holds; the Qwen v1 rows
 run Qwen's remote code (fused kernels, its own loss) and are under-estimated at short sequences
 by about 1-1.5 GiB (their unit, GB or GiB, and metric are not stated). fms' 2-GPU QLoRA runs
 (FMS-16/18/23) load through TRL, which skips `prepare_model_for_kbit_training` when FSDP has
 put the 4-bit weights on the CPU or meta device, with bitsandbytes double quantization (fms'
-loader sets it): the 7B rows then sit 6-7 % below (again about one bf16 logits tensor per
-batch), and the 70B row (FMS-23) 23 % below, about
-the size of its 80 checkpointed layer inputs in fp32 rather than bf16, which nothing in the
-stated setup explains. Under FSDP the reserved view is one caching-allocator pool per stream,
+loader sets it), and with transformers 4.48's reentrant checkpointing of frozen FSDP1
+units every block input and its gradient are held to the end of backward (the Multi-GPU
+section): the 70B row (FMS-23), 22 % below before this was modelled, is within 0.1 %. Under FSDP the reserved view is one caching-allocator pool per stream,
 added up: the all-gather stream's (the gathered units, the unsharded root, one freed unit
 still pending behind `record_stream` and the rate limiter), the reduce-scatter stream's (the
 sharded gradients), and the default stream's, which never drops below what wrapping the model
@@ -152,8 +151,8 @@ the root's moved parameters and flat copy when the root is larger); the device v
 NCCL's buffers.
 fsdp_qlora's `train.py` keeps each step's `output` (its fp32 logits under transformers 4.39)
 until after `optimizer.step()` (`hold_outputs: true`). fms' 2-GPU runs' nvidia-smi peaks
-exceed their allocated peaks by 2-8 GiB more than these pools, the context and NCCL explain
-(FMS-08/16/18/23; "averaged over devices", so rank 1 counts too).
+exceed their allocated peaks by 1.5-8 GiB more than these pools, the context and NCCL explain
+(FMS-08/16/18; "averaged over devices", so rank 1 counts too).
 """
 
 

@@ -113,7 +113,10 @@ def _fsdpq(model: str, method: str, batch: int, seq: int, *, ddp: bool = False) 
         "lora": {"r": 64, "lora_alpha": 16, "lora_dropout": 0.1,
                  "target_modules": ["k_proj", "q_proj", "v_proj", "up_proj", "down_proj",
                                     "gate_proj"]},
+        # train.py's default reentrant_checkpointing=False wraps each decoder layer with
+        # torch's checkpoint_wrapper(CheckpointImpl.NO_REENTRANT)
         "training": {"per_device_train_batch_size": batch, "gradient_checkpointing": True,
+                     "gradient_checkpointing_kwargs": {"use_reentrant": False},
                      "optim": ADAMW_FOREACH},
         "max_seq_length": seq,
         # train.py's loop keeps ``output = model(...)`` (its fp32 logits under transformers

@@ -82,16 +82,20 @@ def test_fsdp2_full_shard_materialises_three_layers_in_forward() -> None:
     assert fwd["weights"] - step["weights"] in (3 * layer, layer + head - head // 2)
 
 
-def test_fsdp1_full_shard_materialises_two_layers_and_the_root_in_forward() -> None:
+def test_fsdp1_full_shard_gathers_one_layer_in_forward_two_in_backward() -> None:
+    # FSDP1 frees a unit's unsharded flat parameter in its _post_forward, before the next
+    # unit's _pre_forward all-gathers (no forward prefetch): one Llama-2-7B decoder layer
+    # (202,383,360 params in bf16) beside the root. The root unit (embed_tokens + norm +
+    # lm_head: 2 * 32000 * 4096 + 4096 params) is not resharded after forward, and its
+    # unsharded copy is a full-size buffer beside the kept shard (FlatParamHandle:
+    # _full_param_padded beside _local_shard). In a full fine-tune's backward, BACKWARD_PRE
+    # prefetches the layer below the one computing: two layers.
     est = estimate(_full(2, "full_shard", version=1))
-    fwd, step = est.phase_components["forward"], est.phase_components["optimizer_step"]
-    # Llama-2-7B decoder layer: 202,383,360 params in bf16; two are gathered at once. The root
-    # unit (embed_tokens + norm + lm_head: 2 * 32000 * 4096 + 4096 params) is not resharded
-    # after forward, and its unsharded copy is a full-size buffer beside the kept shard
-    # (FSDP1 FlatParamHandle: _full_param_padded beside _local_shard): all of it, in bf16.
-    root = 2 * 32000 * 4096 + 4096
-    assert fwd["weights"] - step["weights"] == pytest.approx(
-        2 * 2 * 202_383_360 + 2 * root, rel=1e-3)
+    fwd, bwd = est.phase_components["forward"], est.phase_components["backward"]
+    step = est.phase_components["optimizer_step"]
+    layer, root = 2 * 202_383_360, 2 * (2 * 32000 * 4096 + 4096)
+    assert fwd["weights"] - step["weights"] == pytest.approx(layer + root, rel=1e-3)
+    assert bwd["weights"] - step["weights"] == pytest.approx(2 * layer + root, rel=1e-3)
 
 
 def test_ddp_adds_a_gradient_bucket_copy() -> None:

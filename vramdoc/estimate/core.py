@@ -44,6 +44,7 @@ from vramdoc.estimate.stack import (
     logits_upcast_in_model,
     loss_shift_copy,
     model_computes_own_loss,
+    trainer_checkpointing_reentrant,
 )
 from vramdoc.models.spec import EMBEDDING, EXPERTS, HEAD, LINEAR, ROUTER
 from vramdoc.setup import TrainSetup
@@ -220,17 +221,28 @@ def _fsdp_checkpointing(setup: TrainSetup) -> bool:
 
 
 def _reentrant(setup: TrainSetup, ckpt: bool) -> bool:
-    """Whether checkpointing runs torch's reentrant variant. Trainer's flag enables it with
-    transformers' default ``{"use_reentrant": False}`` (modeling_utils
-    ``_activation_checkpointing_enable``); peft's prepare_model_for_kbit_training alone passes
-    ``gradient_checkpointing_kwargs={}``, which transformers keeps, and torch.utils.checkpoint
-    without ``use_reentrant`` runs reentrant (torch 2.13 checkpoint.py, with a warning)."""
+    """Whether checkpointing runs torch's reentrant variant.
+
+    - ``gradient_checkpointing_kwargs={"use_reentrant": ...}`` decides when given.
+    - accelerate's ``fsdp_config`` activation checkpointing wraps each layer with torch's
+      ``checkpoint_wrapper`` and ``CheckpointImpl.NO_REENTRANT``: non-reentrant.
+    - Trainer's flag calls ``gradient_checkpointing_enable`` with transformers' default:
+      ``{"use_reentrant": False}`` in transformers 5 (modeling_utils
+      ``_activation_checkpointing_enable``), ``{"use_reentrant": True}`` from 4.35 to 4.57
+      (``gradient_checkpointing_enable``); before 4.35 no kwargs reach
+      ``torch.utils.checkpoint``, whose default was reentrant.
+    - peft's prepare_model_for_kbit_training alone passes ``gradient_checkpointing_kwargs={}``,
+      which transformers keeps, and torch.utils.checkpoint without ``use_reentrant`` runs
+      reentrant (torch 2.13 checkpoint.py, with a warning).
+    """
     t = setup.training
     if not ckpt:
         return False
     if t.use_reentrant is not None:
         return bool(t.use_reentrant)
-    return not t.gradient_checkpointing
+    if not t.gradient_checkpointing:
+        return not _fsdp_checkpointing(setup)
+    return trainer_checkpointing_reentrant(setup.transformers_version)
 
 
 def _embedding_grads(setup: TrainSetup, spec: Any, groups: Any, div: int) -> tuple[int, int]:
@@ -315,6 +327,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         q is not None and q.quant_method in ("bitsandbytes", "gptq")
         and setup.prepare_model_for_kbit_training) or _fsdp_checkpointing(setup)
     st = _act_setup(setup, params, spec, groups)
+    reentrant = _reentrant(setup, ckpt)
     if t.fsdp and setup.num_gpus > 1:
         from vramdoc.estimate.fsdp import mp_compute_bytes
 
@@ -326,7 +339,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         spec, groups, st, ckpt, task=setup.task, num_labels=setup.num_labels,
         lm_head_trains=params.lm_head_trainable, head_elem=st.weight_elem,
         loss_shift_copy=loss_shift_copy(setup.transformers_version),
-        reentrant=_reentrant(setup, ckpt),
+        reentrant=reentrant,
         logits_upcast=logits_upcast_in_model(setup.transformers_version),
         own_loss=model_computes_own_loss(spec.model_type, setup.transformers_version),
     )
@@ -484,17 +497,29 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     host_grads = sh.cpu_offload and sh.engine == "fsdp"
     if host_grads:
         untied = 0
+    # FSDP1 with reentrant checkpointing of frozen units (fsdp.holds_block_inputs): each block
+    # input and the gradient made for it stay until the end of backward. At layer 0's
+    # backward the other L-1 inputs are still there, and the gradients of layers 2..L-1
+    # (layer 1's is layer 0's output gradient, counted in its recomputed peak); by the
+    # embedding's backward all L inputs and L-1 gradients are
+    n_layers = max(spec.num_hidden_layers, 1)
+    held0 = held_end = 0
+    if ckpt and n_layers > 1 and sh.engine == "fsdp":
+        from vramdoc.estimate.fsdp import holds_block_inputs
+
+        if holds_block_inputs(setup, reentrant):
+            held0 = (2 * n_layers - 3) * (acts.checkpoint_bytes // n_layers)
+            held_end = (2 * n_layers - 1) * (acts.checkpoint_bytes // n_layers)
     block0 = {**zero, **in_bwd_end, "optimizer_states": states,
               "gradients": grads + unit_grads + grads_fwd_comm - untied - parts.pending_grads,
-              "activations": end_acts + (acts.checkpoint_bytes
-                                         // max(spec.num_hidden_layers, 1))}
+              "activations": end_acts + acts.checkpoint_bytes // n_layers + held0}
     last_w, last_g = (in_bwd, grads + unit_grads) if parts.embedding_backward is None else (
         {**base, "weights": base["weights"] + parts.embedding_backward[0]},
         grads - untied + parts.embedding_backward[1])
     last = {**zero, **last_w, "optimizer_states": states,
             "gradients": last_g + grads_fwd_comm,
             "activations": t.per_device_train_batch_size * setup.max_seq_length
-            * spec.hidden_size * st.r + tied}
+            * spec.hidden_size * st.r + tied + held_end}
     candidates = [bwd_start] + ([head_grad] if head_grad is not None else [])
     if ckpt and acts.recompute_peak_bytes:
         # Non-reentrant checkpointing (torch.utils.checkpoint, use_reentrant=False, as
@@ -521,7 +546,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         block0 = {**zero, **in_bwd_end, "optimizer_states": states,
                   "gradients": grads + unit_grads + grads_fwd_comm - untied - layer_g + out_g,
                   "activations": acts.checkpoint_bytes // L + acts.ids_bytes
-                  + acts.embedding_saved_bytes + acts.checkpoint_args_bytes
+                  + acts.embedding_saved_bytes + acts.checkpoint_args_bytes + held0
                   + (acts.recompute_peak_layer0_bytes or acts.recompute_peak_bytes)}
         candidates.append(first)
         if acts.recompute_attn_peak_bytes:
@@ -595,7 +620,22 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         candidates.append({**first_fwd, "gradients": grads + unit_grads + grads_fwd_comm
                            - untied - layer_g,
                            "activations": acts.checkpoint_bytes // L + acts.ids_bytes
-                           + acts.recompute_fwd_peak_bytes})
+                           + held0 + acts.recompute_fwd_peak_bytes})
+    if parts.gathered_layer_end is not None:
+        # FSDP1 under LoRA (fsdp.dp_parts): the end of a layer's backward, its first adapter's
+        # prefetch of the layer below done and the layer itself not yet resharded; live are
+        # the block inputs left, the gradient arriving at the layer and the one it makes for
+        # its input. The last layer's (every block input still kept) and, where FSDP1 holds
+        # them (held0), layer 1's (every input and the gradients made for layers 2..L-1)
+        rows_h_r = t.per_device_train_batch_size * setup.max_seq_length * spec.hidden_size * st.r
+        ends = [acts.checkpoint_bytes if ckpt else acts.saved_total_bytes - acts.after_blocks_bytes]
+        if held0:
+            ends.append(acts.checkpoint_bytes + held0 - (n_layers - 1) * rows_h_r)
+        for held_acts in ends:
+            candidates.append({**zero, **base, "optimizer_states": states,
+                               "weights": base["weights"] + parts.gathered_layer_end,
+                               "gradients": grads + unit_grads + grads_fwd_comm - untied,
+                               "activations": held_acts + acts.ids_bytes + 2 * rows_h_r})
     candidates.append(block0)
     if untied or tied:
         candidates.append(last)
@@ -626,7 +666,8 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                 grads, max(backward["gradients"] - unit_grads - grads_fwd_comm, 0)))
         in_pool = {p: phase_components[p]["weights"] - base["weights"]
                    for p in ("forward", "backward")}
-        reserved = sharded_reserved_bytes(totals, in_pool, max(gathered, *in_pool.values()),
+        pool_peak = gathered if parts.gathered_pool is None else parts.gathered_pool
+        reserved = sharded_reserved_bytes(totals, in_pool, max(pool_peak, *in_pool.values()),
                                           parts.pool_bytes, sharded_grads, static,
                                           sum(base.values()) + parts.init_cache_bytes)
     else:

@@ -10,9 +10,9 @@ PyTorch FSDP (Zhao et al. 2023, "PyTorch FSDP", arXiv 2304.11277, section 3; ZeR
 Rajbhandari et al. 2020, arXiv 1910.02054) keeps 1/N of each wrapped unit's parameters per rank:
 
 - ``full_shard`` (ZeRO-3): parameters, gradients and optimizer states sharded 1/N. Before a
-  unit runs, its parameters are all-gathered to full size and freed after; two units are
-  materialised at once (the one computing and the next one gathered). A unit's full gradient
-  exists until its reduce-scatter.
+  unit runs, its parameters are all-gathered to full size and freed after; at most two units
+  are materialised at once (the one computing and the next one prefetched; what each engine
+  holds when is in ``fsdp.py``). A unit's full gradient exists until its reduce-scatter.
 - ``shard_grad_op`` (ZeRO-2): gradients and optimizer states sharded; parameters sharded at
   rest, but each unit stays unsharded from its forward until its backward (all of them at
   the loss, beside their shards).
@@ -111,6 +111,13 @@ class DistParts:
     # FSDP2: the unsharded gradients in the first layer's backward (layer L-1): its own and
     # the tail's reduce-scatter input, still held (None: ``unit_grads``)
     unit_grads_first: int | None = None
+    # FSDP1 under LoRA: gathered beyond the resident ones at the end of a layer's backward,
+    # when its first adapter's pre-backward hook has prefetched the layer below (None: no
+    # such instant of its own)
+    gathered_layer_end: int | None = None
+    # FSDP1: the all-gather stream pool's high-water mark, when more than is ever allocated
+    # at once there (None: the most gathered at any instant)
+    gathered_pool: int | None = None
     # FSDP2: parameters gathered beyond the resident ones during the loss chain's backward,
     # before the tail's pre-backward hook prefetches a layer (None: ``gathered_loss``)
     gathered_loss_chain: int | None = None

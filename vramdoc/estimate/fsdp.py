@@ -5,9 +5,10 @@ Option names are the engine's (:class:`vramdoc.parallel.FsdpOptions`). What one 
 - Sharded 1/N: parameters (FULL_SHARD, HYBRID_SHARD within a node), gradients and optimizer
   states (all but NO_SHARD). ``cpu_offload`` moves the sharded parameters, gradients and
   states to host RAM (torch ``CPUOffload(offload_params=True)``); the optimizer steps there.
-- Gathered for compute: two decoder layers at full size at once (the one computing and the
-  next one all-gathered: FSDP1's rate limiter ``limit_all_gathers`` allows two in flight;
-  FSDP2 prefetches one ahead), and the *root* unit (embeddings, final norm, LM head):
+- Gathered for compute: decoder layers at full size (FSDP1: one in forward, two in a full
+  fine-tune's backward, one under LoRA but at the end of a layer's backward; FSDP2 prefetches
+  one ahead: :func:`dp_parts` says which when), and the *root* unit (embeddings, final norm,
+  LM head):
   neither FSDP1 (``_post_forward_reshard``: the root is not resharded) nor FSDP2
   (``fully_shard``: "the root FSDP state has its value specially set to False") frees the
   root's parameters after forward, since backward needs them at once.
@@ -30,10 +31,10 @@ Option names are the engine's (:class:`vramdoc.parallel.FsdpOptions`). What one 
 - Units: Trainer wraps each decoder layer (``_no_split_modules``) and, for PEFT models, each
   LoRA leaf separately (peft ``fsdp_auto_wrap_policy``), so a unit's parameters are all
   frozen or all trainable: FSDP1's ``use_orig_params`` then changes no memory (with mixed
-  units FSDP1 would allocate the whole flat gradient). ``backward_prefetch`` /
-  ``forward_prefetch`` do not change the two gathered layers: without them the CPU still
-  issues the next all-gather ahead, bounded at two by the rate limiter (FSDP1) or the
-  implicit prefetch (FSDP2).
+  units FSDP1 would allocate the whole flat gradient). FSDP1 is taken with torch's default
+  ``backward_prefetch`` (BACKWARD_PRE) and no ``forward_prefetch``, as accelerate and Trainer
+  run it; ``forward_prefetch=True`` would add the next layer in forward (not modelled).
+  FSDP2 prefetches one layer ahead in both directions (implicit prefetch).
 - Mixed precision: with ``bf16``/``fp16`` Trainer has accelerate give FSDP a mixed-precision
   policy whose ``param_dtype`` is the 16-bit dtype (accelerate ``FullyShardedDataParallelPlugin``
   ``set_mixed_precision``): the shards stay in their dtype (fp32 masters), the all-gathered
@@ -46,6 +47,7 @@ from typing import Any
 
 from vramdoc.estimate.distributed import NCCL_BYTES, DistParts, Sharding, shard
 from vramdoc.estimate.params import DTYPE_BYTES
+from vramdoc.estimate.stack import checkpoint_outside_layer
 from vramdoc.models.spec import EMBEDDING, HEAD
 from vramdoc.parallel import FsdpOptions, fsdp_options
 from vramdoc.setup import TrainSetup
@@ -75,6 +77,42 @@ def fsdp2_upcasts(setup: TrainSetup) -> bool:
     return bool(o is not None and o.version == 2 and (t.bf16 or t.fp16)
                 and setup.lora is None and setup.quantization is None
                 and setup.torch_dtype != "float32")
+
+
+def holds_block_inputs(setup: TrainSetup, reentrant: bool) -> bool:
+    """Whether FSDP1 keeps every decoder block's checkpointed input, and the gradient made for
+    it, until the end of backward.
+
+    A unit whose ``FlatParameter`` needs no gradient (a decoder layer under LoRA: peft's wrap
+    policy puts the adapters in units of their own) has no gradient hook to reshard on, so
+    FSDP1's ``_pre_forward`` registers ``_post_backward_reshard_only_hook`` on the unit's
+    inputs that need a gradient, through ``torch.autograd.graph.register_multi_grad_hook``
+    (torch 2.1 to 2.13, ``_runtime_utils.py``). Under reentrant checkpointing that runs in
+    the recomputation, whose input is ``CheckpointFunction``'s detached copy of the saved
+    block input: a leaf, so the hook's closure holds its ``AccumulateGrad`` node (the
+    ``grad_fns`` list), which holds the leaf, whose ``.grad`` receives the block's input
+    gradient. The hook handle lives in ``flat_param._post_backward_hook_state`` until
+    ``_finalize_params`` at the end of backward, so each block's input and its gradient stay
+    allocated until then instead of being freed as backward moves down the layers.
+
+    This needs the checkpoint outside the FSDP unit, as transformers up to 4.51 calls it
+    (:func:`vramdoc.estimate.stack.checkpoint_outside_layer`): from 4.52 the unit's
+    ``_pre_forward`` runs with gradients on, before the layer checkpoints itself, and hooks the
+    input's own ``grad_fn``, which holds no tensor; so does non-reentrant checkpointing. FSDP2
+    (``RegisterPostBackwardFunction`` on the inputs) keeps nothing either.
+
+    Measured on CPU (transformers 4.48.1, peft 0.13.2, torch 2.13 FSDP1 on gloo, one and two
+    ranks, a 16- and 32-layer Mistral with LoRA on q,k,v,o and reentrant checkpointing;
+    ``tests/estimate/test_fsdp1_held_inputs.py`` runs the one-rank case): backward's peak
+    rises over the same step without FSDP by one block input per layer, linear in layers and
+    batch; with transformers 5.24 it does not rise.
+    """
+    if not reentrant or setup.num_gpus <= 1 or not setup.training.fsdp or setup.training.deepspeed:
+        return False
+    if not checkpoint_outside_layer(setup.transformers_version):
+        return False
+    o = options(setup)
+    return bool(o is not None and o.version == 1 and setup.lora is not None)
 
 
 def mp_compute_bytes(setup: TrainSetup) -> int | None:
@@ -185,6 +223,8 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
     o = options(setup) if sh.engine == "fsdp" else None
     gathered = unit_grads = pool = init_cache = 0
     g_loss = g_bwd = g_fwd_loss = g_head = tail_grads = g_copy_out = g_bwd_end = None
+    g_pool: int | None = None
+    g_layer_end: int | None = None
     pending = fsdp2_unit_grads = 0
     emb_bwd: tuple[int, int] | None = None
     first_grads: int | None = None
@@ -222,6 +262,27 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
             # post-backward frees it (``_should_free_in_backward``, torch
             # distributed/fsdp/_runtime_utils.py): at the loss every layer and the root
             gathered = L * unit + root_full
+        elif o is not None and o.version == 1:
+            # FSDP1 FULL_SHARD / HYBRID_SHARD, what is allocated at once (torch
+            # distributed/fsdp/_runtime_utils.py). In forward a unit's ``_post_forward``
+            # frees its unsharded flat parameter before the next unit's ``_pre_forward``
+            # all-gathers (no forward prefetch is asked for): one layer beside the root, and
+            # at the loss the root alone. In backward, BACKWARD_PRE prefetches the unit that
+            # ran post-forward just before the one starting its backward
+            # (``_ExecOrderData.get_handle_to_backward_prefetch``): for a full fine-tune the
+            # layer below, so two layers; under LoRA the adapters are units of their own,
+            # nested in the layer, so a layer's prefetch is its own last adapter and the layer
+            # below is all-gathered only when its first adapter's backward runs, at the end of
+            # the layer's backward, after its peak: one layer. Layer 0 prefetches nothing
+            # (the root ran post-forward last). The all-gather stream's pool still caches two
+            # layers' blocks: a freed unit's block waits behind ``record_stream`` while the
+            # next is gathered (``gathered_pool``, the reserved view).
+            g_pool = gathered
+            gathered = g_bwd_end = unit + root_full
+            g_loss = root_full
+            g_bwd = (1 if setup.lora is not None else 2) * unit + root_full
+            if setup.lora is not None:
+                g_layer_end = 2 * unit + root_full
         if o is not None and o.version == 2:
             # FSDP2 as accelerate wraps it (fsdp2_prepare_model): each decoder layer, the
             # input embedding when untied (resharded after forward like the layers), and the
@@ -387,6 +448,7 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
                      unit_grads_loss=tail_grads, gathered_copy_out=g_copy_out,
                      gathered_backward_end=g_bwd_end, pending_grads=pending,
                      embedding_backward=emb_bwd, unit_grads_first=first_grads,
-                     gathered_loss_chain=g_chain,
+                     gathered_loss_chain=g_chain, gathered_pool=g_pool,
+                     gathered_layer_end=g_layer_end,
                      device_extra_bytes=NCCL_BYTES, host=host, label=sh.label,
                      autocast_cache=not (sh.engine == "fsdp" and (t.bf16 or t.fp16)))

@@ -55,6 +55,23 @@ def loss_shift_copy(version: str) -> bool:
 OWN_LOSS_MODEL_TYPES = frozenset({"gpt2", "opt", "bloom", "falcon", "gpt_neox", "gpt_bigcode"})
 
 
+def trainer_checkpointing_reentrant(version: str) -> bool:
+    """Whether Trainer's ``gradient_checkpointing`` flag runs torch's reentrant checkpoint when
+    no ``gradient_checkpointing_kwargs`` are given: ``gradient_checkpointing_enable`` defaults to
+    ``{"use_reentrant": True}`` from 4.35 to 4.57 (and passed nothing to torch before, whose
+    default was reentrant); transformers 5 defaults to ``{"use_reentrant": False}``."""
+    return version_tuple(version) < (5, 0)
+
+
+def checkpoint_outside_layer(version: str) -> bool:
+    """Whether the model's layer loop checkpoints each decoder layer's ``__call__`` from outside
+    (``self._gradient_checkpointing_func(decoder_layer.__call__, ...)``, up to 4.51), so that a
+    wrapper around the layer, FSDP1's unit, runs inside the checkpoint; from 4.52 each layer is
+    a ``GradientCheckpointingLayer`` (modeling_layers.py) that checkpoints inside its own
+    ``__call__``, inside any wrapper."""
+    return version_tuple(version) < (4, 52)
+
+
 def model_computes_own_loss(model_type: str, version: str) -> bool:
     """True when the model's forward computes its loss in the logits' dtype (the "shift"
     loss of vramdoc.models.spec) rather than through transformers' ForCausalLMLoss."""

@@ -142,8 +142,9 @@ by about 1-1.5 GiB (their unit, GB or GiB, and metric are not stated). fms' 2-GP
 put the 4-bit weights on the CPU or meta device, with bitsandbytes double quantization (fms'
 loader sets it), and with transformers 4.48's reentrant checkpointing of frozen FSDP1
 units every block input and its gradient are held to the end of backward (the Multi-GPU
-section): the 70B row (FMS-23), 22 % below before this was modelled, is within 0.1 %. Under FSDP the reserved view is one caching-allocator pool per stream,
-added up: the all-gather stream's (the gathered units, the unsharded root, one freed unit
+section): the 70B row (FMS-23), 22 % below before this was modelled, is within 0.1 %.
+Under FSDP the reserved view is one caching-allocator pool per stream, added up: the
+all-gather stream's (the gathered units, the unsharded root, one freed unit
 still pending behind `record_stream` and the rate limiter), the reduce-scatter stream's (the
 sharded gradients), and the default stream's, which never drops below what wrapping the model
 left cached (FSDP1 moves and flattens each unit before sharding it: two layers' blocks, and

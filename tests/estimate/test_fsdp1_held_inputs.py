@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,8 +58,8 @@ def test_trainer_checkpointing_is_reentrant_before_transformers_5() -> None:
     ({"lora": False}, False),  # trainable units reshard from their gradient hook
     ({"fsdp": "no_shard auto_wrap"}, True),  # the hook is registered whatever the strategy
 ])
-def test_which_runs_hold_the_block_inputs(kwargs: dict[str, object], held: bool) -> None:
-    s = _setup(**kwargs)  # type: ignore[arg-type]
+def test_which_runs_hold_the_block_inputs(kwargs: dict[str, Any], held: bool) -> None:
+    s = _setup(**kwargs)
     assert holds_block_inputs(s, _reentrant(s, True)) is held
 
 

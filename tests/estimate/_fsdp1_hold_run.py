@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from functools import partial
 
 import torch
 import torch.distributed as dist
@@ -49,8 +50,6 @@ def rise(layers: int, rows: int, h: int, inside: bool, fsdp: bool) -> int:
     torch.manual_seed(0)
     model: nn.Module = Stack(layers, h, inside)
     if fsdp:
-        from functools import partial
-
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
         from torch.distributed.fsdp.wrap import lambda_auto_wrap_policy
 

@@ -503,16 +503,16 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # (layer 1's is layer 0's output gradient, counted in its recomputed peak); by the
     # embedding's backward all L inputs and L-1 gradients are
     n_layers = max(spec.num_hidden_layers, 1)
+    block_in = acts.checkpoint_bytes // n_layers
     held0 = held_end = 0
     if ckpt and n_layers > 1 and sh.engine == "fsdp":
         from vramdoc.estimate.fsdp import holds_block_inputs
 
         if holds_block_inputs(setup, reentrant):
-            held0 = (2 * n_layers - 3) * (acts.checkpoint_bytes // n_layers)
-            held_end = (2 * n_layers - 1) * (acts.checkpoint_bytes // n_layers)
+            held0, held_end = (2 * n_layers - 3) * block_in, (2 * n_layers - 1) * block_in
     block0 = {**zero, **in_bwd_end, "optimizer_states": states,
               "gradients": grads + unit_grads + grads_fwd_comm - untied - parts.pending_grads,
-              "activations": end_acts + acts.checkpoint_bytes // n_layers + held0}
+              "activations": end_acts + block_in + held0}
     last_w, last_g = (in_bwd, grads + unit_grads) if parts.embedding_backward is None else (
         {**base, "weights": base["weights"] + parts.embedding_backward[0]},
         grads - untied + parts.embedding_backward[1])
@@ -630,7 +630,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         rows_h_r = t.per_device_train_batch_size * setup.max_seq_length * spec.hidden_size * st.r
         ends = [acts.checkpoint_bytes if ckpt else acts.saved_total_bytes - acts.after_blocks_bytes]
         if held0:
-            ends.append(acts.checkpoint_bytes + held0 - (n_layers - 1) * rows_h_r)
+            ends.append(acts.checkpoint_bytes + (n_layers - 2) * block_in)
         for held_acts in ends:
             candidates.append({**zero, **base, "optimizer_states": states,
                                "weights": base["weights"] + parts.gathered_layer_end,

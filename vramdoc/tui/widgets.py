@@ -27,7 +27,11 @@ class _Display(Widget):
 
     def show(self, view: Any) -> None:
         self.view = view
-        self.refresh()
+        # layout too: a panel of ``height: auto`` (the memory panel) changes its number of
+        # lines with its view, and a plain refresh repaints it at its old height (a run's
+        # plan lines then stayed hidden behind the one-line "waiting" size until the next
+        # layout; seen as a blank memory panel in the snapshot tests)
+        self.refresh(layout=True)
 
     def style_of(self, name: str) -> Style:
         return self.get_component_rich_style(name, partial=True)

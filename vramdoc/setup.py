@@ -176,6 +176,10 @@ class TrainSetup:
     num_labels: int = 2
     torch_dtype: str = "auto"  # from_pretrained(dtype=...): auto = the checkpoint's dtype
     attn_implementation: str = "sdpa"
+    # from_pretrained(use_cache=...): None keeps the checkpoint config's (True for decoders).
+    # A forward without checkpointing fills the KV cache when it is on (and GPTBigCode before
+    # transformers 4.53 with checkpointing too: vramdoc.estimate.stack)
+    use_cache: bool | None = None
     quantization: QuantSetup | None = None
     lora: LoraSetup | None = None
     prepare_model_for_kbit_training: bool = True  # applies only to k-bit bases
@@ -184,6 +188,11 @@ class TrainSetup:
     # drops it after ``optimizer.step()`` (Answer.AI fsdp_qlora train.py); HF Trainer's
     # compute_loss returns only the loss, so the output is freed before backward
     hold_outputs: bool = False
+    # the loader makes GPTQ / AWQ layers' packed tensors (qweight, qzeros, scales, g_idx)
+    # float-typed parameters that FSDP shards, as fms-acceleration's accelerated-peft autogptq
+    # plugin does (``register_tensors_as_parameters_patch_rule``); transformers keeps them as
+    # buffers, which FSDP leaves whole on every rank (the default)
+    shard_quantized_tensors: bool = False
     training: TrainingSetup = field(default_factory=TrainingSetup)
     max_seq_length: int = 512
     gpu: str | None = None
@@ -235,7 +244,7 @@ class TrainSetup:
 _TOP_KEYS = (
     "model", "task", "num_labels", "gpu", "num_gpus", "model_kwargs", "quantization", "lora",
     "training", "max_seq_length", "prepare_model_for_kbit_training", "stack", "nodes",
-    "hold_outputs",
+    "hold_outputs", "shard_quantized_tensors",
 )
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "hybrid_shard_zero2", "no_shard",
                 "offload", "auto_wrap")
@@ -243,8 +252,8 @@ _VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}$")
 _TOP_ALIASES = {"max_seq_len": "max_seq_length", "seq_len": "max_seq_length",
                 "quantization_config": "quantization", "peft": "lora", "lora_config": "lora",
                 "training_args": "training", "training_arguments": "training"}
-_MODEL_KWARGS = ("dtype", "torch_dtype", "attn_implementation", "device_map", "max_memory",
-                 "trust_remote_code", "revision", "low_cpu_mem_usage")
+_MODEL_KWARGS = ("dtype", "torch_dtype", "attn_implementation", "use_cache", "device_map",
+                 "max_memory", "trust_remote_code", "revision", "low_cpu_mem_usage")
 
 
 def _did_you_mean(key: Any, known: list[str] | tuple[str, ...]) -> str:
@@ -674,6 +683,8 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         problems.append(f"model_kwargs.attn_implementation: {show(attn)} must be one of "
                         f"{', '.join(ATTN_IMPLEMENTATIONS)}")
     max_gpu = _placement_budget(mk, problems)
+    use_cache = None if mk.get("use_cache") is None else _bool(
+        mk["use_cache"], "model_kwargs.use_cache", problems)
     quant = _parse_quant(data.get("quantization"), problems)
     lora = _parse_lora(data.get("lora"), problems)
     training = _parse_training(data.get("training"), problems)
@@ -730,6 +741,17 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
     kbit_prep = _opt_bool(data, "prepare_model_for_kbit_training", True,
                           "prepare_model_for_kbit_training", problems)
     hold_outputs = _opt_bool(data, "hold_outputs", False, "hold_outputs", problems)
+    shard_q = _opt_bool(data, "shard_quantized_tensors", False, "shard_quantized_tensors",
+                        problems)
+    if shard_q and (quant is None or quant.quant_method not in ("gptq", "awq")):
+        problems.append("shard_quantized_tensors: only GPTQ / AWQ bases keep packed tensors "
+                        "FSDP could shard; add quantization {quant_method: gptq, ...} or drop "
+                        "the key (bitsandbytes weights are parameters already: set "
+                        "bnb_4bit_quant_storage instead)")
+    elif shard_q and not (training.fsdp and num_gpus > 1):
+        problems.append("shard_quantized_tensors: the packed tensors are sharded by FSDP only; "
+                        "set training.fsdp (full_shard auto_wrap) and num_gpus > 1, or drop "
+                        "the key")
     stack = data.get("stack") or {}
     tf_version, torch_version = "5", "2.13"
     peft_version = "0.21"
@@ -765,8 +787,9 @@ def setup_from_mapping(data: Any, source: str = "config") -> TrainSetup:
         raise ConfigError(problems, source, "fix the keys above; see README 'Setup files'")
     return TrainSetup(
         model=model, task=task, num_labels=num_labels, torch_dtype=dtype,
-        attn_implementation=attn, quantization=quant, lora=lora,
+        attn_implementation=attn, use_cache=use_cache, quantization=quant, lora=lora,
         prepare_model_for_kbit_training=kbit_prep, hold_outputs=hold_outputs,
+        shard_quantized_tensors=shard_q,
         training=training,
         max_seq_length=seq, gpu=str(gpu) if gpu is not None else None, num_gpus=num_gpus,
         nodes=nodes, max_memory_gpu_bytes=max_gpu, transformers_version=tf_version,
@@ -846,6 +869,8 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
         out["nodes"] = setup.nodes
     out["model_kwargs"] = {"dtype": setup.torch_dtype,
                            "attn_implementation": setup.attn_implementation}
+    if setup.use_cache is not None:
+        out["model_kwargs"]["use_cache"] = setup.use_cache
     if setup.max_memory_gpu_bytes:
         out["model_kwargs"].update(device_map="auto",
                                    max_memory={0: f"{setup.max_memory_gpu_bytes}B"})
@@ -897,6 +922,8 @@ def setup_to_mapping(setup: TrainSetup) -> dict[str, Any]:
     out["max_seq_length"] = setup.max_seq_length
     if setup.hold_outputs:
         out["hold_outputs"] = True
+    if setup.shard_quantized_tensors:
+        out["shard_quantized_tensors"] = True
     stack_out = {}
     if setup.transformers_version != "5":
         stack_out["transformers"] = setup.transformers_version

@@ -137,6 +137,17 @@ def test_removed_spellings_are_mapped_to_what_they_mean_today() -> None:
     assert "evaluation_strategy" not in s["training"]
 
 
+def test_from_pretrained_use_cache_is_read_with_its_line() -> None:
+    r = _read("""\
+        from transformers import AutoModelForCausalLM
+        model = AutoModelForCausalLM.from_pretrained("bigcode/gpt_bigcode-santacoder",
+                                                     use_cache=False)
+    """)
+    assert r.setup["model_kwargs"]["use_cache"] is False
+    assert r.lines["model_kwargs.use_cache"] == 3
+    assert setup_from_mapping(r.setup).use_cache is False
+
+
 def test_notebook_findings_point_at_cell_and_line(tmp_path) -> None:
     nb = {"cells": [
         {"cell_type": "markdown", "source": ["# QLoRA\n"]},

@@ -53,10 +53,21 @@ class ActSetup:
     attn: str  # eager | sdpa | flash_attention_2 | ...
     adapter_elem: int = 4
     kv_cache: bool = False  # the forward fills a KV cache (config.use_cache, no checkpointing)
+    # from_pretrained(use_cache=False) turns the config's cache off (None: the config's)
+    use_cache: bool | None = None
+    # the cache copies what it is given (stack.cache_copies: transformers >= 4.56), else it
+    # keeps the very key and value tensors
+    cache_copies: bool = True
+    # a checkpointed forward still fills the cache: each layer's present, a view of its fused
+    # QKV output, stays in the returned output (stack.checkpointing_keeps_presents)
+    presents_held: bool = False
     dora: bool = False  # LoRA with use_dora: weight-decomposed adapters
     lora_skip: frozenset[str] = frozenset()  # paths of unwrapped roles with a wrapped leaf name
     kbit: bool = False  # the setup asks for a quantized base (even where no layer is quantized)
-    bnb4: bool = False  # the k-bit bases are bitsandbytes 4-bit (NF4 / FP4) layers
+    # the k-bit bases dequantize a 16-bit weight for every GEMM, forward and backward:
+    # bitsandbytes 4-bit (NF4 / FP4) layers, and GPTQ's QuantLinear (the triton kernels
+    # auto-gptq / gptqmodel train with: dequantize, then matmul)
+    dequant_gemm: bool = False
     double_quant: bool = False  # bnb_4bit_use_double_quant: the absmax is quantized again
     # MoE experts are fused 3-D parameters run by grouped_mm_experts_forward (transformers
     # >= 5), not per-expert nn.Linear modules in a python loop (stack.experts_are_linear)
@@ -148,6 +159,9 @@ class BlockWalker:
         # the KV cache's torch.cat copies of k and v that attention did not keep (it kept
         # repeat_kv's or matmul's copies instead): the cache holds them to the end of forward
         self.cache_held = 0
+        # what one layer's present keeps (stack.checkpointing_keeps_presents): the fused QKV
+        # output it is a view of, else the key and value
+        self.present_bytes = 0
         # what the calling frames hold while a LoRA layer runs (block input, residual, the
         # MLP's input) and the decoder model's inputs_embeds, live through the whole loop
         self._ctx: list[T] = []
@@ -276,7 +290,7 @@ class BlockWalker:
         if quant:
             # dequantized weight (bnb gemm_4bit / backward dequantize_4bit): transient
             g.transient(2 * grp.weight_numel + 2 * self.rows * grp.in_features)
-            if st.bnb4:
+            if st.dequant_gemm:
                 self.kbit_base(grp, x, n_out)
         lora = grp.leaf in st.lora and grp.path not in st.lora_skip
         if not lora and not quant:
@@ -302,7 +316,7 @@ class BlockWalker:
                 # counts once (traced: deepseek_v2 qlora sdpa, o_proj's lora_A keeps the
                 # (b, s, a, d_v) bf16 output of _MemEfficientSDPA, no copy); with dropout it
                 # keeps the dropout's 16-bit output (traced: llama qlora sdpa, native_dropout)
-                own_x = quant and st.bnb4 and x.elem == 2 and st.lora_dropout == 0
+                own_x = quant and st.dequant_gemm and x.elem == 2 and st.lora_dropout == 0
                 g.save(x if own_x else g.new(x.numel, 2, True))
                 # autocast's 16-bit copies of the fp32 A and B weights, kept for backward:
                 # A's for the input's gradient only (traced: opt lora layer 0 keeps B's)
@@ -801,14 +815,19 @@ class BlockWalker:
                 v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
             elif spec.qkv_copies:
                 v = qkv
-            if st.kv_cache:
+            copies = st.kv_cache and st.cache_copies
+            if copies:
                 # DynamicLayer.update: torch.cat([empty, k]) -> k and v are fresh copies
                 k = g.new(rows * kv * d, qkv.elem, qkv.grad)
                 v, v_storage = g.new(rows * kv * d, qkv.elem, qkv.grad), None
             attn_out = self.attention(q, k, v, v_storage=v_storage, k_view=not (
-                spec.rotary or spec.qkv_copies or st.kv_cache))
+                spec.rotary or spec.qkv_copies or copies))
             if st.kv_cache:
-                self._cache_held(k, v)
+                # without copies the cache keeps k and v themselves: v (and k without
+                # rotary) a view that keeps the whole fused output
+                self._cache_held(k, v if v_storage is None else v_storage)
+            # GPTBigCode's present (key_value = c_attn(x).split(...)) keeps this whole output
+            self.present_bytes = qkv.nbytes
         else:
             outs = [self.linear(n1, grp) for grp in lin.attn_in]
             q, k, v = (outs + outs[-1:] * 3)[:3]
@@ -819,12 +838,14 @@ class BlockWalker:
             if spec.qk_norm:
                 q = self.norm(q, ln_trains, a * d if spec.qk_norm_full else d)
                 k = self.norm(k, ln_trains, kv * d if spec.qk_norm_full else d)
-            if st.kv_cache:  # torch.cat copies in the cache (see above)
+            copies = st.kv_cache and st.cache_copies
+            if copies:  # torch.cat copies in the cache (see above)
                 k, v = g.new(k.numel, k.elem, k.grad), g.new(v.numel, v.elem, v.grad)
             attn_out = self.attention(q, k, v, k_view=not (
-                spec.rotary or spec.qk_norm or st.kv_cache))
+                spec.rotary or spec.qk_norm or copies))
             if st.kv_cache:
                 self._cache_held(k, v)
+            self.present_bytes = k.nbytes + v.nbytes
         # the attention module holds the weights it got back while its output projection
         # runs, the layer (``attn_output, _ = self.attn(...)``) until it returns
         self._kbit_held = [self._held_weights] if self._held_weights is not None else []
@@ -926,7 +947,8 @@ class BlockWalker:
         self._tail_grads = (4 * out.numel if in_elem != 4 else 0, len(self.g.saved))
 
     def _cache_held(self, k: T, v: T) -> None:
-        self.cache_held = sum(t.nbytes for t in (k, v) if t.uid not in self.g.saved)
+        held = {t.uid: t.nbytes for t in (k, v) if t.uid not in self.g.saved}
+        self.cache_held = sum(held.values())
 
     @property
     def mlp_backward_extra(self) -> int | None:
@@ -1338,6 +1360,11 @@ class ActivationAccount:
     # recompute_attn_peak_bytes (0: layer 0 is a block like the others)
     recompute_peak_layer0_bytes: int = 0
     recompute_attn_peak_layer0_bytes: int = 0
+    # what the returned output holds besides the logits, from the blocks' forward through the
+    # loss (GPTBigCode's presents under checkpointing, stack.checkpointing_keeps_presents):
+    # live at every forward instant; freed with the output before backward unless the
+    # training loop keeps it
+    output_held_bytes: int = 0
 
 
 def _head_group(groups: tuple[ParamGroup, ...]) -> ParamGroup | None:
@@ -1359,7 +1386,8 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     rows = b * s
     # A forward without checkpointing fills the KV cache when config.use_cache is on
     # (transformers' merge_with_config_defaults turns it off under checkpointing).
-    st = replace(st, kv_cache=spec.use_cache and not checkpointing)
+    use_cache = spec.use_cache and st.use_cache is not False
+    st = replace(st, kv_cache=use_cache and not checkpointing)
     emb_elem = st.r  # the input embeddings' output dtype
     if spec.embedding_norm and st.autocast:
         # Bloom: CUDA autocast runs word_embeddings_layernorm in fp32 and the residual adds
@@ -1378,13 +1406,26 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # the fp32 input
     x_elem = 4 if spec.family == "encoder" and st.autocast else st.r
 
-    def walk_block(input_grad: bool, masked: bool) -> BlockWalker:
+    outs: dict[int, int] = {}  # walker id -> its block output's element bytes
+
+    def walk_block(input_grad: bool, masked: bool, elem: int = 0) -> BlockWalker:
         w = BlockWalker(spec, lin, st, masked)
-        w.walk(w.g.new(rows * h, x_elem, input_grad))
+        outs[id(w)] = w.walk(w.g.new(rows * h, elem or x_elem, input_grad)).elem
         return w
 
     kinds = ([True] if n_masked > 0 else []) + ([False] if n_masked < L else [])
     walks = {m: walk_block(True, m) for m in kinds}
+    # A block may hand on a wider residual stream than it got: under autocast a k-bit MLP
+    # (bitsandbytes casts its output back to its input's dtype) after an nn.LayerNorm (fp32
+    # under CUDA autocast) returns fp32, and ``residual + mlp_out`` is fp32 from layer 0 on
+    # (GPT-2-era models with an un-upcast QLoRA base). The first block runs on the embeddings'
+    # dtype, every later one on the wider stream.
+    first_elem = x_elem
+    widened = max(outs[id(w)] for w in walks.values())
+    if not spec.is_encoder and spec.family != "encoder" and widened > x_elem:
+        first_elem, x_elem = x_elem, widened
+        st = replace(st, r=widened, emb_elem=st.emb_elem or first_elem)
+        walks = {m: walk_block(True, m) for m in kinds}
     per_layer = max(w.g.saved_bytes for w in walks.values())
     transient = max(max(w.g.transient_peak, w.bwd_proxy) for w in walks.values())
     # the decoder's forward holds its attention masks through the layer loop: live at the
@@ -1397,6 +1438,10 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
                         for w in walks.values())
     # the KV cache's copies nothing saved stay live to the end of forward (every layer's)
     cache_held = L * max(w.cache_held for w in walks.values())
+    # a checkpointed forward that still fills the cache (stack.checkpointing_keeps_presents):
+    # nothing inside the blocks is saved, so every layer's present is held on top
+    presents = L * max(w.present_bytes for w in walks.values()) if (
+        checkpointing and st.presents_held and use_cache) else 0
     fwd_transient += cache_held
     if spec.is_encoder:
         # BertModel holds embedding_output (LayerNorm's output: fp32 under autocast) through
@@ -1409,8 +1454,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # trains: its first norm keeps nothing. Checkpointing with PEFT calls
     # enable_input_require_grads(), so every block input needs a gradient there.
     first_grad = st.full or checkpointing
-    first_layer = walks[first_masked].g.saved_bytes if first_grad else walk_block(
-        False, first_masked).g.saved_bytes
+    first_layer = walks[first_masked].g.saved_bytes if (
+        first_grad and first_elem == x_elem) else walk_block(
+        first_grad, first_masked, first_elem).g.saved_bytes
     blocks_total = (n_masked * walks[True].g.saved_bytes if n_masked else 0) + (
         (L - n_masked) * walks[False].g.saved_bytes if n_masked < L else 0)
     blocks_total += first_layer - walks[first_masked].g.saved_bytes
@@ -1426,7 +1472,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         blocks_total += (L - n_sparse) * (wd.g.saved_bytes - walks[kind].g.saved_bytes)
         per_layer = max(per_layer, wd.g.saved_bytes)
         transient = max(transient, wd.g.transient_peak)
-    ckpt_bytes = L * rows * h * x_elem if checkpointing else 0
+    ckpt_bytes = rows * h * (first_elem + (L - 1) * x_elem) if checkpointing else 0
 
     # Outside the blocks: token ids and labels (int64), rotary cos/sin, the final norm and
     # the head's input (when the head trains) or its autocast weight copy (fp32 head).
@@ -1678,7 +1724,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
             elif mask0 != mask:
                 recompute_peak0 = recompute_peak - mask + mask0
                 attn_peak0 = attn_peak - mask + mask0 if attn_peak else 0
-        elif st.bnb4 and _kbit_modelled(spec, lin) and all(
+        elif st.dequant_gemm and _kbit_modelled(spec, lin) and all(
                 w.kbit_instants or w.kbit_fwd for w in walks.values()):
             fwd_peak, recompute_peak, attn_peak = _kbit_recompute(
                 spec, st, walks, adapter_last, reentrant, n_sliding)
@@ -1710,7 +1756,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
         recompute_fwd_peak_bytes=fwd_peak, embedding_saved_bytes=embedding_saved,
         recompute_end_bytes=recompute_end, logits_output_bytes=n * out_elem,
         recompute_peak_layer0_bytes=recompute_peak0, recompute_attn_peak_layer0_bytes=attn_peak0,
-        checkpoint_args_bytes=ckpt_args,
+        checkpoint_args_bytes=ckpt_args, output_held_bytes=presents,
     )
 
 

@@ -37,6 +37,9 @@ from vramdoc.estimate.overhead import (
 )
 from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params, is_quantized
 from vramdoc.estimate.stack import (
+    cache_copies,
+    checkpointing_ignored,
+    checkpointing_keeps_presents,
     experts_are_linear,
     foreach_default,
     grads_freed_after_step,
@@ -148,11 +151,20 @@ def _act_setup(setup: TrainSetup, params: ParamAccount, spec: Any, groups: Any) 
         lora_r=lora.r if lora else 0, lora_dropout=lora.lora_dropout if lora else 0.0,
         quantized=quantized, attn=setup.attn_implementation,
         dora=bool(lora is not None and lora.use_dora), kbit=setup.quantization is not None,
-        bnb4=bool(quantized) and _bnb4(setup),
+        # GPTQ LoRA runs as bitsandbytes QLoRA does (fms-acceleration's A100 runs: Mistral-7B
+        # GPTQ 2 GPUs b2/b4 8.79 / 14.89 GiB, NF4 8.78 / 14.87 GiB)
+        dequant_gemm=bool(quantized) and (_bnb4(setup) or _gptq(setup)),
         double_quant=setup.quantization is not None and _bnb4(setup)
         and bool(setup.quantization.bnb_4bit_use_double_quant),
         fused_experts=not experts_are_linear(setup.transformers_version),
+        use_cache=setup.use_cache, cache_copies=cache_copies(setup.transformers_version),
+        presents_held=checkpointing_keeps_presents(spec.model_type, setup.transformers_version),
     )
+
+
+def _gptq(setup: TrainSetup) -> bool:
+    q = setup.quantization
+    return q is not None and q.quant_method == "gptq"
 
 
 def _bnb4(setup: TrainSetup) -> bool:
@@ -323,9 +335,14 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     # (use_gradient_checkpointing=True); Trainer's flag does the same for any setup.
     # ... for k-bit (bitsandbytes) and GPTQ bases only: AWQ is not in its list (peft 0.21)
     q = setup.quantization
-    ckpt = t.gradient_checkpointing or (
+    ckpt_asked = t.gradient_checkpointing or (
         q is not None and q.quant_method in ("bitsandbytes", "gptq")
-        and setup.prepare_model_for_kbit_training) or _fsdp_checkpointing(setup)
+        and setup.prepare_model_for_kbit_training)
+    # both go through the model's gradient_checkpointing_enable(), which some releases ignore
+    # for some models (stack.checkpointing_ignored); accelerate's fsdp_config checkpointing
+    # wraps the layers itself
+    ckpt_lost = ckpt_asked and checkpointing_ignored(spec.model_type, setup.transformers_version)
+    ckpt = (ckpt_asked and not ckpt_lost) or _fsdp_checkpointing(setup)
     st = _act_setup(setup, params, spec, groups)
     reentrant = _reentrant(setup, ckpt)
     if t.fsdp and setup.num_gpus > 1:
@@ -423,7 +440,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     def forward_at(block: bool) -> dict[str, int]:
         return {**zero, **(live if block else at_loss_fwd), "optimizer_states": states,
                 "gradients": grads_fwd + grads_fwd_comm,
-                "activations": acts.saved_total_bytes
+                "activations": acts.saved_total_bytes + acts.output_held_bytes
                 + (acts.autocast_cache_bytes if parts.autocast_cache else 0)
                 + (in_block_bytes if block else acts.loss_held_bytes),
                 "logits": 0 if block else acts.logits_forward_bytes}
@@ -441,7 +458,7 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         earlier = acts.saved_total_bytes - acts.after_blocks_bytes - (
             0 if ckpt else max(acts.per_layer_bytes - rows_h_r, 0))
         copy_out = {**forward_at(True), "weights": base["weights"] + parts.gathered_copy_out,
-                    "activations": earlier, "logits": 0}
+                    "activations": earlier + acts.output_held_bytes, "logits": 0}
         if sum(copy_out.values()) > sum(forward.values()):
             forward = copy_out
     if parts.gathered_before_head is not None:  # FSDP2 shard_grad_op: the tail's all-gather
@@ -647,8 +664,10 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
         # ``optimizer.step()`` (fsdp_qlora train.py: ``output = None`` follows the step): beside
         # the whole backward and the step; fp32 where the model upcast them itself
         held = acts.logits_output_bytes
-        backward = {**backward, "logits": backward["logits"] + held}
-        step = {**step, "logits": step["logits"] + held}
+        backward = {**backward, "logits": backward["logits"] + held,
+                    "activations": backward["activations"] + acts.output_held_bytes}
+        step = {**step, "logits": step["logits"] + held,
+                "activations": step["activations"] + acts.output_held_bytes}
     phase_components = {"load": load, "forward": forward, "backward": backward,
                         "optimizer_step": step}
     totals = {p: sum(c.values()) for p, c in phase_components.items()}
@@ -682,6 +701,16 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
                      "activations follow a generic block, not this architecture's own")
     if ckpt and not t.gradient_checkpointing:
         notes.append("prepare_model_for_kbit_training enables gradient checkpointing")
+    if ckpt_lost:
+        notes.append(f"transformers {setup.transformers_version} ignores gradient checkpointing "
+                     f"for {spec.model_type} (4.54-4.57 call no checkpoint function in its "
+                     "layers): estimated without it; transformers >= 5.0 (or <= 4.53) "
+                     "checkpoints them")
+    elif ckpt and acts.output_held_bytes:
+        notes.append(f"transformers {setup.transformers_version} keeps {spec.model_type}'s KV "
+                     f"cache under gradient checkpointing ({acts.output_held_bytes // MiB} MiB "
+                     "of fused QKV outputs held to the loss): pass use_cache=False to "
+                     "from_pretrained, or use transformers >= 4.53")
     if placement is not None and placement.cpu_bytes:
         notes.append(f"device_map places {placement.gpu_blocks} of "
                      f"{placement.gpu_blocks + placement.cpu_blocks} decoder layers on the GPU "

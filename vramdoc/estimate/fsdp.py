@@ -201,7 +201,9 @@ def dp_parts(setup: TrainSetup, spec: Any, groups: Any, params: Any, opt: Any,
     # plain attribute of the weight and of the module (bitsandbytes nn/modules.py: Params4bit
     # sets ``module.quant_state``; ``fix_4bit_weight_quant_state_from_module`` restores it
     # "for example for fsdp", after FSDP has flattened the weight)
-    buffers = q is not None and q.quant_method in ("gptq", "awq")
+    # (unless the loader made them parameters: setup.shard_quantized_tensors)
+    buffers = q is not None and q.quant_method in ("gptq", "awq") and not (
+        setup.shard_quantized_tensors and sh.engine == "fsdp")
     o2 = options(setup) if sh.engine == "fsdp" else None
     if (q is not None and q.quant_method == "bitsandbytes" and q.bits == 4 and o2 is not None
             and o2.version == 2 and not q.bnb_4bit_quant_storage.startswith(("float", "bfloat"))):

@@ -10,6 +10,17 @@ from the library's source at the named release:
   OPT, BLOOM, Falcon, GPT-NeoX, GPTBigCode) computed their own loss in the logits' dtype.
 - Logits: up to the 4.45 releases Llama-like models upcast their logits to fp32 in their own
   forward (``logits = logits.float()``), so the output they return holds fp32 logits.
+- KV cache: a forward without checkpointing fills the cache (``config.use_cache``). From
+  4.56 ``DynamicLayer.update`` starts each layer's cache with ``torch.cat`` of an empty tensor
+  and the new keys and values: copies. Before (4.36-4.55 ``DynamicCache``, and the tuples of
+  earlier releases) the cache keeps the tensors it is given, so it holds only what attention
+  did not save anyway.
+- GPTBigCode (santacoder, StarCoder) and checkpointing: up to 4.52 its model never turns
+  ``use_cache`` off under gradient checkpointing, so every layer's ``present``, a view of its
+  whole fused ``c_attn`` output, stays in the returned output until the loss is computed;
+  4.53 turns it off; from 4.54 to 4.57 the layers call no checkpoint function at all (lost in
+  the attention refactor, huggingface/transformers#38635; restored in 5.0 by #41818), so
+  ``gradient_checkpointing=True`` saves nothing.
 - MoE experts: before transformers 5, Mixtral's experts were separate ``nn.Linear`` modules
   (``MixtralBlockSparseTop2MLP``: w1, w2, w3) and its router an ``nn.Linear``, so
   bitsandbytes quantized them; transformers 5 fuses each layer's experts into 3-D parameters
@@ -87,6 +98,30 @@ def logits_upcast_in_model(version: str) -> bool:
     4.46 moved the upcast into ``ForCausalLMLoss`` (loss/loss_utils.py), leaving the output's
     logits in the head's dtype."""
     return version_tuple(version) < (4, 46)
+
+
+def cache_copies(version: str) -> bool:
+    """True when the KV cache a forward fills copies the keys and values it is given
+    (``DynamicLayer.update``'s ``torch.cat`` from 4.56, cache_utils.py); before, it keeps the
+    very tensors (4.36-4.55 ``DynamicCache.update`` appends them; earlier, tuples)."""
+    return version_tuple(version) >= (4, 56)
+
+
+def checkpointing_keeps_presents(model_type: str, version: str) -> bool:
+    """True when a checkpointed forward still fills the KV cache: GPTBigCode from its first
+    release (4.28) to 4.52 passes ``use_cache`` (``config.use_cache``, True by default) into
+    its checkpointed blocks and collects each block's ``present``, ``key_value = c_attn(x)
+    .split(...)``: a view that keeps the layer's whole fused QKV output alive in the returned
+    output. 4.53 sets ``use_cache = False`` under checkpointing (modeling_gpt_bigcode.py)."""
+    return model_type == "gpt_bigcode" and version_tuple(version) < (4, 53)
+
+
+def checkpointing_ignored(model_type: str, version: str) -> bool:
+    """True when ``gradient_checkpointing_enable()`` has no effect on the model: GPTBigCode's
+    layers call no checkpoint function from 4.54.0 to 4.57.x (its blocks are plain
+    ``nn.Module`` and the layer loop calls them directly, modeling_gpt_bigcode.py); 5.0
+    restores ``GradientCheckpointingLayer`` (huggingface/transformers#41818)."""
+    return model_type == "gpt_bigcode" and (4, 54) <= version_tuple(version) < (5, 0)
 
 
 def experts_are_linear(version: str) -> bool:

@@ -147,6 +147,11 @@ class _Builder:
             mk["attn_implementation"] = "flash_attention_2"
             self.lines["model_kwargs.attn_implementation"] = model_site.kwarg(
                 "use_flash_attention_2").line  # type: ignore[union-attr]
+        use_cache = model_site.get("use_cache")
+        if isinstance(use_cache, bool):  # from_pretrained(..., use_cache=False)
+            mk["use_cache"] = use_cache
+            self.lines["model_kwargs.use_cache"] = model_site.kwarg(
+                "use_cache").line  # type: ignore[union-attr]
         if mk:
             setup["model_kwargs"] = mk
 

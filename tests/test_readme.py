@@ -29,7 +29,7 @@ def test_accuracy_section_matches_the_benchmark() -> None:
 
     if not accuracy.DEFAULT_CSV.is_file():
         pytest.skip(f"calibration data not beside the checkout ({accuracy.DEFAULT_CSV})")
-    block = accuracy.readme_block(accuracy.run(accuracy.DEFAULT_CSV))
+    block = accuracy.readme_block(accuracy.run(accuracy.DEFAULT_CSV), accuracy.run_public())
     start, end = "<!-- section:accuracy -->\n", "<!-- /section:accuracy -->"
     current = README[README.index(start) + len(start):README.index(end)]
     assert current == block, "run `python -m tests.benchmarks.accuracy --write-readme`"

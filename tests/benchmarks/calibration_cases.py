@@ -24,6 +24,8 @@ Rows left out, and why:
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
 # HF Trainer's AdamW at the time of the source (transformers <= 4.5x): torch AdamW, foreach.
@@ -78,6 +80,13 @@ def _fms(model: str, method: str, batch: int, **kw: Any) -> dict[str, Any]:
             setup["prepare_model_for_kbit_training"] = False
     if method == "gptq":
         setup["quantization"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+        if kw.get("gpus", 1) > 1:
+            # framework_config accelerated-peft-autogptq under FSDP views QuantLinear's int32
+            # tensors as torch_dtype parameters so that FSDP shards them
+            # (plugins/accelerated-peft/src/fms_acceleration_peft/framework_plugin_autogptq.py:
+            # register_tensors_as_parameters_patch_rule, "if FSDP distributed need to convert
+            # the AutoGPTQ model's parameters (in tensors) to parameters")
+            setup["shard_quantized_tensors"] = True
     return setup
 
 
@@ -224,3 +233,45 @@ for _id, _m, _s in [
     ("QWEN-54", "qwen-14b", 8192),
 ]:
     CASES[_id] = _qwen(_m, _s, emb=True)
+
+
+# --- fms-acceleration's public rows beyond the shared calibration ----------------------------
+# The same benchmark CSV (foundation-model-stack/fms-acceleration@24bdadb2
+# scripts/benchmarks/refs/a100_80gb.csv, unchanged at 876e2ed) holds more measured rows than the
+# shared calibration: data/fms_public/a100_80gb_rows.csv copies them (source_line: the line in
+# that CSV), without the fused-kernel ("foak") configurations. They are checked, not fitted.
+FMS_PUBLIC_CSV = Path(__file__).resolve().parent / "data" / "fms_public" / "a100_80gb_rows.csv"
+
+_FMS_MODELS = {"bigcode/gpt_bigcode-santacoder": "santacoder",
+               "mistralai/Mistral-7B-v0.1": "mistral-7b",
+               "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b"}
+
+
+def fms_public_case(row: dict[str, str]) -> dict[str, Any]:
+    """The setup of one fms-acceleration CSV row (scenarios.yaml at the same commit)."""
+    model = _FMS_MODELS.get(row["model_name_or_path"], row["model_name_or_path"])
+    batch, gpus = int(row["per_device_train_batch_size"]), int(row["num_gpus"])
+    kw: dict[str, Any] = {"gpus": gpus}
+    if model == "santacoder":
+        kw["max_len"] = 2048
+    fw = row["framework_config"]
+    if fw == "accelerated-peft-autogptq":
+        return _fms(model, "gptq", batch, dtype="float16", fp16=True, **kw)
+    if fw == "none":
+        return _fms(model, "lora" if row["peft_method"] == "lora" else "full", batch, **kw)
+    setup = _fms(model, "qlora", batch, bf16=True, **kw)
+    if fw == "accelerated-peft-bnb":
+        # the plugin's augmentation: its own _prepare_model_for_kbit_training (freezes the base
+        # and enables checkpointing, without peft's fp32 upcast), then get_peft_model;
+        # scenarios.yaml adds c_attn to the targets for santacoder
+        # (plugins/accelerated-peft/src/fms_acceleration_peft/framework_plugin_bnb.py)
+        setup["prepare_model_for_kbit_training"] = False
+        setup["lora"]["target_modules"] = ["q_proj", "k_proj", "v_proj", "o_proj", "c_attn"]
+    return setup
+
+
+def fms_public_rows() -> list[tuple[str, dict[str, Any], float]]:
+    """(id, setup, measured peak allocated GiB) of every row in FMS_PUBLIC_CSV."""
+    with FMS_PUBLIC_CSV.open(newline="", encoding="utf-8") as fh:
+        return [(r["id"], fms_public_case(r), int(r["mem_peak_torch_mem_alloc_in_bytes"]) / 2**30)
+                for r in csv.DictReader(fh)]

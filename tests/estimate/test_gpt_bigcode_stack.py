@@ -195,3 +195,26 @@ def test_shard_quantized_tensors_refused_where_it_means_nothing(bad: dict[str, A
     m.update(bad)
     with pytest.raises(ConfigError, match=what):
         setup_from_mapping(m)
+
+
+def test_falcon_linear_quantized_before_5_5() -> None:
+    # integrations/bitsandbytes.py: ``isinstance(module, (nn.Linear, Conv1D))`` up to 5.4.0,
+    # ``type(module) is nn.Linear`` from 5.5.0: FalconLinear (a subclass) stays 16-bit then
+    from vramdoc.estimate.stack import bnb_skips_linear_subclasses
+
+    assert not bnb_skips_linear_subclasses("4.48.1")
+    assert not bnb_skips_linear_subclasses("5.4.0")
+    assert bnb_skips_linear_subclasses("5.5.0") and bnb_skips_linear_subclasses("5")
+
+    def weights(tf: str) -> int:
+        return int(_est({"model": "falcon-7b", "stack": {"transformers": tf},
+                         "model_kwargs": {"dtype": "bfloat16"},
+                         "quantization": {"load_in_4bit": True},
+                         "prepare_model_for_kbit_training": False,
+                         "lora": {"r": 8, "lora_alpha": 16,
+                                  "target_modules": ["query_key_value"]},
+                         "training": {"per_device_train_batch_size": 1},
+                         "max_seq_length": 128}).phase_components["load"]["weights"])
+
+    # Falcon-7B's blocks hold ~6.5 B of its 6.9 B parameters: 2 bytes each, or half a byte
+    assert weights("5.24") - weights("4.48.1") > 9e9

@@ -37,6 +37,7 @@ from vramdoc.estimate.overhead import (
 )
 from vramdoc.estimate.params import DTYPE_BYTES, ParamAccount, account_params, is_quantized
 from vramdoc.estimate.stack import (
+    bnb_skips_linear_subclasses,
     cache_copies,
     checkpointing_ignored,
     checkpointing_keeps_presents,
@@ -320,6 +321,11 @@ def build_estimate(setup: TrainSetup, spec: Any, groups: Any, gpu: Any = None,
     if experts_are_linear(setup.transformers_version):
         # per-expert nn.Linear modules and an nn.Linear router: bitsandbytes quantizes them
         groups = tuple(replace(g, quantizable=True) if g.kind in (EXPERTS, ROUTER) else g
+                       for g in groups)
+    if spec.model_type == "falcon" and not bnb_skips_linear_subclasses(
+            setup.transformers_version):
+        # FalconLinear, an nn.Linear subclass, is quantized before 5.5 (stack.py)
+        groups = tuple(replace(g, quantizable=True) if g.kind == LINEAR and g.in_block else g
                        for g in groups)
     lora_notes: tuple[str, ...] = ()
     if setup.lora is not None:

@@ -21,6 +21,8 @@ from the library's source at the named release:
   4.53 turns it off; from 4.54 to 4.57 the layers call no checkpoint function at all (lost in
   the attention refactor, huggingface/transformers#38635; restored in 5.0 by #41818), so
   ``gradient_checkpointing=True`` saves nothing.
+- Linear subclasses: from 5.5 bitsandbytes replaces only modules of type exactly nn.Linear,
+  so Falcon's FalconLinear projections stay 16-bit; before, it quantized them too.
 - MoE experts: before transformers 5, Mixtral's experts were separate ``nn.Linear`` modules
   (``MixtralBlockSparseTop2MLP``: w1, w2, w3) and its router an ``nn.Linear``, so
   bitsandbytes quantized them; transformers 5 fuses each layer's experts into 3-D parameters
@@ -122,6 +124,16 @@ def checkpointing_ignored(model_type: str, version: str) -> bool:
     ``nn.Module`` and the layer loop calls them directly, modeling_gpt_bigcode.py); 5.0
     restores ``GradientCheckpointingLayer`` (huggingface/transformers#41818)."""
     return model_type == "gpt_bigcode" and (4, 54) <= version_tuple(version) < (5, 0)
+
+
+def bnb_skips_linear_subclasses(version: str) -> bool:
+    """True when bitsandbytes quantizes only modules whose type is exactly nn.Linear (or GPT-2's
+    Conv1D): ``type(module) is nn.Linear`` in integrations/bitsandbytes.py from 5.5.0; before,
+    ``isinstance(module, (nn.Linear, Conv1D))`` also took subclasses such as Falcon's
+    FalconLinear. A bare "5" (the default stack) is the current 5.x release."""
+    if "." not in version:
+        return int(version) >= 5
+    return version_tuple(version) >= (5, 5)
 
 
 def experts_are_linear(version: str) -> bool:

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from vramdoc.estimate.stack import (
+    bnb_skips_linear_subclasses,
+    checkpointing_ignored,
+    version_tuple,
+)
 from vramdoc.planner.space import OPTIM_INFO, optim_state_bits
 from vramdoc.setup import TrainSetup
 from vramdoc.units import GiB, MiB
@@ -109,6 +114,11 @@ def setup_context(setup: TrainSetup, spec: Any, base: dict[str, Any],
         "learning_rate": t.learning_rate, "warmup_steps": t.warmup_steps,
         "lr_scheduler_type": t.lr_scheduler_type, "max_grad_norm": t.max_grad_norm,
         "weight_decay": t.weight_decay, "use_liger_kernel": t.use_liger_kernel,
+        "transformers_version": setup.transformers_version,
+        "transformers_major": version_tuple(setup.transformers_version)[0],
+        "checkpointing_ignored": checkpointing_ignored(spec.model_type,
+                                                       setup.transformers_version),
+        "bnb_skips_linear_subclasses": bnb_skips_linear_subclasses(setup.transformers_version),
     })
     for name in MEMORY_NAMES:
         ctx[name] = None

@@ -28,6 +28,7 @@ READER_MODULES: tuple[str, ...] = (
     "vramdoc.readers.axolotl",  # axolotl YAML (base_model, micro_batch_size ...)
     "vramdoc.readers.llamafactory",  # LLaMA-Factory YAML (cutoff_len, finetuning_type ...)
     "vramdoc.readers.trl",  # TRL config YAML (model_name_or_path + SFTConfig keys)
+    "vramdoc.readers.setupfile",  # vramdoc's own setup file (model + training / lora ...)
     "vramdoc.readers.runs",  # config.json / adapter_config.json / trainer_state.json
 )
 

@@ -46,6 +46,12 @@ def test_a_setup_json_is_read_too(tmp_path) -> None:  # type: ignore[no-untyped-
     r = read_source(p)
     assert r.kind == "setup" and r.setup == {"model": "gpt2",
                                              "training": {"per_device_train_batch_size": 1}}
+    p.write_text('{"model": "gpt2", "training": {"per_device_train_batch_size": 1}}')  # one line
+    assert read_source(p).kind == "setup"
+    p.write_text('{"model": "gpt2", "training": ')  # cut short: said, not a traceback
+    r = read_source(p)
+    assert r.setup is None and r.findings[0].code == "R200" and "not valid JSON" in \
+        r.findings[0].message
 
 
 def test_other_formats_keep_their_readers(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ KIND = "setup"
 # model_name_or_path) and describes a run with at least one of these sections
 _SIGNS = frozenset({"training", "lora", "quantization", "model_kwargs", "max_seq_length",
                     "stack", "num_gpus", "prepare_model_for_kbit_training", "hold_outputs"})
-_JSON_TOP = re.compile(r'^\s{0,8}"([A-Za-z_][A-Za-z0-9_]*)"\s*:', re.M)
+_JSON_KEY = re.compile(r'"([A-Za-z_][A-Za-z0-9_]*)"\s*:')
 
 
 def _keys(path: Path, text: str) -> set[str]:
@@ -29,7 +29,11 @@ def _keys(path: Path, text: str) -> set[str]:
     if suffix in (".yml", ".yaml"):
         return top_keys(text)
     if suffix == ".json":
-        return set(_JSON_TOP.findall(text[:50000]))
+        try:
+            data = json.loads(text)
+        except ValueError:  # broken JSON: any key it names (read() then says what is wrong)
+            return set(_JSON_KEY.findall(text[:50000]))
+        return {k for k in data if isinstance(k, str)} if isinstance(data, dict) else set()
     return set()
 
 

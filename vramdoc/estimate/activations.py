@@ -1418,11 +1418,14 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # A block may hand on a wider residual stream than it got: under autocast a k-bit MLP
     # (bitsandbytes casts its output back to its input's dtype) after an nn.LayerNorm (fp32
     # under CUDA autocast) returns fp32, and ``residual + mlp_out`` is fp32 from layer 0 on
-    # (GPT-2-era models with an un-upcast QLoRA base). The first block runs on the embeddings'
-    # dtype, every later one on the wider stream.
+    # (GPT-2-era models with an un-upcast QLoRA base; measured: fms-acceleration's santacoder
+    # QLoRA rows, -9 % without this). The first block runs on the embeddings' dtype, every
+    # later one on the wider stream. Only k-bit bases for now: PhiMoE's MoE output (cast to its
+    # fp32 LayerNorm input) widens it too, but its checkpointed instants are fitted to traces
+    # on the narrow stream (bench_trace_matrix phimoe: worst 1.09 -> 1.40 % with it)
     first_elem = x_elem
     widened = max(outs[id(w)] for w in walks.values())
-    if not spec.is_encoder and spec.family != "encoder" and widened > x_elem:
+    if st.quantized and not spec.is_encoder and spec.family != "encoder" and widened > x_elem:
         first_elem, x_elem = x_elem, widened
         st = replace(st, r=widened, emb_elem=st.emb_elem or first_elem)
         walks = {m: walk_block(True, m) for m in kinds}

@@ -138,8 +138,10 @@ rows whose source does not say how it measured ("unknown") are compared with the
 Each row's setup is written from the row's stated configuration (`tests/benchmarks/
 calibration_cases.py`, with the stack each source pinned); nothing is fitted per case. Left
 out: torchtune's own training loop, runs whose peak includes generation, DeepSpeed runs of
-unstated configuration. fms' 2-GPU GPTQ runs are in the section below: their plugin makes
-GPTQ's packed tensors FSDP parameters (`shard_quantized_tensors: true`).
+unstated configuration. fms' 2-GPU GPTQ runs (FMS-25/29/31/33) load through its
+accelerated-peft-autogptq plugin, which makes GPTQ's packed tensors parameters that FSDP
+shards (`shard_quantized_tensors: true`); before that was expressible (this change) they
+were left out, at +12.7 to +56.6 % with the tensors whole on each GPU.
 The last lines summarise the 2-GPU FSDP rows per view.
 Rows marked `/smi` compare the device view with the nvidia-smi peak that fms-acceleration
 published for the same run, `/alloc` the allocated peak fsdp_qlora gave beside its reserved

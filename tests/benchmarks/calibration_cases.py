@@ -11,10 +11,9 @@ Rows left out, and why:
   cross-entropy, compile, activation offloading, optimizer-in-backward), not the Hugging Face
   stack this estimator models.
 - Multi-GPU rows other than fms-acceleration's FSDP runs (DeepSpeed ZeRO, FSDP with CPU
-  offload of other frameworks, 4- and 8-GPU runs of unstated configuration), and fms' GPTQ
-  FSDP runs (FMS-25/29/31/33): plain FSDP leaves GPTQ's qweight/scales buffers unsharded,
-  while fms' accelerated-peft-autogptq plugin changes how they shard, which the measured
-  figures bracket (between the sharded and the unsharded estimate).
+  offload of other frameworks, 4- and 8-GPU runs of unstated configuration). fms' GPTQ FSDP
+  runs (FMS-25/29/31/33) are in: its accelerated-peft-autogptq plugin makes GPTQ's packed
+  tensors parameters that FSDP shards (``shard_quantized_tensors``, set by ``_fms``).
 - PEFTMC-*: whole-process reserved peak includes periodic generation eval (batch 50, 800
   tokens), which is not a training step.
 - PEFTR-*, GALORE-*, QWEN full-parameter and Q-LoRA (GPTQ Int4) rows: DeepSpeed (ZeRO-2/3
@@ -201,6 +200,14 @@ CASES: dict[str, dict[str, Any]] = {
     "FMS-16": _fms("mistral-7b", "qlora", 2, bf16=True, gpus=2),
     "FMS-18": _fms("mistral-7b", "qlora", 4, bf16=True, gpus=2),
     "FMS-23": _fms("NousResearch/Llama-2-70b-hf", "qlora", 2, bf16=True, gpus=2),
+    # framework_config accelerated-peft-autogptq, fp16 AMP on float16 weights
+    "FMS-25": _fms("TheBloke/Mistral-7B-v0.1-GPTQ", "gptq", 2, dtype="float16", fp16=True,
+                   gpus=2),
+    "FMS-29": _fms("TheBloke/Mixtral-8x7B-Instruct-v0.1-GPTQ", "gptq", 2, dtype="float16",
+                   fp16=True, gpus=2),
+    "FMS-31": _fms("TheBloke/Mixtral-8x7B-Instruct-v0.1-GPTQ", "gptq", 4, dtype="float16",
+                   fp16=True, gpus=2),
+    "FMS-33": _fms("TheBloke/Llama-2-70B-GPTQ", "gptq", 2, dtype="float16", fp16=True, gpus=2),
     # --- HF docs, V100 16GB, nvidia-smi --------------------------------------------------------
     "HFD-01": _hfd(4),
     "HFD-02": _hfd(1, ga=4),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 from vramdoc.readers import read_source, reader_for
 
@@ -15,7 +17,7 @@ max_seq_length: 1024
 """
 
 
-def test_a_setup_yaml_is_read_as_it_is(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_setup_yaml_is_read_as_it_is(tmp_path: Path) -> None:
     p = tmp_path / "run.yaml"
     p.write_text(SETUP)
     r = read_source(p)
@@ -24,7 +26,8 @@ def test_a_setup_yaml_is_read_as_it_is(tmp_path) -> None:  # type: ignore[no-unt
     assert r.lines["training"] == 4
 
 
-def test_doctor_checks_a_setup_file_line_by_line(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_doctor_checks_a_setup_file_line_by_line(
+        tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]]) -> None:
     p = tmp_path / "run.yaml"
     p.write_text(SETUP)
     code, out, _ = run_cli("doctor", str(p))
@@ -39,7 +42,7 @@ def test_doctor_checks_a_setup_file_line_by_line(tmp_path, run_cli) -> None:  # 
            "'training'?)" in out
 
 
-def test_a_setup_json_is_read_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_setup_json_is_read_too(tmp_path: Path) -> None:
     p = tmp_path / "run.json"
     p.write_text(json.dumps({"model": "gpt2", "training": {"per_device_train_batch_size": 1}},
                             indent=2))
@@ -54,7 +57,7 @@ def test_a_setup_json_is_read_too(tmp_path) -> None:  # type: ignore[no-untyped-
         r.findings[0].message
 
 
-def test_other_formats_keep_their_readers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_other_formats_keep_their_readers(tmp_path: Path) -> None:
     axo = tmp_path / "axolotl.yaml"
     axo.write_text("base_model: gpt2\nmicro_batch_size: 2\nsequence_len: 512\n")
     trl = tmp_path / "sft.yaml"

@@ -150,8 +150,8 @@ class _Builder:
         use_cache = model_site.get("use_cache")
         if isinstance(use_cache, bool):  # from_pretrained(..., use_cache=False)
             mk["use_cache"] = use_cache
-            self.lines["model_kwargs.use_cache"] = model_site.kwarg(
-                "use_cache").line  # type: ignore[union-attr]
+            kw_uc = model_site.kwarg("use_cache")
+            self.lines["model_kwargs.use_cache"] = kw_uc.line if kw_uc else model_site.line
         if mk:
             setup["model_kwargs"] = mk
 

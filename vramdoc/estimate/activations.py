@@ -162,6 +162,8 @@ class BlockWalker:
         # what one layer's present keeps (stack.checkpointing_keeps_presents): the fused QKV
         # output it is a view of, else the key and value
         self.present_bytes = 0
+        # the element bytes of the block's output (set by the walk's caller)
+        self.out_elem = 0
         # what the calling frames hold while a LoRA layer runs (block input, residual, the
         # MLP's input) and the decoder model's inputs_embeds, live through the whole loop
         self._ctx: list[T] = []
@@ -1406,11 +1408,9 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # the fp32 input
     x_elem = 4 if spec.family == "encoder" and st.autocast else st.r
 
-    outs: dict[int, int] = {}  # walker id -> its block output's element bytes
-
     def walk_block(input_grad: bool, masked: bool, elem: int = 0) -> BlockWalker:
         w = BlockWalker(spec, lin, st, masked)
-        outs[id(w)] = w.walk(w.g.new(rows * h, elem or x_elem, input_grad)).elem
+        w.out_elem = w.walk(w.g.new(rows * h, elem or x_elem, input_grad)).elem
         return w
 
     kinds = ([True] if n_masked > 0 else []) + ([False] if n_masked < L else [])
@@ -1424,7 +1424,7 @@ def account_activations(spec: ModelSpec, groups: tuple[ParamGroup, ...], st: Act
     # fp32 LayerNorm input) widens it too, but its checkpointed instants are fitted to traces
     # on the narrow stream (bench_trace_matrix phimoe: worst 1.09 -> 1.40 % with it)
     first_elem = x_elem
-    widened = max(outs[id(w)] for w in walks.values())
+    widened = max(w.out_elem for w in walks.values())
     if st.quantized and not spec.is_encoder and spec.family != "encoder" and widened > x_elem:
         first_elem, x_elem = x_elem, widened
         st = replace(st, r=widened, emb_elem=st.emb_elem or first_elem)
